@@ -1,1 +1,3 @@
 """Multi-tenant email backend."""
+
+__version__ = "1.0.0"

@@ -221,7 +221,11 @@ def _one_line(exc: ValidationError) -> str:
     if not name:
         return f"invalid configuration: {message}"
     shown = os.environ.get(name)
-    got = f" (got {shown!r})" if shown is not None and "SECRET" not in name and "KEY" not in name else ""
+    got = (
+        f" (got {shown!r})"
+        if shown is not None and "SECRET" not in name and "KEY" not in name
+        else ""
+    )
     return f"invalid configuration: {name}: {message}{got}"
 
 
@@ -254,7 +258,9 @@ def _read_or_create(path: Path, make: Callable[[], str], warn: Callable[[str], N
             if value:
                 return value
             time.sleep(0.02)
-        raise ConfigError(f"invalid configuration: {path} is empty; delete it to regenerate") from None
+        raise ConfigError(
+            f"invalid configuration: {path} is empty; delete it to regenerate"
+        ) from None
     value = make()
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")

@@ -3,8 +3,9 @@
 ::
 
     EmailServiceError                 base; never raised itself
-    ├── ValidationError               input that breaks a rule (400/422)
-    │   └── HeaderInjectionError      CR/LF where a header value is built
+    ├── ValidationError               input that breaks a rule (422)
+    │   ├── BadRequestError           a malformed request: header, body encoding (400)
+    │   └── HeaderInjectionError      CR/LF where a header value is built (400)
     ├── NotFoundError                 no such object *for this tenant* (404)
     ├── ConflictError                 state forbids it, e.g. duplicate account (409)
     ├── AuthError                     bad or missing credentials (401)
@@ -45,6 +46,12 @@ class ValidationError(EmailServiceError):
     def __init__(self, message: str, field: str | None = None, **details: Any) -> None:
         super().__init__(message, **details)
         self.field = field
+
+
+class BadRequestError(ValidationError):
+    """A malformed request envelope: a bad header, a body that is not JSON."""
+
+    code = "bad_request"
 
 
 class HeaderInjectionError(ValidationError):

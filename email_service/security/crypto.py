@@ -84,14 +84,18 @@ class Vault:
         try:
             return self._multi.decrypt(ciphertext.encode()).decode()
         except InvalidToken:
-            raise DecryptError("stored credentials cannot be decrypted with the configured keys") from None
+            raise DecryptError(
+                "stored credentials cannot be decrypted with the configured keys"
+            ) from None
 
     def rotate(self, ciphertext: str) -> Sealed:
         """Re-encrypt under the primary key (MultiFernet.rotate)."""
         try:
             token = self._multi.rotate(ciphertext.encode())
         except InvalidToken:
-            raise DecryptError("stored credentials cannot be decrypted with the configured keys") from None
+            raise DecryptError(
+                "stored credentials cannot be decrypted with the configured keys"
+            ) from None
         return Sealed(token.decode(), self.primary_key_id)
 
 

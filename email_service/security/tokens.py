@@ -100,4 +100,4 @@ def _tenants(claims: dict[str, object]) -> frozenset[str]:
         raise AuthError("invalid token: no tenants claim")
     if not all(isinstance(t, str) and TENANT_RE.match(t) for t in values):
         raise AuthError("invalid token: malformed tenants claim")
-    return frozenset(values)  # type: ignore[arg-type]
+    return frozenset(values)

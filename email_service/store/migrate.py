@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same for every process that migrates.
@@ -40,11 +41,20 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 
 def current(engine: Engine) -> str | None:
-    """The revision the database is at."""
+    """The revision the database is at (None before the first migration)."""
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def is_current(engine: Engine) -> bool:
+    """True if the schema is at head; raises if the database does not answer."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return False
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head()
+
+
+@cache
 def head() -> str | None:
-    """The newest revision shipped with the code."""
+    """The newest revision shipped with the code (read once per process)."""
     return ScriptDirectory.from_config(_config()).get_current_head()

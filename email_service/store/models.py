@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Index, Integer, MetaData, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import (
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 

@@ -1,0 +1,1 @@
+"""HTTP only: blueprints, schemas, auth and tenancy, problem+json."""

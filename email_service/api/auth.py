@@ -1,0 +1,58 @@
+"""Bearer JWT on every ``/api/*`` request, then the tenant the request acts for.
+
+The tenant is the ``TENANT_ID_HEADER`` header (``X-Tenant-ID``) or ``DEFAULT_TENANT_ID``;
+it must be one of the token's tenants, else 403. A malformed header value (including a
+header sent twice, which arrives comma-joined) is a 400.
+"""
+
+from __future__ import annotations
+
+from flask import g, request
+
+from email_service.api.context import runtime
+from email_service.errors import AuthError, BadRequestError, ForbiddenError
+from email_service.security import tokens
+
+API_PREFIX = "/api/"
+
+
+def authenticate() -> None:
+    """before_request hook: verify the token and pick the tenant for /api/* requests."""
+    if not request.path.startswith(API_PREFIX) or request.method == "OPTIONS":
+        return
+    settings = runtime().settings
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("missing bearer token (Authorization: Bearer <JWT>)")
+    assert settings.jwt_secret is not None
+    principal = tokens.verify(
+        token.strip(),
+        settings.jwt_secret,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        leeway=settings.jwt_leeway,
+    )
+    tenant = _requested_tenant(settings.tenant_id_header, settings.default_tenant_id)
+    if tenant not in principal.tenants:
+        raise ForbiddenError(f"token does not grant access to tenant {tenant!r}")
+    g.principal = principal
+    g.tenant_id = tenant
+
+
+def _requested_tenant(header_name: str, default: str) -> str:
+    values = request.headers.getlist(header_name)
+    if not values:
+        return default
+    if len(values) > 1:
+        raise BadRequestError(
+            f"{header_name} given more than once", field=header_name, location="header"
+        )
+    value = values[0].strip()
+    if not tokens.TENANT_RE.match(value):
+        raise BadRequestError(
+            f"{header_name} must be 1-64 letters, digits, '.', '_' or '-'",
+            field=header_name,
+            location="header",
+        )
+    return value

@@ -1,0 +1,48 @@
+"""create_app: wiring only — settings, runtime, blueprints, hooks, error handlers."""
+
+from __future__ import annotations
+
+import logging
+
+from apiflask import APIFlask
+
+from email_service import __version__
+from email_service.api import accounts, health, hooks, openapi, problems
+from email_service.api.auth import authenticate
+from email_service.api.context import EXTENSION
+from email_service.config import Settings, load_settings, with_generated_secrets
+from email_service.observability.logging import configure_logging
+from email_service.services.runtime import Runtime
+
+
+def prepare_settings(settings: Settings | None = None) -> Settings:
+    """Load settings and fill development secrets from DATA_DIR (warning in the log)."""
+    settings = settings or load_settings()
+    return with_generated_secrets(settings, logging.getLogger("email_service").warning)
+
+
+def create_app(settings: Settings | None = None, configure_logs: bool = True) -> APIFlask:
+    """The WSGI application."""
+    settings = settings or load_settings()
+    if configure_logs:
+        configure_logging(settings.log_level, settings.log_dir)
+    settings = prepare_settings(settings)
+    app = APIFlask(
+        "email_service",
+        title="email-service",
+        version=settings.service_version or __version__,
+        docs_path="/docs",
+        spec_path="/openapi.json",
+        docs_ui="swagger-ui",
+    )
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.config["JSON_SORT_KEYS"] = False
+    app.extensions[EXTENSION] = Runtime.build(settings)
+    openapi.configure(app, settings.tenant_id_header)
+    problems.register(app)
+    app.before_request(hooks.start_request)
+    app.before_request(authenticate)
+    app.after_request(hooks.finish_request)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(accounts.bp)
+    return app

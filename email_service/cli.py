@@ -1,0 +1,209 @@
+"""The ``email-service`` command: serve, worker, beat, migrate, token, accounts, rotate-key."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from email_service.config import Security, Settings, load_settings, with_generated_secrets
+from email_service.errors import ConfigError, EmailServiceError
+from email_service.observability.logging import configure_logging
+from email_service.security import tokens
+from email_service.security.crypto import generate_key
+from email_service.services import accounts as account_service
+from email_service.services.runtime import Runtime
+from email_service.store import migrate as migrations
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GUNICORN_CONFIG = REPO_ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def _settings() -> Settings:
+    """Settings with development secrets filled in; one-line exit on bad configuration."""
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level, None)
+        return with_generated_secrets(settings, logging.getLogger("email_service").warning)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _runtime() -> Runtime:
+    try:
+        return Runtime.build(_settings())
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _exec(argv: list[str]) -> NoReturn:
+    program = shutil.which(
+        argv[0], path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+    )
+    if program is None:
+        raise click.ClickException(f"{argv[0]} not found next to {sys.executable}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(program, [program, *argv[1:]])  # noqa: S606 - replaces this process, no shell
+
+
+@click.group()
+@click.version_option(package_name="email-service")
+def main() -> None:
+    """Multi-tenant email backend."""
+
+
+@main.command()
+def serve() -> None:
+    """Run the API under Gunicorn (gthread) with the environment's settings."""
+    settings = _settings()
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    config = os.environ.get("GUNICORN_CONFIG", str(GUNICORN_CONFIG))
+    host = "127.0.0.1" if settings.flask_host in ("0.0.0.0", "::") else settings.flask_host  # noqa: S104
+    click.echo(f"email-service listening on http://{host}:{settings.flask_port}", err=True)
+    click.echo("mint a token with: email-service token --tenant default", err=True)
+    os.environ.setdefault("JWT_SECRET", settings.jwt_secret or "")
+    os.environ.setdefault("ENCRYPTION_KEY", ",".join(settings.encryption_key))
+    _exec(["gunicorn", "--config", config, "email_service.wsgi:app"])
+
+
+@main.command()
+@click.option("--concurrency", "-c", type=int, default=4, show_default=True)
+def worker(concurrency: int) -> None:
+    """Run a Celery worker for the service's tasks."""
+    _settings()
+    _exec(
+        [
+            "celery",
+            "-A",
+            "email_service.jobs.app:celery_app",
+            "worker",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+        ]
+    )
+
+
+@main.command()
+def beat() -> None:
+    """Run Celery beat (periodic sync, due scheduled sends)."""
+    settings = _settings()
+    schedule = settings.data_dir / "celerybeat-schedule"
+    _exec(
+        [
+            "celery",
+            "-A",
+            "email_service.jobs.app:celery_app",
+            "beat",
+            "--schedule",
+            str(schedule),
+            "--loglevel",
+            "INFO",
+        ]
+    )
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    runtime = _runtime()
+    migrations.upgrade(runtime.db.engine)
+    click.echo(f"database at revision {migrations.current(runtime.db.engine)}")
+
+
+@main.command()
+@click.option("--tenant", "tenants", multiple=True, required=True, help="repeat for several")
+@click.option("--sub", default="cli", show_default=True, help="subject (who the token is for)")
+@click.option("--ttl", type=int, default=tokens.DEFAULT_TTL, show_default=True, help="seconds")
+def token(tenants: tuple[str, ...], sub: str, ttl: int) -> None:
+    """Print a JWT for the given tenant(s), signed with JWT_SECRET."""
+    settings = _settings()
+    assert settings.jwt_secret is not None
+    try:
+        click.echo(
+            tokens.mint(
+                settings.jwt_secret,
+                list(tenants),
+                sub,
+                ttl,
+                settings.jwt_audience,
+                settings.jwt_issuer,
+            )
+        )
+    except EmailServiceError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@main.group()
+def accounts() -> None:
+    """Manage accounts from the command line."""
+
+
+@accounts.command("add")
+@click.option("--tenant", required=True)
+@click.option("--email", required=True)
+@click.option("--password", help="read from a prompt (or $EMAIL_PASSWORD) when omitted")
+@click.option("--display-name")
+@click.option("--username")
+@click.option("--imap-host")
+@click.option("--imap-port", type=int)
+@click.option("--imap-security", type=click.Choice([s.value for s in Security]))
+@click.option("--smtp-host")
+@click.option("--smtp-port", type=int)
+@click.option("--smtp-security", type=click.Choice([s.value for s in Security]))
+def accounts_add(
+    tenant: str, email: str, password: str | None, **options: str | int | None
+) -> None:
+    """Register a mailbox for a tenant."""
+    password = password or os.environ.get("EMAIL_PASSWORD") or getpass.getpass("password: ")
+    for key in ("imap_security", "smtp_security"):
+        if options[key] is not None:
+            options[key] = Security(str(options[key]))
+    runtime = _runtime()
+    fields = account_service.AccountFields(email=email, password=password, **options)  # type: ignore[arg-type]
+    try:
+        with runtime.db.session() as session:
+            record = account_service.create_account(
+                session, tenant, fields, runtime.vault, runtime.hosts
+            )
+    except EmailServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"{record.id}\t{record.email}")
+
+
+@accounts.command("list")
+@click.option("--tenant", required=True)
+def accounts_list(tenant: str) -> None:
+    """List a tenant's accounts (id, email, IMAP server, status)."""
+    runtime = _runtime()
+    cursor: str | None = None
+    with runtime.db.session() as session:
+        while True:
+            page = account_service.list_accounts(session, tenant, 500, cursor)
+            for r in page.items:
+                click.echo(f"{r.id}\t{r.email}\t{r.imap_host}:{r.imap_port}\t{r.status}")
+            if not (cursor := page.next_cursor):
+                break
+
+
+@main.command("rotate-key")
+@click.option(
+    "--generate", is_flag=True, help="only print a new key to put first in ENCRYPTION_KEY"
+)
+def rotate_key(generate: bool) -> None:
+    """Re-encrypt every stored credential with the first ENCRYPTION_KEY."""
+    if generate:
+        click.echo(generate_key())
+        return
+    runtime = _runtime()
+    with runtime.db.session() as session:
+        rotated, total = account_service.rotate_keys(session, runtime.vault)
+    click.echo(f"re-encrypted {rotated}/{total} rows under key {runtime.vault.primary_key_id}")

@@ -1,0 +1,50 @@
+"""Celery app and thin tasks: ids in, a service call, nothing else.
+
+Broker and result backend come from CELERY_BROKER_URL/CELERY_RESULT_BACKEND, else
+REDIS_URL. Without either (embedded default) a worker process uses a SQLite broker in
+DATA_DIR. Only JSON crosses the broker: a pickled message is refused.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from email_service.config import Settings, load_settings
+
+# Redis' default visibility timeout is 1 h; an ETA beyond it would be re-delivered in a
+# loop (ECOSYSTEM.md), so scheduled work goes through beat, and this bounds the rest.
+VISIBILITY_TIMEOUT_S = 6 * 3600
+
+
+def broker_urls(settings: Settings) -> tuple[str, str]:
+    """Broker and result backend for these settings."""
+    if settings.broker_url:
+        return settings.broker_url, settings.result_backend or settings.broker_url
+    base = settings.data_dir.resolve()
+    return (
+        f"sqla+sqlite:///{base / 'celery-broker.db'}",
+        f"db+sqlite:///{base / 'celery-results.db'}",
+    )
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    """A Celery app configured from settings (JSON only, late acks)."""
+    settings = settings or load_settings()
+    broker, backend = broker_urls(settings)
+    app = Celery("email_service", broker=broker, backend=backend)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],  # a pickled message is rejected, never executed
+        result_accept_content=["json"],
+        task_acks_late=True,  # a task is acknowledged after it ran ...
+        task_reject_on_worker_lost=True,  # ... and re-queued if its worker died
+        worker_prefetch_multiplier=1,  # long sync tasks: do not hoard messages
+        worker_hijack_root_logger=False,  # keep our JSON logging
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        result_expires=24 * 3600,
+        timezone="UTC",
+        enable_utc=True,
+    )
+    return app

@@ -1,0 +1,1 @@
+"""JSON logging, request context, metrics."""

@@ -1,0 +1,111 @@
+"""JSON structured logs: one object per line with the spec's fields.
+
+``timestamp``, ``level``, ``service``, ``request_id``, ``tenant_id``, ``message`` and, for
+timed events, ``duration_ms``. Standard-library loggers (Gunicorn, Celery, SQLAlchemy) go
+through the same formatter. Secrets never reach a line: values under secret-looking keys
+are replaced, and bearer tokens and Fernet tokens inside messages are masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+import sys
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+SERVICE = "email_service"
+# Keys whose values are never logged, whatever their level.
+SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|api[_-]?key|credential", re.I)
+# A JWT, a bearer header or a Fernet token inside free text.
+SECRET_TEXT = re.compile(r"(?i:bearer\s+)\S+|eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*|gAAAAA[\w=-]{40,}")
+REDACTED = "[redacted]"
+# Rotate at 10 MiB, keep 10 files: the spec's json-file logging options.
+ROTATE_BYTES = 10 * 1024 * 1024
+ROTATE_KEEP = 10
+
+
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event):
+        if SECRET_KEYS.search(key):
+            event[key] = REDACTED
+        elif isinstance(event[key], str):
+            event[key] = SECRET_TEXT.sub(REDACTED, event[key])
+    return event
+
+
+def _shape(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Put the spec's fields first, in the spec's order; the rest follow."""
+    shaped: dict[str, Any] = {
+        "timestamp": event.pop("timestamp", None),
+        "level": str(event.pop("level", "info")).upper(),
+        "service": event.pop("service", SERVICE),
+        "request_id": event.pop("request_id", None),
+        "tenant_id": event.pop("tenant_id", None),
+        "message": event.pop("event", ""),
+    }
+    shaped.update(event)
+    return shaped
+
+
+def _processors() -> list[Any]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.format_exc_info,
+    ]
+
+
+def _formatter() -> structlog.stdlib.ProcessorFormatter:
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_processors(),
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _redact,
+            _shape,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+
+
+def configure_logging(level: str = "INFO", log_dir: Path | None = None) -> None:
+    """Send every logger's records, as JSON, to stderr and the log files."""
+    formatter = _formatter()
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(_rotating(log_dir / "email-service.log", logging.DEBUG))
+        handlers.append(_rotating(log_dir / "error.log", logging.ERROR))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(level)
+    structlog.configure(
+        processors=[*_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def _rotating(path: Path, level: int) -> logging.Handler:
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=ROTATE_BYTES, backupCount=ROTATE_KEEP, encoding="utf-8", delay=True
+    )
+    handler.setLevel(level)
+    return handler
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger bound to ``name``."""
+    return structlog.get_logger(name)

@@ -1,0 +1,238 @@
+"""Accounts: register, read, change and remove mailboxes of one tenant.
+
+Passwords are encrypted before they reach the session and never leave this module in
+clear: records carry no password field at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from email_service.config import Security
+from email_service.errors import (
+    ConflictError,
+    HeaderInjectionError,
+    NotFoundError,
+    ValidationError,
+)
+from email_service.security.crypto import Vault
+from email_service.services.hosts import Endpoint, MailHostPolicy
+from email_service.services.paging import Page, decode_cursor, encode_cursor
+from email_service.store.models import Account
+
+# Characters that would let a display name smuggle a header line (RFC 5322 §2.2).
+FORBIDDEN_IN_HEADERS = ("\r", "\n", "\x00")
+
+
+@dataclass(frozen=True)
+class AccountFields:
+    """Fields a client may set; None means "not given"."""
+
+    email: str | None = None
+    password: str | None = None
+    display_name: str | None = None
+    username: str | None = None
+    imap_host: str | None = None
+    imap_port: int | None = None
+    imap_security: Security | None = None
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_security: Security | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    """An account as the API shows it: everything but the password."""
+
+    id: uuid.UUID
+    tenant_id: str
+    email: str
+    display_name: str | None
+    username: str
+    imap_host: str
+    imap_port: int
+    imap_security: str
+    smtp_host: str
+    smtp_port: int
+    smtp_security: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def _record(row: Account) -> AccountRecord:
+    return AccountRecord(**{f.name: getattr(row, f.name) for f in fields(AccountRecord)})
+
+
+def _reject_header_breaks(data: AccountFields) -> None:
+    for name in ("email", "display_name", "username"):
+        value = getattr(data, name)
+        if value is not None and any(c in value for c in FORBIDDEN_IN_HEADERS):
+            raise HeaderInjectionError(f"{name} must not contain CR, LF or NUL", field=name)
+
+
+def _load(session: Session, tenant_id: str, account_id: uuid.UUID) -> Account:
+    row = session.scalar(
+        select(Account).where(Account.tenant_id == tenant_id, Account.id == account_id)
+    )
+    if row is None:
+        raise NotFoundError("account not found", account_id=str(account_id))
+    return row
+
+
+def create_account(
+    session: Session, tenant_id: str, data: AccountFields, vault: Vault, hosts: MailHostPolicy
+) -> AccountRecord:
+    """Register a mailbox; servers not given come from the operator's defaults."""
+    assert data.email is not None and data.password is not None
+    _reject_header_breaks(data)
+    imap = Endpoint(
+        data.imap_host or hosts.imap_default.host,
+        data.imap_port or hosts.imap_default.port,
+        data.imap_security or hosts.imap_default.security,
+    )
+    smtp = Endpoint(
+        data.smtp_host or hosts.smtp_default.host,
+        data.smtp_port or hosts.smtp_default.port,
+        data.smtp_security or hosts.smtp_default.security,
+    )
+    hosts.check(imap)
+    hosts.check(smtp)
+    sealed = vault.encrypt(data.password)
+    row = Account(
+        tenant_id=tenant_id,
+        email=data.email,
+        display_name=data.display_name,
+        username=data.username or data.email,
+        password_ciphertext=sealed.ciphertext,
+        password_scheme=sealed.scheme,
+        password_key_id=sealed.key_id,
+        imap_host=imap.host,
+        imap_port=imap.port,
+        imap_security=imap.security.value,
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        smtp_security=smtp.security.value,
+        status=data.status or "active",
+    )
+    session.add(row)
+    _flush_unique(session, data.email)
+    return _record(row)
+
+
+def _flush_unique(session: Session, email: str) -> None:
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise ConflictError(f"an account for {email} already exists", field="email") from None
+
+
+def get_account(session: Session, tenant_id: str, account_id: uuid.UUID) -> AccountRecord:
+    """One account of this tenant, or NotFoundError."""
+    return _record(_load(session, tenant_id, account_id))
+
+
+def list_accounts(
+    session: Session, tenant_id: str, limit: int, cursor: str | None = None
+) -> Page[AccountRecord]:
+    """This tenant's accounts, oldest first, in keyset pages."""
+    query = select(Account).where(Account.tenant_id == tenant_id)
+    if cursor:
+        after_time, after_key = decode_cursor(cursor)
+        after_id = _cursor_uuid(after_key)
+        query = query.where(
+            (Account.created_at > after_time)
+            | ((Account.created_at == after_time) & (Account.id > after_id))
+        )
+    rows = list(session.scalars(query.order_by(Account.created_at, Account.id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].created_at, str(rows[-1].id)) if more else None
+    return Page([_record(r) for r in rows], next_cursor)
+
+
+def _cursor_uuid(key: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(key)
+    except ValueError:
+        raise ValidationError("invalid cursor", field="cursor") from None
+
+
+def update_account(
+    session: Session,
+    tenant_id: str,
+    account_id: uuid.UUID,
+    data: AccountFields,
+    vault: Vault,
+    hosts: MailHostPolicy,
+) -> AccountRecord:
+    """Change the given fields; a new host or port is checked like at creation."""
+    _reject_header_breaks(data)
+    row = _load(session, tenant_id, account_id)
+    for name in (
+        "email",
+        "display_name",
+        "username",
+        "imap_host",
+        "imap_port",
+        "smtp_host",
+        "smtp_port",
+        "status",
+    ):
+        value = getattr(data, name)
+        if value is not None:
+            setattr(row, name, value)
+    for name in ("imap_security", "smtp_security"):
+        value = getattr(data, name)
+        if value is not None:
+            setattr(row, name, value.value)
+    if data.imap_host is not None or data.imap_port is not None:
+        hosts.check(Endpoint(row.imap_host, row.imap_port, Security(row.imap_security)))
+    if data.smtp_host is not None or data.smtp_port is not None:
+        hosts.check(Endpoint(row.smtp_host, row.smtp_port, Security(row.smtp_security)))
+    if data.password is not None:
+        sealed = vault.encrypt(data.password)
+        row.password_ciphertext, row.password_key_id = sealed.ciphertext, sealed.key_id
+        row.password_scheme = sealed.scheme
+    _flush_unique(session, row.email)
+    return _record(row)
+
+
+def delete_account(session: Session, tenant_id: str, account_id: uuid.UUID) -> None:
+    """Remove the account and everything stored for it."""
+    session.delete(_load(session, tenant_id, account_id))
+    session.flush()
+
+
+def account_password(session: Session, tenant_id: str, account_id: uuid.UUID, vault: Vault) -> str:
+    """The decrypted password, for the mail protocol layer only (tasks, verify)."""
+    return vault.decrypt(_load(session, tenant_id, account_id).password_ciphertext)
+
+
+def rotate_keys(session: Session, vault: Vault, batch: int = 500) -> tuple[int, int]:
+    """Re-encrypt every row not under the primary key; returns (rotated, total)."""
+    total = rotated = 0
+    last: uuid.UUID | None = None
+    while True:
+        query = select(Account).order_by(Account.id).limit(batch)
+        if last is not None:
+            query = query.where(Account.id > last)
+        rows = list(session.scalars(query))
+        if not rows:
+            return rotated, total
+        for row in rows:
+            total += 1
+            if row.password_key_id != vault.primary_key_id:
+                sealed = vault.rotate(row.password_ciphertext)
+                row.password_ciphertext, row.password_key_id = sealed.ciphertext, sealed.key_id
+                rotated += 1
+        session.commit()
+        last = rows[-1].id

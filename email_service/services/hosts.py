@@ -1,0 +1,47 @@
+"""Which servers an account may use: the operator's defaults and allow-list, else public only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from email_service.config import Security, Settings
+from email_service.security.netguard import AllowList, Resolver, check_host, system_resolve
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A mail server endpoint."""
+
+    host: str
+    port: int
+    security: Security
+
+
+@dataclass(frozen=True)
+class MailHostPolicy:
+    """Defaults for new accounts, and the check applied to every host an account names."""
+
+    imap_default: Endpoint
+    smtp_default: Endpoint
+    allow: AllowList
+    resolve: Resolver = field(default=system_resolve)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MailHostPolicy:
+        """Build from IMAP_*/SMTP_* defaults and ALLOWED_MAIL_HOSTS."""
+        return cls(
+            imap_default=Endpoint(settings.imap_host, settings.imap_port, settings.imap_security),
+            smtp_default=Endpoint(settings.smtp_host, settings.smtp_port, settings.smtp_security),
+            allow=AllowList.parse(settings.allowed_mail_hosts),
+        )
+
+    def check(self, endpoint: Endpoint) -> None:
+        """Raise BlockedHostError unless the endpoint may be dialled.
+
+        The operator's own default endpoints (exact host and port) are trusted as
+        configured; anything else must resolve to public or allow-listed addresses.
+        """
+        defaults = {(d.host.lower(), d.port) for d in (self.imap_default, self.smtp_default)}
+        if (endpoint.host.lower(), endpoint.port) in defaults:
+            return
+        check_host(endpoint.host, self.allow, self.resolve)

@@ -1,0 +1,30 @@
+"""What every process builds once from its settings: database, vault, mail host policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from email_service.config import Settings
+from email_service.security.crypto import Vault
+from email_service.services.hosts import MailHostPolicy
+from email_service.store.db import Database
+
+
+@dataclass
+class Runtime:
+    """Long-lived collaborators shared by requests and tasks of one process."""
+
+    settings: Settings
+    db: Database
+    vault: Vault
+    hosts: MailHostPolicy
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        """Create the collaborators (settings must already carry the secrets)."""
+        return cls(
+            settings=settings,
+            db=Database(settings.sqlalchemy_url),
+            vault=Vault(settings.encryption_key),
+            hosts=MailHostPolicy.from_settings(settings),
+        )
