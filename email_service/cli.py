@@ -62,7 +62,7 @@ def main() -> None:
 @main.command()
 def serve() -> None:
     """Run the API under Gunicorn (gthread) with the environment's settings."""
-    settings = _settings()
+    settings = _runtime().settings  # every check a worker would make, before forking any
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     config = os.environ.get("GUNICORN_CONFIG", str(GUNICORN_CONFIG))
     host = "127.0.0.1" if settings.flask_host in ("0.0.0.0", "::") else settings.flask_host  # noqa: S104

@@ -32,6 +32,8 @@ Password = Annotated[str, Field(min_length=1, max_length=1024, description="neve
 Name = Annotated[str, Field(max_length=200)]
 Username = Annotated[str, Field(min_length=1, max_length=320)]
 Status = Literal["active", "disabled"]
+# Literal, not the Security enum: strict validation of a JSON string into an enum fails.
+SecurityName = Literal["ssl", "starttls", "none"]
 
 
 class AccountCreate(StrictInput):
@@ -43,10 +45,10 @@ class AccountCreate(StrictInput):
     username: Username | None = Field(None, description="login name; defaults to email")
     imap_host: Host | None = None
     imap_port: Port | None = None
-    imap_security: Security | None = None
+    imap_security: SecurityName | None = None
     smtp_host: Host | None = None
     smtp_port: Port | None = None
-    smtp_security: Security | None = None
+    smtp_security: SecurityName | None = None
 
 
 class AccountUpdate(StrictInput):
@@ -58,10 +60,10 @@ class AccountUpdate(StrictInput):
     username: Username | None = None
     imap_host: Host | None = None
     imap_port: Port | None = None
-    imap_security: Security | None = None
+    imap_security: SecurityName | None = None
     smtp_host: Host | None = None
     smtp_port: Port | None = None
-    smtp_security: Security | None = None
+    smtp_security: SecurityName | None = None
     status: Status | None = None
 
 
@@ -94,7 +96,11 @@ class AccountPage(BaseModel):
 
 
 def _fields(body: BaseModel) -> AccountFields:
-    return AccountFields(**body.model_dump(exclude_unset=True))
+    values = body.model_dump(exclude_unset=True)
+    for key in ("imap_security", "smtp_security"):
+        if values.get(key) is not None:
+            values[key] = Security(values[key])
+    return AccountFields(**values)
 
 
 @bp.get("")

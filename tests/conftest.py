@@ -1,0 +1,155 @@
+"""Shared fixtures: settings per backend (SQLite and the real PostgreSQL), app, tokens.
+
+Every data test runs twice, once per backend (``backend`` parameter), and has two tenants.
+PostgreSQL tests use a throwaway database per test session (and xdist worker), dropped at
+the end; SQLite tests use a file in the test's temp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from flask.testing import FlaskClient
+
+from email_service.app import create_app
+from email_service.config import Settings
+from email_service.security import tokens
+from email_service.security.crypto import generate_key
+from email_service.services.runtime import Runtime
+from email_service.store import migrate
+from email_service.store.models import Base
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+JWT_SECRET = "test-jwt-" + "k" * 40
+TENANT_A, TENANT_B = "tenant-a", "tenant-b"
+BACKENDS = ["sqlite", "postgres"]
+
+
+def _pg_available() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0]
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session, migrated to head."""
+    problem = _pg_available()
+    if problem:
+        pytest.skip(
+            f"PostgreSQL not reachable at {PG_ADMIN_URL} ({problem}); "
+            "run `make services` or set TEST_PG_ADMIN_URL"
+        )
+    name = f"es_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    runtime = Runtime.build(_settings(Path("/tmp"), url))
+    migrate.upgrade(runtime.db.engine)
+    runtime.db.dispose()
+    yield url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _settings(data_dir: Path, database_url: str | None = None, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "flask_env": "development",
+        "database_url": database_url,
+        "redis_url": None,
+        "jwt_secret": JWT_SECRET,
+        "encryption_key": [generate_key()],
+        "data_dir": data_dir,
+        "log_dir": data_dir / "logs",
+        "allowed_mail_hosts": ["127.0.0.1/8", "::1", "localhost"],
+    }
+    values.update(extra)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Runs the test once on SQLite and once on PostgreSQL."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Any:
+    """Build Settings for the test's backend; keyword arguments override fields."""
+
+    def build(**extra: Any) -> Settings:
+        if "database_url" not in extra:
+            pg = backend == "postgres"
+            extra["database_url"] = request.getfixturevalue("pg_database") if pg else None
+        return _settings(tmp_path / "data", **extra)
+
+    return build
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Any:
+    """Build SQLite Settings for tests that need no second backend."""
+
+    def build(**extra: Any) -> Settings:
+        return _settings(tmp_path / "data", **extra)
+
+    return build
+
+
+@pytest.fixture
+def settings(backend: str, make_settings: Any) -> Settings:
+    """Settings for the current backend."""
+    result: Settings = make_settings()
+    return result
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Any]:
+    """The Flask app on a migrated database, emptied after the test."""
+    application = create_app(settings, configure_logs=False)
+    runtime: Runtime = application.extensions["email_service"]
+    migrate.upgrade(runtime.db.engine)
+    yield application
+    with runtime.db.engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+    runtime.db.dispose()
+
+
+@pytest.fixture
+def runtime(app: Any) -> Runtime:
+    """The app's runtime (database, vault, settings)."""
+    value: Runtime = app.extensions["email_service"]
+    return value
+
+
+@pytest.fixture
+def client(app: Any) -> FlaskClient:
+    """A test client."""
+    test_client: FlaskClient = app.test_client()
+    return test_client
+
+
+def bearer(*tenants: str, secret: str = JWT_SECRET, **claims: Any) -> dict[str, str]:
+    """Authorization header for a token granting ``tenants``."""
+    return {"Authorization": f"Bearer {tokens.mint(secret, list(tenants), **claims)}"}
+
+
+@pytest.fixture
+def as_tenant() -> Any:
+    """Headers acting as one tenant: ``as_tenant("tenant-a")``."""
+
+    def headers(tenant: str) -> dict[str, str]:
+        return {**bearer(tenant), "X-Tenant-ID": tenant}
+
+    return headers

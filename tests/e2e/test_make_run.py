@@ -1,0 +1,78 @@
+"""README's quick start on a fresh clone: `make run` serves /health and accepts an account."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import free_port, stop, wait_http
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_make_run_on_a_fresh_clone(tmp_path: Path) -> None:
+    if shutil.which("git") is None or shutil.which("make") is None:
+        pytest.skip("git and make are needed")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FLASK_", "DATABASE_", "REDIS_", "JWT_", "ENCRYPTION_", "VIRTUAL_ENV"))
+    }
+    env["FLASK_PORT"] = str(port)
+    proc: Any = subprocess.Popen(
+        ["make", "run"],
+        cwd=clone,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc)
+        token = subprocess.run(
+            [str(clone / ".venv/bin/email-service"), "token", "--tenant", "default"],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        created = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                "-H",
+                f"Authorization: Bearer {token}",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                '{"email": "quick@example.com", "password": "pw"}',
+                f"http://127.0.0.1:{port}/api/accounts",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert created == "201"
+        assert (clone / "data" / "email-service.db").exists()
+    finally:
+        stop(proc)
+    output = proc.stdout.read()
+    assert f"http://127.0.0.1:{port}" in output
+    assert "email-service token --tenant default" in output
