@@ -67,10 +67,22 @@ def serve() -> None:
     config = os.environ.get("GUNICORN_CONFIG", str(GUNICORN_CONFIG))
     host = "127.0.0.1" if settings.flask_host in ("0.0.0.0", "::") else settings.flask_host  # noqa: S104
     click.echo(f"email-service listening on http://{host}:{settings.flask_port}", err=True)
-    click.echo("mint a token with: email-service token --tenant default", err=True)
+    click.echo(f"mint a token with: {_token_hint(settings)}", err=True)
     os.environ.setdefault("JWT_SECRET", settings.jwt_secret or "")
     os.environ.setdefault("ENCRYPTION_KEY", ",".join(settings.encryption_key))
     _exec(["gunicorn", "--config", config, "email_service.wsgi:app"])
+
+
+def _token_hint(settings: Settings) -> str:
+    """The exact command that mints a token for this server's secret."""
+    env = []
+    if settings.flask_env == "development":
+        env.append("FLASK_ENV=development")
+    if settings.data_dir != Path("data") and "JWT_SECRET" not in os.environ:
+        env.append(f"DATA_DIR={settings.data_dir}")
+    program = Path(sys.argv[0])
+    shown = program.relative_to(Path.cwd()) if program.is_relative_to(Path.cwd()) else program
+    return " ".join([*env, str(shown), "token", "--tenant", settings.default_tenant_id])
 
 
 @main.command()
