@@ -38,14 +38,11 @@ def test_make_run_on_a_fresh_clone(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
+        hint = _printed_hint(proc)
+        assert hint.endswith("token --tenant default"), hint
         wait_http(f"http://127.0.0.1:{port}/health", proc)
         token = subprocess.run(
-            [str(clone / ".venv/bin/email-service"), "token", "--tenant", "default"],
-            cwd=clone,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
+            ["bash", "-c", hint], cwd=clone, env=env, capture_output=True, text=True, check=True
         ).stdout.strip()
         created = subprocess.run(
             [
