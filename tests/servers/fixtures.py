@@ -1,0 +1,102 @@
+"""Pytest plugin: real Dovecot and Postfix for the tests that need them.
+
+Registered by the top-level conftest (``pytest_plugins = ["tests.servers.fixtures"]``).
+Use the fixtures by name::
+
+    @pytest.mark.dovecot
+    def test_login(dovecot, mail_user):
+        with imaplib.IMAP4(dovecot.host, dovecot.imap_port) as imap:
+            imap.login(mail_user.email, mail_user.password)
+
+    @pytest.mark.postfix
+    def test_delivery(postfix, dovecot, mail_user):
+        with smtplib.SMTP(postfix.host, postfix.smtp_port) as smtp:
+            smtp.sendmail("someone@elsewhere.test", [mail_user.email], message)
+
+One instance of each per test process (so each pytest-xdist worker has its own, on its
+own ports and in its own temporary directory), started on first use and stopped at the
+end of the session; the logs and configs are kept in pytest's temporary directory
+(``<basetemp>/dovecot-logs0``, ``postfix-logs0``). Without the packages the fixtures
+skip, naming the install script.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.servers import dovecot as dovecot_mod
+from tests.servers import postfix as postfix_mod
+from tests.servers.dovecot import DovecotServer, MailAccount
+from tests.servers.postfix import PostfixServer
+
+# Domain of the accounts ``mail_user`` creates; Postfix delivers it to Dovecot.
+MAIL_DOMAIN = "example.test"
+# Files worth keeping after the session for a post-mortem (the rest is mail and queue).
+LOG_GLOBS = ("*.log", "*.stderr", "*.conf", "conf/*.cf")
+
+
+@contextmanager
+def server_root(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """A directory for one server, removed afterwards; its logs go to pytest's tmp dir.
+
+    Not inside pytest's own temporary tree: the servers' unprivileged users must be able
+    to walk into it, and pytest resets its tree to 0700 whenever another session starts.
+    Short, too, as Dovecot's unix sockets live in it.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    root = Path(tempfile.mkdtemp(prefix=f"email-service-{name}-{worker}-"))
+    try:
+        yield root
+    finally:
+        keep = tmp_path_factory.mktemp(f"{name}-logs")
+        for pattern in LOG_GLOBS:
+            for path in root.glob(pattern):
+                shutil.copy(path, keep / path.name)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]:
+    """A running Dovecot: IMAP/IMAPS/POP3 on loopback, LMTP and auth for Postfix."""
+    reason = dovecot_mod.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with server_root(tmp_path_factory, "dovecot") as root:
+        server = DovecotServer(root)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def postfix(
+    dovecot: DovecotServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PostfixServer]:
+    """A running Postfix delivering example.test and example2.test to ``dovecot``."""
+    reason = postfix_mod.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with server_root(tmp_path_factory, "postfix") as root:
+        server = PostfixServer(root, dovecot)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def mail_user(dovecot: DovecotServer) -> MailAccount:
+    """A fresh account on ``dovecot`` (unique address, random password)."""
+    email = f"user-{secrets.token_hex(6)}@{MAIL_DOMAIN}"
+    return dovecot.add_user(email, secrets.token_urlsafe(12))
