@@ -1,0 +1,1 @@
+"""Mail protocol and format: IMAP, SMTP, MIME parsing, HTML sanitizing; no database."""
