@@ -37,7 +37,7 @@ ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T[0-9:.]+(Z|[+-]\d{2}:?\d{2})?", re
 # Ages: a count and a unit, hours to years. Six digits reach past year 1 from any now.
 AGE = re.compile(r"(\d{1,6})([hdwmy])", re.IGNORECASE)
 # Sizes: a decimal number, an optional binary unit and an optional "B".
-SIZE = re.compile(r"(\d{1,15}(?:\.\d{1,6})?)([kmg]?)b?", re.IGNORECASE)
+SIZE = re.compile(r"(\d{1,16}(?:\.\d{1,6})?)([kmg]?)b?", re.IGNORECASE)
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 # Sizes beyond this cannot be a message; the cap also keeps every backend's integer exact.
 MAX_SIZE = 2**53
