@@ -30,6 +30,8 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 JWT_SECRET = "test-jwt-" + "k" * 40
 TENANT_A, TENANT_B = "tenant-a", "tenant-b"
 BACKENDS = ["sqlite", "postgres"]
+# Real Dovecot and Postfix instances (deploy/ configs) for the tests that need them.
+pytest_plugins = ["tests.servers.fixtures"]
 
 
 def _pg_available() -> str | None:

@@ -7,8 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
     DateTime,
     Dialect,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -17,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -90,3 +95,136 @@ class Account(Base):
         UniqueConstraint("tenant_id", "email", name="uq_email_account_tenant_email"),
         Index("idx_email_account_tenant", "tenant_id"),
     )
+
+
+# JSON on both backends; JSONB on PostgreSQL for compact storage and containment queries.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Folder(Base):
+    """An IMAP mailbox of an account, with the server state the last sync saw."""
+
+    __tablename__ = "mail_folder"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("email_account.id", ondelete="CASCADE")
+    )
+    raw_name: Mapped[str] = mapped_column(Text)  # exactly as the server sends it (mUTF-7)
+    name: Mapped[str] = mapped_column(Text)  # decoded for people
+    delimiter: Mapped[str | None] = mapped_column(String(4))
+    role: Mapped[str | None] = mapped_column(String(16))  # inbox, sent, drafts, trash, ...
+    attributes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    selectable: Mapped[bool] = mapped_column(Boolean, default=True)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    uidnext: Mapped[int | None] = mapped_column(BigInteger)  # checkpoint: all below are stored
+    highestmodseq: Mapped[int | None] = mapped_column(BigInteger)
+    message_count: Mapped[int] = mapped_column(Integer, default=0)
+    unread_count: Mapped[int] = mapped_column(Integer, default=0)
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("account_id", "raw_name", name="uq_mail_folder_account_raw_name"),
+        Index("idx_mail_folder_tenant_account", "tenant_id", "account_id"),
+    )
+
+
+class Message(Base):
+    """One message in one folder (a message in two folders is two rows, one thread)."""
+
+    __tablename__ = "email_message"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("email_account.id", ondelete="CASCADE")
+    )
+    folder_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("mail_folder.id", ondelete="CASCADE"))
+    uid: Mapped[int] = mapped_column(BigInteger)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    modseq: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[str | None] = mapped_column(Text)  # the Message-ID header
+    thread_id: Mapped[str | None] = mapped_column(String(64))
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    from_name: Mapped[str | None] = mapped_column(Text)
+    from_email: Mapped[str | None] = mapped_column(Text)
+    to_addrs: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    cc_addrs: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    bcc_addrs: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    reply_to: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # Date header
+    received_date: Mapped[datetime] = mapped_column(UTCDateTime)  # IMAP INTERNALDATE
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    flags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    seen: Mapped[bool] = mapped_column(Boolean, default=False)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    answered: Mapped[bool] = mapped_column(Boolean, default=False)
+    draft: Mapped[bool] = mapped_column(Boolean, default=False)
+    has_attachments: Mapped[bool] = mapped_column(Boolean, default=False)
+    snippet: Mapped[str] = mapped_column(Text, default="")
+    body_text: Mapped[str | None] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)  # as sent; sanitized when served
+    headers: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    blob_sha256: Mapped[str] = mapped_column(String(64))  # raw MIME in the blob store
+    parse_error: Mapped[str | None] = mapped_column(Text)  # set: stored raw, not parsed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("folder_id", "uidvalidity", "uid", name="uq_email_message_folder_uid"),
+        Index("idx_email_message_account", "account_id"),
+        Index("idx_email_message_received", received_date.desc()),
+        Index("idx_email_message_list", "tenant_id", "folder_id", received_date.desc(), "id"),
+        Index("idx_email_message_message_id", "account_id", "message_id"),
+        Index("idx_email_message_thread", "account_id", "thread_id"),
+    )
+
+
+class Attachment(Base):
+    """Metadata of one attachment; its bytes are extracted from the raw MIME on demand."""
+
+    __tablename__ = "attachment"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("email_message.id", ondelete="CASCADE")
+    )
+    part_index: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str | None] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    content_id: Mapped[str | None] = mapped_column(Text)
+    is_inline: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("idx_attachment_message", "message_id"),)
+
+
+class SyncState(Base):
+    """Sync bookkeeping of one account: state, lock with expiry, progress, last error."""
+
+    __tablename__ = "account_sync"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("email_account.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="idle")
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    lock_owner: Mapped[str | None] = mapped_column(String(64))
+    lock_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    messages_synced: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_synced: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (Index("idx_account_sync_tenant", "tenant_id"),)
