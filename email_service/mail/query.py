@@ -12,12 +12,13 @@ only the syntax. Grammar, loosest binding first::
     OPERATOR := NAME ":" (WORD | PHRASE | "(" values ")")
 
 Whitespace and ``( ) " |`` end a word; a PHRASE runs from ``"`` to the next ``"`` (no
-escapes) and its whitespace is collapsed. ``OR`` and ``AND`` are keywords only in upper
-case. ``from:(alice OR bob)`` applies the operator to each word or phrase of the group, which
-may use ``-``, OR, AND and parentheses but no other operator. Operator names and the
-``is:``/``has:`` values ignore case; an unknown ``word:`` is free text (``http://x``,
-``re:``), as in Gmail. Free words without a letter or digit (``&``, a lone ``-``) are
-ignored, as the backends' tokenizers would; a query of nothing else matches everything.
+escapes); search text has its whitespace collapsed, folder and label names are kept as
+is. ``OR`` and ``AND`` are keywords only in upper case. ``from:(alice OR bob)`` applies the
+operator to each word or phrase of the group, which may use ``-``, OR, AND and parentheses
+but no other operator. Operator names and the ``is:``/``has:`` values ignore case; an
+unknown ``word:`` is free text (``http://x``, ``re:``), as in Gmail. Free words without a
+letter or digit (``&``, a lone ``-``) are ignored, as the backends' tokenizers would; a
+query of nothing else matches everything.
 
 Operators: ``from: to: cc: bcc: subject: filename:`` (a Term in that field),
 ``has:attachment``, ``in:<folder or role>``, ``label:<keyword>``, ``is:read|unread|flagged|
