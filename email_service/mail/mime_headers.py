@@ -18,20 +18,32 @@ HEADER_FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)(?:\n|\
 FOLD = re.compile(rb"\r?\n")
 # RFC 5322 section 2.1: the first empty line ends the header (LF or CRLF line ends).
 BLANK_LINE = re.compile(rb"\n\r?\n")
-# RFC 2047 section 2 encoded-word; the text is matched loosely (mailers put "?" and spaces in it).
-ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([bBqQ])\?(.*?)\?=")
+# RFC 2047 section 2 encoded-word; the text is matched loosely (mailers put "?" and spaces in
+# it) but bounded (the RFC says 75 characters in all), so a run of "=?" costs linear time.
+ENCODED_WORD = re.compile(r"=\?([^?\s*]{1,64})(?:\*[^?\s]{0,64})?\?([bBqQ])\?(.{0,1000}?)\?=")
 # RFC 2045 section 5.1 parameter: `; name=token` or `; name="quoted"` (broken quotes tolerated).
 PARAM = re.compile(r';\s*([^\s=;"]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;]*))', re.S)
 # RFC 2231 section 3/4: `name*N*` sections, the optional trailing "*" meaning percent-encoded.
 PARAM_NAME = re.compile(r"([^*]+)(?:\*(\d{1,3}))?(\*)?")
+# The standard library's address parser is pure Python and recurses into comments "(" and
+# groups ":" (RFC 5322 section 3.4): beyond these counts only the bare addresses are picked
+# out (linear time, no recursion).
+MAX_SLOW_ADDRESS_CHARS = 16 * 1024
+MAX_ADDRESS_NESTING = 20
+ADDRESS_DELIMITERS = re.compile(r'[\s<>,;:"()\[\]\\]+')
 # Adjacent encoded-words: shielded as one token so a "," inside them cannot split an address.
-ENCODED_RUN = re.compile(r"=\?[^?\s]+\?[bBqQ]\?.*?\?=(?:\s+=\?[^?\s]+\?[bBqQ]\?.*?\?=)*")
+ENCODED_RUN = re.compile(
+    r"=\?[^?\s]{1,64}\?[bBqQ]\?.{0,1000}?\?=(?:\s+=\?[^?\s]{1,64}\?[bBqQ]\?.{0,1000}?\?=)*"
+)
 SHIELDED = re.compile("\x01(\\d+)\x01")
 CONTROL = re.compile("[\x00-\x1f\x7f]")
 MSG_ID = re.compile(r"<([^<>]*)>")
 WHITESPACE = re.compile(r"\s+")
 # JWZ threading needs the root and the nearest ancestors; a longer chain is a DoS, not history.
 MAX_REFERENCES = 100
+# Content-Type/-Disposition values are a few hundred characters (a 255-byte file name
+# percent-encoded is under 800); the parameter pattern may rescan, so longer input is cut.
+MAX_PARAMS_CHARS = 4096
 # A parameter split into more RFC 2231 sections than this is an attack, not a filename.
 MAX_PARAM_SECTIONS = 64
 
@@ -149,6 +161,7 @@ def parse_params(value: str | None) -> tuple[str, dict[str, str]]:
     """Split `type; a=b; c*=utf-8''%..` into the lower-cased value and decoded parameters."""
     if not value:
         return "", {}
+    value = value[:MAX_PARAMS_CHARS]
     head = value.split(";", 1)[0].strip().lower()
     sections: dict[str, list[tuple[int, bool, str]]] = {}
     for match in PARAM.finditer(value):
@@ -203,6 +216,10 @@ def parse_addresses_slow(value: str) -> list[tuple[str, str]]:
         index = int(match.group(1))
         return words[index] if index < len(words) else ""
 
+    nesting = value.count("(") + value.count(":")
+    if len(value) > MAX_SLOW_ADDRESS_CHARS or nesting > MAX_ADDRESS_NESTING:
+        tokens = ADDRESS_DELIMITERS.split(value)
+        return [("", token) for token in tokens if 0 < token.find("@") < len(token) - 1]
     pairs = getaddresses([ENCODED_RUN.sub(shield, value)])
     return [(SHIELDED.sub(unshield, name), address) for name, address in pairs]
 
@@ -221,10 +238,12 @@ def parse_addresses_fast(value: str) -> list[tuple[str, str]] | None:
     return out
 
 
+# Possessive quantifiers (Python 3.11) and classes that exclude what follows them: no
+# backtracking, so a long run of blanks or junk costs linear time.
 FAST_ADDRESS = re.compile(
-    r'\s*(?:(?:"(?P<quoted>[^"\\]*)"|(?P<phrase>[^",<>()@:;\\\[\]]*?))\s*'
-    r'<(?P<angle>[^<>\s"(),:;@\\]+@[^<>\s"(),:;@\\]+)>'
-    r'|(?P<bare>[^<>\s"(),:;@\\]+@[^<>\s"(),:;@\\]+))\s*(?:,\s*|$)'
+    r'\s*+(?:(?:"(?P<quoted>[^"\\]*+)"\s*+|(?P<phrase>[^",<>()@:;\\\[\]]*+))'
+    r'<(?P<angle>[^<>\s"(),:;@\\]++@[^<>\s"(),:;@\\]++)>'
+    r'|(?P<bare>[^<>\s"(),:;@\\]++@[^<>\s"(),:;@\\]++))\s*+(?:,\s*+|$)'
 )
 
 

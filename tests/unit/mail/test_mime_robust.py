@@ -166,6 +166,32 @@ def test_binary_garbage_in_headers_and_body() -> None:
     assert parsed.subject == "ÿþbad"
 
 
+HOSTILE_HEADERS = {
+    "nested comments": b"To: " + b"(" * 5000 + b"a@b",
+    "nested groups": b"To: " + b"g:" * 5000 + b"a@b",
+    "few nested groups": b"To: " + b"g:" * 19 + b"a@b",
+    "encoded-word starts": b"To: " + b"=?a?q?" * 30000,
+    "blank phrase": b"To: a" + b" " * 200_000 + b"b",
+    "unterminated angles": b"To: " + b"<a@b" * 50000,
+    "encoded-word subject": b"Subject: " + b"=?a?q?" * 30000,
+    "escaped quotes in parameters": b"Content-Type: text/plain" + b'; a="\\"' * 30000,
+    "RFC 2231 sections": b"Content-Disposition: attachment"
+    + b"".join(b"; filename*%d*=%%41" % n for n in range(10000)),
+    "references": b"References: " + b"<a" * 100_000,
+}
+
+
+@pytest.mark.parametrize("raw", HOSTILE_HEADERS.values(), ids=HOSTILE_HEADERS.keys())
+def test_hostile_header_values_parse(raw: bytes) -> None:
+    """Inputs that made the standard library recurse or a pattern backtrack: linear now."""
+    assert_sane(parse_message(raw + b"\n\nbody\n"))
+
+
+def test_nested_groups_within_the_limit_still_parse() -> None:
+    parsed = parse_message(HOSTILE_HEADERS["few nested groups"] + b"\n\nx")
+    assert [a.email for a in parsed.to] == ["a@b"]
+
+
 @pytest.mark.skipif(not CPYTHON_MESSAGES, reason="CPython's test/test_email/data is not installed")
 @pytest.mark.parametrize("path", CPYTHON_MESSAGES, ids=lambda p: p.name)
 def test_cpython_corpus_parses(path: Path) -> None:
