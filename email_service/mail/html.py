@@ -55,6 +55,20 @@ CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|$)", re.S)
 REMOTE_URL = re.compile(r"https?://", re.IGNORECASE)
 # Characters that cannot appear in a document an HTML parser accepts (controls but tab/LF/CR).
 HTML_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# The HTML parser looks for an element "in scope" by walking all open elements at every
+# block tag, so nesting multiplies the cost (20,000 nested divs: one second). Real mail
+# nests a few dozen levels (tables in tables); deeper hostile markup is cut where it starts.
+MAX_HTML_DEPTH = 400
+TAG_TOKEN = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)")
+# Elements that never stay open around others: void ones, and those that the next sibling
+# closes implicitly (HTML "optional end tags"); they are not counted as nesting.
+NOT_NESTING = frozenset(
+    {
+        *("area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta"),
+        *("source", "track", "wbr", "p", "li", "dd", "dt", "td", "th", "tr", "tbody"),
+        *("thead", "tfoot", "option", "optgroup", "rp", "rt", "colgroup", "caption"),
+    }
+)
 # Text layout of tables and lists for plain-text display (inscriptis' defaults, links hidden).
 TEXT_CONFIG = ParserConfig(display_links=False, display_images=False)
 
@@ -86,7 +100,7 @@ def sanitize_html(
         # Relative URLs would point into the client; only our own attachment URLs may.
         url_relative=lambda url: url if url in local_urls else None,
     )
-    safe = cleaner.clean(HTML_CONTROL.sub("", html))
+    safe = cleaner.clean(cut_deep_nesting(HTML_CONTROL.sub("", html)))
     counts = [0, 0]
 
     def rewrite(match: re.Match[str]) -> str:
@@ -94,6 +108,22 @@ def sanitize_html(
 
     safe = IMG_TAG.sub(rewrite, safe)
     return SanitizedHtml(html=safe, remote_images_blocked=counts[1], remote_images=counts[0])
+
+
+def cut_deep_nesting(html: str) -> str:
+    """The HTML up to where its elements would nest deeper than MAX_HTML_DEPTH."""
+    stack: list[str] = []
+    for match in TAG_TOKEN.finditer(html):
+        name = match.group(2).lower()
+        if name in NOT_NESTING:
+            continue
+        if not match.group(1):
+            stack.append(name)
+            if len(stack) > MAX_HTML_DEPTH:
+                return html[: match.start()]
+        elif name in stack:
+            del stack[len(stack) - 1 - stack[::-1].index(name) :]
+    return html
 
 
 def attribute_filter(cid_urls: Mapping[str, str]) -> Callable[[str, str, str], str | None]:

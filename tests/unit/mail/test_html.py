@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from email_service.mail.html import SanitizedHtml, html_to_text, sanitize_html
+from email_service.mail.html import MAX_HTML_DEPTH, SanitizedHtml, html_to_text, sanitize_html
 from email_service.mail.html_policy import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
 
 CID_URLS = {"logo@x": "/api/messages/7/attachments/3", "remote@x": "https://cdn.example/l.png"}
@@ -308,6 +308,22 @@ def test_links_open_outside_and_mailto_is_kept() -> None:
     assert html == (
         '<a href="mailto:a@example.org" target="_blank" rel="noopener noreferrer nofollow">mail</a>'
     )
+
+
+@pytest.mark.parametrize("tag", ["div", "blockquote", "ul", "span"])
+def test_deep_nesting_is_cut_where_it_gets_hostile(tag: str) -> None:
+    result = sanitize_html("<p>intro</p>" + f"<{tag}>" * 50_000 + "lost")
+    assert result.html.startswith("<p>intro</p>")
+    assert result.html.count(f"<{tag}>") == MAX_HTML_DEPTH
+    assert "lost" not in result.html
+    assert_safe(result.html)
+
+
+def test_nesting_count_ignores_mismatched_closers_and_keeps_real_mail() -> None:
+    mismatched = sanitize_html("<div></span>" * 10_000).html
+    assert mismatched.count("<div>") == MAX_HTML_DEPTH
+    flat = "<div><p>a<li>b<br></div>" * 10_000  # wide, not deep: nothing cut
+    assert sanitize_html(flat).html.count("<div>") == 10_000
 
 
 def test_control_characters_are_dropped() -> None:
