@@ -13,6 +13,7 @@ Policy (nh3, i.e. ammonia over the html5ever parser, then one pass of our own):
 - Inline ``style``: only ``html_policy.ALLOWED_CSS_PROPERTIES``; a declaration with a
   backslash escape, ``url(``, ``image(``, ``expression(``, ``behavior``, ``binding`` or
   ``@import`` is dropped before nh3 parses the rest.
+- Markup nested deeper than ``MAX_HTML_DEPTH`` elements is cut where it gets that deep.
 - Links get ``target="_blank"`` and ``rel="noopener noreferrer nofollow"``; images get
   ``referrerpolicy="no-referrer"``.
 - ``cid:`` images are rewritten through ``cid_urls`` (content id without brackets -> URL);

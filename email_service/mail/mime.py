@@ -126,23 +126,24 @@ class AttachmentInfo:
 class ParsedMessage:
     """What a client and the search index need from one message."""
 
-    message_id: str | None = None
-    in_reply_to: str | None = None
-    references: list[str] = field(default_factory=list)
-    subject: str = ""
+    message_id: str | None = None  # "<local@domain>"
+    in_reply_to: str | None = None  # its first msg-id
+    references: list[str] = field(default_factory=list)  # in order, deduplicated
+    subject: str = ""  # decoded, on one line
     from_: list[Address] = field(default_factory=list)
     sender: list[Address] = field(default_factory=list)
     reply_to: list[Address] = field(default_factory=list)
     to: list[Address] = field(default_factory=list)
     cc: list[Address] = field(default_factory=list)
     bcc: list[Address] = field(default_factory=list)
-    date: dt.datetime | None = None
-    text: str | None = None
-    html: str | None = None
+    date: dt.datetime | None = None  # aware; None when missing or invalid
+    text: str | None = None  # None: no plain body (derive it with html.html_to_text)
+    html: str | None = None  # unsanitized
     attachments: list[AttachmentInfo] = field(default_factory=list)
+    # True when an attachment is not an inline part referenced by its Content-ID
     has_attachments: bool = False
-    headers: dict[str, str] = field(default_factory=dict)
-    parse_error: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # INTEREST_HEADERS present
+    parse_error: str | None = None  # limits hit or broken structure, "; "-joined
 
 
 def parse_message(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> ParsedMessage:

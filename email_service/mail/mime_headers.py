@@ -1,4 +1,9 @@
-"""Header fields: the header block, RFC 2047 words, RFC 2045/2231 parameters, ids and dates."""
+"""Header fields: the header block, RFC 2047 words, RFC 2045/2231 parameters, ids and dates.
+
+RFC 2047 words are decoded here rather than with ``email.header.decode_header``, which raises
+on a bad base64 word and re-encodes raw UTF-8 text next to encoded words with
+``raw-unicode-escape``; every decoder below returns text for any input.
+"""
 
 from __future__ import annotations
 

@@ -131,6 +131,8 @@ def uudecode(data: bytes) -> bytes:
     for line in lines[begin + 1 :]:
         if line.strip() == b"end":
             break
+        if not line:
+            continue  # binascii would decode an empty line as 32 zero bytes
         try:
             out += binascii.a2b_uu(line)
         except binascii.Error:

@@ -48,6 +48,8 @@ def test_charsets(charset: str, body: bytes, expected: str) -> None:
         ("binary", "as is", "as is"),
         ("x-token-unknown", "as is", "as is"),
         ("x-uuencode", "begin 644 f.txt\n%:&5L;&\\`\n`\nend\n", "hello"),
+        ("x-uuencode", "begin 644 f.txt\n\n%:&5L;&\\`\n\xff\n`\nend\n", "hello"),  # junk lines
+        ("x-uuencode", "no begin line", "no begin line"),
     ],
 )
 def test_transfer_encodings(cte: str, body: str, expected: str) -> None:
