@@ -137,6 +137,119 @@ def test_alternative_with_related_html_and_inline_image() -> None:
     assert (info, data) == (parsed.attachments[0], PNG)
 
 
+def test_outlook_related_around_alternative() -> None:
+    raw = msg(f"""
+        Content-Type: multipart/related; boundary="R"; type="multipart/alternative"
+
+        --R
+        Content-Type: multipart/alternative; boundary="A"
+
+        --A
+        Content-Type: text/plain; charset="us-ascii"
+
+        Plain
+        --A
+        Content-Type: text/html; charset="us-ascii"
+
+        <img src="cid:image001.png@01D0">
+        --A--
+
+        --R
+        Content-Type: image/png; name="image001.png"
+        Content-Disposition: inline; filename="image001.png"
+        Content-ID: <image001.png@01D0>
+        Content-Transfer-Encoding: base64
+
+        {b64(PNG)}
+        --R--
+    """)
+    parsed = parse_message(raw)
+    assert (parsed.text, parsed.html) == ("Plain", '<img src="cid:image001.png@01D0">')
+    assert parsed.attachments == [
+        AttachmentInfo(
+            5, "image001.png", "image/png", len(PNG), "image001.png@01D0", "inline", True
+        )
+    ]
+    assert parsed.has_attachments is False
+
+
+def test_apple_html_with_image_between_html_parts() -> None:
+    raw = msg(f"""
+        Content-Type: multipart/alternative; boundary="A"
+
+        --A
+        Content-Type: text/plain
+
+        Top
+        Bottom
+        --A
+        Content-Type: multipart/mixed; boundary="M"
+
+        --M
+        Content-Type: text/html
+
+        <p>Top</p>
+        --M
+        Content-Type: image/png; name=photo.png
+        Content-Disposition: inline; filename=photo.png
+        Content-Transfer-Encoding: base64
+
+        {b64(PNG)}
+        --M
+        Content-Type: text/html
+
+        <p>Bottom</p>
+        --M--
+        --A--
+    """)
+    parsed = parse_message(raw)
+    assert parsed.text == "Top\nBottom"
+    assert parsed.html == "<p>Top</p>\n<p>Bottom</p>"
+    assert [(a.index, a.filename, a.is_inline) for a in parsed.attachments] == [
+        (4, "photo.png", True)
+    ]
+
+
+def test_signed_and_encrypted_messages() -> None:
+    signed = msg("""
+        Content-Type: multipart/signed; protocol="application/pgp-signature"; boundary="S"
+
+        --S
+        Content-Type: text/plain
+
+        Signed text
+        --S
+        Content-Type: application/pgp-signature; name="signature.asc"
+
+        -----BEGIN PGP SIGNATURE-----
+        --S--
+    """)
+    parsed = parse_message(signed)
+    assert parsed.text == "Signed text"
+    assert [(a.filename, a.content_type) for a in parsed.attachments] == [
+        ("signature.asc", "application/pgp-signature")
+    ]
+    encrypted = msg("""
+        Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="E"
+
+        --E
+        Content-Type: application/pgp-encrypted
+
+        Version: 1
+        --E
+        Content-Type: application/octet-stream; name="encrypted.asc"
+
+        -----BEGIN PGP MESSAGE-----
+        --E--
+    """)
+    parsed = parse_message(encrypted)
+    assert (parsed.text, parsed.html) == (None, None)
+    assert [a.content_type for a in parsed.attachments] == [
+        "application/pgp-encrypted",
+        "application/octet-stream",
+    ]
+
+
 def test_related_start_parameter_picks_the_root() -> None:
     raw = msg("""
         Content-Type: multipart/related; boundary="R"; start="<root@x>"
