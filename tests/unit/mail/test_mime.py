@@ -167,7 +167,7 @@ def test_outlook_related_around_alternative() -> None:
     assert (parsed.text, parsed.html) == ("Plain", '<img src="cid:image001.png@01D0">')
     assert parsed.attachments == [
         AttachmentInfo(
-            5, "image001.png", "image/png", len(PNG), "image001.png@01D0", "inline", True
+            4, "image001.png", "image/png", len(PNG), "image001.png@01D0", "inline", True
         )
     ]
     assert parsed.has_attachments is False
