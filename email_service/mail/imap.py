@@ -287,10 +287,10 @@ class ImapSession:
         """uid -> flags (and modseq), optionally only those changed since a modseq."""
         items = b"(UID FLAGS" + self._fetch_modseq() + b")"
         suffix: list[Arg] = []
-        if changedsince is not None:
-            if not self._has_modseq:
-                raise RemotePermanentError("CHANGEDSINCE needs CONDSTORE on this mailbox")
-            suffix = [b"(CHANGEDSINCE %d)" % changedsince]  # RFC 7162 §3.1.4.1
+        if changedsince is not None and self._has_modseq:
+            # RFC 7162 §3.1.4.1. A mailbox without mod-sequences gets all flags instead,
+            # a superset of the changed ones.
+            suffix = [b"(CHANGEDSINCE %d)" % changedsince]
         sets = [check_uid_set(uid_set)] if isinstance(uid_set, str) else self._sets(uid_set)
         commands = ([b"UID", b"FETCH", s, items, *suffix] for s in sets)
         return dict(stream_fetch(self._conn, commands, FETCH_PIPELINE, flags_from))

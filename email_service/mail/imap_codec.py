@@ -168,29 +168,27 @@ def uid_set_chunks(uids: Iterable[int], max_count: int) -> Iterator[tuple[str, i
         yield ",".join(parts), count
 
 
+def _set_ranges(text: str) -> Iterator[tuple[int, int]]:
+    """(low, high) of each member of a UID set from a response (RFC 9051 §9 sequence-set)."""
+    for item in text.split(","):
+        low, sep, high = item.partition(":")
+        if not low.isdigit() or (sep and not high.isdigit()):
+            raise ImapProtocolError(f"not a UID set: {text[:80]!r}")
+        first, last = int(low), int(high) if sep else int(low)
+        yield min(first, last), max(first, last)
+
+
 def parse_uid_set(text: str, upper: int | None = None) -> list[int]:
     """UIDs of a set from a response (``1:3,7``), in the order given; ``upper`` caps ranges."""
     out: list[int] = []
-    for item in text.split(","):
-        low, _, high = item.partition(":")
-        if not low.isdigit() or (high and not high.isdigit()):
-            raise ImapProtocolError(f"not a UID set: {text[:80]!r}")
-        first, last = sorted((int(low), int(high or low)))
-        if upper is not None:
-            last = min(last, upper)
-        out.extend(range(first, last + 1))
+    for first, last in _set_ranges(text):
+        out.extend(range(first, (last if upper is None else min(last, upper)) + 1))
     return out
 
 
 def count_uid_set(text: str) -> int:
     """How many UIDs a set from a response holds, without listing them."""
-    total = 0
-    for item in text.split(","):
-        low, _, high = item.partition(":")
-        if not low.isdigit() or (high and not high.isdigit()):
-            raise ImapProtocolError(f"not a UID set: {text[:80]!r}")
-        total += abs(int(high or low) - int(low)) + 1
-    return total
+    return sum(last - first + 1 for first, last in _set_ranges(text))
 
 
 def format_internaldate(value: dt.datetime) -> bytes:
