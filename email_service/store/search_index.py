@@ -1,0 +1,208 @@
+"""What the full-text index stores: one token document per message, the same on every backend.
+
+The words of a message are computed here, in Python, with :func:`query.words` — the
+definition of a word in the search semantics (``query_ast``) — and stored as plain tokens
+separated by single spaces in ``email_message.search_text``. PostgreSQL keeps that column
+as a ``tsvector`` built from exactly these tokens and positions (no parser, no dictionary);
+SQLite indexes it with FTS5's ``ascii`` tokenizer, which splits only on the spaces. Both
+engines therefore see the same words at the same positions: accents count, CJK runs are
+whole words, ``alice@example.com`` is ``alice example com``.
+
+Layout of a document, every value followed by the :data:`FILLER` token so that a phrase
+never spans two values (subject and body, two recipients, a name and its address):
+
+1. unprefixed words of subject, from name, from address, each to/cc/bcc name and
+   address, each attachment file name — what free text searches besides the body;
+2. the same header values again with a field prefix (``s_`` subject, ``f_`` from, ``t_``
+   to, ``c_`` cc, ``b_`` bcc, ``n_`` file name) for ``subject:``, ``from:`` ...;
+3. the words of the body text.
+
+A prefixed token or the filler contains ``_``, which :func:`words` never yields, so a
+query word can only ever meet the tokens meant for it. PostgreSQL's ``tsvector`` limits
+are applied to the document itself, so SQLite indexes the very same words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from sqlalchemy import Dialect, Text
+from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from email_service.mail.query import words
+
+# Occupies a position between two values and matches no query word.
+FILLER = "_"
+# Matches nothing at all: stands for a query word the document could never hold.
+NEVER = "__"
+# Field prefixes of the second section; ``None`` (free text) uses the bare words.
+FIELD_PREFIXES = {
+    "subject": "s_",
+    "from": "f_",
+    "to": "t_",
+    "cc": "c_",
+    "bcc": "b_",
+    "filename": "n_",
+}
+# PostgreSQL clamps tsvector positions at 16383; later words would all share it and
+# phrases there would silently fail, so the document simply ends at that position.
+MAX_POSITIONS = 16383
+# PostgreSQL keeps only the first 256 positions of a lexeme; later occurrences become
+# fillers here so that SQLite does not find phrases PostgreSQL cannot.
+MAX_OCCURRENCES = 256
+# Longer "words" are base64 or hashes, not language; PostgreSQL refuses lexemes over
+# 2047 bytes. Such words are not indexed (a query for one matches nothing).
+MAX_TOKEN_BYTES = 128
+# A tsvector must stay under 1 MiB: 512 KiB of distinct lexemes plus their positions
+# and entries (at most 16383 of each) fits with room to spare.
+MAX_LEXEME_BYTES = 512 * 1024
+# One lexeme and its positions in PostgreSQL's tsvector text form: 'word':1,5,9
+TSVECTOR_ENTRY = re.compile(r"'((?:[^']|'')*)'(?::([\d,A-D]+))?")
+# Tables, indexes and columns of migration 0003 that the models do not declare: the FTS5
+# table with its shadow tables (SQLite), and indexes Alembic cannot express per dialect.
+SCHEMA_TABLE_PREFIX = "email_search"
+SCHEMA_INDEXES = frozenset(
+    {
+        "idx_email_message_search",
+        "idx_email_message_tenant_received",
+        "idx_email_message_tenant_message_id",
+    }
+)
+
+
+def search_document(row: Mapping[str, Any], filenames: Iterable[str | None] = ()) -> str:
+    """The token document of a message, from its column values (``Message`` names)."""
+    builder = _Builder()
+    header = list(_header_values(row, filenames))
+    for _, value in header:
+        builder.add_value(value, "")
+    for field, value in header:
+        builder.add_value(value, FIELD_PREFIXES[field])
+    builder.add_value(row.get("body_text") or "", "")
+    return builder.text()
+
+
+def query_tokens(text: str, field: str | None) -> list[str]:
+    """The document tokens a Term's text must match, adjacent and in order."""
+    prefix = FIELD_PREFIXES[field] if field is not None else ""
+    return [
+        prefix + word if len(word.encode()) <= MAX_TOKEN_BYTES else NEVER for word in words(text)
+    ]
+
+
+def _header_values(
+    row: Mapping[str, Any], filenames: Iterable[str | None]
+) -> Iterator[tuple[str, str]]:
+    yield "subject", row.get("subject") or ""
+    yield "from", row.get("from_name") or ""
+    yield "from", row.get("from_email") or ""
+    for field in ("to", "cc", "bcc"):
+        for address in row.get(f"{field}_addrs") or ():
+            yield field, address.get("name") or ""
+            yield field, address.get("email") or ""
+    for name in filenames:
+        yield "filename", name or ""
+
+
+class _Builder:
+    """Collects tokens under PostgreSQL's tsvector limits."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.lexeme_bytes = 0
+
+    def add_value(self, value: str, prefix: str) -> None:
+        """The words of one value, then a filler (none for an empty value)."""
+        found = words(value)
+        for word in found:
+            self.add(prefix + word if len(word.encode()) <= MAX_TOKEN_BYTES else FILLER)
+        if found:
+            self.add(FILLER)
+
+    def add(self, token: str) -> None:
+        """One position: the token, or a filler once it exceeds a limit."""
+        if len(self.tokens) >= MAX_POSITIONS:
+            return
+        if token != FILLER:
+            seen = self.counts.get(token, 0)
+            size = 0 if seen else len(token.encode())
+            if seen >= MAX_OCCURRENCES or self.lexeme_bytes + size > MAX_LEXEME_BYTES:
+                token = FILLER
+            else:
+                self.counts[token] = seen + 1
+                self.lexeme_bytes += size
+        self.tokens.append(token)
+
+    def text(self) -> str:
+        """The document without trailing fillers."""
+        end = len(self.tokens)
+        while end and self.tokens[end - 1] == FILLER:
+            end -= 1
+        return " ".join(self.tokens[:end])
+
+
+def to_tsvector_text(document: str) -> str:
+    """PostgreSQL's tsvector input for a document: each token with its positions."""
+    positions: dict[str, list[str]] = {}
+    for index, token in enumerate(document.split(), 1):
+        if token != FILLER:
+            positions.setdefault(token, []).append(str(index))
+    return " ".join(f"'{_quote(token)}':{','.join(at)}" for token, at in positions.items())
+
+
+def from_tsvector_text(vector: str) -> str:
+    """The document back from a tsvector's text form (fillers in the gaps)."""
+    slots: dict[int, str] = {}
+    for match in TSVECTOR_ENTRY.finditer(vector):
+        token = match.group(1).replace("''", "'").replace("\\\\", "\\")
+        for position in (match.group(2) or "").split(","):
+            if position:
+                slots[int(position.rstrip("ABCD"))] = token
+    last = max(slots, default=0)
+    return " ".join(slots.get(index, FILLER) for index in range(1, last + 1))
+
+
+def _quote(token: str) -> str:
+    return token.replace("\\", "\\\\").replace("'", "''")
+
+
+class SearchText(TypeDecorator[str]):
+    """The token document: ``tsvector`` on PostgreSQL, text indexed by FTS5 on SQLite."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """``tsvector`` on PostgreSQL, TEXT elsewhere."""
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(TSVECTOR())
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        """A document as the backend stores it."""
+        if value is None or dialect.name != "postgresql":
+            return value
+        return to_tsvector_text(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        """The document, whatever the backend stored."""
+        if value is None or dialect.name != "postgresql":
+            return None if value is None else str(value)
+        return from_tsvector_text(str(value))
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Alembic filter: leave out the search objects of migration 0003 the models cannot hold."""
+    if not reflected or compare_to is not None or name is None:
+        return True
+    if type_ == "table":
+        return not name.startswith(SCHEMA_TABLE_PREFIX)
+    if type_ == "index":
+        return name not in SCHEMA_INDEXES
+    return True
