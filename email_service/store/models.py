@@ -25,6 +25,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from email_service.store.search_index import SearchText
+
 # Stable constraint names so Alembic migrations are the same on PostgreSQL and SQLite.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -168,6 +170,8 @@ class Message(Base):
     snippet: Mapped[str] = mapped_column(Text, default="")
     body_text: Mapped[str | None] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)  # as sent; sanitized when served
+    # full-text tokens, filled by the application (store.search_index.search_document)
+    search_text: Mapped[str] = mapped_column(SearchText, default="", deferred=True)
     headers: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     blob_sha256: Mapped[str] = mapped_column(String(64))  # raw MIME in the blob store
     parse_error: Mapped[str | None] = mapped_column(Text)  # set: stored raw, not parsed
