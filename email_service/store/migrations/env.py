@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from email_service.store.models import Base
+from email_service.store.search_index import include_object
 
 config = context.config
 target_metadata = Base.metadata
@@ -19,6 +20,7 @@ def run_migrations_online() -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER much
         compare_type=True,
+        include_object=include_object,  # FTS5 tables and indexes the models cannot declare
     )
     with context.begin_transaction():
         context.run_migrations()
