@@ -1,0 +1,249 @@
+"""Full-text search on PostgreSQL and SQLite: one table of queries, the same answers on both.
+
+The corpus (``search_corpus``) is stored row by row through SQLAlchemy, as the sync would
+store it, with the token document from ``search_document``. Every query of the shared
+table runs on both backends against hand-written expectations, so passing on both proves
+them identical and right. Tenant B holds canaries that share the words of
+tenant A's messages (and one Message-ID): none may ever come back for tenant A.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from email_service.errors import ValidationError
+from email_service.mail.query import parse
+from email_service.store.models import Account, Attachment, Folder, Message
+from email_service.store.search import refresh_search_text, search_messages
+from email_service.store.search_index import search_document
+from tests.conftest import TENANT_A, TENANT_B
+from tests.integration.search_corpus import CANARY, CORPUS, FOLDERS, NOW, QUERIES, Mail
+
+
+@pytest.fixture
+def corpus(runtime: Any) -> dict[str, Any]:
+    """The corpus stored for tenants A and B; returns ids by key and the account ids."""
+    with runtime.db.session() as session:
+        accounts = {
+            key: _account(session, tenant)
+            for key, tenant in (("a1", TENANT_A), ("a2", TENANT_A), ("b1", TENANT_B))
+        }
+        folders: dict[str, Folder] = {}
+        for account_key, key, name, role in FOLDERS:
+            account = accounts[account_key]
+            folders[key] = Folder(tenant_id=account.tenant_id, account_id=account.id,
+                                  raw_name=name, name=name, role=role)  # fmt: skip
+            session.add(folders[key])
+        session.flush()
+        ids = {key: _store(session, folders[mail.folder], n, mail)
+               for n, (key, mail) in enumerate(CORPUS.items())}  # fmt: skip
+        _store(session, folders["inbox_b"], 99, CANARY)
+    return {"ids": ids, "accounts": {key: a.id for key, a in accounts.items()}}
+
+
+def _account(session: Any, tenant: str) -> Account:
+    account = Account(
+        tenant_id=tenant, email=f"{uuid.uuid4().hex[:8]}@example.com", username="u",
+        password_ciphertext="x", password_scheme="fernet", password_key_id="k",
+        imap_host="127.0.0.1", imap_port=143, imap_security="none",
+        smtp_host="127.0.0.1", smtp_port=25, smtp_security="none",
+    )  # fmt: skip
+    session.add(account)
+    session.flush()
+    return account
+
+
+def _store(session: Any, folder: Folder, uid: int, mail: Mail) -> uuid.UUID:
+    row: dict[str, Any] = {
+        "subject": mail.subject, "from_name": mail.sender[0], "from_email": mail.sender[1],
+        "to_addrs": mail.to, "cc_addrs": mail.cc, "bcc_addrs": mail.bcc, "body_text": mail.body,
+    }  # fmt: skip
+    lowered = {flag.lower() for flag in mail.flags}
+    message = Message(
+        tenant_id=folder.tenant_id, account_id=folder.account_id, folder_id=folder.id,
+        uid=uid + 1, uidvalidity=1, message_id=mail.message_id,
+        received_date=datetime.fromisoformat(mail.date).replace(tzinfo=UTC),
+        size=mail.size, flags=mail.flags, seen="\\seen" in lowered,
+        flagged="\\flagged" in lowered, answered="\\answered" in lowered,
+        draft="\\draft" in lowered, has_attachments=bool(mail.files), blob_sha256="0" * 64,
+        search_text=search_document(row, mail.files), **row,
+    )  # fmt: skip
+    session.add(message)
+    session.flush()
+    for index, name in enumerate(mail.files, start=2):
+        session.add(Attachment(tenant_id=folder.tenant_id, message_id=message.id,
+                               part_index=index, filename=name,
+                               content_type="application/octet-stream", size=100))  # fmt: skip
+    return message.id
+
+
+def _search(runtime: Any, query: str, tenant: str = TENANT_A, **options: Any) -> Any:
+    with runtime.db.session() as session:
+        return search_messages(session, tenant, parse(query, NOW), limit=100, **options)
+
+
+def _keys(corpus: dict[str, Any], page: Any) -> list[str]:
+    by_id = {value: key for key, value in corpus["ids"].items()}
+    return [by_id.get(hit.message.id, "?foreign") for hit in page.items]
+
+
+@pytest.mark.parametrize(("query", "expected"), QUERIES, ids=[q or "<empty>" for q, _ in QUERIES])
+def test_query_table(runtime: Any, corpus: dict[str, Any], query: str, expected: set[str]) -> None:
+    by_date = _keys(corpus, _search(runtime, query, order="date"))
+    newest_first = sorted(expected, key=lambda key: CORPUS[key].date, reverse=True)
+    assert by_date == newest_first
+    by_rank = _keys(corpus, _search(runtime, query, order="relevance"))
+    assert sorted(by_rank) == sorted(expected)
+
+
+def test_query_table_is_large_and_has_every_operator() -> None:
+    text = " ".join(query for query, _ in QUERIES)
+    assert len(QUERIES) >= 40
+    for operator in (
+        "from:",
+        "to:",
+        "cc:",
+        "bcc:",
+        "subject:",
+        "filename:",
+        "in:",
+        "is:",
+        "has:",
+        "label:",
+        "larger:",
+        "smaller:",
+        "before:",
+        "after:",
+        "newer_than:",
+        "older_than:",
+        "message-id:",
+        " OR ",
+        "(",
+        '"',
+        "-",
+    ):
+        assert operator in text, operator  # fmt: skip
+
+
+def test_tenant_b_sees_only_its_canary(runtime: Any, corpus: dict[str, Any]) -> None:
+    page = _search(runtime, "canaryword invoice café 日本語", tenant=TENANT_B)
+    assert [hit.message.subject for hit in page.items] == ["Invoice canaryword"]
+    for query in ("canaryword", "", "filename:pdf", "in:inbox", "message-id:<inv-001@example.com>"):
+        assert "?foreign" not in _keys(corpus, _search(runtime, query)), query
+
+
+def test_account_scope(runtime: Any, corpus: dict[str, Any]) -> None:
+    second = corpus["accounts"]["a2"]
+    assert _keys(corpus, _search(runtime, "invoice", account_id=second)) == ["acc2"]
+    assert _keys(corpus, _search(runtime, "in:inbox", account_id=second)) == ["acc2"]
+    assert _keys(corpus, _search(runtime, "in:sent", account_id=second)) == []
+
+
+@pytest.mark.parametrize("order", ["date", "relevance"])
+@pytest.mark.parametrize("query", ["", "the", "is:read OR invoice"])
+def test_pages_walk_every_result_once(
+    runtime: Any, corpus: dict[str, Any], order: str, query: str
+) -> None:
+    whole = _keys(corpus, _search(runtime, query, order=order))
+    walked: list[str] = []
+    cursor = None
+    with runtime.db.session() as session:
+        while True:
+            page = search_messages(
+                session, TENANT_A, parse(query, NOW), limit=3, cursor=cursor, order=order
+            )  # type: ignore[arg-type]
+            walked += _keys(corpus, page)
+            assert len(page.items) <= 3
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    assert walked == whole
+    assert len(set(walked)) == len(walked) > 3
+
+
+def test_bad_cursor_and_limit(runtime: Any, corpus: dict[str, Any]) -> None:
+    with runtime.db.session() as session:
+        page = search_messages(session, TENANT_A, parse("", NOW), limit=2, order="date")
+        assert page.next_cursor is not None
+        for cursor, order in (("not-a-cursor", "date"), (page.next_cursor, "relevance")):
+            with pytest.raises(ValidationError):
+                search_messages(session, TENANT_A, parse("", NOW), limit=2, cursor=cursor,
+                                order=order)  # type: ignore[arg-type]  # fmt: skip
+        with pytest.raises(ValidationError):
+            search_messages(session, TENANT_A, parse("", NOW), limit=0)
+
+
+def test_headlines_mark_hits_and_escape_the_rest(runtime: Any, corpus: dict[str, Any]) -> None:
+    (fox,) = _search(runtime, "fox").items
+    assert fox.headline == (
+        "… xss&#x27;)&lt;/script&gt; world, the quick brown <mark>fox</mark> jumps"
+    )
+    (phrase,) = _search(runtime, '"budget review"').items
+    assert phrase.headline == (
+        "The quarterly <mark>budget review</mark> is scheduled. <mark>Budget review</mark> "
+        "notes follow"
+    )
+    (japanese,) = _search(runtime, "日本語").items
+    assert japanese.headline == "明日の会議について。<mark>日本語</mark> テキスト です"
+    (subject,) = _search(runtime, "subject:menu").items
+    assert subject.headline == "cafe <mark>menu</mark>"
+    for hit in _search(runtime, "script OR hello OR alert").items:
+        assert hit.headline is not None
+        assert "<script" not in hit.headline
+        assert "<mark>" in hit.headline
+    assert all(hit.headline is None for hit in _search(runtime, "from:alice").items)
+
+
+def test_relevance_puts_the_better_match_first(runtime: Any, corpus: dict[str, Any]) -> None:
+    ranked = _search(runtime, "invoice OR budget OR review", order="relevance").items
+    assert ranked[0].rank >= ranked[-1].rank > 0
+    assert _keys(corpus, _search(runtime, "review budget quarterly", order="relevance")) == [
+        "phrase"
+    ]
+
+
+def test_index_limits_are_the_same_on_both_backends(runtime: Any, corpus: dict[str, Any]) -> None:
+    long_word = "x" * 200
+    body = "the " * 300 + "target " + long_word + " " + " ".join(f"w{i}" for i in range(17_000))
+    with runtime.db.session() as session:
+        folder = session.get_one(Folder, _folder_of(session, corpus["ids"]["old"]))
+        _store(session, folder, 500, Mail("inbox", "2024-03-10T00:00", ("L", "l@l.example"),
+                                          "limits", body + " finalword"))  # fmt: skip
+    assert _subjects(runtime, "target") == ["limits"]
+    assert _subjects(runtime, '"the target"') == []  # 257th "the": past PostgreSQL's 256
+    assert _subjects(runtime, long_word) == []  # longer than a word can be
+    assert _subjects(runtime, "w100") == ["limits"]
+    assert _subjects(runtime, "finalword") == []  # beyond position 16383
+
+
+def test_refresh_rebuilds_the_document(runtime: Any, corpus: dict[str, Any]) -> None:
+    message_id = corpus["ids"]["cafe_plain"]
+    with runtime.db.session() as session:
+        session.execute(update(Message).where(Message.id == message_id).values(search_text=""))
+    assert _subjects(runtime, "filename:menu") == []
+    with runtime.db.session() as session:
+        assert refresh_search_text(session, TENANT_A, [message_id]) == 1
+        assert refresh_search_text(session, TENANT_B, [message_id]) == 0
+    assert _subjects(runtime, "filename:menu") == ["cafe menu"]
+    assert _subjects(runtime, '"cafe menu"') == ["cafe menu"]
+
+
+def test_deleted_messages_leave_the_index(runtime: Any, corpus: dict[str, Any]) -> None:
+    with runtime.db.session() as session:
+        session.delete(session.get_one(Message, corpus["ids"]["spam"]))
+    assert _subjects(runtime, "prize") == []
+    assert len(_search(runtime, "").items) == len(CORPUS) - 1
+
+
+def _folder_of(session: Any, message_id: uuid.UUID) -> uuid.UUID:
+    folder_id: uuid.UUID = session.get_one(Message, message_id).folder_id
+    return folder_id
+
+
+def _subjects(runtime: Any, query: str) -> list[str]:
+    return [hit.message.subject for hit in _search(runtime, query, order="date").items]
