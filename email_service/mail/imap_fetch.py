@@ -30,6 +30,9 @@ UNKNOWN_DATE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # A UID FETCH that met messages expunged meanwhile may end NO [EXPUNGEISSUED] (RFC 5530 §3);
 # the others were delivered, the gone ones are simply absent.
 BENIGN_FETCH_CODES = frozenset({"EXPUNGEISSUED"})
+# \Recent describes this session, not the message (RFC 9051 §2.3.2 dropped it): storing it
+# would make every sync look like a flag change.
+SESSION_FLAGS = frozenset({"\\Recent", "\\RECENT", "\\recent"})
 
 
 def fetch_items(response: Response) -> dict[str, Token]:
@@ -50,7 +53,8 @@ def fetch_items(response: Response) -> dict[str, Token]:
 def _flags(value: Token) -> frozenset[str]:
     if not isinstance(value, list):
         raise ImapProtocolError(f"malformed FLAGS {value!r:.80}")
-    return frozenset(text_of(flag) for flag in value)
+    flags = frozenset(text_of(flag) for flag in value)
+    return flags - SESSION_FLAGS if flags & SESSION_FLAGS else flags
 
 
 def _modseq(value: Token) -> int | None:
