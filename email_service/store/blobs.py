@@ -21,6 +21,7 @@ class BlobStore:
     def __init__(self, root: Path, fsync: bool = True) -> None:
         self.root = root
         self.fsync = fsync  # durable before the referencing row commits (power loss)
+        self._unsynced = False
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
@@ -40,14 +41,22 @@ class BlobStore:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-                if self.fsync:
-                    handle.flush()
-                    os.fdatasync(handle.fileno())
             Path(tmp).replace(target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self._unsynced = True
         return digest
+
+    def flush(self) -> None:
+        """Make every blob written so far durable; call before committing rows that use them.
+
+        One sync(2) per batch instead of an fsync per file: the same guarantee for a batch
+        of hundreds of messages at the cost of one call.
+        """
+        if self.fsync and self._unsynced:
+            os.sync()
+        self._unsynced = False
 
     def get(self, digest: str) -> bytes:
         """The bytes of a blob, or NotFoundError."""

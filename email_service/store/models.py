@@ -149,6 +149,8 @@ class Message(Base):
     modseq: Mapped[int | None] = mapped_column(BigInteger)
     message_id: Mapped[str | None] = mapped_column(Text)  # the Message-ID header
     thread_id: Mapped[str | None] = mapped_column(String(64))
+    subject_key: Mapped[str] = mapped_column(Text, default="")  # normalized, for threading
+    subject_orphan: Mapped[bool] = mapped_column(Boolean, default=False)  # no References
     in_reply_to: Mapped[str | None] = mapped_column(Text)
     references: Mapped[list[str]] = mapped_column(JSONType, default=list)
     subject: Mapped[str] = mapped_column(Text, default="")
@@ -185,6 +187,7 @@ class Message(Base):
         Index("idx_email_message_list", "tenant_id", "folder_id", received_date.desc(), "id"),
         Index("idx_email_message_message_id", "account_id", "message_id"),
         Index("idx_email_message_thread", "account_id", "thread_id"),
+        Index("idx_email_message_subject_key", "account_id", "subject_key"),
     )
 
 
@@ -232,3 +235,30 @@ class SyncState(Base):
     bytes_synced: Mapped[int] = mapped_column(BigInteger, default=0)
 
     __table_args__ = (Index("idx_account_sync_tenant", "tenant_id"),)
+
+
+class ThreadLink(Base):
+    """An id a stored message links by (its own Message-ID or one it references).
+
+    Referenced-but-unseen ids are kept too, so a parent arriving later finds its children.
+    """
+
+    __tablename__ = "thread_link"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("email_account.id", ondelete="CASCADE")
+    )
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("email_message.id", ondelete="CASCADE")
+    )
+    link_id: Mapped[str] = mapped_column(Text)
+    thread_id: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("idx_thread_link_lookup", "account_id", "link_id"),
+        Index("idx_thread_link_thread", "account_id", "thread_id"),
+        Index("idx_thread_link_message", "message_id"),
+    )

@@ -1,4 +1,4 @@
-"""messages, folders, attachments, sync state
+"""messages, folders, attachments, thread links, per-account sync state
 
 Revision ID: 0002
 Revises: 0001
@@ -72,6 +72,8 @@ def upgrade() -> None:
     sa.Column('modseq', sa.BigInteger(), nullable=True),
     sa.Column('message_id', sa.Text(), nullable=True),
     sa.Column('thread_id', sa.String(length=64), nullable=True),
+    sa.Column('subject_key', sa.Text(), nullable=False),
+    sa.Column('subject_orphan', sa.Boolean(), nullable=False),
     sa.Column('in_reply_to', sa.Text(), nullable=True),
     sa.Column('references', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('subject', sa.Text(), nullable=False),
@@ -107,6 +109,7 @@ def upgrade() -> None:
     op.create_index('idx_email_message_list', 'email_message', ['tenant_id', 'folder_id', sa.literal_column('received_date DESC'), 'id'], unique=False)
     op.create_index('idx_email_message_message_id', 'email_message', ['account_id', 'message_id'], unique=False)
     op.create_index('idx_email_message_received', 'email_message', [sa.literal_column('received_date DESC')], unique=False)
+    op.create_index('idx_email_message_subject_key', 'email_message', ['account_id', 'subject_key'], unique=False)
     op.create_index('idx_email_message_thread', 'email_message', ['account_id', 'thread_id'], unique=False)
     op.create_table('attachment',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -122,12 +125,30 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_attachment'))
     )
     op.create_index('idx_attachment_message', 'attachment', ['message_id'], unique=False)
+    op.create_table('thread_link',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('message_id', sa.Uuid(), nullable=False),
+    sa.Column('link_id', sa.Text(), nullable=False),
+    sa.Column('thread_id', sa.String(length=64), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['email_account.id'], name=op.f('fk_thread_link_account_id_email_account'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['message_id'], ['email_message.id'], name=op.f('fk_thread_link_message_id_email_message'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_thread_link'))
+    )
+    op.create_index('idx_thread_link_lookup', 'thread_link', ['account_id', 'link_id'], unique=False)
+    op.create_index('idx_thread_link_message', 'thread_link', ['message_id'], unique=False)
+    op.create_index('idx_thread_link_thread', 'thread_link', ['account_id', 'thread_id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('idx_thread_link_thread', table_name='thread_link')
+    op.drop_index('idx_thread_link_message', table_name='thread_link')
+    op.drop_index('idx_thread_link_lookup', table_name='thread_link')
+    op.drop_table('thread_link')
     op.drop_index('idx_attachment_message', table_name='attachment')
     op.drop_table('attachment')
     op.drop_index('idx_email_message_thread', table_name='email_message')
+    op.drop_index('idx_email_message_subject_key', table_name='email_message')
     op.drop_index('idx_email_message_received', table_name='email_message')
     op.drop_index('idx_email_message_message_id', table_name='email_message')
     op.drop_index('idx_email_message_list', table_name='email_message')
