@@ -7,10 +7,11 @@ import logging
 from apiflask import APIFlask
 
 from email_service import __version__
-from email_service.api import accounts, health, hooks, openapi, problems
+from email_service.api import accounts, health, hooks, messages, openapi, problems, sync
 from email_service.api.auth import authenticate
 from email_service.api.context import EXTENSION
 from email_service.config import Settings, load_settings, with_generated_secrets
+from email_service.jobs import wire_queue
 from email_service.observability.logging import configure_logging
 from email_service.services.runtime import Runtime
 
@@ -21,7 +22,9 @@ def prepare_settings(settings: Settings | None = None) -> Settings:
     return with_generated_secrets(settings, logging.getLogger("email_service").warning)
 
 
-def create_app(settings: Settings | None = None, configure_logs: bool = True) -> APIFlask:
+def create_app(
+    settings: Settings | None = None, configure_logs: bool = True, background: bool = False
+) -> APIFlask:
     """The WSGI application."""
     settings = settings or load_settings()
     if configure_logs:
@@ -37,7 +40,9 @@ def create_app(settings: Settings | None = None, configure_logs: bool = True) ->
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["JSON_SORT_KEYS"] = False
-    app.extensions[EXTENSION] = Runtime.build(settings)
+    runtime = Runtime.build(settings)
+    wire_queue(runtime, background=background)
+    app.extensions[EXTENSION] = runtime
     openapi.configure(app, settings.tenant_id_header)
     problems.register(app)
     app.before_request(hooks.start_request)
@@ -45,4 +50,6 @@ def create_app(settings: Settings | None = None, configure_logs: bool = True) ->
     app.after_request(hooks.finish_request)
     app.register_blueprint(health.bp)
     app.register_blueprint(accounts.bp)
+    app.register_blueprint(sync.bp)
+    app.register_blueprint(messages.bp)
     return app

@@ -7,26 +7,29 @@ import logging
 import os
 import shutil
 import sys
+import uuid
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from email_service.config import Security, Settings, load_settings, with_generated_secrets
-from email_service.errors import ConfigError, EmailServiceError
-from email_service.observability.logging import configure_logging
-from email_service.security import tokens
-from email_service.security.crypto import generate_key
-from email_service.services import accounts as account_service
-from email_service.services.runtime import Runtime
-from email_service.store import migrate as migrations
+# Heavy modules (SQLAlchemy, Alembic, Flask, Celery) are imported inside the commands that
+# need them: `email-service sync` and `token` start in a fraction of the time.
+if TYPE_CHECKING:
+    from email_service.config import Settings
+    from email_service.services.runtime import Runtime
 
+SECURITY_CHOICES = ["ssl", "starttls", "none"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONFIG = REPO_ROOT / "deploy" / "gunicorn.conf.py"
 
 
 def _settings() -> Settings:
     """Settings with development secrets filled in; one-line exit on bad configuration."""
+    from email_service.config import load_settings, with_generated_secrets
+    from email_service.errors import ConfigError
+    from email_service.observability.logging import configure_logging
+
     try:
         settings = load_settings()
         configure_logging(settings.log_level, None)
@@ -36,6 +39,9 @@ def _settings() -> Settings:
 
 
 def _runtime() -> Runtime:
+    from email_service.errors import ConfigError
+    from email_service.services.runtime import Runtime
+
     try:
         return Runtime.build(_settings())
     except ConfigError as exc:
@@ -126,6 +132,8 @@ def beat() -> None:
 @main.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
+    from email_service.store import migrate as migrations
+
     runtime = _runtime()
     migrations.upgrade(runtime.db.engine)
     click.echo(f"database at revision {migrations.current(runtime.db.engine)}")
@@ -134,9 +142,12 @@ def migrate() -> None:
 @main.command()
 @click.option("--tenant", "tenants", multiple=True, required=True, help="repeat for several")
 @click.option("--sub", default="cli", show_default=True, help="subject (who the token is for)")
-@click.option("--ttl", type=int, default=tokens.DEFAULT_TTL, show_default=True, help="seconds")
+@click.option("--ttl", type=int, default=24 * 3600, show_default=True, help="seconds")
 def token(tenants: tuple[str, ...], sub: str, ttl: int) -> None:
     """Print a JWT for the given tenant(s), signed with JWT_SECRET."""
+    from email_service.errors import EmailServiceError
+    from email_service.security import tokens
+
     settings = _settings()
     assert settings.jwt_secret is not None
     try:
@@ -167,14 +178,18 @@ def accounts() -> None:
 @click.option("--username")
 @click.option("--imap-host")
 @click.option("--imap-port", type=int)
-@click.option("--imap-security", type=click.Choice([s.value for s in Security]))
+@click.option("--imap-security", type=click.Choice(SECURITY_CHOICES))
 @click.option("--smtp-host")
 @click.option("--smtp-port", type=int)
-@click.option("--smtp-security", type=click.Choice([s.value for s in Security]))
+@click.option("--smtp-security", type=click.Choice(SECURITY_CHOICES))
 def accounts_add(
     tenant: str, email: str, password: str | None, **options: str | int | None
 ) -> None:
     """Register a mailbox for a tenant."""
+    from email_service.config import Security
+    from email_service.errors import EmailServiceError
+    from email_service.services import accounts as account_service
+
     password = password or os.environ.get("EMAIL_PASSWORD") or getpass.getpass("password: ")
     for key in ("imap_security", "smtp_security"):
         if options[key] is not None:
@@ -195,6 +210,8 @@ def accounts_add(
 @click.option("--tenant", required=True)
 def accounts_list(tenant: str) -> None:
     """List a tenant's accounts (id, email, IMAP server, status)."""
+    from email_service.services import accounts as account_service
+
     runtime = _runtime()
     cursor: str | None = None
     with runtime.db.session() as session:
@@ -206,12 +223,82 @@ def accounts_list(tenant: str) -> None:
                 break
 
 
+@main.command()
+@click.argument("account_id")
+@click.option("--foreground", is_flag=True, required=True, help="run here, not on a worker")
+@click.option("--quiet", is_flag=True, help="no progress bar, only the summary line")
+def sync(account_id: str, foreground: bool, quiet: bool) -> None:
+    """Sync one account in this process, with progress, and print a summary line."""
+    from email_service.errors import EmailServiceError
+    from email_service.services import accounts as account_service
+    from email_service.services import mailbox
+
+    runtime = _runtime()
+    try:
+        wanted = uuid.UUID(account_id)
+    except ValueError:
+        raise click.BadParameter(f"{account_id!r} is not an account id") from None
+    with runtime.db.session() as session:
+        tenant = account_service.tenant_of(session, wanted)
+    bars = ProgressBars(disabled=quiet)
+    try:
+        report = mailbox.run_sync(runtime, tenant, wanted, f"cli-{os.getpid()}", bars.update)
+    except EmailServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        bars.close()
+    megabytes = report.bytes / 1e6
+    rate = report.new_messages / report.seconds if report.seconds else 0.0
+    click.echo(
+        f"synced {report.new_messages} messages, {megabytes:.1f} MB in "
+        f"{report.seconds:.2f} s ({rate:.0f} msgs/s); {report.flag_updates} flag "
+        f"updates, {report.deleted} deleted, {report.folders} folders"
+    )
+
+
+class ProgressBars:
+    """One tqdm bar per folder: messages done of total, with MB."""
+
+    def __init__(self, disabled: bool) -> None:
+        self.disabled = disabled
+        self.bars: dict[str, Any] = {}
+        self.sizes: dict[str, int] = {}
+
+    def update(self, folder: str, done: int, total: int, size: int) -> None:
+        """Move the folder's bar to ``done`` of ``total``."""
+        bar = self.bars.get(folder)
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(
+                total=total,
+                desc=folder[:24],
+                unit="msg",
+                disable=self.disabled,
+                file=sys.stderr,
+                leave=True,
+            )
+            self.bars[folder], self.sizes[folder] = bar, 0
+        self.sizes[folder] += size
+        bar.total = max(total, done)
+        bar.n = done
+        bar.set_postfix_str(f"{self.sizes[folder] / 1e6:.1f} MB", refresh=True)
+
+    def close(self) -> None:
+        """Finish every bar."""
+        for bar in self.bars.values():
+            bar.close()
+
+
 @main.command("rotate-key")
 @click.option(
     "--generate", is_flag=True, help="only print a new key to put first in ENCRYPTION_KEY"
 )
 def rotate_key(generate: bool) -> None:
     """Re-encrypt every stored credential with the first ENCRYPTION_KEY."""
+    from email_service.security.crypto import generate_key
+    from email_service.services import accounts as account_service
+
     if generate:
         click.echo(generate_key())
         return

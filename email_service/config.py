@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     smtp_host: str = "localhost"
     smtp_port: int = Field(587, ge=1, le=65535)
     smtp_security: Security = Security.STARTTLS
+    # Extra CA bundle for verifying mail servers' TLS (a self-hosted CA); system CAs otherwise.
+    mail_ca_file: Path | None = None
+    # Sync raw MIME to disk before its row commits (survives power loss; costs an fsync each).
+    blob_fsync: bool = True
+    # Minutes between beat's syncs of every active account.
+    sync_interval_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
+    # A running sync renews its account lock; a dead worker's lock frees after this.
+    sync_lock_ttl_seconds: int = Field(300, ge=2, le=24 * 3600)
     # Non-public hosts/CIDRs accounts may point at (public addresses are always allowed).
     allowed_mail_hosts: Annotated[list[str], NoDecode] = []
 

@@ -2,4 +2,4 @@
 
 from email_service.app import create_app
 
-app = create_app()
+app = create_app(background=True)

@@ -10,10 +10,14 @@ from __future__ import annotations
 from celery import Celery
 
 from email_service.config import Settings, load_settings
+from email_service.jobs import work
+from email_service.jobs.queues import CeleryQueue, EmbeddedQueue, Ticker
+from email_service.services.runtime import Runtime
 
-# Redis' default visibility timeout is 1 h; an ETA beyond it would be re-delivered in a
-# loop (ECOSYSTEM.md), so scheduled work goes through beat, and this bounds the rest.
-VISIBILITY_TIMEOUT_S = 6 * 3600
+# An unacknowledged task (its worker was killed) comes back after this. A long sync that
+# outlives it is re-delivered while running, which the per-account lock turns into a no-op;
+# retry countdowns stay below it (an ETA beyond it re-runs in a loop, ECOSYSTEM.md).
+VISIBILITY_TIMEOUT_S = 15 * 60
 
 
 def broker_urls(settings: Settings) -> tuple[str, str]:
@@ -31,7 +35,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
     """A Celery app configured from settings (JSON only, late acks)."""
     settings = settings or load_settings()
     broker, backend = broker_urls(settings)
-    app = Celery("email_service", broker=broker, backend=backend)
+    app = Celery(
+        "email_service", broker=broker, backend=backend, include=["email_service.jobs.tasks"]
+    )
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -46,5 +52,26 @@ def make_celery(settings: Settings | None = None) -> Celery:
         result_expires=24 * 3600,
         timezone="UTC",
         enable_utc=True,
+        # Beat only asks "who is due?" each minute; SYNC_INTERVAL_MINUTES decides.
+        beat_schedule={"sync-due-accounts": {"task": "sync_due_accounts", "schedule": 60.0}},
     )
     return app
+
+
+def wire_queue(runtime: Runtime, background: bool = False) -> None:
+    """Give the runtime its job queue: Celery with a broker, else the embedded runner.
+
+    ``background`` also starts the embedded beat (the API process of ``make run``).
+    """
+    settings = runtime.settings
+    if settings.broker_url and settings.enable_celery_tasks:
+        runtime.queue = CeleryQueue(make_celery(settings))
+        return
+    handlers = {
+        "sync_imap_account": lambda job_id, account_id, tenant_id: work.sync_account(
+            runtime, account_id, tenant_id, job_id
+        ),
+    }
+    runtime.queue = EmbeddedQueue(handlers)
+    if background:
+        Ticker(60.0, lambda: work.sync_due(runtime)).start()

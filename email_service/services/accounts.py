@@ -198,6 +198,9 @@ def update_account(
         hosts.check(Endpoint(row.imap_host, row.imap_port, Security(row.imap_security)))
     if data.smtp_host is not None or data.smtp_port is not None:
         hosts.check(Endpoint(row.smtp_host, row.smtp_port, Security(row.smtp_security)))
+    credentials = ("password", "username", "imap_host", "imap_port", "imap_security")
+    if row.status == "auth_failed" and any(getattr(data, n) is not None for n in credentials):
+        row.status = "active"  # new credentials deserve a new attempt
     if data.password is not None:
         sealed = vault.encrypt(data.password)
         row.password_ciphertext, row.password_key_id = sealed.ciphertext, sealed.key_id
@@ -215,6 +218,14 @@ def delete_account(session: Session, tenant_id: str, account_id: uuid.UUID) -> N
 def account_password(session: Session, tenant_id: str, account_id: uuid.UUID, vault: Vault) -> str:
     """The decrypted password, for the mail protocol layer only (tasks, verify)."""
     return vault.decrypt(_load(session, tenant_id, account_id).password_ciphertext)
+
+
+def tenant_of(session: Session, account_id: uuid.UUID) -> str:
+    """The tenant an account belongs to (operator tools only; the API never asks this)."""
+    tenant = session.scalar(select(Account.tenant_id).where(Account.id == account_id))
+    if tenant is None:
+        raise NotFoundError("account not found", account_id=str(account_id))
+    return tenant
 
 
 def rotate_keys(session: Session, vault: Vault, batch: int = 500) -> tuple[int, int]:

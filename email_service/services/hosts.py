@@ -35,13 +35,18 @@ class MailHostPolicy:
             allow=AllowList.parse(settings.allowed_mail_hosts),
         )
 
+    def addresses(self, endpoint: Endpoint) -> list[str]:
+        """The vetted addresses to dial for an endpoint (checked again at connect time,
+        so a name that now resolves elsewhere is refused: DNS rebinding)."""
+        defaults = {(d.host.lower(), d.port) for d in (self.imap_default, self.smtp_default)}
+        if (endpoint.host.lower(), endpoint.port) in defaults:
+            return self.resolve(endpoint.host)
+        return check_host(endpoint.host, self.allow, self.resolve)
+
     def check(self, endpoint: Endpoint) -> None:
         """Raise BlockedHostError unless the endpoint may be dialled.
 
         The operator's own default endpoints (exact host and port) are trusted as
         configured; anything else must resolve to public or allow-listed addresses.
         """
-        defaults = {(d.host.lower(), d.port) for d in (self.imap_default, self.smtp_default)}
-        if (endpoint.host.lower(), endpoint.port) in defaults:
-            return
-        check_host(endpoint.host, self.allow, self.resolve)
+        self.addresses(endpoint)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from email_service.config import Settings
 from email_service.security.crypto import Vault
 from email_service.services.hosts import MailHostPolicy
+from email_service.services.queue import JobQueue
 from email_service.store.db import Database
 
 
@@ -18,6 +19,7 @@ class Runtime:
     db: Database
     vault: Vault
     hosts: MailHostPolicy
+    queue: JobQueue | None = field(default=None)  # wired by the app or worker
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:

@@ -1,0 +1,94 @@
+"""JobQueue implementations: Celery (Redis broker) and the embedded in-process runner."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from celery import Celery
+
+from email_service.errors import RemoteTemporaryError
+
+log = logging.getLogger(__name__)
+# Embedded retries mirror the Celery task's: doubling from 30 s, capped, a few attempts.
+EMBEDDED_RETRY_BASE_S = 30.0
+EMBEDDED_RETRY_MAX_S = 900.0
+EMBEDDED_MAX_ATTEMPTS = 4
+
+
+class CeleryQueue:
+    """Sends tasks by name to the Celery broker."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def enqueue(self, task: str, job_id: str, **kwargs: str) -> None:
+        """Publish the task with ``job_id`` as its Celery task id."""
+        self.app.send_task(task, kwargs=kwargs, task_id=job_id)
+
+
+class EmbeddedQueue:
+    """Runs tasks on a small thread pool inside this process (no broker).
+
+    At-most-once, like any in-memory queue: a crash loses queued jobs, which is why every
+    task is idempotent and checkpointed in the database, and the periodic job re-queues
+    accounts whose sync is due or whose lock expired.
+    """
+
+    def __init__(self, handlers: dict[str, Callable[..., Any]], workers: int = 2) -> None:
+        self.handlers = handlers
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
+
+    def enqueue(self, task: str, job_id: str, **kwargs: str) -> None:
+        """Run the handler soon on the pool."""
+        self.pool.submit(self._run, task, job_id, 1, kwargs)
+
+    def _run(self, task: str, job_id: str, attempt: int, kwargs: dict[str, str]) -> None:
+        try:
+            self.handlers[task](job_id=job_id, **kwargs)
+        except RemoteTemporaryError as exc:
+            if attempt >= EMBEDDED_MAX_ATTEMPTS:
+                log.warning("job %s gave up after %d attempts: %s", task, attempt, exc.message)
+                return
+            delay = min(EMBEDDED_RETRY_MAX_S, EMBEDDED_RETRY_BASE_S * 2 ** (attempt - 1))
+            delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
+            timer = threading.Timer(
+                delay, self.pool.submit, (self._run, task, job_id, attempt + 1, kwargs)
+            )
+            timer.daemon = True
+            timer.start()
+        except Exception:
+            log.exception("job %s failed", task)
+
+    def shutdown(self) -> None:
+        """Stop taking work; wait for running jobs."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Ticker:
+    """Calls a function every ``interval`` seconds on a daemon thread (embedded beat)."""
+
+    def __init__(self, interval: float, action: Callable[[], Any]) -> None:
+        self.interval = interval
+        self.action = action
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="beat", daemon=True)
+
+    def start(self) -> None:
+        """Begin ticking; the action decides what is due, so ticks every minute at most."""
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(min(self.interval, 60.0)):
+            try:
+                self.action()
+            except Exception:
+                log.exception("periodic job failed")
+
+    def stop(self) -> None:
+        """Stop after the current tick."""
+        self.stopped.set()

@@ -1,0 +1,47 @@
+"""Celery tasks, named as the spec writes them; thin wrappers over ``jobs.work``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from celery import Task, current_app, shared_task
+
+from email_service.errors import RemoteTemporaryError
+from email_service.jobs import work
+from email_service.jobs.queues import CeleryQueue
+
+# Temporary remote trouble is retried: 30 s, 60 s, 120 s ... capped at 10 min, jittered
+# (below the broker's visibility timeout).
+RETRY_BACKOFF_S = 30
+RETRY_BACKOFF_MAX_S = 600
+MAX_RETRIES = 6
+
+
+def _runtime() -> Any:
+    runtime = work.worker_runtime()
+    if runtime.queue is None:
+        runtime.queue = CeleryQueue(current_app)
+    return runtime
+
+
+@shared_task(
+    name="sync_imap_account",
+    bind=True,
+    acks_late=True,
+    autoretry_for=(RemoteTemporaryError,),
+    retry_backoff=RETRY_BACKOFF_S,
+    retry_backoff_max=RETRY_BACKOFF_MAX_S,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
+def sync_imap_account(self: Task[Any, Any], account_id: str, tenant_id: str) -> dict[str, Any]:
+    """Fetch emails from the account's IMAP server into the store."""
+    job_id = str(self.request.id or uuid.uuid4().hex)
+    return work.sync_account(_runtime(), account_id, tenant_id, job_id)
+
+
+@shared_task(name="sync_due_accounts", acks_late=True)
+def sync_due_accounts() -> dict[str, Any]:
+    """Beat's periodic job: queue a sync of every account that is due."""
+    return work.sync_due(_runtime())

@@ -1,0 +1,56 @@
+"""What each task does, shared by Celery workers and the embedded runner: ids in, a
+service call, a small JSON-able summary out."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import cache
+from typing import Any
+
+from email_service.config import load_settings, with_generated_secrets
+from email_service.errors import ConflictError, NotFoundError
+from email_service.services import mailbox, sync_jobs
+from email_service.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def worker_runtime() -> Runtime:
+    """The worker process's runtime, built once from the environment."""
+    settings = with_generated_secrets(load_settings(), log.warning)
+    return Runtime.build(settings)
+
+
+def sync_account(runtime: Runtime, account_id: str, tenant_id: str, job_id: str) -> dict[str, Any]:
+    """Run one sync; an account already being synced or gone is not an error."""
+    try:
+        report = mailbox.run_sync(runtime, tenant_id, uuid.UUID(account_id), owner=job_id)
+    except ConflictError:
+        log.info("sync skipped: already running", extra={"account_id": account_id})
+        return {"skipped": "already running"}
+    except NotFoundError:
+        log.info("sync skipped: account deleted", extra={"account_id": account_id})
+        return {"skipped": "account not found"}
+    log.info(
+        "account synced",
+        extra={
+            "account_id": account_id,
+            "tenant_id": tenant_id,
+            "new": report.new_messages,
+            "duration_ms": round(report.seconds * 1000),
+        },
+    )
+    return {
+        "new_messages": report.new_messages,
+        "bytes": report.bytes,
+        "deleted": report.deleted,
+        "flag_updates": report.flag_updates,
+        "seconds": round(report.seconds, 3),
+    }
+
+
+def sync_due(runtime: Runtime) -> dict[str, Any]:
+    """Queue every account whose periodic sync is due."""
+    return {"queued": sync_jobs.trigger_due(runtime)}

@@ -1,0 +1,189 @@
+"""Turn fetched messages into rows, and store batches idempotently on either backend.
+
+Parsing never drops a message: when the parser reports an error (a limit hit, a broken
+structure) the row keeps what could be read, ``parse_error`` says why, and the raw MIME
+is in the blob store either way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Insert, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from email_service.mail.html import html_to_text
+from email_service.mail.imap import FetchedMessage
+from email_service.mail.mime import Address, Limits, ParsedMessage, make_snippet, parse_message
+from email_service.services import thread_ids
+from email_service.store.blobs import BlobStore
+from email_service.store.models import Attachment, Message, ThreadLink
+
+# System flags mirrored into boolean columns for fast filters (RFC 9051 §2.3.2).
+FLAG_COLUMNS = {
+    "\\seen": "seen",
+    "\\flagged": "flagged",
+    "\\answered": "answered",
+    "\\draft": "draft",
+}
+
+
+@dataclass
+class Incoming:
+    """One message ready for insertion."""
+
+    row: dict[str, Any]
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _addresses(items: list[Address]) -> list[dict[str, str]]:
+    return [{"name": a.name, "email": a.email} for a in items]
+
+
+def flag_values(flags: frozenset[str] | set[str]) -> dict[str, Any]:
+    """The flags column and its boolean mirrors."""
+    lowered = {f.lower() for f in flags}
+    values: dict[str, Any] = {"flags": sorted(flags)}
+    for flag, column in FLAG_COLUMNS.items():
+        values[column] = flag in lowered
+    return values
+
+
+def prepare(
+    fetched: FetchedMessage, scope: dict[str, Any], blobs: BlobStore, limits: Limits
+) -> Incoming:
+    """Store the raw bytes, parse, and build the message and attachment rows."""
+    digest = blobs.put(fetched.body)
+    parsed = parse_message(fetched.body, limits)
+    message_id = uuid.uuid4()
+    row = {
+        "id": message_id,
+        **scope,
+        "uid": fetched.uid,
+        "modseq": fetched.modseq,
+        "received_date": fetched.internaldate,
+        "size": fetched.size or len(fetched.body),
+        "blob_sha256": digest,
+        **flag_values(fetched.flags),
+        **_parsed_columns(parsed),
+    }
+    attachments = [
+        {
+            "id": uuid.uuid4(),
+            "tenant_id": scope["tenant_id"],
+            "message_id": message_id,
+            "part_index": a.index,
+            "filename": a.filename,
+            "content_type": a.content_type[:255],
+            "size": a.size,
+            "content_id": a.content_id,
+            "is_inline": a.is_inline,
+        }
+        for a in parsed.attachments
+    ]
+    return Incoming(row, attachments)
+
+
+def _parsed_columns(parsed: ParsedMessage) -> dict[str, Any]:
+    text = parsed.text
+    if text is None and parsed.html:
+        text = html_to_text(parsed.html)
+    sender = parsed.from_[0] if parsed.from_ else None
+    return {
+        "message_id": parsed.message_id,
+        "in_reply_to": parsed.in_reply_to,
+        "references": parsed.references,
+        "subject": parsed.subject,
+        "from_name": sender.name if sender else None,
+        "from_email": sender.email if sender else None,
+        "to_addrs": _addresses(parsed.to),
+        "cc_addrs": _addresses(parsed.cc),
+        "bcc_addrs": _addresses(parsed.bcc),
+        "reply_to": _addresses(parsed.reply_to),
+        "sent_at": parsed.date,
+        "has_attachments": parsed.has_attachments,
+        "snippet": make_snippet(text or ""),
+        "body_text": text,
+        "body_html": parsed.html,
+        "headers": parsed.headers,
+        "parse_error": parsed.parse_error,
+    }
+
+
+def _insert(session: Session, model: type[Any]) -> Insert:
+    if session.get_bind().dialect.name == "postgresql":
+        return pg_insert(model)
+    return sqlite_insert(model)
+
+
+def insert_batch(session: Session, batch: Sequence[Incoming]) -> int:
+    """Thread and insert messages not yet stored (same folder/uidvalidity/uid is skipped)."""
+    if not batch:
+        return 0
+    rows = [item.row for item in batch]
+    links = thread_ids.assign_batch(session, rows[0]["account_id"], rows)
+    stmt = (
+        _insert(session, Message)
+        .on_conflict_do_nothing(  # type: ignore[attr-defined]
+            index_elements=["folder_id", "uidvalidity", "uid"]
+        )
+        .returning(Message.id)
+    )
+    inserted = set(session.scalars(stmt, rows))
+    attachments = [a for item in batch if item.row["id"] in inserted for a in item.attachments]
+    if attachments:
+        session.execute(_insert(session, Attachment), attachments)
+    links = [link for link in links if link["message_id"] in inserted]
+    if links:
+        session.execute(_insert(session, ThreadLink), links)
+    return len(inserted)
+
+
+def stored_uids(session: Session, folder_id: uuid.UUID, uidvalidity: int) -> set[int]:
+    """UIDs already stored for this folder incarnation."""
+    query = select(Message.uid).where(
+        Message.folder_id == folder_id, Message.uidvalidity == uidvalidity
+    )
+    return set(session.scalars(query))
+
+
+def delete_uids(session: Session, folder_id: uuid.UUID, uids: Sequence[int]) -> int:
+    """Remove messages the server expunged."""
+    removed = 0
+    for start in range(0, len(uids), 500):  # keep parameter lists under SQLite's limit
+        chunk = list(uids[start : start + 500])
+        result = session.execute(
+            delete(Message).where(Message.folder_id == folder_id, Message.uid.in_(chunk))
+        )
+        removed += int(getattr(result, "rowcount", 0))
+    return removed
+
+
+def update_flags(
+    session: Session,
+    folder_id: uuid.UUID,
+    uidvalidity: int,
+    changes: dict[int, tuple[frozenset[str], int | None]],
+) -> int:
+    """Apply flag changes from the server; returns rows changed."""
+    changed = 0
+    for uid, (flags, modseq) in changes.items():
+        values = flag_values(flags)
+        if modseq is not None:
+            values["modseq"] = modseq
+        result = session.execute(
+            update(Message)
+            .where(
+                Message.folder_id == folder_id,
+                Message.uidvalidity == uidvalidity,
+                Message.uid == uid,
+            )
+            .values(**values)
+        )
+        changed += int(getattr(result, "rowcount", 0))
+    return changed

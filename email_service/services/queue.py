@@ -1,0 +1,16 @@
+"""The port through which use cases hand work to background workers.
+
+``email_service.jobs`` provides the implementations (Celery, or the embedded in-process
+runner); ``app.py`` and the worker wire one into the Runtime.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class JobQueue(Protocol):
+    """Somewhere to put background work. Call only after the rows it needs are committed."""
+
+    def enqueue(self, task: str, job_id: str, **kwargs: str) -> None:
+        """Queue ``task(**kwargs)`` under ``job_id``."""

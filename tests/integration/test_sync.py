@@ -1,0 +1,265 @@
+"""The sync engine against the real Dovecot, into SQLite and PostgreSQL.
+
+Counts are compared with what the server reports (STATUS), not just "no exception".
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from email_service.errors import RemoteAuthError
+from email_service.services import accounts, mailbox, sync_state
+from email_service.services.accounts import AccountFields
+from email_service.store.models import Attachment, Folder, Message, SyncState
+from tests.conftest import TENANT_A
+from tests.support.mailgen import append, fetch_raw, imap_login, make_message, status
+
+pytestmark = pytest.mark.dovecot
+
+FOLDERS = {"INBOX": 12, "Sent": 4, "Archive": 3, "Entw&APw-rfe": 2}  # "Entwürfe" in mUTF-7
+
+
+@pytest.fixture
+def mailbox_user(dovecot: Any, mail_user: Any) -> Any:
+    """A user whose mailbox has messages in several folders, some with attachments."""
+    with imap_login(dovecot, mail_user) as client:
+        for folder in FOLDERS:
+            if folder != "INBOX":
+                client.create(f'"{folder}"')
+        n = 0
+        for folder, count in FOLDERS.items():
+            for _ in range(count):
+                raw = make_message(n, attachment=n % 4 == 0, html=n % 3 == 0)
+                append(client, folder, raw, "\\Seen" if n % 2 else "")
+                n += 1
+    return mail_user
+
+
+def _account(runtime: Any, dovecot: Any, user: Any, **extra: Any) -> uuid.UUID:
+    fields = AccountFields(
+        email=user.email,
+        password=user.password,
+        imap_host="127.0.0.1",
+        imap_port=dovecot.imap_port,
+        imap_security=_none(),
+        **extra,
+    )
+    with runtime.db.session() as session:
+        record = accounts.create_account(session, TENANT_A, fields, runtime.vault, runtime.hosts)
+    return record.id
+
+
+def _none() -> Any:
+    from email_service.config import Security
+
+    return Security.NONE
+
+
+def _sync(runtime: Any, account_id: uuid.UUID) -> Any:
+    return mailbox.run_sync(runtime, TENANT_A, account_id, owner=uuid.uuid4().hex)
+
+
+def _local_counts(runtime: Any, account_id: uuid.UUID) -> dict[str, int]:
+    with runtime.db.session() as session:
+        rows = session.execute(
+            select(Folder.raw_name, func.count(Message.id))
+            .outerjoin(Message, Message.folder_id == Folder.id)
+            .where(Folder.account_id == account_id)
+            .group_by(Folder.raw_name)
+        ).all()
+    return dict(rows)
+
+
+def _server_counts(dovecot: Any, user: Any) -> dict[str, int]:
+    with imap_login(dovecot, user) as client:
+        return {f: status(client, f)["MESSAGES"] for f in _server_folders(client)}
+
+
+def _server_folders(client: Any) -> list[str]:
+    typ, data = client.list()
+    assert typ == "OK"
+    return [line.decode().rsplit(' "/" ', 1)[1].strip('"') for line in data]
+
+
+def test_first_sync_matches_the_server(runtime: Any, dovecot: Any, mailbox_user: Any) -> None:
+    account_id = _account(runtime, dovecot, mailbox_user)
+    report = _sync(runtime, account_id)
+    server = _server_counts(dovecot, mailbox_user)
+    assert _local_counts(runtime, account_id) == server
+    assert report.new_messages == sum(FOLDERS.values()) == sum(server.values())
+    with runtime.db.session() as session:
+        folders = {f.raw_name: f for f in session.scalars(select(Folder))}
+        assert folders["Entw&APw-rfe"].name == "Entwürfe"
+        assert folders["INBOX"].role == "inbox"
+        assert folders["Sent"].role == "sent"
+        inbox = folders["INBOX"]
+        assert inbox.message_count == 12 and inbox.unread_count == 6
+        first = session.scalars(
+            select(Message).where(Message.folder_id == inbox.id).order_by(Message.uid)
+        ).first()
+        assert first is not None
+        assert first.subject == "Quarterly report #0"
+        assert first.from_email == "sender0@example.org" and first.from_name == "Sender Ünï 0"
+        assert first.has_attachments and not first.seen
+        assert session.scalar(select(func.count(Attachment.id))) == 6  # n % 4 == 0 of 21
+        names = set(session.scalars(select(Attachment.filename)))
+        assert "rapport-é-0.pdf" in names
+        blob = mailbox.blob_store(runtime).get(first.blob_sha256)
+    with imap_login(dovecot, mailbox_user) as client:
+        assert blob == fetch_raw(client, "INBOX", first.uid)
+    with runtime.db.session() as session:
+        state = session.get_one(SyncState, account_id)
+        assert state.state == "ok" and state.lock_owner is None
+        assert state.progress["folders"]["INBOX"] == {"done": 12, "total": 12}
+
+
+def test_incremental_changes_are_picked_up(runtime: Any, dovecot: Any, mailbox_user: Any) -> None:
+    account_id = _account(runtime, dovecot, mailbox_user)
+    _sync(runtime, account_id)
+    with imap_login(dovecot, mailbox_user) as client:
+        client.select('"INBOX"')
+        client.uid("STORE", "1", "+FLAGS", "(\\Flagged \\Seen)")
+        client.uid("STORE", "2", "+FLAGS", "(\\Deleted)")
+        client.expunge()
+        client.uid("MOVE", "3", '"Archive"')
+        new_uid = append(client, "INBOX", make_message(500, attachment=True))
+    report = _sync(runtime, account_id)
+    assert _local_counts(runtime, account_id) == _server_counts(dovecot, mailbox_user)
+    assert report.new_messages == 2  # the appended one, and the moved one in Archive
+    assert report.deleted == 2  # the expunged one, and the moved one gone from INBOX
+    assert report.flag_updates >= 1
+    with runtime.db.session() as session:
+        inbox = session.scalars(select(Folder).where(Folder.raw_name == "INBOX")).one()
+        flagged = session.scalars(
+            select(Message).where(Message.folder_id == inbox.id, Message.uid == 1)
+        ).one()
+        assert flagged.flagged and flagged.seen and "\\Flagged" in flagged.flags
+        assert session.scalars(
+            select(Message).where(Message.folder_id == inbox.id, Message.uid == new_uid)
+        ).one()
+
+
+def test_no_change_resync_fetches_nothing(runtime: Any, dovecot: Any, mailbox_user: Any) -> None:
+    account_id = _account(runtime, dovecot, mailbox_user)
+    _sync(runtime, account_id)
+    before = _local_counts(runtime, account_id)
+    report = _sync(runtime, account_id)
+    assert (report.new_messages, report.deleted, report.flag_updates, report.bytes) == (0, 0, 0, 0)
+    assert _local_counts(runtime, account_id) == before
+
+
+def test_uidvalidity_change_remaps_without_duplicates(
+    runtime: Any, dovecot: Any, mailbox_user: Any
+) -> None:
+    account_id = _account(runtime, dovecot, mailbox_user)
+    _sync(runtime, account_id)
+    with runtime.db.session() as session:
+        archive = session.scalars(select(Folder).where(Folder.raw_name == "Archive")).one()
+        ids_before = set(session.scalars(select(Message.id).where(Message.folder_id == archive.id)))
+        old_validity = archive.uidvalidity
+    with imap_login(dovecot, mailbox_user) as client:  # recreate the folder: new UIDVALIDITY
+        client.create('"Tmp"')
+        client.select('"Archive"')
+        client.uid("MOVE", "1:*", '"Tmp"')
+        client.close()
+        client.delete('"Archive"')
+        time.sleep(1.1)  # Dovecot's UIDVALIDITY is time-based
+        client.create('"Archive"')
+        client.select('"Tmp"')
+        client.uid("MOVE", "1:2", '"Archive"')  # 2 of 3 come back; 1 stays in Tmp
+    report = _sync(runtime, account_id)
+    assert _local_counts(runtime, account_id) == _server_counts(dovecot, mailbox_user)
+    with runtime.db.session() as session:
+        archive = session.scalars(select(Folder).where(Folder.raw_name == "Archive")).one()
+        assert archive.uidvalidity != old_validity
+        ids_after = set(session.scalars(select(Message.id).where(Message.folder_id == archive.id)))
+        validities = set(
+            session.scalars(select(Message.uidvalidity).where(Message.folder_id == archive.id))
+        )
+    assert len(ids_after) == 2 and ids_after < ids_before  # same rows, re-keyed
+    assert validities == {archive.uidvalidity}
+    assert report.remapped == 2
+
+
+def test_wrong_password_is_auth_failed_without_retry(
+    runtime: Any, dovecot: Any, mail_user: Any
+) -> None:
+    account_id = _account(runtime, dovecot, mail_user)
+    with runtime.db.session() as session:
+        accounts.update_account(
+            session,
+            TENANT_A,
+            account_id,
+            AccountFields(password="wrong"),
+            runtime.vault,
+            runtime.hosts,
+        )
+    with pytest.raises(RemoteAuthError):
+        _sync(runtime, account_id)
+    with runtime.db.session() as session:
+        current = sync_state.status(session, TENANT_A, account_id)
+        assert current.state == "auth_failed"
+        assert current.last_error
+        assert "wrong" not in current.last_error
+        assert accounts.get_account(session, TENANT_A, account_id).status == "auth_failed"
+    from email_service.services import sync_jobs
+
+    assert (account_id, TENANT_A) not in sync_jobs.due_accounts(runtime)
+
+
+def test_second_run_while_locked_is_refused(runtime: Any, dovecot: Any, mail_user: Any) -> None:
+    from email_service.errors import ConflictError
+
+    account_id = _account(runtime, dovecot, mail_user)
+    with runtime.db.session() as session:
+        sync_state.ensure(session, TENANT_A, account_id)
+    with runtime.db.session() as session:
+        assert sync_state.acquire(session, account_id, "someone-else")
+    with pytest.raises(ConflictError):
+        _sync(runtime, account_id)
+
+
+@pytest.mark.parametrize("cut_after", [3_000, 40_000])
+def test_connection_cut_mid_fetch_then_resume(
+    runtime: Any, dovecot: Any, mailbox_user: Any, cut_after: int
+) -> None:
+    from email_service.errors import RemoteTemporaryError
+    from tests.support.proxy import cutting_proxy
+
+    with cutting_proxy(dovecot.host, dovecot.imap_port, cut_after) as proxy:
+        account_id = _account(runtime, dovecot, mailbox_user)
+        with runtime.db.session() as session:
+            accounts.update_account(
+                session,
+                TENANT_A,
+                account_id,
+                AccountFields(imap_port=proxy.port),
+                runtime.vault,
+                runtime.hosts,
+            )
+        with pytest.raises(RemoteTemporaryError):
+            _sync(runtime, account_id)
+        assert proxy.cuts >= 1
+    partial = sum(_local_counts(runtime, account_id).values())
+    with runtime.db.session() as session:
+        assert sync_state.status(session, TENANT_A, account_id).state == "error"
+        accounts.update_account(
+            session,
+            TENANT_A,
+            account_id,
+            AccountFields(imap_port=dovecot.imap_port),
+            runtime.vault,
+            runtime.hosts,
+        )
+    _sync(runtime, account_id)
+    local = _local_counts(runtime, account_id)
+    assert local == _server_counts(dovecot, mailbox_user)
+    assert partial <= sum(local.values())
+    with runtime.db.session() as session:  # 0 duplicates: one row per (folder, uid)
+        rows = session.execute(select(Message.folder_id, Message.uid)).all()
+    assert len(rows) == len(set(rows)) == sum(FOLDERS.values())

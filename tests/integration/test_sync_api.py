@@ -1,0 +1,128 @@
+"""POST /api/sync/imap/{id} and GET /api/sync/status/{id}, with the embedded job runner."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from email_service.app import create_app
+from email_service.services import sync_state
+from email_service.store import migrate
+from tests.conftest import TENANT_A, TENANT_B
+from tests.support.mailgen import append, imap_login, make_message
+
+pytestmark = pytest.mark.dovecot
+# The embedded runner works in the background; a small mailbox syncs in well under this.
+WAIT_S = 60
+
+
+def _create(client: Any, as_tenant: Any, dovecot: Any, user: Any) -> str:
+    body = {
+        "email": user.email,
+        "password": user.password,
+        "imap_host": "127.0.0.1",
+        "imap_port": dovecot.imap_port,
+        "imap_security": "none",
+    }
+    response = client.post("/api/accounts", json=body, headers=as_tenant(TENANT_A))
+    assert response.status_code == 201, response.get_json()
+    return str(response.get_json()["id"])
+
+
+def _wait_done(client: Any, headers: dict[str, str], account_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        body: dict[str, Any] = client.get(
+            f"/api/sync/status/{account_id}", headers=headers
+        ).get_json()
+        if body["state"] in ("ok", "error", "auth_failed"):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"sync did not finish: {body}")
+
+
+def test_trigger_returns_at_once_then_status_reports_progress(
+    client: Any, as_tenant: Any, dovecot: Any, mail_user: Any
+) -> None:
+    with imap_login(dovecot, mail_user) as imap:
+        for i in range(5):
+            append(imap, "INBOX", make_message(i))
+    account_id = _create(client, as_tenant, dovecot, mail_user)
+    headers = as_tenant(TENANT_A)
+    idle = client.get(f"/api/sync/status/{account_id}", headers=headers).get_json()
+    assert idle["state"] == "idle" and idle["job_id"] is None
+    response = client.post(f"/api/sync/imap/{account_id}", headers=headers)
+    assert response.status_code == 202
+    job = response.get_json()
+    assert job["state"] == "queued" and not job["already_running"] and job["job_id"]
+    assert job["status_url"] == f"/api/sync/status/{account_id}"
+    done = _wait_done(client, headers, account_id)
+    assert done["state"] == "ok", done
+    assert done["job_id"] == job["job_id"]
+    assert done["folders"]["INBOX"] == {"done": 5, "total": 5}
+    assert done["messages_synced"] == 5 and done["bytes_synced"] > 0
+    assert done["started_at"] <= done["finished_at"]
+
+
+def test_second_trigger_while_running_joins_the_running_job(
+    client: Any, as_tenant: Any, dovecot: Any, mail_user: Any, runtime: Any
+) -> None:
+    import uuid
+
+    account_id = _create(client, as_tenant, dovecot, mail_user)
+    with runtime.db.session() as session:
+        sync_state.ensure(session, TENANT_A, uuid.UUID(account_id))
+    with runtime.db.session() as session:  # a worker elsewhere holds the lock
+        assert sync_state.acquire(session, uuid.UUID(account_id), "other-worker")
+    headers = as_tenant(TENANT_A)
+    response = client.post(f"/api/sync/imap/{account_id}", headers=headers)
+    assert response.status_code == 202
+    assert response.get_json()["already_running"] is True
+    assert response.get_json()["state"] == "running"
+
+
+def test_wrong_password_reports_auth_failed(
+    client: Any, as_tenant: Any, dovecot: Any, mail_user: Any
+) -> None:
+    account_id = _create(client, as_tenant, dovecot, mail_user)
+    headers = as_tenant(TENANT_A)
+    client.put(f"/api/accounts/{account_id}", json={"password": "nope"}, headers=headers)
+    client.post(f"/api/sync/imap/{account_id}", headers=headers)
+    done = _wait_done(client, headers, account_id)
+    assert done["state"] == "auth_failed"
+    assert "nope" not in (done["last_error"] or "")
+    assert client.get(f"/api/accounts/{account_id}", headers=headers).get_json()["status"] == (
+        "auth_failed"
+    )
+
+
+def test_other_tenant_cannot_trigger_or_read(
+    client: Any, as_tenant: Any, dovecot: Any, mail_user: Any
+) -> None:
+    account_id = _create(client, as_tenant, dovecot, mail_user)
+    for method, path in (
+        ("post", f"/api/sync/imap/{account_id}"),
+        ("get", f"/api/sync/status/{account_id}"),
+    ):
+        response = getattr(client, method)(path, headers=as_tenant(TENANT_B))
+        assert response.status_code == 404
+
+
+def test_feature_flag_off_is_503(sqlite_settings: Any, as_tenant: Any) -> None:
+    app = create_app(sqlite_settings(enable_imap_sync=False), configure_logs=False)
+    migrate.upgrade(app.extensions["email_service"].db.engine)
+    client = app.test_client()
+    created = client.post(
+        "/api/accounts",
+        json={"email": "x@example.com", "password": "p"},
+        headers=as_tenant(TENANT_A),
+    ).get_json()
+    for method, path in (
+        ("post", f"/api/sync/imap/{created['id']}"),
+        ("get", f"/api/sync/status/{created['id']}"),
+    ):
+        response = getattr(client, method)(path, headers=as_tenant(TENANT_A))
+        assert response.status_code == 503
+        assert response.get_json()["code"] == "feature_disabled"
