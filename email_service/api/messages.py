@@ -1,0 +1,249 @@
+"""Read API: folders of an account, message lists, one message, raw MIME, attachments,
+threads."""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from apiflask import APIBlueprint
+from flask import Response, url_for
+from pydantic import BaseModel, Field
+
+from email_service.api.context import runtime, tenant_id
+from email_service.api.schemas import MAX_PAGE_SIZE, QueryInput
+from email_service.services import mailbox, messages
+
+bp = APIBlueprint("messages", __name__, url_prefix="/api", tag="Messages")
+Responses = dict[int | str, dict[str, str | dict[str, dict[str, Any]]]]
+RAW_RESPONSES: Responses = {
+    200: {
+        "description": "the original MIME",
+        "content": {"message/rfc822": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    404: {"description": "Not found"},
+}
+ATTACHMENT_RESPONSES: Responses = {
+    200: {
+        "description": "the attachment's bytes",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    404: {"description": "Not found"},
+}
+# Page size of message lists: enough for a screen, small enough to answer in milliseconds.
+DEFAULT_MESSAGE_PAGE = 50
+
+
+class FolderOut(BaseModel):
+    """A folder with its role and counters."""
+
+    id: uuid.UUID
+    name: str
+    role: str | None
+    delimiter: str | None
+    message_count: int
+    unread_count: int
+    synced_at: datetime | None
+
+
+class FolderList(BaseModel):
+    """An account's folders."""
+
+    items: list[FolderOut]
+
+
+class AddressOut(BaseModel):
+    """A parsed address."""
+
+    name: str
+    email: str
+
+
+class MessageSummary(BaseModel):
+    """A message as a list shows it."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    folder_id: uuid.UUID
+    thread_id: str | None
+    subject: str
+    sender: AddressOut | None = Field(description="first From address")
+    to: list[AddressOut]
+    received_date: datetime
+    sent_at: datetime | None
+    flags: list[str]
+    seen: bool
+    flagged: bool
+    answered: bool
+    has_attachments: bool
+    snippet: str
+    size: int
+
+
+class MessagePage(BaseModel):
+    """A page of messages, newest first."""
+
+    items: list[MessageSummary]
+    next_cursor: str | None
+
+
+class AttachmentOut(BaseModel):
+    """One attachment; ``url`` streams its bytes."""
+
+    index: int
+    filename: str | None
+    content_type: str
+    size: int
+    content_id: str | None
+    inline: bool
+    url: str
+
+
+class MessageOut(MessageSummary):
+    """One message with bodies and attachments."""
+
+    folder: str
+    message_id_header: str | None
+    in_reply_to: str | None
+    references: list[str]
+    cc: list[AddressOut]
+    bcc: list[AddressOut]
+    reply_to: list[AddressOut]
+    text: str | None
+    html: str | None = Field(description="sanitized; remote images blocked into data-remote-src")
+    remote_images: int
+    remote_images_blocked: int
+    attachments: list[AttachmentOut]
+    parse_error: str | None
+
+
+class ThreadOut(BaseModel):
+    """A conversation across folders, oldest first."""
+
+    id: str
+    items: list[MessageSummary]
+
+
+class MessageQuery(QueryInput):
+    """Filters and paging of the message list."""
+
+    account_id: uuid.UUID | None = None
+    folder_id: uuid.UUID | None = None
+    thread_id: str | None = Field(None, max_length=64)
+    seen: bool | None = None
+    flagged: bool | None = None
+    answered: bool | None = None
+    has_attachments: bool | None = None
+    after: datetime | None = Field(None, description="received at or after (ISO 8601)")
+    before: datetime | None = Field(None, description="received before (ISO 8601)")
+    limit: int = Field(DEFAULT_MESSAGE_PAGE, ge=1, le=MAX_PAGE_SIZE)
+    cursor: str | None = Field(None, max_length=512)
+
+
+class RenderQuery(QueryInput):
+    """Display options of one message."""
+
+    remote_images: bool = Field(False, description="keep remote images (tracking pixels too)")
+
+
+@bp.get("/accounts/<uuid:account_id>/folders")
+@bp.output(FolderList)
+@bp.doc(responses=[404])
+def list_folders(account_id: uuid.UUID) -> FolderList:
+    """The account's folders with role, message and unread counts."""
+    with runtime().db.session() as session:
+        rows = messages.list_folders(session, tenant_id(), account_id)
+        return FolderList(items=[FolderOut.model_validate(messages.folder_view(r)) for r in rows])
+
+
+@bp.get("/messages")
+@bp.input(MessageQuery, location="query", arg_name="query")
+@bp.output(MessagePage)
+def list_messages(query: MessageQuery) -> MessagePage:
+    """Messages, newest first, filtered; follow ``next_cursor`` for more."""
+    flt = messages.MessageFilter(**query.model_dump(exclude={"limit", "cursor"}))
+    with runtime().db.session() as session:
+        page = messages.list_messages(session, tenant_id(), flt, query.limit, query.cursor)
+        items = [MessageSummary.model_validate(messages.summary_view(r)) for r in page.items]
+    return MessagePage(items=items, next_cursor=page.next_cursor)
+
+
+@bp.get("/messages/<uuid:message_id>")
+@bp.input(RenderQuery, location="query", arg_name="query")
+@bp.output(MessageOut)
+@bp.doc(responses=[404])
+def get_message(message_id: uuid.UUID, query: RenderQuery) -> MessageOut:
+    """One message: addresses, dates, flags, text, sanitized HTML, attachments."""
+    base = url_for(".get_attachment", message_id=message_id, index=0)[:-1]
+    with runtime().db.session() as session:
+        shown = messages.render(
+            session, tenant_id(), message_id, base, block_remote_images=not query.remote_images
+        )
+        return MessageOut.model_validate(messages.detail_view(shown, base))
+
+
+@bp.get("/messages/<uuid:message_id>/raw")
+@bp.doc(responses=RAW_RESPONSES)
+def get_raw(message_id: uuid.UUID) -> Response:
+    """The message exactly as the server has it."""
+    rt = runtime()
+    with rt.db.session() as session:
+        data = messages.raw_message(session, tenant_id(), message_id, mailbox.blob_store(rt))
+    return Response(
+        data,
+        mimetype="message/rfc822",
+        headers={
+            "Content-Disposition": f'attachment; filename="{message_id}.eml"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@bp.get("/messages/<uuid:message_id>/attachments/<int:index>")
+@bp.doc(responses=ATTACHMENT_RESPONSES)
+def get_attachment(message_id: uuid.UUID, index: int) -> Response:
+    """One attachment, decoded, with its content type and a safe file name."""
+    rt = runtime()
+    with rt.db.session() as session:
+        info, data, filename = messages.attachment(
+            session, tenant_id(), message_id, index, mailbox.blob_store(rt)
+        )
+    response = Response(data, mimetype=_safe_type(info.content_type))
+    response.headers["Content-Disposition"] = content_disposition(filename)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback name and the exact one (RFC 6266, RFC 8187)."""
+    fallback = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
+    fallback = "".join(c if c.isalnum() or c in " ._-()" else "_" for c in fallback).strip()
+    return (
+        f'attachment; filename="{fallback or "attachment"}"; '
+        f"filename*=UTF-8''{quote(filename, safe='')}"
+    )
+
+
+def _safe_type(content_type: str) -> str:
+    """Never serve active content types inline from our origin."""
+    lowered = content_type.lower()
+    if any(t in lowered for t in ("html", "javascript", "xml", "svg")) or "/" not in lowered:
+        return "application/octet-stream"
+    return lowered
+
+
+@bp.get("/threads/<string:thread_id>")
+@bp.output(ThreadOut)
+@bp.doc(responses=[404])
+def get_thread(thread_id: str) -> ThreadOut:
+    """Every message of a conversation, across folders, oldest first."""
+    with runtime().db.session() as session:
+        rows = messages.thread_messages(session, tenant_id(), thread_id)
+        return ThreadOut(
+            id=thread_id,
+            items=[MessageSummary.model_validate(messages.summary_view(r)) for r in rows],
+        )
