@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 
 from email_service.errors import RemoteError, RemotePermanentError, ValidationError
-from email_service.mail import imap_login
+from email_service.mail import imap_folders, imap_login
 from email_service.mail.imap_codec import (
     Arg,
     Literal,
@@ -50,14 +50,7 @@ from email_service.mail.imap_fetch import (
     message_from,
     stream_fetch,
 )
-from email_service.mail.imap_folders import (
-    ListEntry,
-    build_folders,
-    number_of,
-    parse_list,
-    parse_status,
-)
-from email_service.mail.imap_parse import MAX_LITERAL, ImapProtocolError, Response
+from email_service.mail.imap_parse import MAX_LITERAL, ImapProtocolError, Response, number_of
 from email_service.mail.imap_types import (
     FetchedMessage,
     FlagsUpdate,
@@ -88,8 +81,6 @@ FETCH_BATCH = 500
 FETCH_PIPELINE = 2
 # Header-only and flag fetches return little per message: larger batches, same depth.
 SMALL_ITEM_BATCH = 2000
-# STATUS commands in flight for servers without LIST-STATUS (RFC 5819).
-STATUS_PIPELINE = 8
 BODY_ITEM = "BODY[]"
 HEADER_ITEM = "BODY[HEADER]"
 
@@ -180,59 +171,13 @@ class ImapSession:
 
     # ---- mailboxes -----------------------------------------------------------------
 
-    def _status_items(self) -> bytes:
-        modseq = b" HIGHESTMODSEQ" if "CONDSTORE" in self._conn.capabilities else b""
-        return b"(MESSAGES UIDNEXT UIDVALIDITY UNSEEN" + modseq + b")"
-
     def list_folders(self, with_status: bool = True) -> list[Folder]:
         """All folders with roles; statuses in the same round trip with LIST-STATUS (RFC 5819)."""
-        entries: list[ListEntry] = []
-        statuses: dict[str, FolderStatus] = {}
-
-        def collect(response: Response) -> None:
-            if response.kind == "LIST":
-                entries.append(parse_list(response))
-            elif response.kind == "STATUS":
-                name, status = parse_status(response)
-                statuses[name] = status
-
-        returns = [b"SPECIAL-USE"] if "SPECIAL-USE" in self._conn.capabilities else []
-        one_trip = with_status and "LIST-STATUS" in self._conn.capabilities
-        if one_trip:
-            returns.append(b"STATUS " + self._status_items())
-        command: list[Arg] = [b"LIST", b'""', b'"*"']
-        if returns and {"LIST-EXTENDED", "LIST-STATUS"} & self._conn.capabilities:
-            command += [b"RETURN", b"(" + b" ".join(returns) + b")"]
-        self._run(command, "LIST", collect)
-        if with_status and not one_trip:
-            statuses = self._pipelined_status([e.raw_name for e in entries if e.selectable])
-        return build_folders(entries, statuses)
-
-    def _pipelined_status(self, raw_names: list[str]) -> dict[str, FolderStatus]:
-        items = self._status_items()
-        commands = ([b"STATUS", mailbox_arg(name), items] for name in raw_names)
-
-        def convert(response: Response) -> tuple[str, FolderStatus] | None:
-            return parse_status(response) if response.kind == "STATUS" else None
-
-        # A folder deleted since LIST answers NO: it just has no status.
-        found = stream_fetch(
-            self._conn, commands, STATUS_PIPELINE, convert, what="STATUS", benign=_is_no
-        )
-        return dict(found)
+        return imap_folders.list_folders(self._conn, with_status)
 
     def status(self, raw_name: str) -> FolderStatus:
         """STATUS of one folder (RFC 9051 §6.3.11)."""
-        found: list[FolderStatus] = []
-
-        def collect(response: Response) -> None:
-            if response.kind == "STATUS":
-                found.append(parse_status(response)[1])
-
-        self._run([b"STATUS", mailbox_arg(raw_name), self._status_items()], "STATUS", collect)
-        if not found:
-            raise ImapProtocolError("STATUS answered without a STATUS response")
-        return found[-1]
+        return imap_folders.folder_status(self._conn, raw_name)
 
     def create_folder(self, raw_name: str) -> None:
         """CREATE a folder; ``raw_name`` is modified UTF-7 (see ``encode_folder_name``)."""
@@ -409,10 +354,6 @@ def _ignore(_response: Response) -> None:
 
 def _nothing(_response: Response) -> None:
     return None
-
-
-def _is_no(response: Response) -> bool:
-    return response.kind == "NO"
 
 
 def _consume(items: Iterator[None]) -> None:

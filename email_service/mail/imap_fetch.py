@@ -18,8 +18,7 @@ from typing import TypeVar
 from email_service.errors import RemoteError
 from email_service.mail.imap_codec import Arg, parse_internaldate, parse_uid_set
 from email_service.mail.imap_conn import ImapConnection, raise_for_status
-from email_service.mail.imap_folders import number_of, text_of
-from email_service.mail.imap_parse import ImapProtocolError, Response, Token
+from email_service.mail.imap_parse import ImapProtocolError, Response, Token, number_of, text_of
 from email_service.mail.imap_types import FetchedMessage, FlagsUpdate, SelectResult
 
 log = logging.getLogger(__name__)

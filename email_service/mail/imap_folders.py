@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from email_service.mail.imap_codec import decode_folder_name
-from email_service.mail.imap_parse import ImapProtocolError, Response, Token
+from email_service.mail.imap_codec import Arg, decode_folder_name, mailbox_arg
+from email_service.mail.imap_conn import ImapConnection
+from email_service.mail.imap_fetch import stream_fetch
+from email_service.mail.imap_parse import ImapProtocolError, Response, number_of, text_of
 from email_service.mail.imap_types import Folder, FolderStatus
 
 # RFC 6154 §2 special-use attributes, plus Gmail's pre-standard XLIST names.
@@ -62,6 +64,8 @@ NAME_ROLES = {
     "flagged": ("starred", "flagged", "markiert"),
 }  # fmt: skip
 _ROLE_BY_NAME = {name: role for role, names in NAME_ROLES.items() for name in names}
+# STATUS commands in flight for servers without LIST-STATUS (RFC 5819).
+STATUS_PIPELINE = 8
 # LIST attributes that mean there is no mailbox to SELECT (RFC 9051 §7.3.1, RFC 5258 §3).
 UNSELECTABLE = frozenset({"\\noselect", "\\nonexistent"})
 
@@ -78,22 +82,6 @@ class ListEntry:
     def selectable(self) -> bool:
         """False for \\Noselect and \\NonExistent entries."""
         return not {flag.lower() for flag in self.flags} & UNSELECTABLE
-
-
-def text_of(token: Token) -> str:
-    """A string, literal or atom as text (8-bit bytes survive via surrogateescape)."""
-    if isinstance(token, bytes):
-        return token.decode("utf-8", "surrogateescape")
-    if isinstance(token, str):
-        return token
-    raise ImapProtocolError(f"expected a string, got {token!r}")
-
-
-def number_of(token: Token) -> int:
-    """A number atom as int."""
-    if isinstance(token, str) and token.isdigit():
-        return int(token)
-    raise ImapProtocolError(f"expected a number, got {token!r}")
 
 
 def parse_list(response: Response) -> ListEntry:
@@ -174,3 +162,64 @@ def build_folders(entries: list[ListEntry], statuses: dict[str, FolderStatus]) -
         )
         for entry in entries
     ]
+
+
+def status_items(conn: ImapConnection) -> bytes:
+    """The STATUS items we ask for; HIGHESTMODSEQ only with CONDSTORE (RFC 7162 §3.1.2)."""
+    modseq = b" HIGHESTMODSEQ" if "CONDSTORE" in conn.capabilities else b""
+    return b"(MESSAGES UIDNEXT UIDVALIDITY UNSEEN" + modseq + b")"
+
+
+def list_folders(conn: ImapConnection, with_status: bool) -> list[Folder]:
+    """LIST "" "*", with RETURN (SPECIAL-USE STATUS (...)) when offered (RFC 5258, 5819, 6154)."""
+    entries: list[ListEntry] = []
+    statuses: dict[str, FolderStatus] = {}
+
+    def collect(response: Response) -> None:
+        if response.kind == "LIST":
+            entries.append(parse_list(response))
+        elif response.kind == "STATUS":
+            name, status = parse_status(response)
+            statuses[name] = status
+
+    returns = [b"SPECIAL-USE"] if "SPECIAL-USE" in conn.capabilities else []
+    one_trip = with_status and "LIST-STATUS" in conn.capabilities
+    if one_trip:
+        returns.append(b"STATUS " + status_items(conn))
+    command: list[Arg] = [b"LIST", b'""', b'"*"']
+    if returns and {"LIST-EXTENDED", "LIST-STATUS"} & conn.capabilities:
+        command += [b"RETURN", b"(" + b" ".join(returns) + b")"]
+    conn.run(command, "LIST", collect)
+    if with_status and not one_trip:
+        statuses = _pipelined_status(conn, [e.raw_name for e in entries if e.selectable])
+    return build_folders(entries, statuses)
+
+
+def _pipelined_status(conn: ImapConnection, raw_names: list[str]) -> dict[str, FolderStatus]:
+    items = status_items(conn)
+    commands = ([b"STATUS", mailbox_arg(name), items] for name in raw_names)
+
+    def convert(response: Response) -> tuple[str, FolderStatus] | None:
+        return parse_status(response) if response.kind == "STATUS" else None
+
+    def deleted_since_list(response: Response) -> bool:
+        return response.kind == "NO"  # that folder just has no status
+
+    found = stream_fetch(
+        conn, commands, STATUS_PIPELINE, convert, what="STATUS", benign=deleted_since_list
+    )
+    return dict(found)
+
+
+def folder_status(conn: ImapConnection, raw_name: str) -> FolderStatus:
+    """STATUS of one folder (RFC 9051 §6.3.11)."""
+    found: list[FolderStatus] = []
+
+    def collect(response: Response) -> None:
+        if response.kind == "STATUS":
+            found.append(parse_status(response)[1])
+
+    conn.run([b"STATUS", mailbox_arg(raw_name), status_items(conn)], "STATUS", collect)
+    if not found:
+        raise ImapProtocolError("STATUS answered without a STATUS response")
+    return found[-1]

@@ -303,3 +303,19 @@ def _scan_text(
         else:
             stack[-1].append(_UNESCAPE.sub(rb"\1", quoted) if b"\\" in quoted else quoted)
     return end
+
+
+def text_of(token: Token) -> str:
+    """A string, literal or atom as text (8-bit bytes survive via surrogateescape)."""
+    if isinstance(token, bytes):
+        return token.decode("utf-8", "surrogateescape")
+    if isinstance(token, str):
+        return token
+    raise ImapProtocolError(f"expected a string, got {token!r}")
+
+
+def number_of(token: Token) -> int:
+    """A number atom as int."""
+    if isinstance(token, str) and token.isdigit():
+        return int(token)
+    raise ImapProtocolError(f"expected a number, got {token!r}")
