@@ -34,6 +34,7 @@ from email_service.mail.imap_codec import (
     flag_list,
     format_internaldate,
     mailbox_arg,
+    search_string,
     uid_set_chunks,
 )
 from email_service.mail.imap_conn import (
@@ -70,6 +71,7 @@ __all__ = [
     "compact_uid_set",
     "decode_folder_name",
     "encode_folder_name",
+    "search_string",
 ]
 
 log = logging.getLogger(__name__)

@@ -65,6 +65,17 @@ def astring(value: str | bytes, field: str = "value") -> Arg:
     return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
+def search_string(value: str) -> str:
+    """``value`` as a quoted string for SEARCH criteria (``HEADER Message-ID "<a@b>"``).
+
+    ASCII only: 8-bit text would need a literal and CHARSET (RFC 9051 §6.4.4).
+    """
+    check_text(value, "search")
+    if not value.isascii():
+        raise ValidationError("search strings must be ASCII", field="search")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def mailbox_arg(raw_name: str) -> Arg:
     """A mailbox name as the server spelled it (modified UTF-7) for a command."""
     if raw_name.upper() == "INBOX":

@@ -19,6 +19,7 @@ from email_service.mail.imap import (
     ImapSession,
     decode_folder_name,
     encode_folder_name,
+    search_string,
 )
 from tests.servers import DovecotServer, MailAccount
 
@@ -246,6 +247,8 @@ def test_search(connect: Connect) -> None:
     assert session.search_uids() == uids
     assert session.search_uids("UNSEEN") == uids[2:]
     assert session.search_uids(f"UID {uids[4]}:*") == uids[4:]
+    by_id = f"HEADER Message-ID {search_string('<m3@example.test>')}"
+    assert session.search_uids(by_id) == [uids[3]]
     session._conn.capabilities -= {"ESEARCH"}  # the plain SEARCH answer, same result
     assert session.search_uids("SEEN") == uids[:2]
     with pytest.raises(HeaderInjectionError):

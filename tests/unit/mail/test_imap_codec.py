@@ -25,6 +25,7 @@ from email_service.mail.imap_codec import (
     mailbox_arg,
     parse_internaldate,
     parse_uid_set,
+    search_string,
     uid_set_chunks,
 )
 from email_service.mail.imap_parse import ImapProtocolError, tokenize
@@ -137,6 +138,16 @@ def test_no_command_injection(bad: str) -> None:
             make(bad)
     with pytest.raises(HeaderInjectionError):
         check_criteria(f"SUBJECT {bad}")
+
+
+def test_search_strings() -> None:
+    quoted = search_string('<a"b\\c@example.test>')
+    assert quoted == '"<a\\"b\\\\c@example.test>"'
+    assert tokenize([quoted.encode()], []) == [b'<a"b\\c@example.test>']
+    assert check_criteria(f"HEADER Message-ID {quoted}")
+    for bad in ("x\r\nE1 LOGOUT", "café"):
+        with pytest.raises(ValidationError):
+            search_string(bad)
 
 
 def test_criteria_must_be_printable_ascii() -> None:
