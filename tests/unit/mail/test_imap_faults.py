@@ -291,3 +291,30 @@ def test_garbage_is_a_protocol_error(fake_server: Start) -> None:
     session = connect(fake_server(script))
     with pytest.raises(ImapProtocolError):
         session.fetch_flags("1:*")
+
+
+def test_preauth_on_a_starttls_connection_is_refused(fake_server: Start) -> None:
+    def script(peer: Peer) -> None:
+        peer.send(b"* PREAUTH [CAPABILITY IMAP4rev1 STARTTLS] welcome, whoever you are\r\n")
+        peer.until_closed()
+
+    with pytest.raises(RemotePermanentError, match="pre-authenticated"):
+        connect(fake_server(script), "starttls")
+
+
+def test_literal_refused_instead_of_continued(fake_server: Start) -> None:
+    def script(peer: Peer) -> None:
+        peer.login()
+        line = peer.line()
+        assert line.startswith(b'E2 APPEND "Nowhere" () {'), line
+        peer.send(b"E2 NO [TRYCREATE] Mailbox doesn't exist\r\n")  # no "+": literal never sent
+        tag, rest = peer.command()
+        assert (tag, rest) == (b"E3", b"NOOP")
+        peer.send(b"E3 OK NOOP done\r\n")
+        peer.until_closed()
+
+    with connect(fake_server(script)) as session:
+        with pytest.raises(RemotePermanentError, match="Mailbox doesn") as caught:
+            session.append("Nowhere", b"Subject: x\r\n\r\nbody\r\n")
+        assert caught.value.details["response_code"] == "TRYCREATE"
+        session.noop()  # still in step
