@@ -16,6 +16,7 @@ Anything the grammar does not allow raises :class:`ImapProtocolError`, never ano
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -172,17 +173,22 @@ class ResponseReader:
             data = bytes(memoryview(self.buf)[self.start : self.start + size])
             self.start += size
             return data
-        out = bytearray(size)
-        out[:avail] = memoryview(self.buf)[self.start : self.end]
-        self.start = self.end = 0
-        view = memoryview(out)
-        got = avail
-        while got < size:
-            n = self.sock.recv_into(view[got:], size - got)
-            if not n:
-                raise RemoteTemporaryError("the IMAP server closed the connection mid-literal")
-            got += n
-        return bytes(out)
+        # Received straight into the buffer of the bytes object BytesIO hands out at the
+        # end (CPython's getvalue() does not copy an exactly-filled, unexported buffer):
+        # one copy of a large body in memory, never two.
+        target = io.BytesIO()
+        target.seek(size - 1)
+        target.write(b"\0")
+        with target.getbuffer() as view:
+            view[:avail] = memoryview(self.buf)[self.start : self.end]
+            self.start = self.end = 0
+            got = avail
+            while got < size:
+                n = self.sock.recv_into(view[got:], size - got)
+                if not n:
+                    raise RemoteTemporaryError("the IMAP server closed the connection mid-literal")
+                got += n
+        return target.getvalue()
 
 
 def parse_segments(texts: list[bytes], literals: list[bytes]) -> Response:

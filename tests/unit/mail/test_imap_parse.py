@@ -7,6 +7,7 @@ bytes cut at every possible position, down to one byte per ``recv``.
 from __future__ import annotations
 
 import contextlib
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -149,6 +150,21 @@ def test_large_literal_received_straight_into_its_buffer() -> None:
     first, done = read_all(data, [65_536, 3, 1 << 20])
     assert first.data == [["BODY[]", body, "UID", "5"]]
     assert done.kind == "OK"
+
+
+def test_large_literal_is_held_once_not_twice() -> None:
+    size = 32 << 20
+    data = b"* 1 FETCH (BODY[] {%d}\r\n%s)\r\n" % (size, b"a" * size)
+    reader = ResponseReader(ChunkSocket(data, [1 << 20]))
+    del data  # only the socket's copy stays, from before tracing
+    tracemalloc.start()
+    try:
+        response = reader.read()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(response.data[0][1]) == size  # type: ignore[index,arg-type]
+    assert peak < 1.5 * size  # a bytearray copied into bytes would need 2 x size
 
 
 def test_eof_mid_literal_is_temporary() -> None:
