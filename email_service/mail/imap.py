@@ -169,7 +169,7 @@ class ImapSession:
     def _run(
         self, command: list[Arg], what: str, handler: UntaggedHandler | None = None
     ) -> Response:
-        return self._conn.run(command, what, handler or _ignore)
+        return self._conn.run(command, what, handler or _nothing)
 
     # ---- mailboxes -----------------------------------------------------------------
 
@@ -348,10 +348,6 @@ class ImapSession:
             pass
         finally:
             self._conn.close()
-
-
-def _ignore(_response: Response) -> None:
-    return None
 
 
 def _nothing(_response: Response) -> None:
