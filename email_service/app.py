@@ -7,7 +7,7 @@ import logging
 from apiflask import APIFlask
 
 from email_service import __version__
-from email_service.api import accounts, health, hooks, messages, openapi, problems, sync
+from email_service.api import accounts, health, hooks, messages, openapi, problems, search, sync
 from email_service.api.auth import authenticate
 from email_service.api.context import EXTENSION
 from email_service.config import Settings, load_settings, with_generated_secrets
@@ -52,4 +52,5 @@ def create_app(
     app.register_blueprint(accounts.bp)
     app.register_blueprint(sync.bp)
     app.register_blueprint(messages.bp)
+    app.register_blueprint(search.bp)
     return app

@@ -92,13 +92,21 @@ def problem(
     return response
 
 
+# Errors whose code alone decides the status (raised below the API by modules it may not
+# import): a search query that does not parse is a malformed request, not a rule broken.
+STATUS_BY_CODE = {"query_syntax": 400}
+
+
 def _from_service_error(exc: errors.EmailServiceError) -> Response:
-    status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 500)
+    status = STATUS_BY_CODE.get(exc.code) or next(
+        (s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 500
+    )
     field = getattr(exc, "field", None)
     location = str(exc.details.get("location", "json"))
     found = [{"field": field, "location": location, "message": exc.message}] if field else None
     headers = {"WWW-Authenticate": 'Bearer realm="email-service"'} if status == 401 else None
-    return problem(status, exc.message, exc.code, found, headers)
+    extra = {"position": exc.details["position"]} if "position" in exc.details else None
+    return problem(status, exc.message, exc.code, found, headers, extra)
 
 
 def _validation_errors(detail: dict[str, Any]) -> list[dict[str, str]]:

@@ -23,6 +23,7 @@ from email_service.mail.mime import Address, Limits, ParsedMessage, make_snippet
 from email_service.services import thread_ids
 from email_service.store.blobs import BlobStore
 from email_service.store.models import Attachment, Message, ThreadLink
+from email_service.store.search_index import search_document
 
 # System flags mirrored into boolean columns for fast filters (RFC 9051 §2.3.2).
 FLAG_COLUMNS = {
@@ -72,6 +73,7 @@ def prepare(
         **flag_values(fetched.flags),
         **_parsed_columns(parsed),
     }
+    row["search_text"] = search_document(row, [a.filename for a in parsed.attachments])
     attachments = [
         {
             "id": uuid.uuid4(),

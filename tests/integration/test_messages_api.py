@@ -210,3 +210,49 @@ def test_unknown_ids(client: Any, as_tenant: Any, synced: Any) -> None:
         f"/api/accounts/{uuid.uuid4()}/folders",
     ):
         assert client.get(path, headers=headers).status_code == 404, path
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("from:zoe has:attachment", {"Rich message ✓"}),
+        ('"plain body line"', {"Rich message ✓"}),
+        ("filename:résumé", {"Rich message ✓"}),
+        ("in:sent rich", {"Re: Rich message ✓"}),
+        ("rich -in:sent", {"Rich message ✓"}),
+        (
+            "subject:rich OR subject:invoice",
+            {"Rich message ✓", "Re: Rich message ✓", "Invoice 42 #4"},
+        ),
+        ("is:unread subject:invoice", {"Invoice 42 #4"}),
+        ("nothing-matches-this-zzz", set()),
+    ],
+)
+def test_search_over_synced_mail(
+    client: Any, as_tenant: Any, synced: Any, query: str, expected: set[str]
+) -> None:
+    response = client.get(
+        "/api/sync/search", query_string={"query": query, "limit": 100}, headers=as_tenant(TENANT_A)
+    )
+    assert response.status_code == 200, response.get_json()
+    assert {m["subject"] for m in response.get_json()["items"]} == expected
+    other = client.get(
+        "/api/sync/search", query_string={"query": query}, headers=as_tenant(TENANT_B)
+    ).get_json()
+    assert other["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "position"),
+    [("(from:a", 0), ("is:bogus", 3), ('subject:"open', 8), ("larger:12Q", 7)],
+)
+def test_search_syntax_error_points_at_the_position(
+    client: Any, as_tenant: Any, query: str, position: int
+) -> None:
+    response = client.get(
+        "/api/sync/search", query_string={"query": query}, headers=as_tenant(TENANT_A)
+    )
+    assert response.status_code == 400
+    problem = response.get_json()
+    assert problem["code"] == "query_syntax"
+    assert problem["position"] == position, problem
