@@ -122,7 +122,19 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")  # SQLite, blobs, drafts, generated dev secrets
     log_dir: Path = Path("logs")  # access.log, error.log, email-service.log
     max_request_bytes: int = Field(25 * 1024 * 1024, ge=1024)  # request body cap
+    # Largest attachment upload; base64 makes it ~1.37x on the wire (Postfix: 35 MB by default).
+    max_attachment_bytes: int = Field(20 * 1024 * 1024, ge=1)
+
     service_version: str = "1.0.0"
+
+    # --- sending (outbox) ---
+    # Attempts on temporary SMTP trouble (4xx, timeouts) before a message is marked failed.
+    send_max_attempts: int = Field(8, ge=1, le=100)
+    # Back-off before retry n: base * 2**(n-1), capped, jittered (below Celery's visibility).
+    send_retry_base_seconds: float = Field(30, gt=0, le=3600)
+    send_retry_max_seconds: float = Field(600, gt=0, le=14 * 60)
+    # A send in progress holds its row this long; an expired lease means the worker died.
+    send_lease_seconds: int = Field(300, ge=1, le=24 * 3600)
 
     @field_validator("cors_origins", "allowed_mail_hosts", "encryption_key", mode="before")
     @classmethod
