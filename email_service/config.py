@@ -124,7 +124,6 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(25 * 1024 * 1024, ge=1024)  # request body cap
     # Largest attachment upload; base64 makes it ~1.37x on the wire (Postfix: 35 MB by default).
     max_attachment_bytes: int = Field(20 * 1024 * 1024, ge=1)
-
     service_version: str = "1.0.0"
 
     # --- sending (outbox) ---
