@@ -262,3 +262,110 @@ class ThreadLink(Base):
         Index("idx_thread_link_thread", "account_id", "thread_id"),
         Index("idx_thread_link_message", "message_id"),
     )
+
+
+class Draft(Base):
+    """A message being written; frozen into an :class:`Outbox` row when queued for sending."""
+
+    __tablename__ = "draft"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("email_account.id", ondelete="CASCADE")
+    )
+    to_addrs: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    cc_addrs: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    bcc_addrs: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    body_text: Mapped[str | None] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    # The message replied to / forwarded (email_message.id; no FK: a resync may replace it)
+    in_reply_to_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    forward_of_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    forward_mode: Mapped[str | None] = mapped_column(String(16))  # attachment | inline
+    # Snapshot of the original taken when the draft was made (RFC 5322 §3.6.4)
+    reply_message_id: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    forward_blob_sha256: Mapped[str | None] = mapped_column(String(64))
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outbox_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # set while a send is active
+    imap_uidvalidity: Mapped[int | None] = mapped_column(BigInteger)  # copy in Drafts
+    imap_uid: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("idx_draft_tenant_updated", "tenant_id", "updated_at", "id"),)
+
+
+class ComposeAttachment(Base):
+    """An uploaded file (bytes in the blob store), attached to at most one draft."""
+
+    __tablename__ = "compose_attachment"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    draft_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("draft.id", ondelete="CASCADE")
+    )
+    filename: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    blob_sha256: Mapped[str] = mapped_column(String(64))
+    content_id: Mapped[str | None] = mapped_column(Text)  # for cid: references in the HTML
+    inline: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("idx_compose_attachment_tenant", "tenant_id"),
+        Index("idx_compose_attachment_draft", "draft_id"),
+    )
+
+
+class Outbox(Base):
+    """One request to send a draft: the frozen MIME and its delivery state machine
+    (``services/outbox.py`` draws it)."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("email_account.id", ondelete="CASCADE")
+    )
+    draft_id: Mapped[uuid.UUID] = mapped_column(Uuid)  # no FK: a sent draft is deleted
+    state: Mapped[str] = mapped_column(String(24), default="queued")
+    stage: Mapped[str | None] = mapped_column(String(16))  # while sending: connecting | data_end
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    message_id: Mapped[str] = mapped_column(Text)  # the Message-ID header sent
+    subject: Mapped[str] = mapped_column(Text, default="")
+    sender: Mapped[str] = mapped_column(String(320))
+    recipients: Mapped[list[str]] = mapped_column(JSONType, default=list)  # envelope
+    mime_blob_sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_smtp_code: Mapped[int | None] = mapped_column(Integer)
+    last_smtp_reply: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    reconcile_checks: Mapped[int] = mapped_column(Integer, default=0)
+    # The original to flag once sent: \Answered (reply) or $Forwarded (forward)
+    origin_message_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    origin_flag: Mapped[str | None] = mapped_column(String(16))
+    # Copy in the Sent folder: pending | appended | server_copy | no_folder | failed
+    sent_copy: Mapped[str | None] = mapped_column(String(16))
+    sent_copy_uid: Mapped[int | None] = mapped_column(BigInteger)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key", name="uq_outbox_tenant_idempotency_key"),
+        Index("idx_outbox_tenant_created", "tenant_id", "created_at", "id"),
+        Index("idx_outbox_tenant_draft", "tenant_id", "draft_id"),
+        Index("idx_outbox_state_due", "state", "next_attempt_at"),
+    )
