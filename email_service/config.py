@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_requests_per_minute: int = Field(60, ge=1)
     rate_limit_requests_per_hour: int = Field(1000, ge=1)
+    # All of one tenant's requests per minute, whatever their IPs (one tenant cannot starve
+    # the others); 10x the per-IP default, as a tenant's users come from many addresses.
+    rate_limit_tenant_requests_per_minute: int = Field(600, ge=1)
+    # Reverse proxies in front of the API that append to X-Forwarded-For: the client IP is
+    # the entry this many hops from the right. 0: trust none, the client is the socket peer.
+    trusted_proxies: int = Field(0, ge=0, le=10)
 
     # --- multi-tenancy ---
     tenant_id_header: str = Field("X-Tenant-ID", pattern=r"^[A-Za-z0-9-]{1,64}$")
@@ -121,6 +127,10 @@ class Settings(BaseSettings):
     # --- where things live ---
     data_dir: Path = Path("data")  # SQLite, blobs, drafts, generated dev secrets
     log_dir: Path = Path("logs")  # access.log, error.log, email-service.log
+    # Prometheus multiprocess files of the API's and workers' processes; unset: DATA_DIR/metrics.
+    metrics_dir: Path | None = None
+    # A Celery worker serves its processes' metrics on this port at /metrics (0: off).
+    celery_metrics_port: int = Field(0, ge=0, le=65535)
     max_request_bytes: int = Field(25 * 1024 * 1024, ge=1024)  # request body cap
     # Largest attachment upload; base64 makes it ~1.37x on the wire (Postfix: 35 MB by default).
     max_attachment_bytes: int = Field(20 * 1024 * 1024, ge=1)
@@ -207,6 +217,11 @@ class Settings(BaseSettings):
     def result_backend(self) -> str | None:
         """Celery result backend: CELERY_RESULT_BACKEND, else REDIS_URL."""
         return self.celery_result_backend or self.redis_url
+
+    @property
+    def metrics_path(self) -> Path:
+        """Root of the Prometheus multiprocess files: METRICS_DIR, else DATA_DIR/metrics."""
+        return self.metrics_dir or self.data_dir / "metrics"
 
     @property
     def cors_origin_urls(self) -> list[str]:
