@@ -1,0 +1,53 @@
+"""CORS for /api/* from CORS_ORIGINS (flask-cors).
+
+Each origin matches exactly (escaped and anchored, so ``https://app.example`` never admits
+``https://app.example.evil``), and only a listed origin is echoed back, with
+credentials allowed. ``*`` admits any origin without credentials: the wildcard and
+credentials never go together. Preflight (OPTIONS) needs no token; the auth hook skips it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from apiflask import APIFlask
+from flask_cors import CORS
+
+from email_service.config import Settings
+
+# Headers a browser client may send, and those it may read from our responses.
+ALLOWED_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"]
+EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Location",
+]
+# Browsers cache a preflight this long (seconds); Chrome caps it at 7200.
+PREFLIGHT_MAX_AGE_S = 600
+WILDCARD = "*"
+
+
+def exact(origin: str) -> re.Pattern[str]:
+    """A pattern matching ``origin`` and nothing else (origins compare case-insensitively)."""
+    return re.compile(re.escape(origin) + r"\Z", re.IGNORECASE)
+
+
+def configure(app: APIFlask, settings: Settings) -> None:
+    """Answer CORS requests to /api/* for the configured origins."""
+    wildcard = WILDCARD in settings.cors_origins
+    origins: str | list[re.Pattern[str]] = (
+        WILDCARD if wildcard else [exact(o) for o in settings.cors_origin_urls]
+    )
+    CORS(
+        app,
+        resources={r"/api/.*": {}},
+        origins=origins,
+        supports_credentials=not wildcard,
+        allow_headers=[*ALLOWED_HEADERS, settings.tenant_id_header],
+        expose_headers=EXPOSED_HEADERS,
+        max_age=PREFLIGHT_MAX_AGE_S,
+        vary_header=True,
+    )

@@ -1,0 +1,56 @@
+"""What a metrics scrape reads from the store: sync lag per account, the connection pool."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from email_service.store.db import Database
+from email_service.store.models import Account, SyncState, utcnow
+
+# One series per account would grow without bound; the most lagging accounts are the ones
+# worth a graph, and the maximum covers the rest.
+SYNC_LAG_SERIES = 500
+
+
+@dataclass(frozen=True)
+class SyncLag:
+    """Seconds since an account's last successful sync (since it was added, if never)."""
+
+    tenant_id: str
+    account_id: uuid.UUID
+    seconds: float
+
+
+def sync_lags(
+    db: Database, limit: int = SYNC_LAG_SERIES, now: datetime | None = None
+) -> list[SyncLag]:
+    """The ``limit`` active accounts that waited longest for a successful sync, oldest first."""
+    since = func.coalesce(SyncState.last_success_at, Account.created_at)
+    query = (
+        select(Account.tenant_id, Account.id, SyncState.last_success_at, Account.created_at)
+        .outerjoin(SyncState, SyncState.account_id == Account.id)
+        .where(Account.status != "disabled")
+        .order_by(since.asc(), Account.id)
+        .limit(limit)
+    )
+    now = now or utcnow()
+    with db.session() as session:
+        rows = session.execute(query).all()
+    return [
+        SyncLag(tenant, account_id, max(0.0, (now - (success or created)).total_seconds()))
+        for tenant, account_id, success, created in rows
+    ]
+
+
+def pool_counts(db: Database) -> tuple[int, int]:
+    """Connections of this process's pool: (checked out, idle); (0, 0) without a pool."""
+    pool = db.engine.pool
+    checked_out = getattr(pool, "checkedout", None)
+    checked_in = getattr(pool, "checkedin", None)
+    if checked_out is None or checked_in is None:
+        return 0, 0
+    return int(checked_out()), int(checked_in())
