@@ -9,7 +9,6 @@ are replaced, and bearer tokens and Fernet tokens inside messages are masked.
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import re
 import sys
 from collections.abc import MutableMapping
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+
+from email_service.observability.logfiles import SharedRotatingFileHandler
 
 SERVICE = "email_service"
 # Keys whose values are never logged, whatever their level.
@@ -27,6 +28,11 @@ REDACTED = "[redacted]"
 # Rotate at 10 MiB, keep 10 files: the spec's json-file logging options.
 ROTATE_BYTES = 10 * 1024 * 1024
 ROTATE_KEEP = 10
+# Loggers whose lower levels print data, not events: SQLAlchemy's INFO/DEBUG lines carry
+# statement parameters (message bodies, ciphertexts), so LOG_LEVEL=DEBUG stops above them.
+DATA_LOGGERS = {"sqlalchemy.engine": logging.WARNING, "sqlalchemy.pool": logging.WARNING}
+# WSGI environ key where the API leaves the request's tenant for Gunicorn's access log.
+TENANT_ENVIRON = "email_service.tenant_id"
 
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -63,7 +69,8 @@ def _processors() -> list[Any]:
     ]
 
 
-def _formatter() -> structlog.stdlib.ProcessorFormatter:
+def json_formatter() -> structlog.stdlib.ProcessorFormatter:
+    """The formatter of every line: one JSON object with the spec's fields first."""
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_processors(),
         processors=[
@@ -77,12 +84,12 @@ def _formatter() -> structlog.stdlib.ProcessorFormatter:
 
 def configure_logging(level: str = "INFO", log_dir: Path | None = None) -> None:
     """Send every logger's records, as JSON, to stderr and the log files."""
-    formatter = _formatter()
+    formatter = json_formatter()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        handlers.append(_rotating(log_dir / "email-service.log", logging.DEBUG))
-        handlers.append(_rotating(log_dir / "error.log", logging.ERROR))
+        handlers.append(log_file(log_dir / "email-service.log", logging.DEBUG))
+        handlers.append(log_file(log_dir / "error.log", logging.ERROR))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -90,6 +97,8 @@ def configure_logging(level: str = "INFO", log_dir: Path | None = None) -> None:
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(level)
+    for name, floor in DATA_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(floor, logging.getLevelName(level)))
     structlog.configure(
         processors=[*_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -98,12 +107,9 @@ def configure_logging(level: str = "INFO", log_dir: Path | None = None) -> None:
     )
 
 
-def _rotating(path: Path, level: int) -> logging.Handler:
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=ROTATE_BYTES, backupCount=ROTATE_KEEP, encoding="utf-8", delay=True
-    )
-    handler.setLevel(level)
-    return handler
+def log_file(path: Path, level: int) -> logging.Handler:
+    """A size-rotated file that every process of a server may write (see logfiles)."""
+    return SharedRotatingFileHandler(path, ROTATE_BYTES, ROTATE_KEEP, level)
 
 
 def get_logger(name: str) -> Any:
