@@ -7,7 +7,19 @@ import logging
 from apiflask import APIFlask
 
 from email_service import __version__
-from email_service.api import accounts, health, hooks, messages, openapi, problems, search, sync
+from email_service.api import (
+    accounts,
+    cors,
+    health,
+    hooks,
+    limits,
+    messages,
+    metrics,
+    openapi,
+    problems,
+    search,
+    sync,
+)
 from email_service.api.auth import authenticate
 from email_service.api.context import EXTENSION
 from email_service.config import Settings, load_settings, with_generated_secrets
@@ -45,10 +57,15 @@ def create_app(
     app.extensions[EXTENSION] = runtime
     openapi.configure(app, settings.tenant_id_header)
     problems.register(app)
+    cors.configure(app, settings)
+    limits.trust_proxies(app, settings.trusted_proxies)
     app.before_request(hooks.start_request)
+    limits.guard_ip(app, settings)  # before the token check: guessing tokens is limited too
     app.before_request(authenticate)
+    limits.guard_tenant(app, settings)  # after it: the tenant is the verified one
     app.after_request(hooks.finish_request)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(accounts.bp)
     app.register_blueprint(sync.bp)
     app.register_blueprint(messages.bp)
