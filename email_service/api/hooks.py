@@ -10,8 +10,9 @@ import uuid
 import structlog
 from flask import Response, g, request
 
+from email_service.api import metrics
 from email_service.errors import BadRequestError
-from email_service.observability.logging import get_logger
+from email_service.observability.logging import TENANT_ENVIRON, get_logger
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accept a caller's id only if it is short and printable; otherwise make our own.
@@ -58,4 +59,6 @@ def finish_request(response: Response) -> Response:
         duration_ms=duration,
         tenant_id=g.get("tenant_id"),
     )
+    request.environ[TENANT_ENVIRON] = g.get("tenant_id")  # for Gunicorn's access log line
+    metrics.record(response.status_code)
     return response
