@@ -7,6 +7,7 @@ header sent twice, which arrives comma-joined) is a 400.
 
 from __future__ import annotations
 
+import structlog
 from flask import g, request
 
 from email_service.api.context import runtime
@@ -38,6 +39,7 @@ def authenticate() -> None:
         raise ForbiddenError(f"token does not grant access to tenant {tenant!r}")
     g.principal = principal
     g.tenant_id = tenant
+    structlog.contextvars.bind_contextvars(tenant_id=tenant)  # on every later log line
 
 
 def _requested_tenant(header_name: str, default: str) -> str:
