@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import imaplib
 import random
+import ssl
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -92,6 +93,10 @@ def test_connect_and_capabilities(connect: Connect, security: str) -> None:
     assert "QRESYNC" in session.enabled
     assert "AUTH=PLAIN" not in session.capabilities  # post-login capabilities were re-read
     assert session.list_folders()
+    tls = session._conn.sock
+    assert isinstance(tls, ssl.SSLSocket) == (security != "none")
+    if isinstance(tls, ssl.SSLSocket):
+        assert tls.version() in {"TLSv1.2", "TLSv1.3"}
 
 
 def test_tls_verifies_the_name_not_the_address(connect: Connect) -> None:
