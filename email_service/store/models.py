@@ -305,9 +305,7 @@ class ComposeAttachment(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[str] = mapped_column(String(64))
-    draft_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("draft.id", ondelete="CASCADE")
-    )
+    draft_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("draft.id", ondelete="CASCADE"))
     filename: Mapped[str] = mapped_column(Text)
     content_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(Integer)
