@@ -24,6 +24,9 @@ SERVICE = "email_service"
 SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|api[_-]?key|credential", re.I)
 # A JWT, a bearer header or a Fernet token inside free text.
 SECRET_TEXT = re.compile(r"(?i:bearer\s+)\S+|eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*|gAAAAA[\w=-]{40,}")
+# SQLAlchemy's error text repeats the statement's parameters on one line (message bodies,
+# ciphertexts): the statement stays, the values go.
+SQL_PARAMETERS = re.compile(r"^\[parameters: .*\]$", re.MULTILINE)
 REDACTED = "[redacted]"
 # Rotate at 10 MiB, keep 10 files: the spec's json-file logging options.
 ROTATE_BYTES = 10 * 1024 * 1024
@@ -40,7 +43,8 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
         if SECRET_KEYS.search(key):
             event[key] = REDACTED
         elif isinstance(event[key], str):
-            event[key] = SECRET_TEXT.sub(REDACTED, event[key])
+            text = SECRET_TEXT.sub(REDACTED, event[key])
+            event[key] = SQL_PARAMETERS.sub(f"[parameters: {REDACTED}]", text)
     return event
 
 

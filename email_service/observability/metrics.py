@@ -23,6 +23,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from prometheus_client.metrics_core import Metric
 
@@ -35,7 +36,7 @@ EMAIL_KINDS = ("synced", "parsed", "sent", "failed")
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # Methods kept as label values; anything else is "OTHER" (a client cannot mint series).
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-disable_created_metrics()  # no *_created series: multiprocess mode has none either
+disable_created_metrics()  # type: ignore[no-untyped-call]  # multiprocess mode has no *_created
 _collector: Any = multiprocess.MultiProcessCollector  # untyped in prometheus-client
 UNMATCHED_ROUTE = "<unmatched>"  # 404s and 405s: never the raw path (unbounded labels)
 
@@ -109,17 +110,29 @@ class Families:
         return iter(self.families)
 
 
-def _recorded() -> list[Metric]:
-    path = metrics_files.current()
-    if path is None:
-        return list(REGISTRY.collect())
-    collector = _collector(None, path=str(path))
-    with metrics_files.locked(path, exclusive=False):
-        return list(collector.collect())
+class Recorded:
+    """A collector of what this server's processes recorded (all of them, when sharing)."""
+
+    def collect(self) -> Iterator[Metric]:
+        """Every process's samples, merged, read under the directory's lock."""
+        path = metrics_files.current()
+        if path is None:
+            return iter(REGISTRY.collect())
+        collector = _collector(None, path=str(path))
+        with metrics_files.locked(path, exclusive=False):
+            return iter(list(collector.collect()))
 
 
 def render(extra: Iterable[Metric] = ()) -> tuple[bytes, str]:
     """The exposition text of every process's metrics plus ``extra``; and its content type."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Families([*_recorded(), *extra]))
+    registry.register(Recorded())
+    registry.register(Families(extra))
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def serve(host: str, port: int) -> None:
+    """Serve :class:`Recorded` at http://host:port/metrics from a daemon thread."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Recorded())
+    start_http_server(port, addr=host, registry=registry)
