@@ -45,3 +45,19 @@ def sync_imap_account(self: Task[Any, Any], account_id: str, tenant_id: str) -> 
 def sync_due_accounts() -> dict[str, Any]:
     """Beat's periodic job: queue a sync of every account that is due."""
     return work.sync_due(_runtime())
+
+
+@shared_task(name="send_email", bind=True, acks_late=True)
+def send_email(self: Task[Any, Any], draft_id: str, tenant_id: str) -> dict[str, Any]:
+    """Send email via Postfix: at most once; temporary trouble comes back after a back-off."""
+    result = work.send_email(_runtime(), draft_id, tenant_id)
+    if result["retry_in"] is not None:
+        # The outbox row counts attempts and decides when to give up, not Celery.
+        raise self.retry(countdown=result["retry_in"], max_retries=None)
+    return result
+
+
+@shared_task(name="send_due_messages", acks_late=True)
+def send_due_messages() -> dict[str, Any]:
+    """Beat's periodic job: scheduled sends now due, stale sends, reconciliation, Sent copies."""
+    return work.send_due(_runtime())
