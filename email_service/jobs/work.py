@@ -4,13 +4,14 @@ service call, a small JSON-able summary out."""
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from functools import cache
 from typing import Any
 
 from email_service.config import load_settings, with_generated_secrets
 from email_service.errors import ConflictError, NotFoundError
-from email_service.services import mailbox, sync_jobs
+from email_service.services import delivery, mailbox, sync_jobs
 from email_service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -54,3 +55,33 @@ def sync_account(runtime: Runtime, account_id: str, tenant_id: str, job_id: str)
 def sync_due(runtime: Runtime) -> dict[str, Any]:
     """Queue every account whose periodic sync is due."""
     return {"queued": sync_jobs.trigger_due(runtime)}
+
+
+def send_email(runtime: Runtime, draft_id: str, tenant_id: str) -> dict[str, Any]:
+    """Move the draft's send one step; ``retry_in`` asks for another run that much later."""
+    outcome = delivery.send_email(runtime, tenant_id, uuid.UUID(draft_id))
+    log.info(
+        "send step",
+        extra={"draft_id": draft_id, "tenant_id": tenant_id, "state": outcome.state},
+    )
+    return {"state": outcome.state, "retry_in": outcome.retry_in, "detail": outcome.detail}
+
+
+def send_email_embedded(
+    runtime: Runtime, job_id: str, draft_id: str, tenant_id: str
+) -> dict[str, Any]:
+    """``send_email`` for the embedded runner, which re-queues itself on ``retry_in``."""
+    result = send_email(runtime, draft_id, tenant_id)
+    if result["retry_in"] is not None and runtime.queue is not None:
+        kwargs = {"draft_id": draft_id, "tenant_id": tenant_id}
+        timer = threading.Timer(
+            result["retry_in"], runtime.queue.enqueue, ("send_email", job_id), kwargs
+        )
+        timer.daemon = True
+        timer.start()
+    return result
+
+
+def send_due(runtime: Runtime) -> dict[str, Any]:
+    """Queue every send that is due, stale, to reconcile or missing its Sent copy."""
+    return {"queued": delivery.send_due(runtime)}
