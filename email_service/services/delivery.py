@@ -1,0 +1,455 @@
+"""``send_email``: move one outbox row along its state machine (drawn in ``outbox.py``).
+
+At most one delivery, whatever dies when:
+
+1. **Claim**: ``UPDATE ... SET state='sending', stage='connecting', lease_owner=me`` where the
+   row is queued/retrying and due — committed before any SMTP, so exactly one worker wins.
+2. **Fence**: after the body and right before the final "." of DATA, ``UPDATE ... SET
+   stage='data_end'`` where I still own the row. If that fails (someone recovered the row
+   while I was slow) the connection is dropped unfinished and the server keeps nothing.
+3. **Result**: written where I still own the row.
+
+A lease that expires in ``connecting`` was lost before the server could have the message:
+the row goes back to ``retrying``. One that expires in ``data_end`` may have been
+delivered: ``needs_reconciliation``, looked for by Message-ID, never resent blindly.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy.orm import Session
+
+from email_service.config import Security
+from email_service.errors import (
+    BlockedHostError,
+    ConflictError,
+    EmailServiceError,
+    RemoteError,
+    RemotePermanentError,
+    RemoteTemporaryError,
+    ValidationError,
+)
+from email_service.mail.smtp import SmtpAmbiguousError, SmtpPool, SmtpReply, SmtpTarget
+from email_service.services import mailbox, outbox, sent_copy
+from email_service.services.hosts import Endpoint
+from email_service.services.runtime import Runtime
+from email_service.store.models import Account, Draft, Outbox, utcnow
+
+log = logging.getLogger(__name__)
+# How often a message whose fate is unknown is looked for before a person must decide.
+RECONCILE_MAX_CHECKS = 3
+# A Sent copy still pending this long after sending lost its worker: beat tries again ...
+SENT_COPY_GRACE = timedelta(minutes=1)
+# ... for at most this long, then reports it failed.
+SENT_COPY_GIVE_UP = timedelta(days=1)
+# A task for a row not due yet is dropped (the row's own retry or beat will come), unless
+# it is this close: a retry timer firing early by a worker's clock.
+EARLY_TOLERANCE_S = 2.0
+
+
+class LeaseLostError(ConflictError):
+    """Another worker recovered this row while we were still sending."""
+
+    code = "lease_lost"
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What one run did; ``retry_in`` asks the queue to run it again after that many seconds."""
+
+    state: str
+    retry_in: float | None = None
+    detail: str = ""
+
+
+@functools.cache
+def _pool(pid: int, size: int) -> SmtpPool:
+    return SmtpPool(size)
+
+
+def smtp_pool(runtime: Runtime) -> SmtpPool:
+    """This process's SMTP pool (a forked worker gets its own)."""
+    return _pool(os.getpid(), runtime.settings.smtp_pool_size)
+
+
+def send_email(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID) -> SendOutcome:
+    """Advance the draft's current send one step (the task the spec names)."""
+    with runtime.db.session() as session:
+        row = _current(session, tenant_id, draft_id)
+    if row is None:
+        return SendOutcome("none", detail="nothing to send for this draft")
+    if row.state == "sending":
+        if not _recover_stale(runtime, row):
+            return SendOutcome("sending", detail="being sent by another worker")
+        with runtime.db.session() as session:
+            row = session.get_one(Outbox, row.id)
+    if row.state in ("queued", "retrying"):
+        return _attempt(runtime, row)
+    if row.state == "needs_reconciliation":
+        return _reconcile(runtime, row)
+    if row.state == "sent" and row.sent_copy == "pending":
+        _finish(runtime, row)
+    return SendOutcome(row.state)
+
+
+def _current(session: Session, tenant_id: str, draft_id: uuid.UUID) -> Outbox | None:
+    return session.scalar(
+        select(Outbox)
+        .where(Outbox.tenant_id == tenant_id, Outbox.draft_id == draft_id)
+        .where(
+            or_(
+                Outbox.state.in_(outbox.ACTIVE_STATES),
+                (Outbox.state == "sent") & (Outbox.sent_copy == "pending"),
+            )
+        )
+        .order_by(Outbox.created_at.desc())
+        .limit(1)
+    )
+
+
+def _changed(session: Session, statement: Any) -> bool:
+    result = session.execute(statement.execution_options(synchronize_session=False))
+    return cast(CursorResult[Any], result).rowcount == 1
+
+
+def _recover_stale(runtime: Runtime, row: Outbox) -> bool:
+    """Take back a row whose worker's lease expired (see the module docstring)."""
+    now = utcnow()
+    stale = update(Outbox).where(
+        Outbox.id == row.id, Outbox.state == "sending", Outbox.lease_expires_at < now
+    )
+    with runtime.db.session() as session:
+        if _changed(
+            session,
+            stale.where(Outbox.stage == "connecting").values(
+                state="retrying",
+                stage=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                next_attempt_at=now,
+                last_error="the worker stopped before the end of the message; safe to resend",
+            ),
+        ):
+            return True
+        return _changed(
+            session,
+            stale.where(Outbox.stage == "data_end").values(
+                state="needs_reconciliation",
+                last_error="the worker stopped after the end of the message was sent: "
+                "the server may have it; looking for it by Message-ID, not resending",
+            ),
+        )
+
+
+def _attempt(runtime: Runtime, row: Outbox) -> SendOutcome:
+    settings = runtime.settings
+    if not settings.enable_smtp_send:
+        return SendOutcome(row.state, detail="sending is disabled (ENABLE_SMTP_SEND=false)")
+    if row.attempts >= settings.send_max_attempts:
+        return _end(runtime, row, None, "failed", f"gave up after {row.attempts} attempts")
+    early = (row.next_attempt_at - utcnow()).total_seconds() if row.next_attempt_at else 0.0
+    if early > EARLY_TOLERANCE_S:  # a duplicate task: the row's own retry (or beat) comes
+        return SendOutcome(row.state, detail="not due yet")
+    if early > 0:  # a retry timer that fired a hair early (clocks of two hosts)
+        return SendOutcome(row.state, retry_in=early)
+    owner = uuid.uuid4().hex
+    claimed = _claim(runtime, row, owner)
+    if claimed is None:
+        return SendOutcome(row.state, detail="claimed by another worker")
+    return _transmit(runtime, claimed, owner)
+
+
+def _claim(runtime: Runtime, row: Outbox, owner: str) -> Outbox | None:
+    now = utcnow()
+    lease = timedelta(seconds=runtime.settings.send_lease_seconds)
+    with runtime.db.session() as session:
+        claimed = _changed(
+            session,
+            update(Outbox)
+            .where(Outbox.id == row.id, Outbox.state.in_(("queued", "retrying")))
+            .where(or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= now))
+            .values(
+                state="sending",
+                stage="connecting",
+                lease_owner=owner,
+                lease_expires_at=now + lease,
+                attempts=Outbox.attempts + 1,
+                updated_at=now,
+            ),
+        )
+        return session.get(Outbox, row.id, populate_existing=True) if claimed else None
+
+
+def _target(runtime: Runtime, row: Outbox) -> SmtpTarget:
+    with runtime.db.session() as session:
+        account = session.get_one(Account, row.account_id)
+        password = runtime.vault.decrypt(account.password_ciphertext)
+    endpoint = Endpoint(account.smtp_host, account.smtp_port, Security(account.smtp_security))
+    try:
+        addresses = runtime.hosts.addresses(endpoint)  # SSRF guard, checked at each send
+    except ValidationError as exc:  # the name does not resolve (now)
+        raise RemoteTemporaryError(exc.message) from None
+    ca_file = runtime.settings.mail_ca_file
+    return SmtpTarget(
+        host=endpoint.host,
+        port=endpoint.port,
+        security=endpoint.security.value,
+        username=account.username,
+        password=password,
+        timeout=runtime.settings.smtp_timeout,
+        connect_address=addresses[0],
+        ca_file=str(ca_file) if ca_file else None,
+        local_hostname=row.sender.rpartition("@")[2],
+    )
+
+
+def _fence(runtime: Runtime, row_id: uuid.UUID, owner: str) -> None:
+    """Right before the final ".": still mine? Then from here on it may be delivered."""
+    now = utcnow()
+    lease = timedelta(seconds=runtime.settings.send_lease_seconds)
+    with runtime.db.session() as session:
+        if not _changed(
+            session,
+            update(Outbox)
+            .where(Outbox.id == row_id, Outbox.lease_owner == owner, Outbox.state == "sending")
+            .where(Outbox.stage == "connecting")
+            .values(stage="data_end", lease_expires_at=now + lease),
+        ):
+            raise LeaseLostError("another worker took over this message")
+
+
+def _transmit(runtime: Runtime, row: Outbox, owner: str) -> SendOutcome:
+    recipients = list(row.recipients)
+    utf8 = any(not a.rpartition("@")[0].isascii() for a in [row.sender, *recipients])
+    try:
+        target = _target(runtime, row)
+        data = mailbox.blob_store(runtime).get(row.mime_blob_sha256)
+        reply = smtp_pool(runtime).send(
+            target,
+            row.sender,
+            recipients,
+            data,
+            smtputf8=utf8,
+            before_final_dot=lambda: _fence(runtime, row.id, owner),
+        )
+    except LeaseLostError:
+        return SendOutcome("sending", detail="taken over by another worker")
+    except SmtpAmbiguousError as exc:
+        return _ambiguous(runtime, row, owner, exc)
+    except (RemotePermanentError, BlockedHostError, ValidationError) as exc:
+        return _end(runtime, row, owner, "failed", exc.message, exc)
+    except (RemoteError, EmailServiceError) as exc:  # temporary, or not known to be final
+        return _temporary(runtime, row, owner, exc)
+    return _sent(runtime, row, owner, reply)
+
+
+def _smtp_answer(exc: EmailServiceError | None) -> dict[str, Any]:
+    if exc is None or "smtp_code" not in exc.details:
+        return {}
+    return {
+        "last_smtp_code": exc.details["smtp_code"],
+        "last_smtp_reply": exc.details["smtp_reply"],
+    }
+
+
+def _settle(runtime: Runtime, row: Outbox, owner: str | None, **values: Any) -> bool:
+    """Write a result, if the row is still mine (``owner``) or unclaimed (None)."""
+    statement = update(Outbox).where(Outbox.id == row.id)
+    if owner is not None:
+        statement = statement.where(
+            Outbox.lease_owner == owner, Outbox.state.in_(("sending", "needs_reconciliation"))
+        )
+    values.setdefault("updated_at", utcnow())
+    with runtime.db.session() as session:
+        done = _changed(session, statement.values(**values))
+        if done and values.get("state") in ("failed", "cancelled"):
+            outbox.release_draft(session, row)
+        return done
+
+
+def _end(
+    runtime: Runtime,
+    row: Outbox,
+    owner: str | None,
+    state: str,
+    error: str,
+    exc: EmailServiceError | None = None,
+) -> SendOutcome:
+    _settle(
+        runtime,
+        row,
+        owner,
+        state=state,
+        stage=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=None,
+        last_error=error,
+        **_smtp_answer(exc),
+    )
+    log.info("send %s: %s", state, error, extra={"outbox_id": str(row.id)})
+    return SendOutcome(state, detail=error)
+
+
+def _temporary(runtime: Runtime, row: Outbox, owner: str, exc: EmailServiceError) -> SendOutcome:
+    settings = runtime.settings
+    if row.attempts >= settings.send_max_attempts:
+        error = f"gave up after {row.attempts} attempts: {exc.message}"
+        return _end(runtime, row, owner, "failed", error, exc)
+    delay = min(
+        settings.send_retry_max_seconds,
+        settings.send_retry_base_seconds * 2 ** (row.attempts - 1),
+    )
+    delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter spreads retries, not a secret
+    _settle(
+        runtime,
+        row,
+        owner,
+        state="retrying",
+        stage=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=utcnow() + timedelta(seconds=delay),
+        last_error=exc.message,
+        **_smtp_answer(exc),
+    )
+    return SendOutcome("retrying", retry_in=delay, detail=exc.message)
+
+
+def _ambiguous(runtime: Runtime, row: Outbox, owner: str, exc: SmtpAmbiguousError) -> SendOutcome:
+    error = f"{exc.message}; the server may have the message: not resending"
+    _settle(runtime, row, owner, state="needs_reconciliation", stage=None, last_error=error)
+    log.warning("send needs reconciliation", extra={"outbox_id": str(row.id)})
+    return SendOutcome(
+        "needs_reconciliation", retry_in=runtime.settings.send_retry_base_seconds, detail=error
+    )
+
+
+def _sent(runtime: Runtime, row: Outbox, owner: str, reply: SmtpReply) -> SendOutcome:
+    now = utcnow()
+    done = _settle(
+        runtime,
+        row,
+        owner,
+        state="sent",
+        stage=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=None,
+        sent_at=now,
+        sent_copy="pending",
+        last_smtp_code=reply.code,
+        last_smtp_reply=reply.text,
+        last_error=None,
+    )
+    if not done:  # cannot happen while the fence holds; keep the record straight if it does
+        log.error("sent, but the row was taken over", extra={"outbox_id": str(row.id)})
+    _after_sent(runtime, row)
+    with runtime.db.session() as session:
+        row = session.get_one(Outbox, row.id)
+    _finish(runtime, row)
+    return SendOutcome("sent", detail=reply.text)
+
+
+def _after_sent(runtime: Runtime, row: Outbox) -> None:
+    """A sent draft is gone (as in every mail client); the original gets its flag here."""
+    with runtime.db.session() as session:
+        draft = session.scalar(
+            select(Draft).where(Draft.id == row.draft_id, Draft.outbox_id == row.id)
+        )
+        if draft is not None:
+            session.delete(draft)
+        sent_copy.flag_locally(session, row)
+
+
+def _finish(runtime: Runtime, row: Outbox) -> None:
+    """The Sent copy (and the flag on the server); pending again on temporary trouble."""
+    try:
+        data = mailbox.blob_store(runtime).get(row.mime_blob_sha256)
+        copy = sent_copy.store_sent_copy(runtime, row, data)
+    except RemoteTemporaryError as exc:
+        too_old = row.sent_at is not None and utcnow() - row.sent_at > SENT_COPY_GIVE_UP
+        if too_old:
+            _settle(runtime, row, None, sent_copy="failed", last_error=f"Sent copy: {exc}")
+        return
+    except EmailServiceError as exc:
+        _settle(runtime, row, None, sent_copy="failed", last_error=f"Sent copy: {exc.message}")
+        return
+    _settle(runtime, row, None, sent_copy=copy.state, sent_copy_uid=copy.uid)
+
+
+def _reconcile(runtime: Runtime, row: Outbox) -> SendOutcome:
+    """Look for a message whose fate is unknown; a person decides after a few misses."""
+    if row.reconcile_checks >= RECONCILE_MAX_CHECKS:
+        return SendOutcome(row.state, detail="waiting for a person: cancel, or send again")
+    found = sent_copy.find_delivered(runtime, row)
+    if found is None:
+        checks = row.reconcile_checks + 1
+        error = (
+            f"not found by Message-ID {row.message_id} ({checks} checks); it may still "
+            "arrive. Cancel and send the draft again only if the recipients lack it"
+        )
+        _settle(runtime, row, None, reconcile_checks=checks, last_error=error)
+        again = checks < RECONCILE_MAX_CHECKS
+        retry = runtime.settings.send_retry_base_seconds * 2**checks if again else None
+        return SendOutcome(row.state, retry_in=retry, detail=error)
+    copy = "server_copy" if found == "sent_folder" else "pending"
+    note = f"delivered: found in the {found.replace('_', ' ')} after an unanswered end of data"
+    with runtime.db.session() as session:
+        done = _changed(
+            session,
+            update(Outbox)
+            .where(Outbox.id == row.id, Outbox.state == "needs_reconciliation")
+            .values(state="sent", sent_at=utcnow(), sent_copy=copy, last_error=note),
+        )
+    if done:
+        _after_sent(runtime, row)
+        with runtime.db.session() as session:
+            row = session.get_one(Outbox, row.id)
+        if row.sent_copy == "pending":
+            _finish(runtime, row)
+    return SendOutcome("sent", detail=note)
+
+
+def due_work(runtime: Runtime, limit: int = 1000) -> list[tuple[str, uuid.UUID]]:
+    """(tenant, draft) of every row beat should move on: due, stale, to reconcile, to copy."""
+    now = utcnow()
+    grace = timedelta(seconds=runtime.settings.send_retry_base_seconds)
+    due = (Outbox.state.in_(("queued", "retrying"))) & (Outbox.next_attempt_at <= now)
+    stale = (Outbox.state == "sending") & (Outbox.lease_expires_at < now)
+    reconcile = (
+        (Outbox.state == "needs_reconciliation")
+        & (Outbox.reconcile_checks < RECONCILE_MAX_CHECKS)
+        & (Outbox.updated_at < now - grace)
+    )
+    copy = (
+        (Outbox.state == "sent")
+        & (Outbox.sent_copy == "pending")
+        & (Outbox.sent_at < now - SENT_COPY_GRACE)
+    )
+    with runtime.db.session() as session:
+        rows = session.execute(
+            select(Outbox.tenant_id, Outbox.draft_id)
+            .where(or_(due, stale, reconcile, copy))
+            .limit(limit)
+        ).all()
+    return [(tenant_id, draft_id) for tenant_id, draft_id in rows]
+
+
+def send_due(runtime: Runtime) -> int:
+    """Beat's periodic job: queue ``send_email`` for every row that has something to do."""
+    if not runtime.settings.enable_smtp_send:
+        return 0
+    work = due_work(runtime)
+    for tenant_id, draft_id in work:
+        outbox.enqueue(runtime, tenant_id, draft_id)
+    return len(work)
