@@ -18,6 +18,8 @@ from email_service.services.runtime import Runtime
 # outlives it is re-delivered while running, which the per-account lock turns into a no-op;
 # retry countdowns stay below it (an ETA beyond it re-runs in a loop, ECOSYSTEM.md).
 VISIBILITY_TIMEOUT_S = 15 * 60
+# How often beat looks for scheduled, stale or unreconciled sends (one indexed query).
+SEND_TICK_S = 15.0
 
 
 def broker_urls(settings: Settings) -> tuple[str, str]:
@@ -52,8 +54,12 @@ def make_celery(settings: Settings | None = None) -> Celery:
         result_expires=24 * 3600,
         timezone="UTC",
         enable_utc=True,
-        # Beat only asks "who is due?" each minute; SYNC_INTERVAL_MINUTES decides.
-        beat_schedule={"sync-due-accounts": {"task": "sync_due_accounts", "schedule": 60.0}},
+        # Beat only asks "who is due?" each minute; SYNC_INTERVAL_MINUTES decides. Sends
+        # are asked for more often: a scheduled send_at should not wait a minute.
+        beat_schedule={
+            "sync-due-accounts": {"task": "sync_due_accounts", "schedule": 60.0},
+            "send-due-messages": {"task": "send_due_messages", "schedule": SEND_TICK_S},
+        },
     )
     return app
 
@@ -71,7 +77,11 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
         "sync_imap_account": lambda job_id, account_id, tenant_id: work.sync_account(
             runtime, account_id, tenant_id, job_id
         ),
+        "send_email": lambda job_id, draft_id, tenant_id: work.send_email_embedded(
+            runtime, job_id, draft_id, tenant_id
+        ),
     }
     runtime.queue = EmbeddedQueue(handlers)
     if background:
         Ticker(60.0, lambda: work.sync_due(runtime)).start()
+        Ticker(SEND_TICK_S, lambda: work.send_due(runtime)).start()
