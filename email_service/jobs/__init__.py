@@ -10,7 +10,10 @@ from __future__ import annotations
 from celery import Celery
 
 from email_service.config import Settings, load_settings
-from email_service.jobs import work
+from email_service.jobs import (
+    signals,  # noqa: F401 - connects the Celery signals on import
+    work,
+)
 from email_service.jobs.queues import CeleryQueue, EmbeddedQueue, Ticker
 from email_service.services.runtime import Runtime
 
