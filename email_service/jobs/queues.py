@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import threading
@@ -44,8 +45,19 @@ class EmbeddedQueue:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
 
     def enqueue(self, task: str, job_id: str, **kwargs: str) -> None:
-        """Run the handler soon on the pool."""
-        self.pool.submit(self._run, task, job_id, 1, kwargs)
+        """Run the handler soon on the pool, in a copy of the caller's log context."""
+        self._submit(contextvars.copy_context(), task, job_id, 1, kwargs)
+
+    def _submit(
+        self,
+        context: contextvars.Context,
+        task: str,
+        job_id: str,
+        attempt: int,
+        kwargs: dict[str, str],
+    ) -> None:
+        # The job's log lines carry the request id of the API call that queued it.
+        self.pool.submit(context.run, self._run, task, job_id, attempt, kwargs)
 
     def _run(self, task: str, job_id: str, attempt: int, kwargs: dict[str, str]) -> None:
         try:
@@ -57,7 +69,9 @@ class EmbeddedQueue:
             delay = min(EMBEDDED_RETRY_MAX_S, EMBEDDED_RETRY_BASE_S * 2 ** (attempt - 1))
             delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
             timer = threading.Timer(
-                delay, self.pool.submit, (self._run, task, job_id, attempt + 1, kwargs)
+                delay,
+                self._submit,
+                (contextvars.copy_context(), task, job_id, attempt + 1, kwargs),
             )
             timer.daemon = True
             timer.start()
