@@ -72,8 +72,12 @@ def serve() -> None:
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     config = os.environ.get("GUNICORN_CONFIG", str(GUNICORN_CONFIG))
     host = "127.0.0.1" if settings.flask_host in ("0.0.0.0", "::") else settings.flask_host  # noqa: S104
-    click.echo(f"email-service listening on http://{host}:{settings.flask_port}", err=True)
-    click.echo(f"mint a token with: {_token_hint(settings)}", err=True)
+    url = f"http://{host}:{settings.flask_port}"
+    if settings.flask_env == "development":  # a person at a terminal: plain hints
+        click.echo(f"email-service listening on {url}", err=True)
+        click.echo(f"mint a token with: {_token_hint(settings)}", err=True)
+    else:  # production output is JSON lines only, for log collectors
+        logging.getLogger("email_service").info("email-service listening on %s", url)
     os.environ.setdefault("JWT_SECRET", settings.jwt_secret or "")
     os.environ.setdefault("ENCRYPTION_KEY", ",".join(settings.encryption_key))
     _exec(["gunicorn", "--config", config, "email_service.wsgi:app"])
@@ -95,17 +99,22 @@ def _token_hint(settings: Settings) -> str:
 @click.option("--concurrency", "-c", type=int, default=4, show_default=True)
 def worker(concurrency: int) -> None:
     """Run a Celery worker for the service's tasks."""
-    _settings()
+    settings = _settings()
+    if settings.celery_metrics_port:  # the pool's processes share one metrics directory
+        from email_service.observability import metrics_files
+
+        metrics_files.prepare(settings.metrics_path / f"worker-{settings.celery_metrics_port}")
     _exec(
         [
             "celery",
             "-A",
             "email_service.jobs.app:celery_app",
+            "--quiet",  # no banner: every output line is a JSON log line
             "worker",
             "--concurrency",
             str(concurrency),
             "--loglevel",
-            "INFO",
+            settings.log_level,
         ]
     )
 
