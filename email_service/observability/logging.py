@@ -101,6 +101,7 @@ def configure_logging(level: str = "INFO", log_dir: Path | None = None) -> None:
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)  # Python warnings become JSON lines too
     for name, floor in DATA_LOGGERS.items():
         logging.getLogger(name).setLevel(max(floor, logging.getLevelName(level)))
     structlog.configure(
