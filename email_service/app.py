@@ -9,6 +9,7 @@ from apiflask import APIFlask
 from email_service import __version__
 from email_service.api import (
     accounts,
+    compose,
     cors,
     health,
     hooks,
@@ -16,6 +17,7 @@ from email_service.api import (
     messages,
     metrics,
     openapi,
+    outbox,
     problems,
     search,
     sync,
@@ -70,4 +72,6 @@ def create_app(
     app.register_blueprint(sync.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(search.bp)
+    app.register_blueprint(compose.bp)
+    app.register_blueprint(outbox.bp)
     return app
