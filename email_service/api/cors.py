@@ -46,6 +46,7 @@ def configure(app: APIFlask, settings: Settings) -> None:
         resources={r"/api/.*": {}},
         origins=origins,
         supports_credentials=not wildcard,
+        send_wildcard=wildcard,  # "*" itself, not the caller's origin echoed
         allow_headers=[*ALLOWED_HEADERS, settings.tenant_id_header],
         expose_headers=EXPOSED_HEADERS,
         max_age=PREFLIGHT_MAX_AGE_S,
