@@ -22,7 +22,6 @@ import re
 import smtplib
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -144,7 +143,7 @@ class SmtpSession:
         try:
             self._open(context)
         except BaseException:
-            self.close()
+            self.abort()
             raise
 
     def _open(self, context: ssl.SSLContext) -> None:
@@ -211,7 +210,7 @@ class SmtpSession:
             self._envelope(sender, recipients, data, smtputf8)
             self._data(data, before_final_dot)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            self.close()  # before the final ".": the server keeps nothing (§4.1.1.4)
+            self.abort()  # before the final ".": the server keeps nothing (§4.1.1.4)
             raise RemoteTemporaryError(
                 f"SMTP connection lost at {self.stage}: {exc}",
                 stage=self.stage,
@@ -266,7 +265,7 @@ class SmtpSession:
             try:
                 before_final_dot()
             except BaseException:
-                self.close()  # unfinished DATA: the server discards it (§4.1.1.4)
+                self.abort()  # unfinished DATA: the server discards it (§4.1.1.4)
                 raise
         self._smtp.send(b".\r\n")
 
@@ -274,12 +273,12 @@ class SmtpSession:
         try:
             code, text = self._smtp.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            self.close()
+            self.abort()
             raise SmtpAmbiguousError(
                 f"no reply after the end of the message: {exc}", stage="DATA-END"
             ) from None
         if code < 200:  # smtplib's -1: the reply was cut off
-            self.close()
+            self.abort()
             raise SmtpAmbiguousError("malformed reply after the end of the message")
         self.sent += 1
         self.last_used = time.monotonic()
@@ -294,13 +293,17 @@ class SmtpSession:
         except (smtplib.SMTPException, OSError):
             code = 0
         if code != 250:
-            self.close()
+            self.abort()
 
     @property
     def usable(self) -> bool:
         """Still connected, not idle too long, not used too often."""
         fresh = time.monotonic() - self.last_used < POOL_IDLE_SECONDS
         return self._smtp.sock is not None and fresh and self.sent < POOL_MAX_MESSAGES
+
+    def abort(self) -> None:
+        """Drop the connection without QUIT (mid-DATA, QUIT would be message text)."""
+        self._smtp.close()
 
     def close(self) -> None:
         """QUIT if still connected, then close; errors on the way out are not reported."""
@@ -311,87 +314,3 @@ class SmtpSession:
             pass
         finally:
             self._smtp.close()
-
-
-class SmtpPool:
-    """Keeps up to ``size`` idle connections per process, reused for the same target."""
-
-    def __init__(self, size: int, connect: Callable[[SmtpTarget], SmtpSession] = SmtpSession):
-        self.size = size
-        self._connect = connect
-        self._idle: list[SmtpSession] = []
-        self._lock = threading.Lock()
-
-    def send(
-        self,
-        target: SmtpTarget,
-        sender: str,
-        recipients: list[str],
-        data: bytes,
-        *,
-        smtputf8: bool = False,
-        before_final_dot: Callable[[], None] | None = None,
-    ) -> SmtpReply:
-        """Submit one message on a pooled (or new) connection."""
-        session = self._take(target)
-        if session is not None:
-            try:
-                return self._use(session, sender, recipients, data, smtputf8, before_final_dot)
-            except RemoteTemporaryError as exc:
-                if not exc.details.get("connection_lost"):
-                    raise
-                # The pooled connection had gone stale; it broke before the final ".",
-                # so the server kept nothing and one fresh attempt cannot duplicate.
-        session = self._connect(target)
-        return self._use(session, sender, recipients, data, smtputf8, before_final_dot)
-
-    def _use(
-        self,
-        session: SmtpSession,
-        sender: str,
-        recipients: list[str],
-        data: bytes,
-        smtputf8: bool,
-        before_final_dot: Callable[[], None] | None,
-    ) -> SmtpReply:
-        try:
-            reply = session.send_message(
-                sender, recipients, data, smtputf8=smtputf8, before_final_dot=before_final_dot
-            )
-        except RemoteError:
-            self._give_back(session)  # closed sessions are dropped there
-            raise
-        except BaseException:
-            session.close()
-            raise
-        self._give_back(session)
-        return reply
-
-    def _take(self, target: SmtpTarget) -> SmtpSession | None:
-        with self._lock:
-            for index, session in enumerate(self._idle):
-                if session.target == target:
-                    del self._idle[index]
-                    if session.usable:
-                        return session
-                    session.close()
-                    return None
-        return None
-
-    def _give_back(self, session: SmtpSession) -> None:
-        if not session.usable:
-            session.close()
-            return
-        with self._lock:
-            self._idle.append(session)
-            surplus = self._idle[: max(0, len(self._idle) - self.size)]
-            del self._idle[: len(surplus)]
-        for old in surplus:
-            old.close()
-
-    def close(self) -> None:
-        """Close every idle connection."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for session in idle:
-            session.close()

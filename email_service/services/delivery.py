@@ -38,7 +38,8 @@ from email_service.errors import (
     RemoteTemporaryError,
     ValidationError,
 )
-from email_service.mail.smtp import SmtpAmbiguousError, SmtpPool, SmtpReply, SmtpTarget
+from email_service.mail.smtp import SmtpAmbiguousError, SmtpReply, SmtpTarget
+from email_service.mail.smtp_pool import SmtpPool
 from email_service.services import mailbox, outbox, sent_copy
 from email_service.services.hosts import Endpoint
 from email_service.services.runtime import Runtime
