@@ -25,6 +25,7 @@ are applied to the document itself, so SQLite indexes the very same words.
 from __future__ import annotations
 
 import re
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -47,9 +48,13 @@ FIELD_PREFIXES = {
     "bcc": "b_",
     "filename": "n_",
 }
+# Values with at least this many words try the bulk path (bodies); headers go word by word.
+BULK_MIN_WORDS = 32
 # PostgreSQL clamps tsvector positions at 16383; later words would all share it and
 # phrases there would silently fail, so the document simply ends at that position.
 MAX_POSITIONS = 16383
+# "1" ... "16383": tsvector positions as text, made once instead of per token.
+POSITION_TEXT = [str(position) for position in range(1, MAX_POSITIONS + 1)]
 # PostgreSQL keeps only the first 256 positions of a lexeme; later occurrences become
 # fillers here so that SQLite does not find phrases PostgreSQL cannot.
 MAX_OCCURRENCES = 256
@@ -75,14 +80,51 @@ SCHEMA_INDEXES = frozenset(
 
 def search_document(row: Mapping[str, Any], filenames: Iterable[str | None] = ()) -> str:
     """The token document of a message, from its column values (``Message`` names)."""
-    builder = _Builder()
     header = list(_header_values(row, filenames))
+    fast = _document_within_limits(header, row.get("body_text") or "")
+    if fast is not None:
+        return fast
+    builder = _Builder()
     for _, value in header:
         builder.add_value(value, "")
     for field, value in header:
         builder.add_value(value, FIELD_PREFIXES[field])
     builder.add_value(row.get("body_text") or "", "")
     return builder.text()
+
+
+def _document_within_limits(header: list[tuple[str, str]], body: str) -> str | None:
+    """The document in one pass when no limit can apply (nearly every message); else None.
+
+    Equal to what ``_Builder`` makes, with the per-word work left to C code.
+    """
+    values = [(words(value), "") for _, value in header]
+    values += [
+        (found, FIELD_PREFIXES[field])
+        for (field, _), (found, _) in zip(header, values, strict=True)
+    ]
+    values.append((words(body), ""))
+    tokens: list[str] = []
+    for found, prefix in values:
+        if found:
+            tokens.extend([prefix + word for word in found] if prefix else found)
+            tokens.append(FILLER)
+    if not tokens:
+        return ""
+    if len(tokens) > MAX_POSITIONS:
+        return None
+    for token in [t for t in tokens if len(t) * 4 > MAX_TOKEN_BYTES]:  # possibly too long
+        prefix_bytes = 2 if token[1:2] == "_" else 0  # field prefixes are "x_"; words have no "_"
+        if len(token.encode()) - prefix_bytes > MAX_TOKEN_BYTES:
+            return None
+    counts = Counter(tokens)
+    counts.pop(FILLER, None)
+    if counts and max(counts.values()) > MAX_OCCURRENCES:
+        return None
+    if sum(map(len, counts)) * 4 > MAX_LEXEME_BYTES:  # UTF-8: at most 4 bytes a character
+        return None
+    tokens.pop()  # the trailing filler
+    return " ".join(tokens)
 
 
 def query_tokens(text: str, field: str | None) -> list[str]:
@@ -112,16 +154,42 @@ class _Builder:
 
     def __init__(self) -> None:
         self.tokens: list[str] = []
-        self.counts: dict[str, int] = {}
+        self.counts: Counter[str] = Counter()
         self.lexeme_bytes = 0
 
     def add_value(self, value: str, prefix: str) -> None:
         """The words of one value, then a filler (none for an empty value)."""
         found = words(value)
+        if not found:
+            return
+        if not prefix and len(found) >= BULK_MIN_WORDS and self._add_bulk(found):
+            self.add(FILLER)
+            return
         for word in found:
             self.add(prefix + word if len(word.encode()) <= MAX_TOKEN_BYTES else FILLER)
-        if found:
-            self.add(FILLER)
+        self.add(FILLER)
+
+    def _add_bulk(self, found: list[str]) -> bool:
+        """Append many words at once when no limit can be reached (the common body case).
+
+        Same result as adding them one by one, with the per-word work done by C code
+        (Counter, max, list.extend); False, with nothing changed, when a limit is near.
+        """
+        if len(self.tokens) + len(found) + 1 > MAX_POSITIONS:
+            return False
+        # UTF-8 takes at most 4 bytes a character, so this bounds every word's size.
+        if len(max(found, key=len)) * 4 > MAX_TOKEN_BYTES:
+            return False
+        counts = Counter(found)
+        if max(counts.values()) + max(self.counts.values(), default=0) > MAX_OCCURRENCES:
+            return False
+        new_bytes = sum(len(word.encode()) for word in counts.keys() - self.counts.keys())
+        if self.lexeme_bytes + new_bytes > MAX_LEXEME_BYTES:
+            return False
+        self.counts.update(counts)
+        self.lexeme_bytes += new_bytes
+        self.tokens.extend(found)
+        return True
 
     def add(self, token: str) -> None:
         """One position: the token, or a filler once it exceeds a limit."""
@@ -147,11 +215,13 @@ class _Builder:
 
 def to_tsvector_text(document: str) -> str:
     """PostgreSQL's tsvector input for a document: each token with its positions."""
-    positions: dict[str, list[str]] = {}
-    for index, token in enumerate(document.split(), 1):
-        if token != FILLER:
-            positions.setdefault(token, []).append(str(index))
-    return " ".join(f"'{_quote(token)}':{','.join(at)}" for token, at in positions.items())
+    positions: defaultdict[str, list[str]] = defaultdict(list)
+    for position, token in zip(POSITION_TEXT, document.split(), strict=False):
+        positions[token].append(position)
+    positions.pop(FILLER, None)
+    if "'" in document or "\\" in document:  # words() never yields these; only odd tokens do
+        return " ".join(f"'{_quote(token)}':{','.join(at)}" for token, at in positions.items())
+    return " ".join([f"'{token}':{','.join(at)}" for token, at in positions.items()])
 
 
 def from_tsvector_text(vector: str) -> str:
