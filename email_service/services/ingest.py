@@ -118,9 +118,12 @@ def _parsed_columns(parsed: ParsedMessage) -> dict[str, Any]:
 
 
 def _insert(session: Session, model: type[Any]) -> Insert:
+    # Core inserts on the table: executemany batches rows into multi-VALUES statements
+    # (insertmanyvalues), where ORM bulk inserts with RETURNING went row by row.
+    table = model.__table__
     if session.get_bind().dialect.name == "postgresql":
-        return pg_insert(model)
-    return sqlite_insert(model)
+        return pg_insert(table)
+    return sqlite_insert(table)
 
 
 def insert_batch(session: Session, batch: Sequence[Incoming]) -> int:
@@ -136,13 +139,13 @@ def insert_batch(session: Session, batch: Sequence[Incoming]) -> int:
         )
         .returning(Message.id)
     )
-    inserted = set(session.scalars(stmt, rows))
+    inserted = set(session.connection().execute(stmt, rows).scalars())
     attachments = [a for item in batch if item.row["id"] in inserted for a in item.attachments]
     if attachments:
-        session.execute(_insert(session, Attachment), attachments)
+        session.connection().execute(_insert(session, Attachment), attachments)
     links = [link for link in links if link["message_id"] in inserted]
     if links:
-        session.execute(_insert(session, ThreadLink), links)
+        session.connection().execute(_insert(session, ThreadLink), links)
     return len(inserted)
 
 

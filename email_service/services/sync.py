@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -41,6 +42,7 @@ from email_service.mail.imap import Folder as ServerFolder
 from email_service.mail.mime import Limits
 from email_service.services import ingest, sync_state
 from email_service.services import sync_folders as folders_repo
+from email_service.services.sync_writer import BatchWriter
 from email_service.store.blobs import BlobStore
 from email_service.store.db import Database
 from email_service.store.models import Folder
@@ -92,6 +94,13 @@ class SyncEngine:
 
     def run(self) -> SyncReport:
         """Sync every selectable folder; returns the report."""
+        self.writer = BatchWriter()
+        try:
+            return self._run()
+        finally:
+            self.writer.close()
+
+    def _run(self) -> SyncReport:
         started = time.monotonic()
         server = self.imap.list_folders(with_status=True)
         with self.ctx.db.session() as session:
@@ -175,6 +184,7 @@ class SyncEngine:
         for message in self.imap.fetch_messages(server_uids):
             digest = self.ctx.blobs.put(message.body)
             if old.get(digest):
+                self.writer.drain()
                 self.ctx.blobs.flush()
                 with self.ctx.db.session() as session:
                     folders_repo.rekey(session, old[digest].pop(), selected.uidvalidity, message)
@@ -185,6 +195,7 @@ class SyncEngine:
                 self._store(remote, folder_id, selected.uidvalidity, fresh, 0, 0)
                 fresh = []
         self._store(remote, folder_id, selected.uidvalidity, fresh, 0, 0)
+        self.writer.drain()
         with self.ctx.db.session() as session:
             leftovers = [row_id for ids in old.values() for row_id in ids]
             self.report.deleted += folders_repo.delete_rows(session, leftovers)
@@ -231,20 +242,28 @@ class SyncEngine:
         }
         prepared = [ingest.prepare(m, scope, self.ctx.blobs, self.ctx.limits) for m in batch]
         size = sum(len(m.body) for m in batch)
+        self.writer.submit(
+            partial(self._write, remote.name, prepared, size, done + len(batch), total)
+        )
+        return len(batch)
+
+    def _write(
+        self, name: str, prepared: list[ingest.Incoming], size: int, done: int, total: int
+    ) -> None:
+        """On the writer thread: make the blobs durable, then commit the rows."""
         self.ctx.blobs.flush()
         with self.ctx.db.session() as session:
-            inserted = ingest.insert_batch(session, prepared)
-            self.report.new_messages += inserted
+            self.report.new_messages += ingest.insert_batch(session, prepared)
             self.report.bytes += size
-            self._note(remote.name, done + len(batch), max(total, done + len(batch)))
+            self._note(name, done, max(total, done))
             self._beat(session)
         if self.ctx.progress:
-            self.ctx.progress(remote.name, done + len(batch), total, size)
-        return len(batch)
+            self.ctx.progress(name, done, total, size)
 
     def _checkpoint(
         self, folder_id: uuid.UUID, uidvalidity: int, uidnext: int, modseq: int | None
     ) -> None:
+        self.writer.drain()  # the checkpoint promises every row below uidnext is stored
         with self.ctx.db.session() as session:
             folders_repo.checkpoint(session, folder_id, uidvalidity, uidnext, modseq)
             self._beat(session, force=True)

@@ -7,9 +7,10 @@ at worst an unreferenced file, never a row without its message.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import tempfile
+import threading
 from pathlib import Path
 
 from email_service.errors import NotFoundError
@@ -22,6 +23,8 @@ class BlobStore:
         self.root = root
         self.fsync = fsync  # durable before the referencing row commits (power loss)
         self._unsynced = False
+        self._root = str(root)
+        self._directories: set[str] = set()  # fan-out directories known to exist
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
@@ -33,17 +36,23 @@ class BlobStore:
     def put(self, data: bytes) -> str:
         """Store bytes; return their SHA-256 hex digest."""
         digest = hashlib.sha256(data).hexdigest()
-        target = self.path(digest)
-        if target.exists():
+        directory = os.path.join(self._root, digest[:2], digest[2:4])
+        target = os.path.join(directory, digest)
+        if os.path.exists(target):
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        if directory not in self._directories:
+            os.makedirs(directory, exist_ok=True)
+            self._directories.add(directory)
+        # A name no other writer uses (content-addressed, so only the same bytes compete).
+        tmp = f"{target}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-            Path(tmp).replace(target)
+            os.replace(tmp, target)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
         self._unsynced = True
         return digest

@@ -12,6 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 from email_service.store.models import UTCDateTime
+from email_service.store.pg_storage import compress_with_lz4
 
 revision = '0002'
 down_revision = '0001'
@@ -111,6 +112,7 @@ def upgrade() -> None:
     op.create_index('idx_email_message_received', 'email_message', [sa.literal_column('received_date DESC')], unique=False)
     op.create_index('idx_email_message_subject_key', 'email_message', ['account_id', 'subject_key'], unique=False)
     op.create_index('idx_email_message_thread', 'email_message', ['account_id', 'thread_id'], unique=False)
+    compress_with_lz4('email_message', ['body_text', 'body_html', 'headers', 'references'])
     op.create_table('attachment',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('tenant_id', sa.String(length=64), nullable=False),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from email_service.store.pg_storage import compress_with_lz4
 from email_service.store.search_index import SearchText
 
 revision = '0003'
@@ -61,6 +62,7 @@ def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     op.add_column('email_message',
                   sa.Column('search_text', SearchText(), nullable=False, server_default=''))
+    compress_with_lz4('email_message', ['search_text'])
     op.create_index('idx_email_message_tenant_received', 'email_message',
                     ['tenant_id', sa.literal_column('received_date DESC'),
                      sa.literal_column('id DESC')], unique=False)
