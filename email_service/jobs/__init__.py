@@ -7,6 +7,9 @@ DATA_DIR. Only JSON crosses the broker: a pickled message is refused.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from celery import Celery
 
 from email_service.config import Settings, load_settings
@@ -76,12 +79,15 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
     if settings.broker_url and settings.enable_celery_tasks:
         runtime.queue = CeleryQueue(make_celery(settings))
         return
-    handlers = {
+    handlers: dict[str, Callable[..., Any]] = {
         "sync_imap_account": lambda job_id, account_id, tenant_id: work.sync_account(
             runtime, account_id, tenant_id, job_id
         ),
         "send_email": lambda job_id, draft_id, tenant_id: work.send_email_embedded(
             runtime, job_id, draft_id, tenant_id
+        ),
+        "apply_message_changes": lambda job_id, account_id, tenant_id, change: work.apply_changes(
+            runtime, account_id, tenant_id, change
         ),
     }
     runtime.queue = EmbeddedQueue(handlers)

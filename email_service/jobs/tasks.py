@@ -61,3 +61,17 @@ def send_email(self: Task[Any, Any], draft_id: str, tenant_id: str) -> dict[str,
 def send_due_messages() -> dict[str, Any]:
     """Beat's periodic job: scheduled sends now due, stale sends, reconciliation, Sent copies."""
     return work.send_due(_runtime())
+
+
+@shared_task(
+    name="apply_message_changes",
+    acks_late=True,
+    autoretry_for=(RemoteTemporaryError,),
+    retry_backoff=RETRY_BACKOFF_S,
+    retry_backoff_max=RETRY_BACKOFF_MAX_S,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
+def apply_message_changes(account_id: str, tenant_id: str, change: str) -> dict[str, Any]:
+    """Set flags, move or delete messages on the IMAP server (the API changed them locally)."""
+    return work.apply_changes(_runtime(), account_id, tenant_id, change)

@@ -52,6 +52,11 @@ def sync_account(runtime: Runtime, account_id: str, tenant_id: str, job_id: str)
     }
 
 
+def apply_changes(runtime: Runtime, account_id: str, tenant_id: str, change: str) -> dict[str, Any]:
+    """Apply a client's flag/move/delete change on the server, then to the store."""
+    return mailbox.apply_changes(runtime, tenant_id, uuid.UUID(account_id), change)
+
+
 def sync_due(runtime: Runtime) -> dict[str, Any]:
     """Queue every account whose periodic sync is due."""
     return {"queued": sync_jobs.trigger_due(runtime)}
