@@ -77,14 +77,21 @@ def send_email_embedded(
 ) -> dict[str, Any]:
     """``send_email`` for the embedded runner, which re-queues itself on ``retry_in``."""
     result = send_email(runtime, draft_id, tenant_id)
-    if result["retry_in"] is not None and runtime.queue is not None:
+    if result["retry_in"] is not None:
         kwargs = {"draft_id": draft_id, "tenant_id": tenant_id}
-        timer = threading.Timer(
-            result["retry_in"], runtime.queue.enqueue, ("send_email", job_id), kwargs
-        )
+        timer = threading.Timer(result["retry_in"], _requeue, (runtime, job_id, kwargs))
         timer.daemon = True
         timer.start()
     return result
+
+
+def _requeue(runtime: Runtime, job_id: str, kwargs: dict[str, str]) -> None:
+    """Queue the send again; a runner already shut down leaves it to the next beat."""
+    try:
+        if runtime.queue is not None:
+            runtime.queue.enqueue("send_email", job_id, **kwargs)
+    except RuntimeError:
+        log.info("job runner stopped; the periodic job will pick this send up", extra=kwargs)
 
 
 def send_due(runtime: Runtime) -> dict[str, Any]:
