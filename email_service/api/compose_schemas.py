@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from apiflask.fields import UploadFile
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from email_service.api.schemas import MAX_PAGE_SIZE, EmailAddress, QueryInput, StrictInput
+from email_service.services.compose import check_text
 
 # JSON carries ids and times as strings: strict models would refuse them.
 Id = Annotated[uuid.UUID, Field(strict=False)]
@@ -19,7 +20,23 @@ MAX_SUBJECT = 998
 MAX_BODY_CHARS = 5_000_000
 # Same bound as the service's MAX_RECIPIENTS, per field (the service checks the sum).
 MAX_RECIPIENTS = 100
-Name = Annotated[str, Field(max_length=200)]
+
+
+def _one_line(value: object, info: ValidationInfo) -> object:
+    """CR, LF or NUL (raw or RFC 2047-encoded) in a header-bound field: 400, not 422.
+
+    HeaderInjectionError is not a ValueError, so pydantic lets it through to the error
+    handler instead of folding it into a validation error.
+    """
+    if isinstance(value, str):
+        check_text(value, info.field_name or "header")
+    return value
+
+
+OneLine = BeforeValidator(_one_line)
+Name = Annotated[str, OneLine, Field(max_length=200)]
+Address = Annotated[EmailAddress, OneLine]
+Subject = Annotated[str, OneLine, Field(max_length=MAX_SUBJECT)]
 OutboxState = Literal[
     "queued", "sending", "retrying", "needs_reconciliation", "sent", "failed", "cancelled"
 ]
@@ -37,11 +54,11 @@ SendAt = Annotated[datetime | None, Field(strict=False), AfterValidator(_aware)]
 class AddressIn(StrictInput):
     """An address with a display name."""
 
-    email: EmailAddress
+    email: Address
     name: Name = ""
 
 
-Recipient = EmailAddress | AddressIn
+Recipient = Address | AddressIn
 Recipients = Annotated[list[Recipient], Field(max_length=MAX_RECIPIENTS)]
 
 
@@ -52,7 +69,7 @@ class ComposeIn(StrictInput):
     to: Recipients = Field(default_factory=list, description="addresses or {email, name}")
     cc: Recipients = Field(default_factory=list)
     bcc: Recipients = Field(default_factory=list)
-    subject: str | None = Field(None, max_length=MAX_SUBJECT)
+    subject: Subject | None = None
     body: str | None = Field(None, max_length=MAX_BODY_CHARS, description="plain text")
     html: str | None = Field(None, max_length=MAX_BODY_CHARS)
     in_reply_to: Id | None = Field(None, description="id of the message replied to")
@@ -75,7 +92,7 @@ class DraftUpdateIn(StrictInput):
     to: Recipients | None = None
     cc: Recipients | None = None
     bcc: Recipients | None = None
-    subject: str | None = Field(None, max_length=MAX_SUBJECT)
+    subject: Subject | None = None
     body: str | None = Field(None, max_length=MAX_BODY_CHARS)
     html: str | None = Field(None, max_length=MAX_BODY_CHARS)
     attachments: list[Id] | None = Field(None, max_length=100)
@@ -88,7 +105,9 @@ class UploadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     file: UploadFile
-    content_id: str | None = Field(None, max_length=200, description="for cid: in the HTML")
+    content_id: Annotated[str, OneLine] | None = Field(
+        None, max_length=200, description="for cid: in the HTML"
+    )
 
 
 class AddressOut(BaseModel):

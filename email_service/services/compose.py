@@ -31,7 +31,8 @@ from email_service.services.paging import Page, decode_cursor, encode_cursor
 from email_service.store.blobs import BlobStore
 from email_service.store.models import Account, ComposeAttachment, Draft, Message, utcnow
 
-__all__ = ["DraftFields", "Mailbox"]  # Mailbox for the API, which may not import mail
+# Mailbox and check_text for the API, which may not import mail
+__all__ = ["DraftFields", "Mailbox", "check_text"]
 
 # RFC 5321 §4.5.3.1.8: servers must take at least 100 recipients per message.
 MAX_RECIPIENTS = 100
