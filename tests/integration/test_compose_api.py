@@ -7,22 +7,25 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from email_service.app import create_app
-from email_service.store import migrate
-from email_service.store.models import Base
 from tests.conftest import TENANT_A, TENANT_B
+from tests.support.compose_api import (
+    FAST_RETRIES,
+    SPEC_BODY,
+    add_account,
+    compose,
+    running_app,
+    wait_state,
+)
 from tests.support.smtp_seam import Seam, smtp_seam
 
 Headers = Callable[[str], dict[str, str]]
-# Ends a wait for the background sender; never reached when the code is right.
-WAIT_S = 60.0
 
 
 @pytest.fixture
@@ -34,23 +37,14 @@ def seam() -> Iterator[Seam]:
 @pytest.fixture
 def make_client(make_settings: Any) -> Iterator[Callable[..., FlaskClient]]:
     """An app on the test's backend with these settings (tiny back-off by default)."""
-    apps: list[Any] = []
+    with ExitStack() as stack:
 
-    def build(**extra: Any) -> FlaskClient:
-        values = {"send_retry_base_seconds": 0.05, "send_retry_max_seconds": 0.2, **extra}
-        app = create_app(make_settings(**values), configure_logs=False)
-        migrate.upgrade(app.extensions["email_service"].db.engine)
-        apps.append(app)
-        return app.test_client()
+        def build(**extra: Any) -> FlaskClient:
+            settings = make_settings(**{**FAST_RETRIES, **extra})
+            client, _runtime = stack.enter_context(running_app(settings))
+            return client
 
-    yield build
-    for app in apps:
-        runtime = app.extensions["email_service"]
-        runtime.queue.shutdown()
-        with runtime.db.engine.begin() as conn:
-            for table in reversed(Base.metadata.sorted_tables):
-                conn.execute(table.delete())
-        runtime.db.dispose()
+        yield build
 
 
 @pytest.fixture
@@ -58,56 +52,16 @@ def api(make_client: Callable[..., FlaskClient]) -> FlaskClient:
     return make_client()
 
 
-def add_account(api: FlaskClient, headers: dict[str, str], email: str, port: int = 9) -> str:
-    response = api.post(
-        "/api/accounts",
-        headers=headers,
-        json={
-            "email": email,
-            "password": "secret",
-            "smtp_host": "127.0.0.1",
-            "smtp_port": port,
-            "smtp_security": "none",
-            "imap_host": "127.0.0.1",
-            "imap_port": 9,  # nothing listens: the Sent copy stays pending here
-            "imap_security": "none",
-        },
-    )
-    assert response.status_code == 201, response.get_json()
-    return str(response.get_json()["id"])
+def smtp_to(seam: Seam) -> dict[str, Any]:
+    return {"smtp_port": seam.port}
 
 
 @pytest.fixture
 def accounts(api: FlaskClient, as_tenant: Headers, seam: Seam) -> dict[str, str]:
     return {
-        TENANT_A: add_account(api, as_tenant(TENANT_A), "alice@example.test", seam.port),
-        TENANT_B: add_account(api, as_tenant(TENANT_B), "bob@example2.test", seam.port),
+        TENANT_A: add_account(api, as_tenant(TENANT_A), "alice@example.test", **smtp_to(seam)),
+        TENANT_B: add_account(api, as_tenant(TENANT_B), "bob@example2.test", **smtp_to(seam)),
     }
-
-
-SPEC_BODY = {
-    "to": ["recipient@example.com"],
-    "subject": "Email Subject",
-    "body": "Email body text",
-    "cc": ["cc@example.com"],
-    "bcc": ["bcc@example.com"],
-}
-
-
-def compose(api: FlaskClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:
-    response = api.post("/api/compose", headers=headers, json={**SPEC_BODY, **body})
-    assert response.status_code == 201, response.get_json()
-    return dict(response.get_json())
-
-
-def wait_state(api: FlaskClient, headers: dict[str, str], outbox_id: str, *states: str) -> Any:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        row = api.get(f"/api/outbox/{outbox_id}", headers=headers).get_json()
-        if row["state"] in states:
-            return row
-        time.sleep(0.02)
-    raise AssertionError(f"outbox {outbox_id} never reached {states}: {row}")
 
 
 def test_spec_compose_body_makes_a_draft_of_the_first_account(
@@ -213,8 +167,8 @@ def test_upload_attach_and_limits(
     make_client: Callable[..., FlaskClient], as_tenant: Headers, seam: Seam
 ) -> None:
     api = make_client(max_attachment_bytes=1000)
-    add_account(api, as_tenant(TENANT_A), "alice@example.test", seam.port)
-    add_account(api, as_tenant(TENANT_B), "bob@example2.test", seam.port)
+    add_account(api, as_tenant(TENANT_A), "alice@example.test", **smtp_to(seam))
+    add_account(api, as_tenant(TENANT_B), "bob@example2.test", **smtp_to(seam))
     headers = as_tenant(TENANT_A)
 
     def upload(data: bytes, name: str, tenant: str = TENANT_A, **form: str) -> Any:
@@ -245,7 +199,7 @@ def test_send_is_503_when_sending_is_disabled(
     make_client: Callable[..., FlaskClient], as_tenant: Headers, seam: Seam
 ) -> None:
     api = make_client(enable_smtp_send=False)
-    add_account(api, as_tenant(TENANT_A), "alice@example.test", seam.port)
+    add_account(api, as_tenant(TENANT_A), "alice@example.test", **smtp_to(seam))
     draft = compose(api, as_tenant(TENANT_A))
     response = api.post(f"/api/compose/send/{draft['id']}", headers=as_tenant(TENANT_A))
     assert response.status_code == 503 and response.get_json()["code"] == "feature_disabled"

@@ -1,0 +1,100 @@
+"""Helpers for compose/outbox tests: an app per test, accounts, drafts, waiting for a state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from email_service.app import create_app
+from email_service.config import Settings
+from email_service.services.runtime import Runtime
+from email_service.store import migrate
+from email_service.store.models import Base
+
+# Ends a wait for the background sender; never reached when the code is right.
+WAIT_S = 90.0
+# The spec's composition example.
+SPEC_BODY = {
+    "to": ["recipient@example.com"],
+    "subject": "Email Subject",
+    "body": "Email body text",
+    "cc": ["cc@example.com"],
+    "bcc": ["bcc@example.com"],
+}
+# Retries in milliseconds, not minutes.
+FAST_RETRIES = {"send_retry_base_seconds": 0.05, "send_retry_max_seconds": 0.2}
+
+
+@contextmanager
+def running_app(settings: Settings) -> Iterator[tuple[FlaskClient, Runtime]]:
+    """An app on a migrated database, its tables emptied and its job runner stopped after."""
+    app = create_app(settings, configure_logs=False)
+    runtime: Runtime = app.extensions["email_service"]
+    migrate.upgrade(runtime.db.engine)
+    try:
+        yield app.test_client(), runtime
+    finally:
+        shutdown = getattr(runtime.queue, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+        with runtime.db.engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+        runtime.db.dispose()
+
+
+def add_account(api: FlaskClient, headers: dict[str, str], email: str, **servers: Any) -> str:
+    """Register an account; servers default to nothing listening (port 9)."""
+    body = {
+        "email": email,
+        "password": "secret",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": 9,
+        "smtp_security": "none",
+        "imap_host": "127.0.0.1",
+        "imap_port": 9,
+        "imap_security": "none",
+        **servers,
+    }
+    response = api.post("/api/accounts", headers=headers, json=body)
+    assert response.status_code == 201, response.get_json()
+    return str(response.get_json()["id"])
+
+
+def compose(api: FlaskClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+    """POST /api/compose with the spec's body, changed by ``body``."""
+    response = api.post("/api/compose", headers=headers, json={**SPEC_BODY, **body})
+    assert response.status_code == 201, response.get_json()
+    return dict(response.get_json())
+
+
+def send(api: FlaskClient, headers: dict[str, str], draft_id: str) -> dict[str, Any]:
+    """POST /api/compose/send/{id}; the outbox row."""
+    response = api.post(f"/api/compose/send/{draft_id}", headers=headers)
+    assert response.status_code == 202, response.get_json()
+    return dict(response.get_json())
+
+
+def wait_for(predicate: Any, what: str, timeout: float = WAIT_S) -> Any:
+    """Poll until ``predicate()`` is truthy; its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_state(api: FlaskClient, headers: dict[str, str], outbox_id: str, *states: str) -> Any:
+    """The outbox row once it is in one of ``states``."""
+
+    def current() -> Any:
+        row = api.get(f"/api/outbox/{outbox_id}", headers=headers).get_json()
+        return row if row["state"] in states else None
+
+    return wait_for(current, f"outbox {outbox_id} to reach {states}")
