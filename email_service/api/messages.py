@@ -6,7 +6,7 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from apiflask import APIBlueprint
@@ -14,8 +14,8 @@ from flask import Response, url_for
 from pydantic import BaseModel, Field
 
 from email_service.api.context import runtime, tenant_id
-from email_service.api.schemas import MAX_PAGE_SIZE, QueryInput
-from email_service.services import mailbox, messages
+from email_service.api.schemas import MAX_PAGE_SIZE, JsonUUID, QueryInput, StrictInput
+from email_service.services import mailbox, messages, writeback
 
 bp = APIBlueprint("messages", __name__, url_prefix="/api", tag="Messages")
 Responses = dict[int | str, dict[str, str | dict[str, dict[str, Any]]]]
@@ -247,3 +247,83 @@ def get_thread(thread_id: str) -> ThreadOut:
             id=thread_id,
             items=[MessageSummary.model_validate(messages.summary_view(r)) for r in rows],
         )
+
+
+Keyword = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9$_.\-]+$")]
+
+
+class MessageChange(StrictInput):
+    """Flags to set or clear, keywords to add or remove, a folder to move to."""
+
+    seen: bool | None = None
+    flagged: bool | None = None
+    answered: bool | None = None
+    add_keywords: list[Keyword] = Field(default_factory=list, max_length=20)
+    remove_keywords: list[Keyword] = Field(default_factory=list, max_length=20)
+    folder_id: JsonUUID | None = Field(None, description="move into this folder")
+
+
+class BulkChange(MessageChange):
+    """The same change for many messages, or their deletion."""
+
+    ids: list[JsonUUID] = Field(min_length=1, max_length=500)
+    delete: bool = False
+    permanent: bool = Field(False, description="with delete: expunge instead of Trash")
+
+
+class DeleteQuery(QueryInput):
+    """How to delete."""
+
+    permanent: bool = Field(False, description="expunge instead of moving to Trash")
+
+
+class ChangeOut(BaseModel):
+    """Jobs applying the change on the server; flags are already changed locally."""
+
+    job_ids: list[str]
+    items: list[MessageSummary]
+
+
+def _change(
+    body: MessageChange, ids: list[uuid.UUID], delete: bool = False, permanent: bool = False
+) -> ChangeOut:
+    requested = writeback.request_change(
+        runtime(),
+        tenant_id(),
+        ids,
+        flags={"seen": body.seen, "flagged": body.flagged, "answered": body.answered},
+        add_keywords=body.add_keywords,
+        remove_keywords=body.remove_keywords,
+        move_to=body.folder_id,
+        delete=delete,
+        expunge=permanent,
+    )
+    items = [MessageSummary.model_validate(messages.summary_view(m)) for m in requested.messages]
+    return ChangeOut(job_ids=requested.job_ids, items=items)
+
+
+@bp.patch("/messages/<uuid:message_id>")
+@bp.input(MessageChange, arg_name="body")
+@bp.output(ChangeOut, status_code=202)
+@bp.doc(responses=[404, 422])
+def update_message(message_id: uuid.UUID, body: MessageChange) -> ChangeOut:
+    """Set flags/keywords (at once, locally) and move; the server follows via a job."""
+    return _change(body, [message_id])
+
+
+@bp.delete("/messages/<uuid:message_id>")
+@bp.input(DeleteQuery, location="query", arg_name="query")
+@bp.output(ChangeOut, status_code=202)
+@bp.doc(responses=[404])
+def delete_message(message_id: uuid.UUID, query: DeleteQuery) -> ChangeOut:
+    """Move to Trash, or expunge with ``permanent=true`` (or when already in Trash)."""
+    return _change(MessageChange(), [message_id], delete=True, permanent=query.permanent)
+
+
+@bp.post("/messages/bulk")
+@bp.input(BulkChange, arg_name="body")
+@bp.output(ChangeOut, status_code=202)
+@bp.doc(responses=[404, 422])
+def bulk_change(body: BulkChange) -> ChangeOut:
+    """The same change (or deletion) for up to 500 messages."""
+    return _change(body, body.ids, delete=body.delete, permanent=body.permanent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -32,6 +33,10 @@ def _email(value: str) -> str:
 EmailAddress = Annotated[
     str, Field(min_length=3, max_length=MAX_EMAIL_LENGTH), AfterValidator(_email)
 ]
+
+
+# JSON has no UUID type: strict models still parse them from their string form.
+JsonUUID = Annotated[uuid.UUID, Field(strict=False)]
 
 
 class StrictInput(BaseModel):

@@ -21,7 +21,7 @@ from email_service.errors import (
     RemoteTemporaryError,
 )
 from email_service.mail.imap import ImapSession
-from email_service.services import sync_state
+from email_service.services import sync_state, writeback
 from email_service.services.hosts import Endpoint
 from email_service.services.runtime import Runtime
 from email_service.services.sync import Progress, SyncContext, SyncEngine, SyncReport
@@ -128,3 +128,14 @@ def _finish(
             if row is not None and row.status != "disabled":
                 row.status = account_status
         sync_state.release(session, account_id, owner, state, error)
+
+
+def apply_changes(
+    runtime: Runtime, tenant_id: str, account_id: uuid.UUID, change_json: str
+) -> dict[str, int]:
+    """The write-back job: apply a client's change on the server, then to the store."""
+    change = writeback.Change.from_json(change_json)
+    with runtime.db.session() as session:
+        login = _login(session, runtime, tenant_id, account_id)
+    with open_imap(runtime, login) as imap, runtime.db.session() as session:
+        return writeback.apply_on_server(session, imap, change)
