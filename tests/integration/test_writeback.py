@@ -57,7 +57,7 @@ def world(runtime: Any, dovecot: Any, mail_user: Any, client: Any, as_tenant: An
 def _server_flags(world: Any, folder: str) -> dict[int, set[str]]:
     with imap_login(world["dovecot"], world["user"]) as imap:
         imap.select(f'"{folder}"', readonly=True)
-        typ, data = imap.uid("FETCH", "1:*", "(FLAGS)")
+        _, data = imap.uid("FETCH", "1:*", "(FLAGS)")
     found = {}
     for line in data:
         if isinstance(line, bytes) and (m := re.search(rb"UID (\d+) FLAGS \(([^)]*)\)", line)):
@@ -116,7 +116,7 @@ def _uid(client: Any, world: Any, message_id: str) -> int:
     assert subject
     with imap_login(world["dovecot"], world["user"]) as imap:
         imap.select('"INBOX"', readonly=True)
-        typ, data = imap.uid(
+        _, data = imap.uid(
             "SEARCH",
             "HEADER",
             "Message-ID",
