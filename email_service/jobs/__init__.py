@@ -86,6 +86,9 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
         "send_email": lambda job_id, draft_id, tenant_id: work.send_email_embedded(
             runtime, job_id, draft_id, tenant_id
         ),
+        "parse_email_body": lambda job_id, message_id, tenant_id: work.parse_email_body(
+            runtime, message_id, tenant_id
+        ),
         "apply_message_changes": lambda job_id, account_id, tenant_id, change: work.apply_changes(
             runtime, account_id, tenant_id, change
         ),

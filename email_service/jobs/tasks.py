@@ -75,3 +75,9 @@ def send_due_messages() -> dict[str, Any]:
 def apply_message_changes(account_id: str, tenant_id: str, change: str) -> dict[str, Any]:
     """Set flags, move or delete messages on the IMAP server (the API changed them locally)."""
     return work.apply_changes(_runtime(), account_id, tenant_id, change)
+
+
+@shared_task(name="parse_email_body", acks_late=True)
+def parse_email_body(message_id: str, tenant_id: str) -> dict[str, Any]:
+    """Parse HTML/plain-text email bodies (again) from the stored raw MIME."""
+    return work.parse_email_body(_runtime(), message_id, tenant_id)

@@ -11,7 +11,7 @@ from typing import Any
 
 from email_service.config import load_settings, with_generated_secrets
 from email_service.errors import ConflictError, NotFoundError
-from email_service.services import delivery, mailbox, sync_jobs
+from email_service.services import delivery, mailbox, parsing, sync_jobs
 from email_service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,16 @@ def sync_account(runtime: Runtime, account_id: str, tenant_id: str, job_id: str)
 def apply_changes(runtime: Runtime, account_id: str, tenant_id: str, change: str) -> dict[str, Any]:
     """Apply a client's flag/move/delete change on the server, then to the store."""
     return mailbox.apply_changes(runtime, tenant_id, uuid.UUID(account_id), change)
+
+
+def parse_email_body(runtime: Runtime, message_id: str, tenant_id: str) -> dict[str, Any]:
+    """Parse a stored message again from its raw MIME (skipped when parsing is off)."""
+    if not runtime.settings.enable_email_parsing:
+        return {"skipped": "ENABLE_EMAIL_PARSING is false"}
+    with runtime.db.session() as session:
+        return parsing.reparse(
+            session, mailbox.blob_store(runtime), tenant_id, uuid.UUID(message_id)
+        )
 
 
 def sync_due(runtime: Runtime) -> dict[str, Any]:
