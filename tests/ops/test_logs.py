@@ -1,0 +1,190 @@
+"""JSON log lines: the spec's fields, secrets masked, SQL parameters never logged, files
+rotated safely by several processes, the request id carried into background jobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from email_service.jobs.queues import EmbeddedQueue
+from email_service.observability.gunicorn_logging import access_fields
+from email_service.observability.logging import (
+    TENANT_ENVIRON,
+    configure_logging,
+    get_logger,
+    json_formatter,
+)
+
+FIELDS = ("timestamp", "level", "service", "request_id", "tenant_id", "message")
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjbGkiLCJ0ZW5hbnRzIjpbImEiXX0.c2lnbmF0dXJlLXNpZw"
+FERNET = "gAAAAABm" + "x" * 60
+# Writers for the rotation test: each appends LINES JSON lines through the shared handler.
+WRITERS, LINES = 4, 2000
+WRITE = """
+import logging, sys
+from email_service.observability.logfiles import SharedRotatingFileHandler
+handler = SharedRotatingFileHandler(sys.argv[1], 4096, 400)
+handler.setFormatter(logging.Formatter('{"writer": %(writer)s, "n": %(n)s, "pad": "%(message)s"}'))
+log = logging.getLogger("w")
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+for n in range(int(sys.argv[3])):
+    log.info("x" * 40, extra={"writer": sys.argv[2], "n": n})
+"""
+
+
+def _render(record: logging.LogRecord) -> dict[str, Any]:
+    line = json_formatter().format(record)
+    parsed: dict[str, Any] = json.loads(line)
+    return parsed
+
+
+def _record(message: str, *args: Any, **extra: Any) -> logging.LogRecord:
+    record = logging.LogRecord("email_service.test", logging.INFO, __file__, 1, message, args, None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_stdlib_line_has_the_spec_fields_in_order() -> None:
+    structlog.contextvars.bind_contextvars(request_id="req-1", tenant_id="tenant-a")
+    try:
+        line = _render(_record("account %s synced", "x", duration_ms=12.5))
+    finally:
+        structlog.contextvars.clear_contextvars()
+    assert tuple(line)[: len(FIELDS)] == FIELDS
+    assert line["service"] == "email_service" and line["level"] == "INFO"
+    assert (line["request_id"], line["tenant_id"]) == ("req-1", "tenant-a")
+    assert line["message"] == "account x synced" and line["duration_ms"] == 12.5
+    assert dt.datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).tzinfo
+
+
+def test_structlog_line_goes_through_the_same_formatter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("DEBUG", tmp_path)
+    try:
+        get_logger("email_service.test").info("request", duration_ms=3.2, status=200)
+    finally:
+        configure_logging("INFO", None)
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert tuple(line)[: len(FIELDS)] == FIELDS
+    assert line["message"] == "request" and line["duration_ms"] == 3.2
+    logged = (tmp_path / "email-service.log").read_text().strip().splitlines()
+    assert json.loads(logged[-1])["message"] == "request"
+    assert not (tmp_path / "error.log").exists()  # INFO stays out of error.log
+
+
+@pytest.mark.parametrize(
+    ("extra", "text"),
+    [
+        ({"password": "hunter2-canary"}, "login"),
+        ({"imap_password": "hunter2-canary"}, "login"),
+        ({"token": TOKEN}, "token issued"),
+        ({}, f"Authorization: Bearer {TOKEN}"),
+        ({}, f"decoded {TOKEN}"),
+        ({}, f"ciphertext {FERNET}"),
+    ],
+)
+def test_secrets_are_masked(extra: dict[str, str], text: str) -> None:
+    rendered = json.dumps(_render(_record(text, **extra)))
+    assert "hunter2-canary" not in rendered and TOKEN not in rendered and FERNET not in rendered
+    assert "[redacted]" in rendered
+
+
+def test_sql_parameters_in_error_text_are_masked() -> None:
+    error = (
+        "(psycopg.errors.UniqueViolation) duplicate key\n"
+        "[SQL: INSERT INTO email_message (body_text) VALUES (%(body_text)s)]\n"
+        "[parameters: {'body_text': 'Dear Bob, the canary-body-text'}]\n"
+        "(Background on this error at: https://sqlalche.me/e/21/gkpj)"
+    )
+    line = _render(_record("insert failed: %s", error))
+    assert "canary-body-text" not in line["message"]
+    assert "[SQL: INSERT INTO email_message" in line["message"]
+
+
+def test_debug_level_keeps_sqlalchemy_parameters_out(tmp_path: Path) -> None:
+    configure_logging("DEBUG", None)
+    try:
+        assert not logging.getLogger("sqlalchemy.engine.Engine").isEnabledFor(logging.INFO)
+        assert logging.getLogger("email_service").isEnabledFor(logging.DEBUG)
+    finally:
+        configure_logging("INFO", None)
+
+
+def test_several_processes_rotate_one_file_without_losing_or_mixing_lines(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "shared.log"
+    root = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITE, str(path), str(w), str(LINES)], cwd=root)
+        for w in range(WRITERS)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0] * WRITERS
+    files = sorted(tmp_path.glob("shared.log*"))
+    lines = [line for f in files if f.suffix != ".lock" for line in f.read_text().splitlines()]
+    parsed = [json.loads(line) for line in lines]  # every line whole: no interleaving
+    seen = {(p["writer"], p["n"]) for p in parsed}
+    assert len(parsed) == len(seen) == WRITERS * LINES  # none lost, none twice
+    assert len([f for f in files if f.suffix != ".lock"]) > 5  # it did rotate
+    sizes = [f.stat().st_size for f in files if f.suffix not in (".lock",)]
+    assert max(sizes) < 4 * 4096  # rotated near the limit, not once per writer
+
+
+def test_embedded_jobs_log_with_the_request_id_that_queued_them() -> None:
+    seen: dict[str, Any] = {}
+    done = threading.Event()
+
+    def handler(job_id: str, **_: str) -> None:
+        seen.update(structlog.contextvars.get_contextvars())
+        done.set()
+
+    queue = EmbeddedQueue({"sync_imap_account": handler})
+    structlog.contextvars.bind_contextvars(request_id="req-embedded", tenant_id="tenant-a")
+    try:
+        queue.enqueue("sync_imap_account", "job-1", account_id="a", tenant_id="tenant-a")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    assert done.wait(10)
+    queue.shutdown()
+    assert seen["request_id"] == "req-embedded" and seen["tenant_id"] == "tenant-a"
+
+
+class _Response:
+    status_code = 201
+    sent = 321
+    headers = [("Content-Type", "application/json"), ("X-Request-ID", "req-9")]
+
+
+def test_access_line_fields_leave_query_and_headers_out() -> None:
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/api/sync/search",
+        "QUERY_STRING": "q=secret+words",
+        "REMOTE_ADDR": "203.0.113.9",
+        "HTTP_USER_AGENT": "curl/8",
+        "HTTP_AUTHORIZATION": f"Bearer {TOKEN}",
+        TENANT_ENVIRON: "tenant-a",
+    }
+    fields = access_fields(_Response(), environ, dt.timedelta(milliseconds=12.5))
+    assert fields == {
+        "method": "GET",
+        "path": "/api/sync/search",
+        "status": 201,
+        "bytes": 321,
+        "duration_ms": 12.5,
+        "remote_addr": "203.0.113.9",
+        "user_agent": "curl/8",
+        "request_id": "req-9",
+        "tenant_id": "tenant-a",
+    }
