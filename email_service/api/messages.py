@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from email_service.api.context import runtime, tenant_id
 from email_service.api.schemas import MAX_PAGE_SIZE, JsonUUID, QueryInput, StrictInput
-from email_service.services import mailbox, messages, writeback
+from email_service.services import mailbox, messages, parsing, writeback
 
 bp = APIBlueprint("messages", __name__, url_prefix="/api", tag="Messages")
 Responses = dict[int | str, dict[str, str | dict[str, dict[str, Any]]]]
@@ -327,3 +327,17 @@ def delete_message(message_id: uuid.UUID, query: DeleteQuery) -> ChangeOut:
 def bulk_change(body: BulkChange) -> ChangeOut:
     """The same change (or deletion) for up to 500 messages."""
     return _change(body, body.ids, delete=body.delete, permanent=body.permanent)
+
+
+class JobOut(BaseModel):
+    """A queued job."""
+
+    job_id: str
+
+
+@bp.post("/messages/<uuid:message_id>/parse")
+@bp.output(JobOut, status_code=202)
+@bp.doc(responses=[404, 503])
+def parse_message_body(message_id: uuid.UUID) -> JobOut:
+    """Parse the message's bodies again from its raw MIME (parse_email_body)."""
+    return JobOut(job_id=parsing.request_parse(runtime(), tenant_id(), message_id))

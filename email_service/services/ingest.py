@@ -71,7 +71,7 @@ def prepare(
         "size": fetched.size or len(fetched.body),
         "blob_sha256": digest,
         **flag_values(fetched.flags),
-        **_parsed_columns(parsed),
+        **parsed_columns(parsed),
     }
     row["search_text"] = search_document(row, [a.filename for a in parsed.attachments])
     attachments = [
@@ -91,7 +91,8 @@ def prepare(
     return Incoming(row, attachments)
 
 
-def _parsed_columns(parsed: ParsedMessage) -> dict[str, Any]:
+def parsed_columns(parsed: ParsedMessage) -> dict[str, Any]:
+    """The message columns that come from parsing."""
     text = parsed.text
     if text is None and parsed.html:
         text = html_to_text(parsed.html)
