@@ -88,6 +88,8 @@ class _Client(smtplib.SMTP):
         self._target = target
         self._context = context
         super().__init__(local_hostname=target.local_hostname, timeout=target.timeout)
+        # starttls() verifies against self._host, which only __init__ (not connect()) sets.
+        self._host = target.host
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         address = self._target.connect_address or host
