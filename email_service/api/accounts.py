@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from email_service.api.context import runtime, tenant_id
 from email_service.api.schemas import EmailAddress, PageQuery, StrictInput
 from email_service.config import Security
-from email_service.services import accounts
+from email_service.services import accounts, verify
 from email_service.services.accounts import AccountFields, AccountRecord
 
 bp = APIBlueprint("accounts", __name__, url_prefix="/api/accounts", tag="Accounts")
@@ -158,3 +158,29 @@ def delete_account(account_id: uuid.UUID) -> tuple[str, int]:
     with runtime().db.session() as session:
         accounts.delete_account(session, tenant_id(), account_id)
     return "", 204
+
+
+class CheckOut(BaseModel):
+    """One server's login check."""
+
+    ok: bool
+    detail: str
+
+
+class VerifyOut(BaseModel):
+    """What worked: IMAP and SMTP logins."""
+
+    imap: CheckOut
+    smtp: CheckOut
+
+
+@bp.post("/<uuid:account_id>/verify")
+@bp.output(VerifyOut)
+@bp.doc(responses=[404])
+def verify_account(account_id: uuid.UUID) -> VerifyOut:
+    """Log in to the account's IMAP and SMTP servers now and report what worked."""
+    result = verify.verify_account(runtime(), tenant_id(), account_id)
+    return VerifyOut(
+        imap=CheckOut(ok=result["imap"].ok, detail=result["imap"].detail),
+        smtp=CheckOut(ok=result["smtp"].ok, detail=result["smtp"].detail),
+    )

@@ -38,7 +38,10 @@ class Login:
     password: str
 
 
-def _login(session: Session, runtime: Runtime, tenant_id: str, account_id: uuid.UUID) -> Login:
+def account_login(
+    session: Session, runtime: Runtime, tenant_id: str, account_id: uuid.UUID
+) -> Login:
+    """The account's IMAP endpoint and decrypted credentials (jobs and checks only)."""
     row = session.scalar(
         select(Account).where(Account.tenant_id == tenant_id, Account.id == account_id)
     )
@@ -79,7 +82,7 @@ def run_sync(
     """Sync the account now, in this thread; raises if another run holds the lock."""
     with runtime.db.session() as session:
         sync_state.ensure(session, tenant_id, account_id)
-        login = _login(session, runtime, tenant_id, account_id)
+        login = account_login(session, runtime, tenant_id, account_id)
     ttl = timedelta(seconds=runtime.settings.sync_lock_ttl_seconds)
     with runtime.db.session() as session:
         if not sync_state.acquire(session, account_id, owner, ttl):
@@ -136,6 +139,6 @@ def apply_changes(
     """The write-back job: apply a client's change on the server, then to the store."""
     change = writeback.Change.from_json(change_json)
     with runtime.db.session() as session:
-        login = _login(session, runtime, tenant_id, account_id)
+        login = account_login(session, runtime, tenant_id, account_id)
     with open_imap(runtime, login) as imap, runtime.db.session() as session:
         return writeback.apply_on_server(session, imap, change)
