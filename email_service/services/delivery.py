@@ -250,7 +250,33 @@ def _transmit(runtime: Runtime, row: Outbox, owner: str) -> SendOutcome:
         return _end(runtime, row, owner, "failed", exc.message, exc)
     except (RemoteError, EmailServiceError) as exc:  # temporary, or not known to be final
         return _temporary(runtime, row, owner, exc)
+    except Exception as exc:
+        _crashed(runtime, row, owner, exc)
+        raise
     return _sent(runtime, row, owner, reply)
+
+
+def _crashed(runtime: Runtime, row: Outbox, owner: str, exc: Exception) -> None:
+    """A bug, not the server: settle the row by its stage instead of waiting for the lease."""
+    log.exception("send crashed", extra={"outbox_id": str(row.id)})
+    mine = update(Outbox).where(
+        Outbox.id == row.id, Outbox.lease_owner == owner, Outbox.state == "sending"
+    )
+    error = f"internal error while sending: {type(exc).__name__}"
+    with runtime.db.session() as session:
+        if not _changed(
+            session,
+            mine.where(Outbox.stage == "connecting").values(
+                state="retrying",
+                stage=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                next_attempt_at=utcnow()
+                + timedelta(seconds=runtime.settings.send_retry_max_seconds),
+                last_error=error,
+            ),
+        ):
+            _changed(session, mine.values(state="needs_reconciliation", last_error=error))
 
 
 def _smtp_answer(exc: EmailServiceError | None) -> dict[str, Any]:
