@@ -9,7 +9,8 @@ Each end of DATA consumes the next step of ``script`` (then ``default``):
 - ``"hold"``: take the message, then wait for ``release`` before replying (a slow server,
   time enough to kill the client).
 
-``hold_rcpt`` makes RCPT wait for ``release`` instead: the client is stopped before DATA.
+``hold_rcpts`` makes that many first RCPTs wait for ``release`` instead: the client is
+stopped before DATA.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Seam:
 
     script: list[str] = field(default_factory=list)
     default: str = "250"
-    hold_rcpt: bool = False
+    hold_rcpts: int = 0
     delivered: list[Delivered] = field(default_factory=list)
     rcpts: list[str] = field(default_factory=list)  # every RCPT TO, accepted or not
     data_ends: int = 0  # ends of DATA seen
@@ -56,7 +57,8 @@ class Seam:
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         self.rcpts.append(address)
-        if self.hold_rcpt:
+        if self.hold_rcpts > 0:
+            self.hold_rcpts -= 1
             self.arrived.set()
             await asyncio.to_thread(self.release.wait, HOLD_LIMIT_S)
         envelope.rcpt_tos.append(address)

@@ -188,7 +188,7 @@ def test_starttls_is_required_when_asked_for() -> None:
 
 def test_a_server_that_takes_long_is_bounded_by_the_timeout() -> None:
     out, data = message()
-    with smtp_seam(hold_rcpt=True) as seam:
+    with smtp_seam(hold_rcpts=1) as seam:
         session = SmtpSession(target(seam, timeout=0.3))
         with pytest.raises(RemoteTemporaryError, match="RCPT"):
             session.send_message(SENDER, envelope_recipients(out), data)
