@@ -25,7 +25,16 @@ def health() -> dict[str, str]:
 
 
 @bp.get("/health/ready")
-@bp.doc(security=[], responses=[503])
+@bp.doc(
+    security=[],
+    responses={
+        200: {
+            "description": "Ready: every dependency answers",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        503: "Not ready: the body's ``checks`` say which dependency is down",
+    },
+)
 def ready() -> Response:
     """Readiness: the database (at the current schema) and Redis, when configured, answer."""
     checks: dict[str, str] = {"database": _database()}
