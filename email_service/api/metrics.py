@@ -25,7 +25,16 @@ REDIS_TIMEOUT_S = 2
 
 
 @bp.get("/metrics")
-@bp.doc(security=[], summary="Prometheus metrics")
+@bp.doc(
+    security=[],
+    summary="Prometheus metrics",
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def scrape() -> Response:
     """Every API process's metrics, sync lag per account and the queue depth."""
     body, content_type = metrics.render([*_sync_lag(), *_queue_depth()])

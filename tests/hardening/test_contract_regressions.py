@@ -13,7 +13,7 @@ def _documented(spec: dict[str, Any], path: str, method: str, status: int) -> di
     return dict(responses[str(status)].get("content", {}))
 
 
-@pytest.mark.parametrize("path", ["/health", "/health/ready"])
+@pytest.mark.parametrize("path", ["/health", "/health/ready", "/metrics"])
 def test_operational_routes_answer_as_documented(client: Any, path: str) -> None:
     spec = client.get("/openapi.json").get_json()
     response = client.get(path)
