@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from email_service.mail.query import Term, words
 
@@ -19,6 +19,8 @@ from email_service.mail.query import Term, words
 WORD_RUN = re.compile(r"[^\W_]+")
 # Words of context before the first hit: enough to read it in its sentence.
 CONTEXT_WORDS = 6
+# Characters searched backwards for that context (six long words).
+CONTEXT_CHARS = 240
 # Words in a headline: about one line of a message list.
 HEADLINE_WORDS = 24
 # Characters of a body searched for a hit: bounds the work per result; a hit further
@@ -27,59 +29,65 @@ SCAN_CHARS = 50_000
 MARK_OPEN, MARK_CLOSE = "<mark>", "</mark>"
 ELLIPSIS = "…"
 WHITESPACE = re.compile(r"\s+")
+# Between two adjacent words: anything that is not a word character.
+SEPARATOR = r"[\W_]+"
 
 Span = tuple[int, int]
 
 
-def headline(body: str | None, subject: str | None, found: Sequence[Term]) -> str | None:
-    """A marked snippet of the body, else the marked subject; None if neither has a hit."""
-    body_terms = [words(t.text) for t in found if t.field is None]
-    subject_terms = [words(t.text) for t in found if t.field in {None, "subject"}]
-    for text, phrases in ((body, body_terms), (subject, subject_terms)):
-        if text and phrases:
-            snippet = _snippet(unicodedata.normalize("NFC", text[:SCAN_CHARS]), phrases)
-            if snippet is not None:
-                return snippet
-    return None
+class Headlines:
+    """Headlines for the results of one query: its positive Terms, compiled once."""
 
+    def __init__(self, found: Sequence[Term]) -> None:
+        self.body = _patterns(t for t in found if t.field is None)
+        self.subject = _patterns(t for t in found if t.field in {None, "subject"})
 
-def _snippet(text: str, phrases: list[list[str]]) -> str | None:
-    tokens = _tokens(text)
-    hits = _hits([token for token, _ in tokens], phrases)
-    if not hits:
+    def headline(self, body: str | None, subject: str | None) -> str | None:
+        """A marked snippet of the body, else the marked subject; None if neither has a hit."""
+        for text, patterns in ((body, self.body), (subject, self.subject)):
+            if text and patterns:
+                snippet = _snippet(unicodedata.normalize("NFC", text[:SCAN_CHARS]), patterns)
+                if snippet is not None:
+                    return snippet
         return None
-    first = min(start for start, _ in hits)
-    begin = max(0, first - CONTEXT_WORDS)
-    first_end = max(e for s, e in hits if s == first)
-    end = min(len(tokens), max(begin + HEADLINE_WORDS, first_end))
-    marks = _merge(
-        [(tokens[s][1][0], tokens[e - 1][1][1]) for s, e in hits if s >= begin and e <= end]
-    )
-    out = _render(text, tokens[begin][1][0], tokens[end - 1][1][1], marks)
-    return (ELLIPSIS + " " if begin else "") + out + (" " + ELLIPSIS if end < len(tokens) else "")
 
 
-def _tokens(text: str) -> list[tuple[str, Span]]:
-    """Each word with the span of the run it came from (a run may lower-case to several)."""
-    found: list[tuple[str, Span]] = []
-    for run in WORD_RUN.finditer(text):
-        found.extend((word, run.span()) for word in words(run.group()))
-    return found
+def _patterns(found: Iterable[Term]) -> list[re.Pattern[str]]:
+    """Per phrase: its words as whole words, separated by non-word characters.
+
+    The first word comes first in the pattern (a literal prefix lets ``re`` skip ahead
+    fast); the look-behind after it checks that no word character precedes it.
+    """
+    patterns = []
+    for phrase in {tuple(words(term.text)) for term in found}:
+        if phrase:
+            first = re.escape(phrase[0])
+            rest = "".join(SEPARATOR + re.escape(word) for word in phrase[1:])
+            patterns.append(re.compile(rf"{first}(?<![^\W_]{first}){rest}(?![^\W_])"))
+    return patterns
 
 
-def _hits(tokens: list[str], phrases: list[list[str]]) -> list[Span]:
-    """Token ranges [start, end) where a phrase occurs."""
-    starts: dict[str, list[int]] = {}
-    for index, token in enumerate(tokens):
-        starts.setdefault(token, []).append(index)
-    hits: list[Span] = []
-    for phrase in phrases:
-        if not phrase:
-            continue
-        for index in starts.get(phrase[0], ()):
-            if tokens[index : index + len(phrase)] == phrase:
-                hits.append((index, index + len(phrase)))
-    return hits
+def _snippet(text: str, patterns: list[re.Pattern[str]]) -> str | None:
+    """Window around the first hit; ``text`` is NFC, the patterns run on its lower case."""
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a letter lower-cases to several (İ): offsets would drift
+        text, lowered = _one_per_word(text)
+    firsts = [hit for hit in (p.search(lowered) for p in patterns) if hit is not None]
+    if not firsts:
+        return None
+    first = min(firsts, key=lambda hit: (hit.start(), -hit.end()))
+    before = list(WORD_RUN.finditer(lowered, max(0, first.start() - CONTEXT_CHARS), first.start()))
+    begin = before[-CONTEXT_WORDS].start() if len(before) >= CONTEXT_WORDS else (
+        before[0].start() if before else first.start())  # fmt: skip
+    end = first.end()
+    for count, run in enumerate(WORD_RUN.finditer(lowered, begin), 1):
+        end = max(end, run.end())
+        if count >= HEADLINE_WORDS and end >= first.end():
+            break
+    marks = _merge([hit.span() for p in patterns for hit in p.finditer(lowered, begin, end)])
+    head = ELLIPSIS + " " if WORD_RUN.search(lowered, 0, begin) else ""
+    tail = " " + ELLIPSIS if WORD_RUN.search(lowered, end) else ""
+    return head + _render(text, begin, end, marks) + tail
 
 
 def _merge(spans: list[Span]) -> list[Span]:
@@ -90,6 +98,18 @@ def _merge(spans: list[Span]) -> list[Span]:
         else:
             merged.append((start, end))
     return merged
+
+
+def _one_per_word(text: str) -> tuple[str, str]:
+    """Text and its lower case of equal length: runs that grow when lower-cased are shown
+    as their words (``İstanbul`` as ``i stanbul``), the rest as written."""
+    pieces, at = [], 0
+    for run in WORD_RUN.finditer(text):
+        if len(run.group().lower()) != len(run.group()):
+            pieces += [text[at : run.start()], " ".join(words(run.group()))]
+            at = run.end()
+    rebuilt = "".join([*pieces, text[at:]])
+    return rebuilt, rebuilt.lower()
 
 
 def _render(text: str, start: int, end: int, marks: list[Span]) -> str:
