@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import ColumnElement, UnaryExpression, and_, or_, select, update
+from sqlalchemy import ColumnElement, UnaryExpression, and_, func, or_, select, update
 from sqlalchemy.orm import Session, defer
 
 from email_service.errors import ValidationError
 from email_service.mail.query import And, Folder, Node, Not, Or, Term, terms
 from email_service.store.models import Attachment, Message
 from email_service.store.models import Folder as FolderRow
-from email_service.store.search_headline import headline
+from email_service.store.search_headline import Headlines
 from email_service.store.search_index import search_document
 from email_service.store.search_sql import Compiler, engine_for, is_text
 
@@ -89,12 +89,25 @@ def search_messages(
         keys.insert(0, rank.desc())
     options = [defer(column) for column in DEFERRED]
     rows = session.execute(query.order_by(*keys).limit(limit + 1).options(*options)).all()
+    marker = Headlines(found)
     hits = [
-        SearchHit(message, float(score), headline(message.body_text, message.subject, found))
+        SearchHit(message, float(score), marker.headline(message.body_text, message.subject))
         for message, score in rows[:limit]
     ]
     next_cursor = _cursor(hits[-1], order) if len(rows) > limit else None
     return SearchPage(hits, next_cursor)
+
+
+def count_messages(
+    session: Session, tenant_id: str, node: Node, *, account_id: uuid.UUID | None = None
+) -> int:
+    """How many messages of the tenant (and account) match the query tree."""
+    engine = engine_for(session.get_bind().dialect.name)
+    compiler = Compiler(engine, _folder_ids(session, tenant_id, account_id, node))
+    query = select(func.count()).where(Message.tenant_id == tenant_id, compiler.condition(node))
+    if account_id is not None:
+        query = query.where(Message.account_id == account_id)
+    return int(session.scalar(query) or 0)
 
 
 def _any_of(found: Sequence[Term]) -> Node:
@@ -158,8 +171,9 @@ def _after(cursor: str, order: Order, rank: ColumnElement[float] | None) -> Colu
         score = float(key[0]) if order == "relevance" else 0.0
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise ValidationError("invalid cursor", field="cursor") from None
-    older = or_(
-        Message.received_date < at, and_(Message.received_date == at, Message.id < after_id)
+    # "<= at" first: a range the date indexes answer; the OR only settles ties
+    older = and_(
+        Message.received_date <= at, or_(Message.received_date < at, Message.id < after_id)
     )
     if rank is None:
         return older

@@ -64,16 +64,24 @@ MAX_TOKEN_BYTES = 128
 # A tsvector must stay under 1 MiB: 512 KiB of distinct lexemes plus their positions
 # and entries (at most 16383 of each) fits with room to spare.
 MAX_LEXEME_BYTES = 512 * 1024
+# tsvector weight of field-prefixed tokens (the rest keep the default, D), and the
+# separator that puts it after every position: "3A,9A".
+HEAD_WEIGHT = "A"
+HEAD_WEIGHT_SEP = HEAD_WEIGHT + ","
 # One lexeme and its positions in PostgreSQL's tsvector text form: 'word':1,5,9
 TSVECTOR_ENTRY = re.compile(r"'((?:[^']|'')*)'(?::([\d,A-D]+))?")
 # Tables, indexes and columns of migration 0003 that the models do not declare: the FTS5
-# table with its shadow tables (SQLite), and indexes Alembic cannot express per dialect.
+# table with its shadow tables (SQLite), PostgreSQL's generated header vector, and
+# indexes Alembic cannot express per dialect.
 SCHEMA_TABLE_PREFIX = "email_search"
+SCHEMA_COLUMNS = frozenset({"search_head"})
 SCHEMA_INDEXES = frozenset(
     {
         "idx_email_message_search",
+        "idx_email_message_search_head",
         "idx_email_message_tenant_received",
         "idx_email_message_tenant_message_id",
+        "idx_email_message_tenant_size",
     }
 )
 
@@ -214,14 +222,25 @@ class _Builder:
 
 
 def to_tsvector_text(document: str) -> str:
-    """PostgreSQL's tsvector input for a document: each token with its positions."""
+    """PostgreSQL's tsvector input for a document: each token with its positions.
+
+    Field-prefixed tokens get weight A, so that ``ts_filter(search_text, '{a}')`` is the
+    small vector of the header fields alone (``search_head``, migration 0003).
+    """
     positions: defaultdict[str, list[str]] = defaultdict(list)
     for position, token in zip(POSITION_TEXT, document.split(), strict=False):
         positions[token].append(position)
     positions.pop(FILLER, None)
-    if "'" in document or "\\" in document:  # words() never yields these; only odd tokens do
-        return " ".join(f"'{_quote(token)}':{','.join(at)}" for token, at in positions.items())
-    return " ".join([f"'{token}':{','.join(at)}" for token, at in positions.items()])
+    quote = _quote if "'" in document or "\\" in document else str  # words() never has them
+    return " ".join(
+        [f"'{quote(token)}':{_positions(token, at)}" for token, at in positions.items()]
+    )
+
+
+def _positions(token: str, at: list[str]) -> str:
+    if token[1:2] == "_":  # field prefixes are "x_"; words have no "_"
+        return HEAD_WEIGHT_SEP.join(at) + HEAD_WEIGHT
+    return ",".join(at)
 
 
 def from_tsvector_text(vector: str) -> str:
@@ -275,4 +294,6 @@ def include_object(
         return not name.startswith(SCHEMA_TABLE_PREFIX)
     if type_ == "index":
         return name not in SCHEMA_INDEXES
+    if type_ == "column":
+        return name not in SCHEMA_COLUMNS
     return True

@@ -32,7 +32,7 @@ from sqlalchemy import (
     table,
     true,
 )
-from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, TSQUERY
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, TSQUERY, TSVECTOR
 
 from email_service.mail.query import (
     And,
@@ -53,6 +53,8 @@ from email_service.store.search_index import query_tokens
 
 # The FTS5 table of migration 0003 (SQLite); its hidden column has the table's name.
 FTS = table("email_search", column("rowid"), column("email_search"))
+# PostgreSQL's generated vector of the field-prefixed tokens (migration 0003).
+SEARCH_HEAD: ColumnElement[Any] = literal_column("email_message.search_head", TSVECTOR)
 # email_message's rowid: the FTS5 external-content key.
 MESSAGE_ROWID: ColumnElement[int] = literal_column("email_message.rowid")
 # The IMAP system flags (RFC 9051 §2.3.2) and their boolean mirror columns.
@@ -73,8 +75,8 @@ class TextEngine(Protocol):
     def query(self, node: Node) -> str | None:
         """The engine's query for a text-only subtree; None if it cannot say it in one."""
 
-    def match(self, query: str) -> ColumnElement[bool]:
-        """The SQL condition that a message matches the query."""
+    def match(self, query: str, node: Node) -> ColumnElement[bool]:
+        """The SQL condition that a message matches the query made of ``node``."""
 
     def with_rank(
         self, stmt: Select[Message], query: str | None
@@ -104,9 +106,10 @@ class PostgresText:
                 return "(" + joiner.join(p for p in parts if p is not None) + ")"
         return None
 
-    def match(self, query: str) -> ColumnElement[bool]:
-        """``search_text @@ query``, answered by the GIN index."""
-        return Message.search_text.bool_op("@@")(_tsquery(query))
+    def match(self, query: str, node: Node) -> ColumnElement[bool]:
+        """``vector @@ query``: the small header vector when only fields are searched."""
+        vector = SEARCH_HEAD if _fields_only(node) else Message.search_text
+        return vector.bool_op("@@")(_tsquery(query))
 
     def with_rank(
         self, stmt: Select[Message], query: str | None
@@ -123,6 +126,18 @@ class PostgresText:
         values = func.jsonb_array_elements_text(Message.flags).table_valued("value")
         folded = func.lower(values.c.value.collate("C"))
         return exists(select(1).select_from(values).where(folded == name))
+
+
+def _fields_only(node: Node) -> bool:
+    """Whether every Term of a text subtree names a field (the header vector holds them)."""
+    match node:
+        case Term(_, field):
+            return field is not None
+        case Not(child):
+            return _fields_only(child)
+        case And(children) | Or(children):
+            return all(_fields_only(child) for child in children)
+    return False
 
 
 def _lexeme(token: str) -> str:
@@ -156,7 +171,7 @@ class SqliteText:
                 return "(" + " OR ".join(f"({p})" for p in parts) + ")"
         return None
 
-    def match(self, query: str) -> ColumnElement[bool]:
+    def match(self, query: str, node: Node) -> ColumnElement[bool]:
         """The message's rowid is among the FTS5 hits."""
         return MESSAGE_ROWID.in_(self._hits(query))
 
@@ -220,7 +235,7 @@ class Compiler:
         if is_text(node):
             query = self.engine.query(node)
             if query is not None:
-                return self.engine.match(query)
+                return self.engine.match(query, node)
         match node:
             case And(children):
                 return self._join(children, And, and_, true())
@@ -242,7 +257,7 @@ class Compiler:
         parts: list[ColumnElement[bool]] = []
         grouped = self.engine.query(kind(tuple(text))) if len(text) > 1 else None
         if grouped is not None:
-            parts.append(self.engine.match(grouped))
+            parts.append(self.engine.match(grouped, kind(tuple(text))))
         else:
             rest = text + rest
         parts.extend(self.condition(c) for c in rest)
