@@ -137,7 +137,7 @@ def _idempotency_key() -> str | None:
 
 @bp.post("/send/<uuid:draft_id>")
 @bp.output(OutboxOut, status_code=202)
-@bp.doc(responses=[400, 404, 409, 503])
+@bp.doc(responses=[400, 404, 409, 422, 503])
 def send_draft(draft_id: uuid.UUID) -> tuple[Any, int, dict[str, str]]:
     """Queue the draft for sending; the same ``Idempotency-Key`` returns the first answer."""
     queued = outbox.queue_send(runtime(), tenant_id(), draft_id, _idempotency_key())

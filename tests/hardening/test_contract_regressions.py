@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import TENANT_A
+
 
 def _documented(spec: dict[str, Any], path: str, method: str, status: int) -> dict[str, Any]:
     responses = spec["paths"][path][method]["responses"]
@@ -20,3 +22,17 @@ def test_operational_routes_answer_as_documented(client: Any, path: str) -> None
     assert response.status_code == 200
     content = _documented(spec, path, "get", response.status_code)
     assert response.mimetype in content, (response.mimetype, list(content))
+
+
+def test_sending_a_draft_without_recipients_is_a_documented_422(
+    client: Any, as_tenant: Any
+) -> None:
+    headers = as_tenant(TENANT_A)
+    account = {"email": "a@example.test", "password": "pw", "imap_host": "127.0.0.1"}
+    assert client.post("/api/accounts", json=account, headers=headers).status_code == 201
+    draft = client.post("/api/compose", json={"subject": "s", "body": "b"}, headers=headers)
+    response = client.post(f"/api/compose/send/{draft.get_json()['id']}", headers=headers)
+    assert response.status_code == 422, response.get_json()
+    spec = client.get("/openapi.json").get_json()
+    content = _documented(spec, "/api/compose/send/{draft_id}", "post", 422)
+    assert response.mimetype in content
