@@ -21,6 +21,12 @@ SWAGGER_DIST = Path(flask_swagger_ui.__file__).parent / "dist"
 ASSETS = "/docs/assets"
 # Answers every authenticated operation can give besides its own.
 API_ERRORS = (400, 401, 403, 413, 429)
+# Gunicorn answers this itself, in HTML, when the request line is over its limit (4094
+# bytes): a query string of non-ASCII text can be that long within the schemas' limits.
+URI_TOO_LONG = {
+    "description": "URI Too Long: the request line is over the server's limit",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
 
 assets = APIBlueprint("docs_assets", __name__, url_prefix=ASSETS)
 
@@ -78,10 +84,11 @@ def _operation(operation: dict[str, Any], is_api: bool, tenant_header: str) -> N
         )
         for status in API_ERRORS:
             responses.setdefault(str(status), {"description": TITLES[status]})
+        responses.setdefault("414", URI_TOO_LONG)
     else:
         operation["security"] = []
     for code, response in responses.items():
-        if str(code).isdigit() and int(code) >= 400:
+        if str(code).isdigit() and int(code) >= 400 and str(code) != "414":
             response["content"] = {
                 PROBLEM_MIMETYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
             }

@@ -36,3 +36,14 @@ def test_sending_a_draft_without_recipients_is_a_documented_422(
     spec = client.get("/openapi.json").get_json()
     content = _documented(spec, "/api/compose/send/{draft_id}", "post", 422)
     assert response.mimetype in content
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_long_non_ascii_search_within_the_schema_gets_a_documented_414(service: Any) -> None:
+    query = "検索" * 500  # 1,000 characters, the schema's maxLength; 9 bytes each in the URL
+    response = service.call("GET", "/api/sync/search", "st-414", params={"query": query})
+    assert response.status_code == 414
+    spec = service.call("GET", "/openapi.json").json()
+    content = _documented(spec, "/api/sync/search", "get", 414)
+    assert response.headers["Content-Type"].split(";")[0] in content
