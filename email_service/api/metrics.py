@@ -22,19 +22,17 @@ log = logging.getLogger(__name__)
 CELERY_QUEUE = "celery"
 # A scrape must answer well inside Prometheus' default 10 s scrape timeout.
 REDIS_TIMEOUT_S = 2
+# The OpenAPI description of the answer: Prometheus text, not JSON.
+TEXT_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Prometheus text exposition format",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+}
 
 
 @bp.get("/metrics")
-@bp.doc(
-    security=[],
-    summary="Prometheus metrics",
-    responses={
-        200: {
-            "description": "Prometheus text exposition format",
-            "content": {"text/plain": {"schema": {"type": "string"}}},
-        }
-    },
-)
+@bp.doc(security=[], summary="Prometheus metrics", responses=TEXT_RESPONSE)
 def scrape() -> Response:
     """Every API process's metrics, sync lag per account and the queue depth."""
     body, content_type = metrics.render([*_sync_lag(), *_queue_depth()])
