@@ -19,7 +19,16 @@ from sqlalchemy.orm import Session
 
 from email_service.mail.html import html_to_text
 from email_service.mail.imap import FetchedMessage
-from email_service.mail.mime import Address, Limits, ParsedMessage, make_snippet, parse_message
+from email_service.mail.mime import (
+    Address,
+    Limits,
+    ParsedMessage,
+    envelope,
+    make_snippet,
+    parse_message,
+)
+from email_service.mail.mime_headers import parse_header_block
+from email_service.observability import metrics
 from email_service.services import thread_ids
 from email_service.store.blobs import BlobStore
 from email_service.store.models import Attachment, Message, ThreadLink
@@ -56,11 +65,24 @@ def flag_values(flags: frozenset[str] | set[str]) -> dict[str, Any]:
 
 
 def prepare(
-    fetched: FetchedMessage, scope: dict[str, Any], blobs: BlobStore, limits: Limits
+    fetched: FetchedMessage,
+    scope: dict[str, Any],
+    blobs: BlobStore,
+    limits: Limits,
+    parse_bodies: bool = True,
 ) -> Incoming:
-    """Store the raw bytes, parse, and build the message and attachment rows."""
+    """Store the raw bytes, parse, and build the message and attachment rows.
+
+    Without ``parse_bodies`` (ENABLE_EMAIL_PARSING=false) only the header block is read:
+    the row has the envelope and the raw MIME, no bodies or attachments (parse_email_body
+    fills them in later).
+    """
     digest = blobs.put(fetched.body)
-    parsed = parse_message(fetched.body, limits)
+    if parse_bodies:
+        parsed = parse_message(fetched.body, limits)
+        metrics.count_emails("failed" if parsed.parse_error else "parsed")
+    else:
+        parsed = parse_headers(fetched.body, limits)
     message_id = uuid.uuid4()
     row = {
         "id": message_id,
@@ -89,6 +111,12 @@ def prepare(
         for a in parsed.attachments
     ]
     return Incoming(row, attachments)
+
+
+def parse_headers(raw: bytes, limits: Limits) -> ParsedMessage:
+    """The envelope from the header block alone: no bodies, no attachments."""
+    headers = parse_header_block(raw, 0, len(raw), limits.max_header_bytes)
+    return ParsedMessage(**envelope(headers))
 
 
 def parsed_columns(parsed: ParsedMessage) -> dict[str, Any]:
