@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from email_service.mail.imap import FetchedMessage, ImapSession
 from email_service.mail.imap import Folder as ServerFolder
 from email_service.mail.mime import Limits
+from email_service.observability import metrics
 from email_service.services import ingest, sync_state
 from email_service.services import sync_folders as folders_repo
 from email_service.services.sync_writer import BatchWriter
@@ -81,6 +82,7 @@ class SyncContext:
     limits: Limits = field(default_factory=Limits)
     progress: Progress | None = None
     lock_ttl: timedelta = sync_state.LOCK_TTL
+    parse_bodies: bool = True  # ENABLE_EMAIL_PARSING: false stores raw MIME + headers only
 
 
 class SyncEngine:
@@ -240,7 +242,10 @@ class SyncEngine:
             "folder_id": folder_id,
             "uidvalidity": uidvalidity,
         }
-        prepared = [ingest.prepare(m, scope, self.ctx.blobs, self.ctx.limits) for m in batch]
+        prepared = [
+            ingest.prepare(m, scope, self.ctx.blobs, self.ctx.limits, self.ctx.parse_bodies)
+            for m in batch
+        ]
         size = sum(len(m.body) for m in batch)
         self.writer.submit(
             partial(self._write, remote.name, prepared, size, done + len(batch), total)
@@ -253,10 +258,12 @@ class SyncEngine:
         """On the writer thread: make the blobs durable, then commit the rows."""
         self.ctx.blobs.flush()
         with self.ctx.db.session() as session:
-            self.report.new_messages += ingest.insert_batch(session, prepared)
+            inserted = ingest.insert_batch(session, prepared)
+            self.report.new_messages += inserted
             self.report.bytes += size
             self._note(name, done, max(total, done))
             self._beat(session)
+        metrics.count_emails("synced", inserted)  # committed
         if self.ctx.progress:
             self.ctx.progress(name, done, total, size)
 
