@@ -95,6 +95,7 @@ def run_sync(
         owner,
         progress=progress,
         lock_ttl=ttl,
+        parse_bodies=runtime.settings.enable_email_parsing,
     )
     try:
         with open_imap(runtime, login) as imap:
