@@ -1,0 +1,82 @@
+"""ENABLE_EMAIL_PARSING=false: the sync stores raw MIME and headers, no bodies; the
+emails_processed_total counters follow (synced always; parsed only when parsing)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from email_service.app import create_app
+from email_service.config import Security
+from email_service.observability import metrics
+from email_service.services import accounts, mailbox
+from email_service.services.accounts import AccountFields
+from email_service.store import migrate
+from email_service.store.models import Attachment, Base, Message
+from tests.conftest import TENANT_A
+from tests.ops.test_metrics import value
+from tests.support.mailgen import append, imap_login, make_message
+
+pytestmark = pytest.mark.dovecot
+MESSAGES = 6
+
+
+def _counts() -> dict[str, float]:
+    text = metrics.render()[0].decode()
+    return {k: value(text, "emails_processed_total", kind=k) for k in metrics.EMAIL_KINDS}
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables(make_settings: Any) -> Any:
+    """Leave the shared PostgreSQL database as the conftest's app fixture does: empty."""
+    yield
+    runtime = create_app(make_settings(), configure_logs=False).extensions["email_service"]
+    with runtime.db.engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+    runtime.db.dispose()
+
+
+@pytest.mark.parametrize("parsing", [True, False])
+def test_sync_with_and_without_parsing(
+    make_settings: Any, dovecot: Any, mail_user: Any, parsing: bool
+) -> None:
+    with imap_login(dovecot, mail_user) as client:
+        for i in range(MESSAGES):
+            append(client, "INBOX", make_message(i, attachment=True))
+    app = create_app(make_settings(enable_email_parsing=parsing), configure_logs=False)
+    runtime = app.extensions["email_service"]
+    migrate.upgrade(runtime.db.engine)
+    fields = AccountFields(
+        email=mail_user.email,
+        password=mail_user.password,
+        imap_host="127.0.0.1",
+        imap_port=dovecot.imap_port,
+        imap_security=Security.NONE,
+    )
+    with runtime.db.session() as session:
+        account = accounts.create_account(session, TENANT_A, fields, runtime.vault, runtime.hosts)
+    before = _counts()
+    report = mailbox.run_sync(runtime, TENANT_A, account.id, owner=uuid.uuid4().hex)
+    after = _counts()
+    assert report.new_messages == MESSAGES
+    with runtime.db.session() as session:
+        rows = session.scalars(select(Message).where(Message.account_id == account.id)).all()
+        attachments = session.scalars(
+            select(Attachment).where(Attachment.message_id.in_([row.id for row in rows]))
+        ).all()
+    assert len(rows) == MESSAGES
+    assert all(row.subject and row.from_email and row.message_id for row in rows)  # headers
+    assert all(mailbox.blob_store(runtime).get(row.blob_sha256) for row in rows)  # raw MIME
+    delta = {kind: after[kind] - before[kind] for kind in after}
+    assert delta["synced"] == MESSAGES
+    if parsing:
+        assert all(row.body_text for row in rows) and len(attachments) == MESSAGES
+        assert delta["parsed"] + delta["failed"] == MESSAGES
+    else:
+        assert not any(row.body_text or row.body_html for row in rows)
+        assert attachments == [] and delta["parsed"] == delta["failed"] == 0
+    runtime.db.dispose()
