@@ -21,11 +21,9 @@ import logging
 import os
 import random
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from email_service.config import Security
@@ -40,18 +38,23 @@ from email_service.errors import (
 )
 from email_service.mail.smtp import SmtpAmbiguousError, SmtpReply, SmtpTarget
 from email_service.mail.smtp_pool import SmtpPool
-from email_service.services import mailbox, outbox, sent_copy
+from email_service.services import mailbox, outbox, reconcile
 from email_service.services.hosts import Endpoint
 from email_service.services.runtime import Runtime
-from email_service.store.models import Account, Draft, Outbox, utcnow
+from email_service.services.send_steps import (
+    Job,
+    SendOutcome,
+    after_sent,
+    changed,
+    finish,
+    finish_row,
+    job_for,
+    settle,
+    smtp_answer,
+)
+from email_service.store.models import Outbox, utcnow
 
 log = logging.getLogger(__name__)
-# How often a message whose fate is unknown is looked for before a person must decide.
-RECONCILE_MAX_CHECKS = 3
-# A Sent copy still pending this long after sending lost its worker: beat tries again ...
-SENT_COPY_GRACE = timedelta(minutes=1)
-# ... for at most this long, then reports it failed.
-SENT_COPY_GIVE_UP = timedelta(days=1)
 # A task for a row not due yet is dropped (the row's own retry or beat will come), unless
 # it is this close: a retry timer firing early by a worker's clock.
 EARLY_TOLERANCE_S = 2.0
@@ -61,15 +64,6 @@ class LeaseLostError(ConflictError):
     """Another worker recovered this row while we were still sending."""
 
     code = "lease_lost"
-
-
-@dataclass(frozen=True)
-class SendOutcome:
-    """What one run did; ``retry_in`` asks the queue to run it again after that many seconds."""
-
-    state: str
-    retry_in: float | None = None
-    detail: str = ""
 
 
 @functools.cache
@@ -96,9 +90,9 @@ def send_email(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID) -> SendOut
     if row.state in ("queued", "retrying"):
         return _attempt(runtime, row)
     if row.state == "needs_reconciliation":
-        return _reconcile(runtime, row)
+        return reconcile.reconcile(runtime, row)
     if row.state == "sent" and row.sent_copy == "pending":
-        _finish(runtime, row)
+        finish_row(runtime, row.id)
     return SendOutcome(row.state)
 
 
@@ -117,11 +111,6 @@ def _current(session: Session, tenant_id: str, draft_id: uuid.UUID) -> Outbox | 
     )
 
 
-def _changed(session: Session, statement: Any) -> bool:
-    result = session.execute(statement.execution_options(synchronize_session=False))
-    return cast(CursorResult[Any], result).rowcount == 1
-
-
 def _recover_stale(runtime: Runtime, row: Outbox) -> bool:
     """Take back a row whose worker's lease expired (see the module docstring)."""
     now = utcnow()
@@ -129,7 +118,7 @@ def _recover_stale(runtime: Runtime, row: Outbox) -> bool:
         Outbox.id == row.id, Outbox.state == "sending", Outbox.lease_expires_at < now
     )
     with runtime.db.session() as session:
-        if _changed(
+        if changed(
             session,
             stale.where(Outbox.stage == "connecting").values(
                 state="retrying",
@@ -141,7 +130,7 @@ def _recover_stale(runtime: Runtime, row: Outbox) -> bool:
             ),
         ):
             return True
-        return _changed(
+        return changed(
             session,
             stale.where(Outbox.stage == "data_end").values(
                 state="needs_reconciliation",
@@ -163,17 +152,17 @@ def _attempt(runtime: Runtime, row: Outbox) -> SendOutcome:
     if early > 0:  # a retry timer that fired a hair early (clocks of two hosts)
         return SendOutcome(row.state, retry_in=early)
     owner = uuid.uuid4().hex
-    claimed = _claim(runtime, row, owner)
-    if claimed is None:
+    job = _claim(runtime, row, owner)
+    if job is None:
         return SendOutcome(row.state, detail="claimed by another worker")
-    return _transmit(runtime, claimed, owner)
+    return _transmit(runtime, job, owner)
 
 
-def _claim(runtime: Runtime, row: Outbox, owner: str) -> Outbox | None:
+def _claim(runtime: Runtime, row: Outbox, owner: str) -> Job | None:
     now = utcnow()
     lease = timedelta(seconds=runtime.settings.send_lease_seconds)
     with runtime.db.session() as session:
-        claimed = _changed(
+        claimed = changed(
             session,
             update(Outbox)
             .where(Outbox.id == row.id, Outbox.state.in_(("queued", "retrying")))
@@ -187,13 +176,14 @@ def _claim(runtime: Runtime, row: Outbox, owner: str) -> Outbox | None:
                 updated_at=now,
             ),
         )
-        return session.get(Outbox, row.id, populate_existing=True) if claimed else None
+        if not claimed:
+            return None
+        return job_for(session, runtime, session.get_one(Outbox, row.id, populate_existing=True))
 
 
-def _target(runtime: Runtime, row: Outbox) -> SmtpTarget:
-    with runtime.db.session() as session:
-        account = session.get_one(Account, row.account_id)
-        password = runtime.vault.decrypt(account.password_ciphertext)
+def _target(runtime: Runtime, job: Job) -> SmtpTarget:
+    row, account = job.row, job.account
+    password = job.login.password  # the one credential serves IMAP and SMTP
     endpoint = Endpoint(account.smtp_host, account.smtp_port, Security(account.smtp_security))
     try:
         addresses = runtime.hosts.addresses(endpoint)  # SSRF guard, checked at each send
@@ -218,7 +208,7 @@ def _fence(runtime: Runtime, row_id: uuid.UUID, owner: str) -> None:
     now = utcnow()
     lease = timedelta(seconds=runtime.settings.send_lease_seconds)
     with runtime.db.session() as session:
-        if not _changed(
+        if not changed(
             session,
             update(Outbox)
             .where(Outbox.id == row_id, Outbox.lease_owner == owner, Outbox.state == "sending")
@@ -228,11 +218,12 @@ def _fence(runtime: Runtime, row_id: uuid.UUID, owner: str) -> None:
             raise LeaseLostError("another worker took over this message")
 
 
-def _transmit(runtime: Runtime, row: Outbox, owner: str) -> SendOutcome:
+def _transmit(runtime: Runtime, job: Job, owner: str) -> SendOutcome:
+    row = job.row
     recipients = list(row.recipients)
     utf8 = any(not a.rpartition("@")[0].isascii() for a in [row.sender, *recipients])
     try:
-        target = _target(runtime, row)
+        target = _target(runtime, job)
         data = mailbox.blob_store(runtime).get(row.mime_blob_sha256)
         reply = smtp_pool(runtime).send(
             target,
@@ -253,7 +244,7 @@ def _transmit(runtime: Runtime, row: Outbox, owner: str) -> SendOutcome:
     except Exception as exc:
         _crashed(runtime, row, owner, exc)
         raise
-    return _sent(runtime, row, owner, reply)
+    return _sent(runtime, job, owner, reply, data)
 
 
 def _crashed(runtime: Runtime, row: Outbox, owner: str, exc: Exception) -> None:
@@ -264,7 +255,7 @@ def _crashed(runtime: Runtime, row: Outbox, owner: str, exc: Exception) -> None:
     )
     error = f"internal error while sending: {type(exc).__name__}"
     with runtime.db.session() as session:
-        if not _changed(
+        if not changed(
             session,
             mine.where(Outbox.stage == "connecting").values(
                 state="retrying",
@@ -276,31 +267,7 @@ def _crashed(runtime: Runtime, row: Outbox, owner: str, exc: Exception) -> None:
                 last_error=error,
             ),
         ):
-            _changed(session, mine.values(state="needs_reconciliation", last_error=error))
-
-
-def _smtp_answer(exc: EmailServiceError | None) -> dict[str, Any]:
-    if exc is None or "smtp_code" not in exc.details:
-        return {}
-    return {
-        "last_smtp_code": exc.details["smtp_code"],
-        "last_smtp_reply": exc.details["smtp_reply"],
-    }
-
-
-def _settle(runtime: Runtime, row: Outbox, owner: str | None, **values: Any) -> bool:
-    """Write a result, if the row is still mine (``owner``) or unclaimed (None)."""
-    statement = update(Outbox).where(Outbox.id == row.id)
-    if owner is not None:
-        statement = statement.where(
-            Outbox.lease_owner == owner, Outbox.state.in_(("sending", "needs_reconciliation"))
-        )
-    values.setdefault("updated_at", utcnow())
-    with runtime.db.session() as session:
-        done = _changed(session, statement.values(**values))
-        if done and values.get("state") in ("failed", "cancelled"):
-            outbox.release_draft(session, row)
-        return done
+            changed(session, mine.values(state="needs_reconciliation", last_error=error))
 
 
 def _end(
@@ -311,7 +278,7 @@ def _end(
     error: str,
     exc: EmailServiceError | None = None,
 ) -> SendOutcome:
-    _settle(
+    settle(
         runtime,
         row,
         owner,
@@ -321,7 +288,7 @@ def _end(
         lease_expires_at=None,
         next_attempt_at=None,
         last_error=error,
-        **_smtp_answer(exc),
+        **smtp_answer(exc),
     )
     log.info("send %s: %s", state, error, extra={"outbox_id": str(row.id)})
     return SendOutcome(state, detail=error)
@@ -337,7 +304,7 @@ def _temporary(runtime: Runtime, row: Outbox, owner: str, exc: EmailServiceError
         settings.send_retry_base_seconds * 2 ** (row.attempts - 1),
     )
     delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter spreads retries, not a secret
-    _settle(
+    settle(
         runtime,
         row,
         owner,
@@ -347,136 +314,46 @@ def _temporary(runtime: Runtime, row: Outbox, owner: str, exc: EmailServiceError
         lease_expires_at=None,
         next_attempt_at=utcnow() + timedelta(seconds=delay),
         last_error=exc.message,
-        **_smtp_answer(exc),
+        **smtp_answer(exc),
     )
     return SendOutcome("retrying", retry_in=delay, detail=exc.message)
 
 
 def _ambiguous(runtime: Runtime, row: Outbox, owner: str, exc: SmtpAmbiguousError) -> SendOutcome:
     error = f"{exc.message}; the server may have the message: not resending"
-    _settle(runtime, row, owner, state="needs_reconciliation", stage=None, last_error=error)
+    settle(runtime, row, owner, state="needs_reconciliation", stage=None, last_error=error)
     log.warning("send needs reconciliation", extra={"outbox_id": str(row.id)})
     return SendOutcome(
         "needs_reconciliation", retry_in=runtime.settings.send_retry_base_seconds, detail=error
     )
 
 
-def _sent(runtime: Runtime, row: Outbox, owner: str, reply: SmtpReply) -> SendOutcome:
+def _sent(runtime: Runtime, job: Job, owner: str, reply: SmtpReply, data: bytes) -> SendOutcome:
+    row = job.row
     now = utcnow()
-    done = _settle(
-        runtime,
-        row,
-        owner,
-        state="sent",
-        stage=None,
-        lease_owner=None,
-        lease_expires_at=None,
-        next_attempt_at=None,
-        sent_at=now,
-        sent_copy="pending",
-        last_smtp_code=reply.code,
-        last_smtp_reply=reply.text,
-        last_error=None,
-    )
-    if not done:  # cannot happen while the fence holds; keep the record straight if it does
-        log.error("sent, but the row was taken over", extra={"outbox_id": str(row.id)})
-    _after_sent(runtime, row)
     with runtime.db.session() as session:
-        row = session.get_one(Outbox, row.id)
-    _finish(runtime, row)
-    return SendOutcome("sent", detail=reply.text)
-
-
-def _after_sent(runtime: Runtime, row: Outbox) -> None:
-    """A sent draft is gone (as in every mail client); the original gets its flag here."""
-    with runtime.db.session() as session:
-        draft = session.scalar(
-            select(Draft).where(Draft.id == row.draft_id, Draft.outbox_id == row.id)
-        )
-        if draft is not None:
-            session.delete(draft)
-        sent_copy.flag_locally(session, row)
-
-
-def _finish(runtime: Runtime, row: Outbox) -> None:
-    """The Sent copy (and the flag on the server); pending again on temporary trouble."""
-    try:
-        data = mailbox.blob_store(runtime).get(row.mime_blob_sha256)
-        copy = sent_copy.store_sent_copy(runtime, row, data)
-    except RemoteTemporaryError as exc:
-        too_old = row.sent_at is not None and utcnow() - row.sent_at > SENT_COPY_GIVE_UP
-        if too_old:
-            _settle(runtime, row, None, sent_copy="failed", last_error=f"Sent copy: {exc}")
-        return
-    except EmailServiceError as exc:
-        _settle(runtime, row, None, sent_copy="failed", last_error=f"Sent copy: {exc.message}")
-        return
-    _settle(runtime, row, None, sent_copy=copy.state, sent_copy_uid=copy.uid)
-
-
-def _reconcile(runtime: Runtime, row: Outbox) -> SendOutcome:
-    """Look for a message whose fate is unknown; a person decides after a few misses."""
-    if row.reconcile_checks >= RECONCILE_MAX_CHECKS:
-        return SendOutcome(row.state, detail="waiting for a person: cancel, or send again")
-    found = sent_copy.find_delivered(runtime, row)
-    if found is None:
-        checks = row.reconcile_checks + 1
-        error = (
-            f"not found by Message-ID {row.message_id} ({checks} checks); it may still "
-            "arrive. Cancel and send the draft again only if the recipients lack it"
-        )
-        _settle(runtime, row, None, reconcile_checks=checks, last_error=error)
-        again = checks < RECONCILE_MAX_CHECKS
-        retry = runtime.settings.send_retry_base_seconds * 2**checks if again else None
-        return SendOutcome(row.state, retry_in=retry, detail=error)
-    copy = "server_copy" if found == "sent_folder" else "pending"
-    note = f"delivered: found in the {found.replace('_', ' ')} after an unanswered end of data"
-    with runtime.db.session() as session:
-        done = _changed(
+        done = changed(
             session,
             update(Outbox)
-            .where(Outbox.id == row.id, Outbox.state == "needs_reconciliation")
-            .values(state="sent", sent_at=utcnow(), sent_copy=copy, last_error=note),
+            .where(Outbox.id == row.id, Outbox.lease_owner == owner)
+            .where(Outbox.state.in_(("sending", "needs_reconciliation")))
+            .values(
+                state="sent",
+                stage=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                next_attempt_at=None,
+                sent_at=now,
+                sent_copy="pending",
+                last_smtp_code=reply.code,
+                last_smtp_reply=reply.text,
+                last_error=None,
+                updated_at=now,
+            ),
         )
-    if done:
-        _after_sent(runtime, row)
-        with runtime.db.session() as session:
-            row = session.get_one(Outbox, row.id)
-        if row.sent_copy == "pending":
-            _finish(runtime, row)
-    return SendOutcome("sent", detail=note)
-
-
-def due_work(runtime: Runtime, limit: int = 1000) -> list[tuple[str, uuid.UUID]]:
-    """(tenant, draft) of every row beat should move on: due, stale, to reconcile, to copy."""
-    now = utcnow()
-    grace = timedelta(seconds=runtime.settings.send_retry_base_seconds)
-    due = (Outbox.state.in_(("queued", "retrying"))) & (Outbox.next_attempt_at <= now)
-    stale = (Outbox.state == "sending") & (Outbox.lease_expires_at < now)
-    reconcile = (
-        (Outbox.state == "needs_reconciliation")
-        & (Outbox.reconcile_checks < RECONCILE_MAX_CHECKS)
-        & (Outbox.updated_at < now - grace)
-    )
-    copy = (
-        (Outbox.state == "sent")
-        & (Outbox.sent_copy == "pending")
-        & (Outbox.sent_at < now - SENT_COPY_GRACE)
-    )
-    with runtime.db.session() as session:
-        rows = session.execute(
-            select(Outbox.tenant_id, Outbox.draft_id)
-            .where(or_(due, stale, reconcile, copy))
-            .limit(limit)
-        ).all()
-    return [(tenant_id, draft_id) for tenant_id, draft_id in rows]
-
-
-def send_due(runtime: Runtime) -> int:
-    """Beat's periodic job: queue ``send_email`` for every row that has something to do."""
-    if not runtime.settings.enable_smtp_send:
-        return 0
-    work = due_work(runtime)
-    for tenant_id, draft_id in work:
-        outbox.enqueue(runtime, tenant_id, draft_id)
-    return len(work)
+        after_sent(session, row)
+    if not done:  # cannot happen while the fence holds; keep the record straight if it does
+        log.error("sent, but the row was taken over", extra={"outbox_id": str(row.id)})
+    row.sent_at = now
+    finish(runtime, job, data)
+    return SendOutcome("sent", detail=reply.text)

@@ -8,16 +8,19 @@ leaves one copy: ``UID SEARCH HEADER Message-ID`` (RFC 9051 §6.4.4) finds the f
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from email_service.config import Security
-from email_service.errors import EmailServiceError, NotFoundError
+from email_service.errors import EmailServiceError, NotFoundError, RemoteTemporaryError
 from email_service.mail.imap import ImapSession, search_string
 from email_service.services import mailbox
 from email_service.services.hosts import Endpoint
+from email_service.services.imap_pool import Pooled, imap_pool
 from email_service.services.runtime import Runtime
 from email_service.store.models import Account, Folder, Message, Outbox
 
@@ -65,36 +68,69 @@ def search_message_id(imap: ImapSession, raw_name: str, message_id: str) -> list
     return imap.search_uids(f"HEADER Message-ID {search_string(message_id)}")
 
 
-def store_sent_copy(runtime: Runtime, row: Outbox, data: bytes) -> SentCopy:
-    """Append the sent message to Sent unless it is there already; flag the original."""
-    with runtime.db.session() as session:
-        login = imap_login(session, runtime, _account(session, row))
-        origin = _origin(session, row)
-    with mailbox.open_imap(runtime, login) as imap:
-        copy = _append_once(imap, row, data)
-        flagged = origin is not None and _flag(imap, origin, row.origin_flag or "")
-    return SentCopy(copy[0], copy[1], flagged)
-
-
-def _append_once(imap: ImapSession, row: Outbox, data: bytes) -> tuple[str, int | None]:
-    sent = _folder_by_role(imap, "sent")
-    if sent is None:
-        return "no_folder", None
-    found = search_message_id(imap, sent, row.message_id)
-    if found:
-        return "server_copy", found[-1]
-    result = imap.append(sent, data, ["\\Seen"], row.sent_at)
-    return "appended", result[1] if result else None
-
-
 @dataclass(frozen=True)
-class _Origin:
+class Origin:
+    """Where the replied-to or forwarded message is on the server."""
+
     raw_name: str
     uidvalidity: int
     uid: int
 
 
-def _origin(session: Session, row: Outbox) -> _Origin | None:
+def context(session: Session, runtime: Runtime, row: Outbox) -> tuple[mailbox.Login, Origin | None]:
+    """The sender's IMAP login and the original to flag, read in the caller's transaction."""
+    return imap_login(session, runtime, _account(session, row)), _origin(session, row)
+
+
+T = TypeVar("T")
+
+
+def with_session(runtime: Runtime, login: mailbox.Login, step: Callable[[Pooled], T]) -> T:
+    """Run ``step`` on a pooled session; once more on a fresh one if a reused one was dead."""
+    pool = imap_pool(runtime)
+    used: list[Pooled] = []
+    try:
+        with pool.session(runtime, login) as pooled:
+            used.append(pooled)
+            return step(pooled)
+    except RemoteTemporaryError:
+        if not (used and used[0].reused):
+            raise
+    with pool.session(runtime, login) as pooled:
+        return step(pooled)
+
+
+def store_sent_copy(
+    runtime: Runtime, row: Outbox, data: bytes, login: mailbox.Login, origin: Origin | None
+) -> SentCopy:
+    """Append the sent message to Sent unless it is there already; flag the original."""
+
+    def step(pooled: Pooled) -> SentCopy:
+        state, uid = _append_once(pooled, row, data)
+        flagged = origin is not None and _flag(pooled.imap, origin, row.origin_flag or "")
+        return SentCopy(state, uid, flagged)
+
+    return with_session(runtime, login, step)
+
+
+def _sent_folder(pooled: Pooled) -> str | None:
+    if pooled.sent_folder is None:
+        pooled.sent_folder = _folder_by_role(pooled.imap, "sent") or ""
+    return pooled.sent_folder or None
+
+
+def _append_once(pooled: Pooled, row: Outbox, data: bytes) -> tuple[str, int | None]:
+    sent = _sent_folder(pooled)
+    if sent is None:
+        return "no_folder", None
+    found = search_message_id(pooled.imap, sent, row.message_id)
+    if found:
+        return "server_copy", found[-1]
+    result = pooled.imap.append(sent, data, ["\\Seen"], row.sent_at)
+    return "appended", result[1] if result else None
+
+
+def _origin(session: Session, row: Outbox) -> Origin | None:
     if row.origin_message_id is None or not row.origin_flag:
         return None
     found = session.execute(
@@ -102,10 +138,10 @@ def _origin(session: Session, row: Outbox) -> _Origin | None:
         .join(Folder, Folder.id == Message.folder_id)
         .where(Message.tenant_id == row.tenant_id, Message.id == row.origin_message_id)
     ).first()
-    return _Origin(*found) if found else None
+    return Origin(*found) if found else None
 
 
-def _flag(imap: ImapSession, origin: _Origin, flag: str) -> bool:
+def _flag(imap: ImapSession, origin: Origin, flag: str) -> bool:
     """Set the flag on the original; a renumbered folder (UIDVALIDITY) is left alone."""
     try:
         selected = imap.select_folder(origin.raw_name, readonly=False)
@@ -187,10 +223,12 @@ def _recipient_accounts(session: Session, row: Outbox) -> list[Account]:
 def _found_over_imap(
     runtime: Runtime, login: mailbox.Login, folder: str | None, message_id: str
 ) -> bool:
+    def step(pooled: Pooled) -> bool:
+        raw_name = folder or _sent_folder(pooled)
+        return raw_name is not None and bool(search_message_id(pooled.imap, raw_name, message_id))
+
     try:
-        with mailbox.open_imap(runtime, login) as imap:
-            raw_name = folder or _folder_by_role(imap, "sent")
-            return raw_name is not None and bool(search_message_id(imap, raw_name, message_id))
+        return with_session(runtime, login, step)
     except (EmailServiceError, OSError) as exc:
         log.info("reconciliation could not search %s: %s", login.endpoint.host, exc)
         return False

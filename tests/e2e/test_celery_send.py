@@ -24,7 +24,7 @@ from sqlalchemy import select
 from email_service.app import create_app
 from email_service.config import Settings
 from email_service.security.crypto import generate_key
-from email_service.services import delivery
+from email_service.services import reconcile
 from email_service.store import migrate
 from email_service.store.models import Outbox, utcnow
 from tests.conftest import JWT_SECRET, PG_ADMIN_URL, TENANT_A, TENANT_B, bearer
@@ -151,12 +151,12 @@ def test_worker_killed_after_the_final_dot_never_resends(make_stack: Any) -> Non
         assert (row.state, row.stage) == ("sending", "data_end")
         stack.start_worker()
         wait_for(lambda: stack.row(queued["id"]).lease_expires_at < utcnow(), "the lease to end")
-        assert delivery.send_due(stack.runtime) == 1  # beat notices the dead worker
+        assert reconcile.send_due(stack.runtime) == 1  # beat notices the dead worker
         final = wait_for(
             lambda: (r := stack.row(queued["id"])).reconcile_checks >= 3 and r,
             "reconciliation to give up",
         )
-        delivery.send_due(stack.runtime)  # once more: still nothing to resend
+        reconcile.send_due(stack.runtime)  # once more: still nothing to resend
     assert final.state == "needs_reconciliation"
     assert final.attempts == 1
     assert seam.data_ends == 1 and len(seam.delivered) == 1  # at most once
@@ -173,7 +173,7 @@ def test_worker_killed_before_data_is_retried_and_delivered_once(make_stack: Any
         assert stack.row(queued["id"]).stage == "connecting"
         stack.start_worker()
         wait_for(lambda: stack.row(queued["id"]).lease_expires_at < utcnow(), "the lease to end")
-        assert delivery.send_due(stack.runtime) == 1
+        assert reconcile.send_due(stack.runtime) == 1
         sent = wait_for(
             lambda: (r := stack.row(queued["id"])).state == "sent" and r,
             "the retried send",

@@ -16,7 +16,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
-from email_service.services import delivery
+from email_service.services import delivery, reconcile
 from email_service.services.runtime import Runtime
 from email_service.store.models import Outbox, utcnow
 from tests.conftest import TENANT_A, TENANT_B
@@ -113,7 +113,7 @@ def test_connection_dropped_after_data_is_never_resent(
         lambda: "3 checks" in (_row(api, headers, queued["id"])["last_error"] or ""),
         "reconciliation to give up",
     )
-    delivery.send_due(runtime)  # beat, once more: nothing is resent
+    reconcile.send_due(runtime)  # beat, once more: nothing is resent
     delivery.send_email(runtime, TENANT_A, uuid.UUID(draft["id"]))
     assert _row(api, headers, queued["id"])["state"] == "needs_reconciliation"
     assert seam.data_ends == 1 and len(seam.delivered) == 1
@@ -147,9 +147,9 @@ def test_beat_sends_a_scheduled_message_when_it_is_due(
     api, runtime, seam = make_setup()
     headers = as_tenant(TENANT_A)
     _draft_id, outbox_id = _scheduled(api, headers)
-    assert delivery.send_due(runtime) == 0
+    assert reconcile.send_due(runtime) == 0
     _set(runtime, outbox_id, next_attempt_at=utcnow() - timedelta(seconds=1))  # time passes
-    assert delivery.send_due(runtime) == 1
+    assert reconcile.send_due(runtime) == 1
     wait_state(api, headers, outbox_id, "sent")
     assert len(seam.delivered) == 1
 
@@ -163,7 +163,7 @@ def test_a_worker_lost_before_the_end_of_data_is_retried_once(
     past = utcnow() - timedelta(seconds=5)
     _set(runtime, outbox_id, state="sending", stage="connecting", lease_owner="dead",
          lease_expires_at=past, attempts=1, next_attempt_at=past)  # fmt: skip
-    assert delivery.send_due(runtime) == 1
+    assert reconcile.send_due(runtime) == 1
     sent = wait_state(api, headers, outbox_id, "sent")
     assert sent["attempts"] == 2 and len(seam.delivered) == 1
 
@@ -194,7 +194,7 @@ def test_a_live_sending_row_is_left_alone(
     _set(runtime, outbox_id, state="sending", stage="connecting", lease_owner="alive",
          lease_expires_at=utcnow() + timedelta(minutes=5))  # fmt: skip
     assert delivery.send_email(runtime, TENANT_A, uuid.UUID(draft_id)).state == "sending"
-    assert delivery.send_due(runtime) == 0
+    assert reconcile.send_due(runtime) == 0
     assert api.post(f"/api/outbox/{outbox_id}/cancel", headers=headers).status_code == 409
     assert seam.data_ends == 0
 
@@ -215,6 +215,6 @@ def test_a_slow_worker_whose_row_was_taken_back_stops_before_the_final_dot(
     assert delivery.send_email(runtime, TENANT_A, uuid.UUID(draft_id)).state == "sent"
     # the slow one reaches its fence: it must not finish its DATA
     with pytest.raises(delivery.LeaseLostError):
-        delivery._fence(runtime, slow.id, "slow-worker")
+        delivery._fence(runtime, slow.row.id, "slow-worker")
     assert len(seam.delivered) == 1
     assert _row(api, headers, outbox_id)["attempts"] == 2

@@ -1,0 +1,112 @@
+"""Steps of a send shared by the delivery and reconciliation paths: the claimed job, a
+conditional write of the result, and what follows a delivery (draft gone, original flagged,
+Sent copy)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, update
+from sqlalchemy.orm import Session
+
+from email_service.errors import EmailServiceError, RemoteTemporaryError
+from email_service.services import mailbox, outbox, sent_copy
+from email_service.services.runtime import Runtime
+from email_service.store.models import Account, Draft, Outbox, utcnow
+
+# A Sent copy that keeps failing for this long is reported failed.
+SENT_COPY_GIVE_UP = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What one run did; ``retry_in`` asks the queue to run it again after that many seconds."""
+
+    state: str
+    retry_in: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed row and what sending it needs, read in the claim's transaction."""
+
+    row: Outbox
+    account: Account
+    login: mailbox.Login
+    origin: sent_copy.Origin | None
+
+
+def changed(session: Session, statement: Any) -> bool:
+    """Run a conditional UPDATE/DELETE; True if it hit the one row (the condition held)."""
+    result = session.execute(statement.execution_options(synchronize_session=False))
+    return cast(CursorResult[Any], result).rowcount == 1
+
+
+def job_for(session: Session, runtime: Runtime, row: Outbox) -> Job:
+    """The row with its account, IMAP login and the original to flag."""
+    login, origin = sent_copy.context(session, runtime, row)
+    return Job(row, session.get_one(Account, row.account_id), login, origin)
+
+
+def smtp_answer(exc: EmailServiceError | None) -> dict[str, Any]:
+    """The server's code and text from an SMTP error, as outbox columns."""
+    if exc is None or "smtp_code" not in exc.details:
+        return {}
+    return {
+        "last_smtp_code": exc.details["smtp_code"],
+        "last_smtp_reply": exc.details["smtp_reply"],
+    }
+
+
+def settle(runtime: Runtime, row: Outbox, owner: str | None, **values: Any) -> bool:
+    """Write a result, if the row is still mine (``owner``) or unclaimed (None)."""
+    statement = update(Outbox).where(Outbox.id == row.id)
+    if owner is not None:
+        statement = statement.where(
+            Outbox.lease_owner == owner, Outbox.state.in_(("sending", "needs_reconciliation"))
+        )
+    values.setdefault("updated_at", utcnow())
+    with runtime.db.session() as session:
+        done = changed(session, statement.values(**values))
+        if done and values.get("state") in ("failed", "cancelled"):
+            outbox.release_draft(session, row)
+        return done
+
+
+def after_sent(session: Session, row: Outbox) -> None:
+    """A sent draft is gone (as in every mail client); the original gets its flag here."""
+    session.execute(
+        delete(Draft)
+        .where(Draft.id == row.draft_id, Draft.outbox_id == row.id)
+        .execution_options(synchronize_session=False)
+    )
+    sent_copy.flag_locally(session, row)
+
+
+def finish(runtime: Runtime, job: Job, data: bytes | None = None) -> None:
+    """The Sent copy (and the flag on the server); pending again on temporary trouble."""
+    row = job.row
+    try:
+        data = data or mailbox.blob_store(runtime).get(row.mime_blob_sha256)
+        copy = sent_copy.store_sent_copy(runtime, row, data, job.login, job.origin)
+    except RemoteTemporaryError as exc:
+        too_old = row.sent_at is not None and utcnow() - row.sent_at > SENT_COPY_GIVE_UP
+        if too_old:
+            settle(runtime, row, None, sent_copy="failed", last_error=f"Sent copy: {exc}")
+        return
+    except EmailServiceError as exc:
+        settle(runtime, row, None, sent_copy="failed", last_error=f"Sent copy: {exc.message}")
+        return
+    settle(runtime, row, None, sent_copy=copy.state, sent_copy_uid=copy.uid)
+
+
+def finish_row(runtime: Runtime, row_id: uuid.UUID) -> None:
+    """``finish`` for a row read afresh (after reconciliation, or from beat)."""
+    with runtime.db.session() as session:
+        job = job_for(session, runtime, session.get_one(Outbox, row_id))
+    if job.row.sent_copy == "pending":
+        finish(runtime, job)
