@@ -11,7 +11,7 @@ from typing import Any
 
 from email_service.config import load_settings, with_generated_secrets
 from email_service.errors import ConflictError, NotFoundError
-from email_service.services import delivery, mailbox, parsing, sync_jobs
+from email_service.services import delivery, mailbox, parsing, reconcile, sync_jobs
 from email_service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -106,4 +106,4 @@ def _requeue(runtime: Runtime, job_id: str, kwargs: dict[str, str]) -> None:
 
 def send_due(runtime: Runtime) -> dict[str, Any]:
     """Queue every send that is due, stale, to reconcile or missing its Sent copy."""
-    return {"queued": delivery.send_due(runtime)}
+    return {"queued": reconcile.send_due(runtime)}
