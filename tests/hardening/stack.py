@@ -306,7 +306,16 @@ class Service:
         wait_until(self._ready_or_dead, "the API to be ready")
 
     def start_worker(self, concurrency: int = 2) -> None:
+        """Start a Celery worker; return once its pool processes exist."""
         self.worker = self._spawn("worker", "worker", "--concurrency", str(concurrency))
+        worker = self.worker
+
+        def pool_up() -> bool:
+            if worker.poll() is not None:
+                raise AssertionError(f"worker exited:\n{self.output('worker')}")
+            return len(group_pids(worker.pid)) > concurrency
+
+        wait_until(pool_up, "the worker's pool")
 
     def _ready_or_dead(self) -> bool:
         assert self.api is not None
