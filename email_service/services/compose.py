@@ -111,7 +111,9 @@ def create_draft(session: Session, tenant_id: str, data: DraftFields) -> DraftRe
         _from_original(row, original, data)
     session.add(row)
     session.flush()
-    _attach(session, tenant_id, row, data.attachments or [])
+    if not data.attachments:  # the common case: nothing more to read
+        return drafts_view.draft_record(row, [])
+    _attach(session, tenant_id, row, data.attachments)
     return get_draft(session, tenant_id, row.id)
 
 

@@ -78,6 +78,11 @@ def smtp_pool(runtime: Runtime) -> SmtpPool:
 
 def send_email(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID) -> SendOutcome:
     """Advance the draft's current send one step (the task the spec names)."""
+    if runtime.settings.enable_smtp_send:  # the common case first: a due send, claimed
+        owner = uuid.uuid4().hex
+        job = _claim(runtime, tenant_id, draft_id, owner)
+        if job is not None:
+            return _transmit(runtime, job, owner)
     with runtime.db.session() as session:
         row = _current(session, tenant_id, draft_id)
     if row is None:
@@ -152,21 +157,24 @@ def _attempt(runtime: Runtime, row: Outbox) -> SendOutcome:
     if early > 0:  # a retry timer that fired a hair early (clocks of two hosts)
         return SendOutcome(row.state, retry_in=early)
     owner = uuid.uuid4().hex
-    job = _claim(runtime, row, owner)
+    job = _claim(runtime, row.tenant_id, row.draft_id, owner)
     if job is None:
         return SendOutcome(row.state, detail="claimed by another worker")
     return _transmit(runtime, job, owner)
 
 
-def _claim(runtime: Runtime, row: Outbox, owner: str) -> Job | None:
+def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) -> Job | None:
+    """Take the draft's due send for this worker, in one UPDATE (at most one row matches)."""
     now = utcnow()
     lease = timedelta(seconds=runtime.settings.send_lease_seconds)
     with runtime.db.session() as session:
         claimed = changed(
             session,
             update(Outbox)
-            .where(Outbox.id == row.id, Outbox.state.in_(("queued", "retrying")))
+            .where(Outbox.tenant_id == tenant_id, Outbox.draft_id == draft_id)
+            .where(Outbox.state.in_(("queued", "retrying")))
             .where(or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= now))
+            .where(Outbox.attempts < runtime.settings.send_max_attempts)
             .values(
                 state="sending",
                 stage="connecting",
@@ -178,7 +186,14 @@ def _claim(runtime: Runtime, row: Outbox, owner: str) -> Job | None:
         )
         if not claimed:
             return None
-        return job_for(session, runtime, session.get_one(Outbox, row.id, populate_existing=True))
+        row = session.scalars(
+            select(Outbox).where(
+                Outbox.tenant_id == tenant_id,
+                Outbox.draft_id == draft_id,
+                Outbox.lease_owner == owner,
+            )
+        ).one()
+        return job_for(session, runtime, row)
 
 
 def _target(runtime: Runtime, job: Job) -> SmtpTarget:

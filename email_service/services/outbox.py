@@ -113,12 +113,11 @@ def queue_send(
 ) -> Queued:
     """Freeze the draft into an outbox row and queue it; the same key gives the same row."""
     require_send_enabled(runtime)
-    with runtime.db.session() as session:
-        earlier = _earlier(session, tenant_id, draft_id, idempotency_key)
-        if earlier is not None:
-            return Queued(outbox_record(earlier), created=False)
     try:
         with runtime.db.session() as session:
+            earlier = _earlier(session, tenant_id, draft_id, idempotency_key)
+            if earlier is not None:
+                return Queued(outbox_record(earlier), created=False)
             blobs = mailbox.blob_store(runtime)
             row = _freeze(session, blobs, tenant_id, draft_id, idempotency_key)
             record = outbox_record(row)
@@ -162,8 +161,8 @@ def _earlier(
 def _freeze(
     session: Session, blobs: BlobStore, tenant_id: str, draft_id: uuid.UUID, key: str | None
 ) -> Outbox:
-    draft = session.scalar(select(Draft).where(Draft.tenant_id == tenant_id, Draft.id == draft_id))
-    if draft is None:
+    draft = session.get(Draft, draft_id)  # read by _earlier: from the identity map
+    if draft is None or draft.tenant_id != tenant_id:
         raise NotFoundError("draft not found", draft_id=str(draft_id))
     account = session.get_one(Account, draft.account_id)
     out = outgoing(session, blobs, draft, account)
