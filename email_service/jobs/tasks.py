@@ -47,7 +47,8 @@ def sync_due_accounts() -> dict[str, Any]:
     return work.sync_due(_runtime())
 
 
-@shared_task(name="send_email", bind=True, acks_late=True)
+# The outbox row is the result: nothing is written to the result backend per message.
+@shared_task(name="send_email", bind=True, acks_late=True, ignore_result=True)
 def send_email(self: Task[Any, Any], draft_id: str, tenant_id: str) -> dict[str, Any]:
     """Send email via Postfix: at most once; temporary trouble comes back after a back-off."""
     result = work.send_email(_runtime(), draft_id, tenant_id)
