@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Sending throughput: our API + Celery worker into a local Postfix, next to Postfix's own
+``smtp-source`` load generator against the same Postfix, in the same run.
+
+    sudo .venv/bin/python bench/send/bench_send.py -n 1000 -c 8
+
+Starts, in temporary directories, the test Dovecot and Postfix (``tests/servers``, the
+project's ``deploy/`` configs; Postfix delivers to Dovecot over LMTP), a PostgreSQL
+database on 127.0.0.1:5432, ``email-service serve`` (Gunicorn) and ``email-service
+worker`` (Celery, Redis db 11 as broker). Root is needed for Postfix's master.
+
+1. ``smtp-source -d -s C -m N -l SIZE`` into Postfix's SMTP port: messages/s until the
+   last 250 (connections reused, C sessions).
+2. Ours: C client threads each POST /api/compose then POST /api/compose/send/{id} (a
+   body of SIZE bytes); the worker (concurrency C, SMTP connections reused) submits to
+   the same port. Messages/s from the first request until every outbox row is ``sent``
+   (Postfix said 250), and until every Sent copy is in Dovecot too.
+3. Optionally (``--submission``) ours again over the submission port: STARTTLS + AUTH.
+
+The Postfix queue drains (delivery to Dovecot) before each run. Rate limits are off:
+this measures sending, not the limiter. The ratio printed is ours / smtp-source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from email_service.security import tokens  # noqa: E402
+from email_service.security.crypto import generate_key  # noqa: E402
+from tests.e2e.conftest import free_port, wait_http  # noqa: E402
+from tests.servers.dovecot import DovecotServer  # noqa: E402
+from tests.servers.postfix import PostfixServer  # noqa: E402
+
+BIN = Path(sys.executable).parent
+PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+BROKER = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+JWT_SECRET = "bench-jwt-" + "s" * 40
+TENANT = "bench"
+# A finished run leaves Postfix delivering; wait this long at most for its queue to drain.
+DRAIN_TIMEOUT_S = 600
+
+
+@contextmanager
+def mail_servers() -> Iterator[tuple[DovecotServer, PostfixServer]]:
+    """The test Dovecot and Postfix, in directories removed afterwards."""
+    roots = [Path(tempfile.mkdtemp(prefix=f"bench-send-{n}-")) for n in ("dovecot", "postfix")]
+    dovecot = DovecotServer(roots[0])
+    dovecot.start()
+    postfix = PostfixServer(roots[1], dovecot)
+    try:
+        postfix.start()
+        yield dovecot, postfix
+    finally:
+        postfix.stop()
+        dovecot.stop()
+        for root in roots:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    name = f"bench_send_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def drain(postfix: PostfixServer) -> None:
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while not postfix.queue_is_empty():
+        if time.monotonic() > deadline:
+            raise SystemExit("Postfix did not drain its queue")
+        time.sleep(0.2)
+
+
+def smtp_source(postfix: PostfixServer, args: argparse.Namespace, rcpt: str) -> float:
+    """messages/s of smtp-source into Postfix's SMTP port."""
+    binary = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+    command = [
+        binary, "-d", "-s", str(args.concurrency), "-m", str(args.messages),
+        "-l", str(args.size), "-f", "loadgen@example2.test", "-t", rcpt,
+        "-M", "bench.example.test", f"{postfix.host}:{postfix.smtp_port}",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, timeout=DRAIN_TIMEOUT_S)
+    return args.messages / (time.perf_counter() - started)
+
+
+class Service:
+    """``email-service serve`` and ``worker`` processes on one database and broker."""
+
+    def __init__(
+        self, workdir: Path, pg_url: str, args: argparse.Namespace, dovecot: DovecotServer
+    ) -> None:
+        redis.Redis.from_url(BROKER).flushdb()
+        self.pg_url = pg_url
+        self.imap_port = dovecot.imap_port
+        self.port = free_port()
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_"))},
+            "FLASK_ENV": "development",
+            "FLASK_HOST": "127.0.0.1",
+            "FLASK_PORT": str(self.port),
+            "DATA_DIR": str(workdir / "data"),
+            "LOG_DIR": str(workdir / "logs"),
+            "DATABASE_URL": pg_url,
+            "REDIS_URL": BROKER,
+            "JWT_SECRET": JWT_SECRET,
+            "ENCRYPTION_KEY": generate_key(),
+            "ALLOWED_MAIL_HOSTS": "127.0.0.1/8",
+            "RATE_LIMIT_ENABLED": "false",
+            "GUNICORN_WORKERS": str(args.api_workers),
+            "GUNICORN_THREADS": str(args.concurrency),
+            "LOG_LEVEL": "WARNING",
+            "SMTP_POOL_SIZE": str(args.concurrency),
+            "MAIL_CA_FILE": str(dovecot.ca_file),  # the test CA, for --submission
+            **dict(item.split("=", 1) for item in args.env),
+        }
+        subprocess.run([str(BIN / "email-service"), "migrate"], env=self.env, check=True)
+        log = (workdir / "service.log").open("ab")
+        self.procs = [
+            subprocess.Popen(
+                [str(BIN / "email-service"), *command],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            for command in (["serve"], ["worker", "--concurrency", str(args.concurrency)])
+        ]
+        wait_http(f"http://127.0.0.1:{self.port}/health", self.procs[0])
+        self.headers = {
+            "Authorization": f"Bearer {tokens.mint(JWT_SECRET, [TENANT])}",
+            "X-Tenant-ID": TENANT,
+            "Content-Type": "application/json",
+        }
+        self.local = threading.local()
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        conn.request(method, path, json.dumps(body) if body is not None else None, self.headers)
+        response = conn.getresponse()
+        data = response.read()
+        if response.status >= 300:
+            raise RuntimeError(f"{method} {path}: {response.status} {data[:300]!r}")
+        return json.loads(data) if data else None
+
+    def counts(self) -> tuple[int, int]:
+        """(rows sent, rows whose Sent copy is settled)."""
+        with psycopg.connect(self.pg_url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FILTER (WHERE state = 'sent'),"
+                " count(*) FILTER (WHERE state = 'sent' AND sent_copy <> 'pending')"
+                " FROM outbox"
+            ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the API and worker processes (all of their children)."""
+        groups = {proc.pid for proc in self.procs}
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) in groups:  # field 5 of stat: the process group
+                total += int(fields[11]) + int(fields[12])  # utime + stime, in ticks
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 15)
+        for proc in self.procs:
+            proc.wait(timeout=30)
+
+
+def ours(service: Service, args: argparse.Namespace, rcpt: str, count: int) -> tuple[float, float]:
+    """(messages/s until all sent, until all Sent copies are stored)."""
+    before_sent, before_done = service.counts()
+    body = {"to": [rcpt], "subject": "bench", "body": "x" * (args.size - 1) + "\n"}
+
+    def one(_i: int) -> None:
+        draft = service.request("POST", "/api/compose", body)
+        service.request("POST", f"/api/compose/send/{draft['id']}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        list(pool.map(one, range(count)))
+    requests_s = time.perf_counter() - started
+    print(f"  ({count} compose+send requests answered in {requests_s:.2f} s)", file=sys.stderr)
+    sent_at = done_at = None
+    while done_at is None:
+        sent, done = service.counts()
+        now = time.perf_counter()
+        if sent_at is None and sent - before_sent >= count:
+            sent_at = now
+        if done - before_done >= count:
+            done_at = now
+        time.sleep(0.01)
+    assert sent_at is not None
+    return count / (sent_at - started), count / (done_at - started)
+
+
+def register(service: Service, user: Any, port: int, security: str) -> None:
+    service.request(
+        "POST",
+        "/api/accounts",
+        {
+            "email": user.email,
+            "password": user.password,
+            "smtp_host": "127.0.0.1",
+            "smtp_port": port,
+            "smtp_security": security,
+            "imap_host": "127.0.0.1",
+            "imap_port": service.imap_port,
+            "imap_security": "none",
+        },
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--messages", type=int, default=1000)
+    parser.add_argument("-c", "--concurrency", type=int, default=8)
+    parser.add_argument("-l", "--size", type=int, default=1024, help="body bytes")
+    parser.add_argument("--api-workers", type=int, default=2)
+    parser.add_argument("--submission", action="store_true", help="also via STARTTLS+AUTH")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the service")
+    args = parser.parse_args()
+    with mail_servers() as (dovecot, postfix), database() as pg_url:
+        sender = dovecot.add_user("sender@example.test", "bench-sender")
+        rcpt = dovecot.add_user("rcpt@example.test", "bench-rcpt").email
+        workdir = Path(tempfile.mkdtemp(prefix="bench-send-service-"))
+        service = Service(workdir, pg_url, args, dovecot)
+        try:
+            register(service, sender, postfix.smtp_port, "none")
+            ours(service, args, rcpt, max(20, args.concurrency * 2))  # warm-up
+            drain(postfix)
+            baseline = smtp_source(postfix, args, rcpt)
+            drain(postfix)
+            cpu_before = service.cpu_seconds()
+            sent_rate, done_rate = ours(service, args, rcpt, args.messages)
+            cpu_ms = (service.cpu_seconds() - cpu_before) * 1000 / args.messages
+            drain(postfix)
+            print(f"messages: {args.messages}, body {args.size} B, concurrency {args.concurrency}")
+            print(f"smtp-source -d (SMTP port)      {baseline:9.1f} msg/s")
+            print(f"ours: API + worker (SMTP port)  {sent_rate:9.1f} msg/s accepted by Postfix")
+            print(f"ours, incl. Sent copy (IMAP)    {done_rate:9.1f} msg/s")
+            print(f"ours: CPU of API + worker       {cpu_ms:9.1f} ms/msg ({os.cpu_count()} CPUs)")
+            print(f"ratio ours/smtp-source          {sent_rate / baseline:9.2f} (target >= 0.5)")
+            if args.submission:
+                service.request("DELETE", "/api/accounts/" + _account_id(service))
+                register(service, sender, postfix.submission_port, "starttls")
+                sub_rate, _ = ours(service, args, rcpt, args.messages)
+                drain(postfix)
+                print(f"ours via submission (TLS+AUTH)  {sub_rate:9.1f} msg/s")
+        finally:
+            service.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _account_id(service: Service) -> str:
+    return str(service.request("GET", "/api/accounts")["items"][0]["id"])
+
+
+if __name__ == "__main__":
+    main()
