@@ -24,6 +24,7 @@ from email_service.store.models import Folder, Message
 from tests.conftest import TENANT_A, TENANT_B
 from tests.support.compose_api import add_account, running_app, send, wait_for, wait_state
 from tests.support.mailgen import imap_login, quote
+from tests.support.smtp_seam import smtp_seam
 
 pytestmark = [pytest.mark.postfix, pytest.mark.dovecot]
 Headers = Callable[[str], dict[str, str]]
@@ -224,3 +225,61 @@ def test_wrong_password_fails_without_retrying(
         failed = wait_state(api, as_tenant(TENANT_A), queued["id"], "failed", "sent")
     assert failed["state"] == "failed" and failed["attempts"] == 1
     assert failed["last_smtp_code"] == 535
+
+
+def test_unanswered_end_of_data_is_reconciled_only_within_the_tenant(
+    make_settings: Any, postfix: Any, dovecot: Any, as_tenant: Headers
+) -> None:
+    """The server takes the message and the connection dies before its 250 (a seam that
+    relays to the real Postfix, then cuts): never resent; found by Message-ID in the
+    recipient's INBOX once the recipient is an account of the same tenant."""
+    alice = dovecot.add_user(f"alice-{secrets.token_hex(4)}@example.test", "pw-a")
+    bob = dovecot.add_user(f"bob-{secrets.token_hex(4)}@example.test", "pw-b")
+    relay = (postfix.host, postfix.smtp_port)
+    with (
+        smtp_seam(default="drop", relay_to=relay) as seam,
+        running_app(make_settings(send_retry_base_seconds=0.05)) as (api, _runtime),
+    ):
+
+        def register(tenant: str, user: Any, **servers: Any) -> None:
+            add_account(
+                api,
+                as_tenant(tenant),
+                user.email,
+                password=user.password,
+                imap_port=dovecot.imap_port,
+                **servers,
+            )
+
+        register(TENANT_A, alice, smtp_port=seam.port)
+        register(TENANT_B, bob)  # Bob is known, but to another tenant only
+
+        def unanswered() -> dict[str, Any]:
+            draft = api.post("/api/compose", headers=as_tenant(TENANT_A), json={"to": [bob.email]})
+            queued = send(api, as_tenant(TENANT_A), draft.get_json()["id"])
+            delivered(dovecot, bob, queued["message_id"])  # the server did take it
+            return dict(queued)
+
+        first = unanswered()
+        stuck = wait_for(
+            lambda: (
+                "3 checks" in (_outbox(api, as_tenant, first)["last_error"] or "")
+                and _outbox(api, as_tenant, first)
+            ),
+            "reconciliation to give up",
+        )
+        assert stuck["state"] == "needs_reconciliation"  # tenant B's mailbox was not looked in
+        register(TENANT_A, bob)
+        second = unanswered()
+        found = wait_state(api, as_tenant(TENANT_A), second["id"], "sent")
+        assert "found in the recipient" in found["last_error"]
+        wait_for(lambda: _outbox(api, as_tenant, second)["sent_copy"] == "appended", "Sent copy")
+    assert seam.data_ends == 2  # one transmission each: nothing was resent
+    for row in (first, second):
+        assert len(find(dovecot, bob, "INBOX", row["message_id"])) == 1
+    assert len(find(dovecot, alice, "Sent", second["message_id"])) == 1
+    assert find(dovecot, alice, "Sent", first["message_id"]) == []
+
+
+def _outbox(api: FlaskClient, as_tenant: Headers, row: dict[str, Any]) -> dict[str, Any]:
+    return dict(api.get(f"/api/outbox/{row['id']}", headers=as_tenant(TENANT_A)).get_json())

@@ -10,12 +10,14 @@ Each end of DATA consumes the next step of ``script`` (then ``default``):
   time enough to kill the client).
 
 ``hold_rcpts`` makes that many first RCPTs wait for ``release`` instead: the client is
-stopped before DATA.
+stopped before DATA. With ``relay_to`` (host, port) every message taken is also handed on
+to that SMTP server (a real Postfix) before the step's reply, or its absence.
 """
 
 from __future__ import annotations
 
 import asyncio
+import smtplib
 import socket
 import threading
 from collections.abc import Iterator
@@ -52,6 +54,7 @@ class Seam:
     release: threading.Event = field(default_factory=threading.Event)
     host: str = "127.0.0.1"
     port: int = 0
+    relay_to: tuple[str, int] | None = None
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -69,9 +72,10 @@ class Seam:
         step = self.script.pop(0) if self.script else self.default
         if step[0] in "45":
             return step
-        self.delivered.append(
-            Delivered(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
-        )
+        taken = Delivered(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
+        self.delivered.append(taken)
+        if self.relay_to is not None:
+            await asyncio.to_thread(_relay, self.relay_to, taken)
         if step == "drop":
             server.transport.abort()  # the message is taken; the reply never leaves
             return "250 2.0.0 never sent"
@@ -79,6 +83,11 @@ class Seam:
             self.arrived.set()
             await asyncio.to_thread(self.release.wait, HOLD_LIMIT_S)
         return "250 2.0.0 OK queued"
+
+
+def _relay(server: tuple[str, int], message: Delivered) -> None:
+    with smtplib.SMTP(*server, local_hostname="seam.example.test", timeout=30) as smtp:
+        smtp.sendmail(message.mail_from, message.rcpt_tos, message.content)
 
 
 def _free_port() -> int:
