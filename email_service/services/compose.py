@@ -36,7 +36,7 @@ __all__ = ["DraftFields", "Mailbox", "check_text"]
 
 # RFC 5321 §4.5.3.1.8: servers must take at least 100 recipients per message.
 MAX_RECIPIENTS = 100
-# Content types an upload may declare; anything else is sent as application/octet-stream.
+# An upload without a usable type is sent as opaque bytes (RFC 2046 §4.5.1).
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 FORWARD_MODES = ("attachment", "inline")
 

@@ -54,11 +54,12 @@ from email_service.services.runtime import Runtime
 from email_service.store.blobs import BlobStore
 from email_service.store.models import Account, ComposeAttachment, Draft, Outbox, utcnow
 
+# The task the spec names (jobs/tasks.py registers it under this name).
 SEND_TASK = "send_email"
 # States in which a row still moves on its own (or waits for a person, reconciliation).
 ACTIVE_STATES = ("queued", "sending", "retrying", "needs_reconciliation")
+# Not "sending": its SMTP transaction may be under way and cannot be called back.
 CANCELLABLE_STATES = ("queued", "retrying", "needs_reconciliation")
-STATES = (*ACTIVE_STATES, "sent", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
