@@ -353,6 +353,7 @@ class Service:
         """Register a Dovecot user's mailbox over the API (plain IMAP on loopback)."""
         body = {
             "email": user.email,
+            "username": user.email,
             "password": user.password,
             "imap_host": "127.0.0.1",
             "imap_port": imap_port,
