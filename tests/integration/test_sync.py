@@ -263,3 +263,38 @@ def test_connection_cut_mid_fetch_then_resume(
     with runtime.db.session() as session:  # 0 duplicates: one row per (folder, uid)
         rows = session.execute(select(Message.folder_id, Message.uid)).all()
     assert len(rows) == len(set(rows)) == sum(FOLDERS.values())
+
+
+@pytest.mark.parametrize("hidden", [{"QRESYNC"}, {"QRESYNC", "CONDSTORE"}])
+def test_incremental_fallbacks_without_qresync_or_condstore(
+    runtime: Any,
+    dovecot: Any,
+    mailbox_user: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    hidden: set[str],
+) -> None:
+    """The engine's CONDSTORE-only and plain (UIDNEXT + flags) paths, on the real server."""
+    from email_service.mail.imap import ImapSession
+
+    real = ImapSession.capabilities
+    monkeypatch.setattr(
+        ImapSession, "capabilities", property(lambda self: real.fget(self) - hidden)
+    )  # type: ignore[attr-defined]
+    account_id = _account(runtime, dovecot, mailbox_user)
+    _sync(runtime, account_id)
+    with imap_login(dovecot, mailbox_user) as client:
+        client.select('"INBOX"')
+        client.uid("STORE", "4", "+FLAGS", "(\\Answered)")
+        client.uid("STORE", "5", "+FLAGS", "(\\Deleted)")
+        client.expunge()
+        append(client, "INBOX", make_message(900))
+    report = _sync(runtime, account_id)
+    assert _local_counts(runtime, account_id) == _server_counts(dovecot, mailbox_user)
+    assert (report.new_messages, report.deleted) == (1, 1)
+    assert report.flag_updates >= 1
+    with runtime.db.session() as session:
+        inbox = session.scalars(select(Folder).where(Folder.raw_name == "INBOX")).one()
+        answered = session.scalars(
+            select(Message).where(Message.folder_id == inbox.id, Message.uid == 4)
+        ).one()
+        assert answered.answered
