@@ -18,6 +18,7 @@ from sqlalchemy import update
 
 from email_service.errors import ValidationError
 from email_service.mail.query import parse
+from email_service.store import search
 from email_service.store.models import Account, Attachment, Folder, Message
 from email_service.store.search import refresh_search_text, search_messages
 from email_service.store.search_index import search_document
@@ -164,6 +165,28 @@ def test_pages_walk_every_result_once(
                 break
     assert walked == whole
     assert len(set(walked)) == len(walked) > 3
+
+
+@pytest.mark.parametrize("limit", [2, 3, 5])
+def test_relevance_ranks_the_newest_matches_then_goes_by_date(
+    runtime: Any, corpus: dict[str, Any], monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    monkeypatch.setattr(search, "RANK_WINDOW", 3)
+    query = "the OR attached OR invoice"
+    newest_first = _keys(corpus, _search(runtime, query, order="date"))
+    walked: list[str] = []
+    cursor = None
+    with runtime.db.session() as session:
+        while True:
+            page = search_messages(session, TENANT_A, parse(query, NOW), limit=limit,
+                                   cursor=cursor, order="relevance")  # fmt: skip
+            walked += _keys(corpus, page)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    assert len(newest_first) > 6
+    assert sorted(walked[:3]) == sorted(newest_first[:3])  # the window, in rank order
+    assert walked[3:] == newest_first[3:]  # then the older matches, newest first
 
 
 def test_bad_cursor_and_limit(runtime: Any, corpus: dict[str, Any]) -> None:
