@@ -190,8 +190,9 @@ def _record(directory: Path, requests: int, emails: int) -> int:
 def test_dead_processes_are_archived_and_totals_stay(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    directory = metrics_files.prepare(tmp_path / "metrics")
-    monkeypatch.setenv(metrics_files.ENV, str(directory))
+    directory = tmp_path / "metrics"
+    monkeypatch.setenv(metrics_files.ENV, str(directory))  # undone after the test
+    metrics_files.prepare(directory)
     (directory / "counter_999999.db").write_bytes(b"stale")
     metrics_files.prepare(directory)  # a server's start wipes what a previous run left
     assert metrics_files.sample_files(directory) == []
