@@ -13,6 +13,13 @@ from email_service.api.problems import problem
 from email_service.store import migrate
 
 bp = APIBlueprint("health", __name__, tag="Health")
+READY_RESPONSES: dict[int | str, dict[str, str | dict[str, dict[str, Any]]]] = {
+    200: {
+        "description": "Ready: every dependency answers",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    },
+    503: {"description": "Not ready: the body's ``checks`` say which dependency is down"},
+}
 # A readiness probe must answer well inside the orchestrator's 10 s timeout.
 REDIS_TIMEOUT_S = 2
 
@@ -25,16 +32,7 @@ def health() -> dict[str, str]:
 
 
 @bp.get("/health/ready")
-@bp.doc(
-    security=[],
-    responses={
-        200: {
-            "description": "Ready: every dependency answers",
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        },
-        503: "Not ready: the body's ``checks`` say which dependency is down",
-    },
-)
+@bp.doc(security=[], responses=READY_RESPONSES)
 def ready() -> Response:
     """Readiness: the database (at the current schema) and Redis, when configured, answer."""
     checks: dict[str, str] = {"database": _database()}
