@@ -1,0 +1,260 @@
+"""Secrets after a real run, and key rotation against the real Dovecot.
+
+The run: `email-service serve` and a Celery worker at LOG_LEVEL=DEBUG over PostgreSQL and
+Redis create accounts, fail an IMAP login and an SMTP AUTH, sync, search and send through
+the real Postfix (STARTTLS + AUTH against Dovecot). Then every API answer, every file in
+LOG_DIR, the processes' stdout/stderr, a `pg_dump` and every value in Redis are searched
+for the passwords, their base64 (alone and as SASL PLAIN), the bearer token and the
+service's own keys: 0 found.
+
+Rotation: accounts made under key K1, `email-service rotate-key` with ENCRYPTION_KEY=K2,K1,
+then the service restarted with K2 alone: every row re-encrypted, every account syncs.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis as redis_lib
+
+from email_service.security.crypto import generate_key
+from tests.conftest import JWT_SECRET
+from tests.e2e.conftest import cli
+from tests.hardening import figures
+from tests.hardening.stack import RedisServer, Service, pg_database, pg_problem, token, wait_until
+from tests.support.mailgen import append, imap_login, make_message
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.dovecot]
+TENANT = "secrets-tenant"
+REDIS_DB = 3  # the session Redis's database for this run (the shared service uses 0)
+
+
+def _forms(email: str, password: str) -> set[str]:
+    """A password, its base64, and the SASL PLAIN blob of the login that uses it."""
+    plain = base64.b64encode(f"\0{email}\0{password}".encode()).decode()
+    return {password, base64.b64encode(password.encode()).decode(), plain}
+
+
+class Recorded:
+    """API calls with one fixed token; every answer is kept."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.token = token(TENANT)
+        self.answers: list[bytes] = []
+
+    def __call__(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}", "X-Tenant-ID": TENANT}
+        response = self.service.http.request(
+            method, self.service.base + path, headers=headers, timeout=60, **kwargs
+        )
+        self.answers.append(b"".join(f"{k}: {v}\n".encode() for k, v in response.headers.items()))
+        self.answers.append(response.content)
+        return response
+
+    def sync(self, account_id: str) -> dict[str, Any]:
+        job = self("POST", f"/api/sync/imap/{account_id}").json()["job_id"]
+
+        def done() -> dict[str, Any] | None:
+            state = self("GET", f"/api/sync/status/{account_id}").json()
+            finished = state["job_id"] == job and state["state"] in ("ok", "error", "auth_failed")
+            return state if finished else None
+
+        result: dict[str, Any] = wait_until(done, "the sync", 120)
+        return result
+
+
+@pytest.fixture
+def debug_service(
+    tmp_path: Path, redis_server: RedisServer, postfix: Any
+) -> Iterator[tuple[Service, str]]:
+    """The service at DEBUG with a worker, trusting the test servers' CA; and its DB URL."""
+    problem = pg_problem()
+    if problem:
+        pytest.skip(problem)
+    redis_url = redis_server.url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
+    redis_lib.Redis.from_url(redis_url).flushdb()
+    with pg_database() as url:
+        svc = Service(
+            tmp_path / "svc",
+            url,
+            LOG_LEVEL="DEBUG",
+            REDIS_URL=redis_url,
+            MAIL_CA_FILE=str(postfix.ca_file),
+        )
+        try:
+            yield svc.start(worker=True), url
+        finally:
+            svc.stop()
+
+
+def _sources(service: Service, database: str, api: Recorded) -> dict[str, bytes]:
+    logs = b"".join(p.read_bytes() for p in sorted(service.log_dir.rglob("*")) if p.is_file())
+    outputs = b"".join(p.read_bytes() for p in sorted(service.root.glob("*.out")))
+    dump = subprocess.run(
+        [shutil.which("pg_dump") or "pg_dump", "--data-only", database],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    return {
+        "API answers": b"\n".join(api.answers),
+        "LOG_DIR files": logs,
+        "stdout/stderr of serve and worker": outputs,
+        "pg_dump": dump,
+        "Redis values": _redis_values(service.env["REDIS_URL"]),
+    }
+
+
+def _redis_values(url: str) -> bytes:
+    client = redis_lib.Redis.from_url(url)
+    found = []
+    for key in client.scan_iter():
+        kind = client.type(key)
+        if kind == b"string":
+            found.append(client.get(key) or b"")
+        elif kind == b"list":
+            found += client.lrange(key, 0, -1)
+        elif kind == b"hash":
+            found += [k + b"=" + v for k, v in client.hgetall(key).items()]
+        elif kind == b"set":
+            found += list(client.smembers(key))
+        elif kind == b"zset":
+            found += client.zrange(key, 0, -1)
+        found.append(key)
+    return b"\n".join(found)
+
+
+def test_no_secret_in_answers_logs_dump_or_redis(
+    debug_service: tuple[Service, str], dovecot: Any, postfix: Any, fresh_user: Any
+) -> None:
+    service, database = debug_service
+    api = Recorded(service)
+    good, other = fresh_user("sec"), fresh_user("sec2")
+    wrong_password = f"Wrong-{secrets.token_urlsafe(12)}"
+    with imap_login(dovecot, good) as client:
+        append(client, "INBOX", make_message(1, attachment=True))
+    smtp = {"smtp_host": "127.0.0.1", "smtp_port": postfix.submission_port}
+    accounts = {}
+    for name, user, password in (
+        ("good", good, good.password),
+        ("other", other, other.password),
+        ("wrong", good, wrong_password),
+    ):
+        body = {
+            "email": f"{name}-{user.email}",
+            "username": user.email,
+            "password": password,
+            "imap_host": "127.0.0.1",
+            "imap_port": dovecot.imap_port,
+            "imap_security": "none",
+            "smtp_security": "starttls",
+            **smtp,
+        }
+        created = api("POST", "/api/accounts", json=body)
+        assert created.status_code == 201, created.text
+        accounts[name] = created.json()["id"]
+    states = {name: api.sync(account)["state"] for name, account in accounts.items()}
+    assert states == {"good": "ok", "other": "ok", "wrong": "auth_failed"}, states
+    assert api("GET", "/api/sync/search", params={"query": "hello"}).status_code == 200
+    sends = {}
+    for name in ("good", "wrong"):  # one delivered, one refused at SMTP AUTH
+        draft = api(
+            "POST",
+            "/api/compose",
+            json={"account_id": accounts[name], "to": [other.email], "subject": "s", "body": "b"},
+        )
+        sends[name] = api("POST", f"/api/compose/send/{draft.json()['id']}").json()["id"]
+
+    def settled() -> dict[str, str] | None:
+        found = {n: api("GET", f"/api/outbox/{i}").json()["state"] for n, i in sends.items()}
+        return found if all(s in ("sent", "failed") for s in found.values()) else None
+
+    outcome = wait_until(settled, "the sends", 120)
+    forbidden = _forms(good.email, good.password) | _forms(other.email, other.password)
+    forbidden |= _forms(good.email, wrong_password)
+    forbidden |= {api.token, JWT_SECRET, service.encryption_key}
+    sources = _sources(service, database, api)
+    found = {
+        source: sum(data.count(secret.encode()) for secret in forbidden)
+        for source, data in sources.items()
+    }
+    sizes = {source: len(data) for source, data in sources.items()}
+    note = (
+        f"{len(forbidden)} strings (3 passwords, base64, SASL PLAIN, the token, JWT_SECRET, "
+        f"ENCRYPTION_KEY) after create, failed IMAP login, sync, search, send via Postfix "
+        f"(AUTH ok and refused: {outcome}) at LOG_LEVEL=DEBUG; bytes searched {sizes}"
+    )
+    for source, count in found.items():
+        figures.zero("secrets", f"secrets in {source}", count, note)
+    assert outcome == {"good": "sent", "wrong": "failed"}, outcome
+    assert sum(found.values()) == 0, found
+    # The search sees ordinary data: the login name is where it should be.
+    assert all(good.email.encode() in sources[s] for s in ("API answers", "pg_dump"))
+
+
+@pytest.fixture
+def rotation_db() -> Iterator[str]:
+    problem = pg_problem()
+    if problem:
+        figures.skip("secrets", "key rotation: rows re-encrypted", problem)
+    with pg_database() as url:
+        yield url
+
+
+def test_key_rotation_re_encrypts_every_row_and_every_account_still_logs_in(
+    rotation_db: str, tmp_path: Path, dovecot: Any, fresh_user: Any
+) -> None:
+    old_key, new_key = generate_key(), generate_key()
+    users = [fresh_user("rot") for _ in range(4)]
+    for user in users:
+        with imap_login(dovecot, user) as client:
+            append(client, "INBOX", make_message(7))
+    before = Service(tmp_path / "before", rotation_db, ENCRYPTION_KEY=old_key).start()
+    try:
+        ids = [before.create_account(TENANT, u, dovecot.imap_port)["id"] for u in users]
+        assert all(before.sync(TENANT, i)["state"] == "ok" for i in ids)
+    finally:
+        before.stop()
+    with psycopg.connect(rotation_db) as conn:
+        sealed_before = dict(conn.execute("SELECT id, password_ciphertext FROM email_account"))
+    rotation = cli({**before.env, "ENCRYPTION_KEY": f"{new_key},{old_key}"}, "rotate-key")
+    with psycopg.connect(rotation_db) as conn:
+        rows = list(
+            conn.execute("SELECT id, password_ciphertext, password_key_id FROM email_account")
+        )
+    changed = sum(sealed_before[row_id] != sealed for row_id, sealed, _ in rows)
+    key_ids = {key_id for _, _, key_id in rows}
+    after = Service(tmp_path / "after", rotation_db, ENCRYPTION_KEY=new_key).start()
+    try:
+        states = [after.sync(TENANT, i)["state"] for i in ids]
+    finally:
+        after.stop()
+    logged_in = states.count("ok")
+    figures.record(
+        "secrets",
+        "key rotation: rows re-encrypted",
+        f"{changed}/{len(rows)}",
+        f"{len(rows)}/{len(rows)}",
+        changed == len(rows) == len(ids) and len(key_ids) == 1,
+        f"`email-service rotate-key` said: {rotation.stdout.strip()}",
+    )
+    figures.record(
+        "secrets",
+        "key rotation: accounts that sync from Dovecot with only the new key",
+        f"{logged_in}/{len(ids)}",
+        f"{len(ids)}/{len(ids)}",
+        logged_in == len(ids),
+        "service restarted with ENCRYPTION_KEY=<new key> alone",
+    )
+    assert f"re-encrypted {len(ids)}/{len(ids)} rows" in rotation.stdout
+    assert changed == len(rows) == len(ids) and len(key_ids) == 1
+    assert states == ["ok"] * len(ids), states
