@@ -22,9 +22,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session, defer
 
 from email_service.errors import ValidationError
@@ -32,10 +33,10 @@ from email_service.mail.query import And, Folder, Node, Not, Or, Term, terms
 from email_service.store import search_cursor
 from email_service.store.models import Attachment, Message
 from email_service.store.models import Folder as FolderRow
-from email_service.store.search_cursor import Cursor, Key, key_of, not_older, older, ranked_after
+from email_service.store.search_cursor import Cursor, Key, key_of, not_older, older
 from email_service.store.search_headline import Headlines
 from email_service.store.search_index import search_document
-from email_service.store.search_sql import Compiler, engine_for, is_text
+from email_service.store.search_sql import Compiler, TextEngine, engine_for, is_text
 
 # A page larger than this is a dump, not a result list; it also bounds headline work.
 MAX_LIMIT = 200
@@ -89,8 +90,8 @@ def search_messages(
     matching = [Message.tenant_id == tenant_id, compiler.condition(node)]
     if account_id is not None:
         matching.append(Message.account_id == account_id)
-    query, rank = engine.with_rank(select(Message), engine.query(_any_of(found)) if found else None)
-    pages = _Pages(session, query.where(*matching).options(*_DEFER), matching, rank, order, limit)
+    rank_query = engine.query(_any_of(found)) if found else None
+    pages = _Pages(session, engine, matching, rank_query, order, limit)
     if order == "relevance" and found and (position is None or position.phase == "rank"):
         rows, next_cursor = pages.ranked(position)
     else:
@@ -109,57 +110,75 @@ class _Pages:
     def __init__(
         self,
         session: Session,
-        query: Select[Message, float],
+        engine: TextEngine,
         matching: list[ColumnElement[bool]],
-        rank: ColumnElement[float],
+        rank_query: str | None,
         order: str,
         limit: int,
     ) -> None:
-        self.session, self.query, self.matching = session, query, matching
-        self.rank, self.order, self.limit = rank, order, limit
+        self.session, self.matching, self.order, self.limit = session, matching, order, limit
+        query, _ = engine.with_rank(select(Message), rank_query)
+        self.query = query.where(*matching).options(*_DEFER)
+        keys, _ = engine.with_rank(select(Message.id, Message.received_date), rank_query)
+        self.keys = keys.where(*matching)
 
     def dated(self, after: Key | None, limit: int | None = None) -> tuple[list[Row], Cursor | None]:
         """Newest first, after ``after``."""
         limit = self.limit if limit is None else limit
         query = self.query if after is None else self.query.where(older(after))
-        rows = self._rows(query.order_by(*DATE_ORDER).limit(limit + 1))
+        found = self.session.execute(query.order_by(*DATE_ORDER).limit(limit + 1))
+        rows = [(message, score) for message, score in found]
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, Cursor(self.order, "date", key_of(rows[-1][0])) if more and rows else None
 
     def ranked(self, position: Cursor | None) -> tuple[list[Row], Cursor | None]:
-        """The window by rank, then what is older than the window by date."""
-        edge = position.edge if position is not None else self._edge()
-        query = self.query if edge is None else self.query.where(not_older(edge))
+        """The window by rank, then what is older than the window by date.
+
+        One scan in date order reads the window's keys and ranks (the newest
+        ``RANK_WINDOW`` matches); they are ordered here, and only the page is loaded.
+        """
+        window, edge = self._window(position.edge if position is not None else None)
         if position is not None:
-            query = query.where(ranked_after(position, self.rank))
-        rows = self._rows(query.order_by(self.rank.desc(), *DATE_ORDER).limit(self.limit + 1))
-        if len(rows) > self.limit:
-            last, score = rows[self.limit - 1]
-            return rows[: self.limit], Cursor(self.order, "rank", key_of(last), score, edge)
+            after = (position.rank, *position.key)
+            window = [entry for entry in window if entry < after]
+        chosen = window[: self.limit]
+        rows = self._load(chosen)
+        if len(window) > self.limit:
+            score, at, ident = chosen[-1]
+            return rows, Cursor(self.order, "rank", (at, ident), score, edge)
         if edge is None:
             return rows, None
         need = self.limit - len(rows)
         if need == 0:  # the window ended with the page: older matches start the next one
-            beyond = self.query.where(older(edge)).order_by(*DATE_ORDER).limit(1)
-            return rows, Cursor(self.order, "date", edge) if self._rows(beyond) else None
+            beyond = self.keys.where(older(edge)).order_by(*DATE_ORDER).limit(1)
+            more = self.session.execute(beyond).first() is not None
+            return rows, Cursor(self.order, "date", edge) if more else None
         older_rows, next_cursor = self.dated(edge, need)
         return rows + older_rows, next_cursor
 
-    def _edge(self) -> Key | None:
-        """The oldest message of the window; None when the window holds every match."""
-        window_end = (
-            select(Message.received_date, Message.id)
-            .where(*self.matching)
-            .order_by(*DATE_ORDER)
-            .offset(RANK_WINDOW - 1)
-            .limit(2)
-        )
-        found = self.session.execute(window_end).all()
-        return (found[0][0], found[0][1]) if len(found) == 2 else None
+    def _window(
+        self, edge: Key | None
+    ) -> tuple[list[tuple[float, datetime, uuid.UUID]], Key | None]:
+        """(rank, date, id) of the window, best first, and its oldest key (None: all)."""
+        query = self.keys.order_by(*DATE_ORDER)
+        if edge is not None:
+            found = self.session.execute(query.where(not_older(edge))).all()
+        else:
+            found = self.session.execute(query.limit(RANK_WINDOW + 1)).all()
+            if len(found) > RANK_WINDOW:
+                found = found[:RANK_WINDOW]
+                edge = (found[-1][1], found[-1][0])
+        entries = [(float(score), at, ident) for ident, at, score in found]
+        return sorted(entries, reverse=True), edge
 
-    def _rows(self, query: Select[Message, float]) -> list[Row]:
-        return [(message, score) for message, score in self.session.execute(query)]
+    def _load(self, chosen: list[tuple[float, datetime, uuid.UUID]]) -> list[Row]:
+        """The messages of these window entries, in their order."""
+        tenant = self.matching[0]  # the window came from this tenant's rows; stay in them
+        ids = [ident for _, _, ident in chosen]
+        query = select(Message).where(tenant, Message.id.in_(ids)).options(*_DEFER)
+        loaded = {message.id: message for message in self.session.scalars(query)}
+        return [(loaded[ident], score) for score, _, ident in chosen]
 
 
 def count_messages(

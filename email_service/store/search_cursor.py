@@ -87,8 +87,3 @@ def not_older(key: Key) -> ColumnElement[bool]:
     """``key`` itself and the messages before it in date order."""
     at, ident = key
     return and_(Message.received_date >= at, or_(Message.received_date > at, Message.id >= ident))
-
-
-def ranked_after(cursor: Cursor, rank: ColumnElement[float]) -> ColumnElement[bool]:
-    """Messages after the cursor in rank order (rank, then date, then id)."""
-    return or_(rank < cursor.rank, and_(rank == cursor.rank, older(cursor.key)))

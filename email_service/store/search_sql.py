@@ -51,6 +51,8 @@ from email_service.mail.query import (
 from email_service.store.models import Message
 from email_service.store.search_index import query_tokens
 
+# A SELECT of any columns (SQLAlchemy 2.1 types each column of a Select).
+AnySelect = Select[*tuple[Any, ...]]
 # The FTS5 table of migration 0003 (SQLite); its hidden column has the table's name.
 FTS = table("email_search", column("rowid"), column("email_search"))
 # PostgreSQL's generated vector of the field-prefixed tokens (migration 0003).
@@ -79,8 +81,8 @@ class TextEngine(Protocol):
         """The SQL condition that a message matches the query made of ``node``."""
 
     def with_rank(
-        self, stmt: Select[Message], query: str | None
-    ) -> tuple[Select[Message, float], ColumnElement[float]]:
+        self, stmt: AnySelect, query: str | None
+    ) -> tuple[AnySelect, ColumnElement[float]]:
         """The statement with a relevance column (higher is better) added, and that column."""
 
     def label(self, name: str) -> ColumnElement[bool]:
@@ -112,8 +114,8 @@ class PostgresText:
         return vector.bool_op("@@")(_tsquery(query))
 
     def with_rank(
-        self, stmt: Select[Message], query: str | None
-    ) -> tuple[Select[Message, float], ColumnElement[float]]:
+        self, stmt: AnySelect, query: str | None
+    ) -> tuple[AnySelect, ColumnElement[float]]:
         """``ts_rank_cd`` of the positive terms."""
         rank: ColumnElement[float] = literal_column("0.0")
         if query is not None:
@@ -180,8 +182,8 @@ class SqliteText:
         return select(FTS.c.rowid).where(condition)
 
     def with_rank(
-        self, stmt: Select[Message], query: str | None
-    ) -> tuple[Select[Message, float], ColumnElement[float]]:
+        self, stmt: AnySelect, query: str | None
+    ) -> tuple[AnySelect, ColumnElement[float]]:
         """Minus ``bm25`` of the positive terms (FTS5's bm25 is lower for better)."""
         if query is None:
             rank: ColumnElement[float] = literal_column("0.0")
