@@ -88,7 +88,6 @@ class _Client(smtplib.SMTP):
         self._target = target
         self._context = context
         super().__init__(local_hostname=target.local_hostname, timeout=target.timeout)
-        self._host = target.host  # the name TLS verifies (smtplib sets it only in __init__)
         # starttls() verifies against self._host, which only __init__ (not connect()) sets.
         self._host = target.host
 
