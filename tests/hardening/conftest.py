@@ -2,8 +2,9 @@
 PostgreSQL and Redis), real Dovecot users, and two tenants.
 
 ``service`` is one running instance per pytest-xdist worker, shared by the tests that only
-read or add their own data; tests that need another configuration (an empty allow-list,
-DEBUG logs, servers to restart) start their own ``Service``.
+read or add their own data (mark them ``xdist_group(SERVICE_GROUP)`` so that one worker
+starts it: a start costs some twenty seconds here); tests that need another configuration
+(an empty allow-list, DEBUG logs, servers to restart) start their own ``Service``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.hardening.stack import RedisServer, Service, pg_database, pg_problem
+from tests.hardening.stack import FAST, RedisServer, Service, pg_database, pg_problem
 from tests.servers.dovecot import DovecotServer, MailAccount
 from tests.servers.fixtures import MAIL_DOMAIN
 
@@ -42,7 +43,7 @@ def service(
         pytest.skip(problem)
     root = tmp_path_factory.mktemp("service")
     with pg_database() as url:
-        svc = Service(root, url, REDIS_URL=redis_server.url, IMAP_TIMEOUT="20")
+        svc = Service(root, url, REDIS_URL=redis_server.url, **FAST)
         try:
             svc.start(worker=True)
             yield svc

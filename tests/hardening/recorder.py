@@ -13,6 +13,7 @@ import contextlib
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -84,8 +85,14 @@ class RecordingProxy:
     the seam for mailbox names a real Dovecot never sends (invalid modified UTF-7).
     """
 
-    def __init__(self, target: tuple[str, int], rename: dict[bytes, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        target: tuple[str, int],
+        rename: dict[bytes, bytes] | None = None,
+        rate: float | None = None,
+    ) -> None:
         self.target = target
+        self.rate = rate  # bytes per second from the server, None: as fast as it goes
         self.to_client = [_token(old, new) for old, new in (rename or {}).items()]
         self.to_server = [_token(new, old) for old, new in (rename or {}).items()]
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -107,13 +114,17 @@ class RecordingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(self.target)
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:  # the server is down: the client sees the connection close
+                client.close()
+                continue
             stream = bytearray()
             with self._lock:
                 self.streams.append(stream)
             up = (client, server, stream, self.to_server)
             threading.Thread(target=self._pipe, args=up, daemon=True).start()
-            down = (server, client, None, self.to_client)
+            down = (server, client, None, self.to_client, self.rate)
             threading.Thread(target=self._pipe, args=down, daemon=True).start()
 
     @staticmethod
@@ -122,10 +133,13 @@ class RecordingProxy:
         dst: socket.socket,
         record: bytearray | None,
         rename: list[tuple[re.Pattern[bytes], bytes]],
+        rate: float | None = None,
     ) -> None:
         pending = b""
         with contextlib.suppress(OSError):
-            while data := src.recv(65536):
+            while data := src.recv(16384):
+                if rate:
+                    time.sleep(len(data) / rate)
                 if record is not None:
                     record += data
                 if not rename:
@@ -169,8 +183,8 @@ def _token(old: bytes, new: bytes) -> tuple[re.Pattern[bytes], bytes]:
 
 @contextlib.contextmanager
 def recording_proxy(
-    host: str, port: int, rename: dict[bytes, bytes] | None = None
+    host: str, port: int, rename: dict[bytes, bytes] | None = None, rate: float | None = None
 ) -> Iterator[RecordingProxy]:
     """Run a RecordingProxy for the duration of the block."""
-    with RecordingProxy((host, port), rename) as proxy:
+    with RecordingProxy((host, port), rename, rate) as proxy:
         yield proxy

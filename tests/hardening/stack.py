@@ -21,16 +21,33 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import requests
 
+from email_service.config import Settings
 from email_service.security import tokens
 from email_service.security.crypto import generate_key
+from email_service.store import migrate
+from email_service.store.db import Database
 from tests.conftest import JWT_SECRET, PG_ADMIN_URL
-from tests.e2e.conftest import BIN, base_env, cli, free_port
+from tests.e2e.conftest import BIN, base_env, free_port
 
 # Issuer and audience every hardening service requires (the JWT matrix checks them).
 JWT_AUDIENCE = "email-service-hardening"
 JWT_ISSUER = "https://issuer.hardening.test"
+# pytest-xdist groups: the tests that use the shared ``service`` fixture run on one worker
+# (a start costs some twenty seconds here), the ones that start their own on the other.
+SERVICE_GROUP = pytest.mark.xdist_group("hardening-service")
+OWN_GROUP = pytest.mark.xdist_group("hardening-own")
+# Short timeouts and leases, so that faults resolve in seconds, not minutes.
+FAST = {
+    "IMAP_TIMEOUT": "3",
+    "SMTP_TIMEOUT": "3",
+    "SYNC_LOCK_TTL_SECONDS": "3",
+    "SEND_LEASE_SECONDS": "2",
+    "SEND_RETRY_BASE_SECONDS": "0.2",
+    "SEND_RETRY_MAX_SECONDS": "1",
+}
 # Processes start in a few seconds; a loaded 2-core machine gets generous slack.
 START_TIMEOUT_S = 60
 # A readiness poll that takes longer than this means "not ready".
@@ -120,9 +137,10 @@ def pg_problem(admin_url: str = PG_ADMIN_URL) -> str | None:
 class RedisServer:
     """A redis-server of our own on a free loopback port (restartable on the same port)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, persist: bool = False) -> None:
         self.root = root
         self.port = free_port()
+        self.persist = persist  # append-only file, fsync'd: queued tasks survive a restart
         self.proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -144,7 +162,8 @@ class RedisServer:
             [
                 "redis-server",
                 *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root)),
-                *("--save", "", "--appendonly", "no"),
+                *("--save", "", "--appendonly", "yes" if self.persist else "no"),
+                *("--appendfsync", "always"),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -236,6 +255,12 @@ class PgCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def sqlalchemy_url(database_url: str) -> str:
+    """DATABASE_URL as the service's engine spells it (psycopg 3 driver)."""
+    settings = Settings(_env_file=None, database_url=database_url, flask_env="development")  # type: ignore[call-arg]
+    return settings.sqlalchemy_url
+
+
 def _pg_bin(name: str) -> str:
     found = shutil.which(name)
     if found:
@@ -280,15 +305,22 @@ class Service:
         return Path(self.env["LOG_DIR"])
 
     def migrate(self) -> None:
-        cli(self.env, "migrate")
+        """`email-service migrate`, done in this process (the command costs seconds to start)."""
+        database = Database(sqlalchemy_url(self.env["DATABASE_URL"]))
+        try:
+            migrate.upgrade(database.engine)
+        finally:
+            database.dispose()
 
     def start(self, worker: bool = False, concurrency: int = 2) -> Service:
-        """Migrate, start the API (and a worker), wait until /health/ready answers 200."""
+        """Migrate, start the API (and a worker) side by side, wait until both are up."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.migrate()
-        self.start_api()
+        self.api = self._spawn("api", "serve")
         if worker:
-            self.start_worker(concurrency)
+            self.worker = self._spawn("worker", "worker", "--concurrency", str(concurrency))
+            self.wait_worker(concurrency)
+        wait_until(self._ready_or_dead, "the API to be ready")
         return self
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
@@ -301,14 +333,14 @@ class Service:
             start_new_session=True,
         )
 
-    def start_api(self) -> None:
-        self.api = self._spawn("api", "serve")
-        wait_until(self._ready_or_dead, "the API to be ready")
-
     def start_worker(self, concurrency: int = 2) -> None:
         """Start a Celery worker; return once its pool processes exist."""
         self.worker = self._spawn("worker", "worker", "--concurrency", str(concurrency))
+        self.wait_worker(concurrency)
+
+    def wait_worker(self, concurrency: int) -> None:
         worker = self.worker
+        assert worker is not None
 
         def pool_up() -> bool:
             if worker.poll() is not None:

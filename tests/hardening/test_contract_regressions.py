@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TENANT_A
+from tests.hardening.stack import SERVICE_GROUP
 
 
 def _documented(spec: dict[str, Any], path: str, method: str, status: int) -> dict[str, Any]:
@@ -40,6 +41,7 @@ def test_sending_a_draft_without_recipients_is_a_documented_422(
 
 @pytest.mark.postgres
 @pytest.mark.redis
+@SERVICE_GROUP
 def test_a_long_non_ascii_search_within_the_schema_gets_a_documented_414(service: Any) -> None:
     query = "検索" * 500  # 1,000 characters, the schema's maxLength; 9 bytes each in the URL
     response = service.call("GET", "/api/sync/search", "st-414", params={"query": query})

@@ -21,11 +21,17 @@ import pytest
 
 from tests.hardening import figures
 from tests.hardening.recorder import parse, recording_proxy
-from tests.hardening.stack import Service, wait_until
+from tests.hardening.stack import SERVICE_GROUP, Service, wait_until
 from tests.support.mailgen import append, imap_login, make_message
 from tests.support.smtp_seam import smtp_seam
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.dovecot]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.dovecot,
+    SERVICE_GROUP,
+]
 TENANT = "inj-tenant"
 CANARY = "INJCANARY"
 INJECTED = f"INJ1 DELETE {CANARY}"
