@@ -7,8 +7,8 @@ LOG_DIR, the processes' stdout/stderr, a `pg_dump` and every value in Redis are 
 for the passwords, their base64 (alone and as SASL PLAIN), the bearer token and the
 service's own keys: 0 found.
 
-Rotation: accounts made under key K1, `email-service rotate-key` with ENCRYPTION_KEY=K2,K1,
-then the service restarted with K2 alone: every row re-encrypted, every account syncs.
+Rotation: accounts stored under key K1, `email-service rotate-key` with ENCRYPTION_KEY=K2,K1,
+then the service started with K2 alone: every row re-encrypted, every account syncs.
 """
 
 from __future__ import annotations
@@ -25,14 +25,27 @@ import psycopg
 import pytest
 import redis as redis_lib
 
+from email_service.config import Security, Settings
 from email_service.security.crypto import generate_key
+from email_service.services import accounts
+from email_service.services.accounts import AccountFields
+from email_service.services.runtime import Runtime
+from email_service.store import migrate
 from tests.conftest import JWT_SECRET
 from tests.e2e.conftest import cli
 from tests.hardening import figures
-from tests.hardening.stack import RedisServer, Service, pg_database, pg_problem, token, wait_until
+from tests.hardening.stack import (
+    OWN_GROUP,
+    RedisServer,
+    Service,
+    pg_database,
+    pg_problem,
+    token,
+    wait_until,
+)
 from tests.support.mailgen import append, imap_login, make_message
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.dovecot]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.dovecot, OWN_GROUP]
 TENANT = "secrets-tenant"
 REDIS_DB = 3  # the session Redis's database for this run (the shared service uses 0)
 
@@ -201,6 +214,35 @@ def test_no_secret_in_answers_logs_dump_or_redis(
     assert all(good.email.encode() in sources[s] for s in ("API answers", "pg_dump"))
 
 
+def _accounts_under(database: str, key: str, users: list[Any], imap_port: int) -> list[str]:
+    """Register the users' mailboxes with passwords sealed under ``key`` (as a service
+    running with that key would); the account ids."""
+    settings = Settings(
+        _env_file=None,
+        flask_env="development",
+        database_url=database,  # type: ignore[call-arg]
+        jwt_secret=JWT_SECRET,
+        encryption_key=[key],
+        allowed_mail_hosts=["127.0.0.1/8"],
+    )
+    runtime = Runtime.build(settings)
+    migrate.upgrade(runtime.db.engine)
+    ids = []
+    with runtime.db.session() as session:
+        for user in users:
+            fields = AccountFields(
+                email=user.email,
+                password=user.password,
+                imap_host="127.0.0.1",
+                imap_port=imap_port,
+                imap_security=Security.NONE,
+            )
+            record = accounts.create_account(session, TENANT, fields, runtime.vault, runtime.hosts)
+            ids.append(str(record.id))
+    runtime.db.dispose()
+    return ids
+
+
 @pytest.fixture
 def rotation_db() -> Iterator[str]:
     problem = pg_problem()
@@ -218,22 +260,18 @@ def test_key_rotation_re_encrypts_every_row_and_every_account_still_logs_in(
     for user in users:
         with imap_login(dovecot, user) as client:
             append(client, "INBOX", make_message(7))
-    before = Service(tmp_path / "before", rotation_db, ENCRYPTION_KEY=old_key).start()
-    try:
-        ids = [before.create_account(TENANT, u, dovecot.imap_port)["id"] for u in users]
-        assert all(before.sync(TENANT, i)["state"] == "ok" for i in ids)
-    finally:
-        before.stop()
+    ids = _accounts_under(rotation_db, old_key, users, dovecot.imap_port)
     with psycopg.connect(rotation_db) as conn:
         sealed_before = dict(conn.execute("SELECT id, password_ciphertext FROM email_account"))
-    rotation = cli({**before.env, "ENCRYPTION_KEY": f"{new_key},{old_key}"}, "rotate-key")
+    after = Service(tmp_path / "after", rotation_db, ENCRYPTION_KEY=new_key)
+    rotation = cli({**after.env, "ENCRYPTION_KEY": f"{new_key},{old_key}"}, "rotate-key")
     with psycopg.connect(rotation_db) as conn:
         rows = list(
             conn.execute("SELECT id, password_ciphertext, password_key_id FROM email_account")
         )
     changed = sum(sealed_before[row_id] != sealed for row_id, sealed, _ in rows)
     key_ids = {key_id for _, _, key_id in rows}
-    after = Service(tmp_path / "after", rotation_db, ENCRYPTION_KEY=new_key).start()
+    after.start()
     try:
         states = [after.sync(TENANT, i)["state"] for i in ids]
     finally:
@@ -253,7 +291,7 @@ def test_key_rotation_re_encrypts_every_row_and_every_account_still_logs_in(
         f"{logged_in}/{len(ids)}",
         f"{len(ids)}/{len(ids)}",
         logged_in == len(ids),
-        "service restarted with ENCRYPTION_KEY=<new key> alone",
+        "the service started with ENCRYPTION_KEY=<new key> alone, one sync per account",
     )
     assert f"re-encrypted {len(ids)}/{len(ids)} rows" in rotation.stdout
     assert changed == len(rows) == len(ids) and len(key_ids) == 1

@@ -22,9 +22,9 @@ import pytest
 
 from tests.e2e.conftest import free_port
 from tests.hardening import figures
-from tests.hardening.stack import Service, pg_database, pg_problem, wait_until
+from tests.hardening.stack import OWN_GROUP, Service, pg_database, pg_problem, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, OWN_GROUP]
 TENANT = "ssrf-tenant"
 # A public address (example.com's): allowed without an allow-list, and never dialled here
 # (creating an account does not connect).
@@ -109,7 +109,7 @@ class Canary:
             sock.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, str]]:
     """A service with no allow-list (embedded jobs), and its database URL."""
     problem = pg_problem()
