@@ -129,11 +129,14 @@ def test_celery_pool_children_add_up_on_the_workers_port(tmp_path: Path) -> None
         done = _wait_metric(
             metrics_port, "celery_tasks_total", TASKS, task="sync_due_accounts", state="success"
         )
-        children = len(
+        processes = len(
             list(
                 (Path(env["DATA_DIR"]) / "metrics" / f"worker-{metrics_port}").glob("counter_*.db")
             )
         )
         assert worker.proc.poll() is None
-    print(f"\ncelery_tasks_total on the worker's port: {done:.0f} of {TASKS} ({children} children)")
+    print(
+        f"\ncelery_tasks_total on the worker's port: {done:.0f} of {TASKS} "
+        f"({processes} processes wrote samples)"
+    )
     assert done == TASKS
