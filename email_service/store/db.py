@@ -36,13 +36,17 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 15}
+            url,
+            echo=echo,
+            hide_parameters=True,
+            connect_args={"check_same_thread": False, "timeout": 15},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
         url,
         echo=echo,
+        hide_parameters=True,  # bound values (message text, ciphertext) never enter error text
         pool_size=PG_POOL_SIZE,
         max_overflow=PG_MAX_OVERFLOW,
         pool_pre_ping=True,  # survive a PostgreSQL restart without 500s
