@@ -38,7 +38,12 @@ pytestmark = [
     pytest.mark.dovecot,
     pytest.mark.xdist_group("celery"),
 ]
-BROKER = "redis://127.0.0.1:6379/12"  # a database of its own; flushed before use
+# A Redis database per test (flushed before use): the two tests may run at the same time
+# on two xdist workers, and each test's worker must only see its own tasks.
+BROKERS = {
+    "test_worker_killed_after_the_final_dot_never_resends": "redis://127.0.0.1:6379/12",
+    "test_worker_killed_before_data_is_retried_and_delivered_once": "redis://127.0.0.1:6379/14",
+}
 LEASE_S = 2
 
 
@@ -55,14 +60,16 @@ def pg_url() -> Iterator[str]:
 class Stack:
     """The API in this process, a worker process, the scripted SMTP server."""
 
-    def __init__(self, tmp_path: Path, pg_url: str, seam: Seam, dovecot: Any, user: Any):
-        redis.Redis.from_url(BROKER).flushdb()
+    def __init__(
+        self, tmp_path: Path, pg_url: str, seam: Seam, dovecot: Any, user: Any, broker: str
+    ):
+        redis.Redis.from_url(broker).flushdb()
         key = generate_key()
         self.log = tmp_path / "worker.log"
         self.env = base_env(
             tmp_path,
             DATABASE_URL=pg_url,
-            REDIS_URL=BROKER,
+            REDIS_URL=broker,
             JWT_SECRET=JWT_SECRET,
             ENCRYPTION_KEY=key,
             ALLOWED_MAIL_HOSTS="127.0.0.1/8",
@@ -75,7 +82,7 @@ class Stack:
             _env_file=None,
             flask_env="development",
             database_url=pg_url,  # type: ignore[call-arg]
-            redis_url=BROKER,
+            redis_url=broker,
             jwt_secret=JWT_SECRET,
             encryption_key=[key],
             data_dir=tmp_path / "data",  # the worker's DATA_DIR: the same blob store
@@ -127,11 +134,14 @@ class Stack:
 
 
 @pytest.fixture
-def make_stack(tmp_path: Path, pg_url: str, dovecot: Any, mail_user: Any) -> Iterator[Any]:
+def make_stack(
+    tmp_path: Path, pg_url: str, dovecot: Any, mail_user: Any, request: pytest.FixtureRequest
+) -> Iterator[Any]:
     stacks: list[Stack] = []
+    broker = BROKERS[request.node.name]
 
     def build(seam: Seam) -> Stack:
-        stacks.append(Stack(tmp_path, pg_url, seam, dovecot, mail_user))
+        stacks.append(Stack(tmp_path, pg_url, seam, dovecot, mail_user, broker))
         return stacks[-1]
 
     yield build
