@@ -38,6 +38,7 @@ from email_service.errors import (
 )
 from email_service.mail.smtp import SmtpAmbiguousError, SmtpReply, SmtpTarget
 from email_service.mail.smtp_pool import SmtpPool
+from email_service.observability import metrics
 from email_service.services import mailbox, outbox, reconcile
 from email_service.services.hosts import Endpoint
 from email_service.services.runtime import Runtime
@@ -306,6 +307,8 @@ def _end(
         **smtp_answer(exc),
     )
     log.info("send %s: %s", state, error, extra={"outbox_id": str(row.id)})
+    if state == "failed":
+        metrics.count_emails("failed")
     return SendOutcome(state, detail=error)
 
 
@@ -369,6 +372,7 @@ def _sent(runtime: Runtime, job: Job, owner: str, reply: SmtpReply, data: bytes)
         after_sent(session, row)
     if not done:  # cannot happen while the fence holds; keep the record straight if it does
         log.error("sent, but the row was taken over", extra={"outbox_id": str(row.id)})
+    metrics.count_emails("sent")
     row.sent_at = now
     finish(runtime, job, data)
     return SendOutcome("sent", detail=reply.text)
