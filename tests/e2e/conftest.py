@@ -10,11 +10,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+
+from tests.conftest import PG_ADMIN_URL
 
 BIN = Path(sys.executable).parent
 # Gunicorn imports the app in each worker; allow for a slow, loaded CI machine.
@@ -119,3 +123,17 @@ def serve() -> Iterator[Any]:
     yield start
     for proc in started:
         stop(proc)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database for one test (skips when PostgreSQL is unreachable)."""
+    name = f"es_e2e_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import redis
 from sqlalchemy import select
@@ -27,7 +26,7 @@ from email_service.security.crypto import generate_key
 from email_service.services import reconcile
 from email_service.store import migrate
 from email_service.store.models import Outbox, utcnow
-from tests.conftest import JWT_SECRET, PG_ADMIN_URL, TENANT_A, TENANT_B, bearer
+from tests.conftest import JWT_SECRET, TENANT_A, TENANT_B, bearer
 from tests.e2e.conftest import BIN, base_env, stop
 from tests.support.compose_api import add_account, compose, send, wait_for
 from tests.support.smtp_seam import Seam, smtp_seam
@@ -45,16 +44,6 @@ BROKERS = {
     "test_worker_killed_before_data_is_retried_and_delivered_once": "redis://127.0.0.1:6379/14",
 }
 LEASE_S = 2
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    name = f"es_send_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Stack:

@@ -8,12 +8,9 @@ import os
 import signal
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import redis
 from sqlalchemy import select
@@ -23,7 +20,7 @@ from email_service.config import Settings
 from email_service.security.crypto import generate_key
 from email_service.store import migrate
 from email_service.store.models import Message
-from tests.conftest import JWT_SECRET, PG_ADMIN_URL, TENANT_A, bearer
+from tests.conftest import JWT_SECRET, TENANT_A, bearer
 from tests.e2e.conftest import BIN, base_env, stop
 from tests.support.mailgen import append, imap_login, make_message, status
 
@@ -36,16 +33,6 @@ pytestmark = [
 BROKER = "redis://127.0.0.1:6379/13"  # a database of its own; flushed before use
 MESSAGES = 1500
 LOCK_TTL_S = 3
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    name = f"es_celery_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[Any]:

@@ -10,13 +10,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from email_service.config import Settings
 from email_service.services import accounts
 from email_service.services.runtime import Runtime
-from tests.conftest import PG_ADMIN_URL, REDIS_URL
+from tests.conftest import REDIS_URL
 from tests.e2e.conftest import base_env, cli
 
 PASSWORD = "e2e-canary-Pa55word"
@@ -67,19 +66,6 @@ def test_embedded_default(serve: Any, tmp_path: Path) -> None:
     assert b"e2e@example.com" in raw and PASSWORD.encode() not in raw
     access = (tmp_path / "logs" / "access.log").read_text()
     assert "/api/accounts" in access and PASSWORD not in access
-
-
-@pytest.fixture
-def pg_url() -> Any:
-    name = f"es_e2e_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error as exc:
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.postgres
