@@ -48,9 +48,10 @@ from email_service.store.blobs import BlobStore
 from email_service.store.db import Database
 from email_service.store.models import Folder
 
-# Rows per commit: short transactions (readers never wait long), few round trips to the DB.
+# Rows per commit: short transactions (readers never wait long), few round trips to the DB;
+# the byte cap bounds memory: a batch being parsed plus QUEUE_DEPTH batches being written.
 BATCH_MESSAGES = 200
-BATCH_BYTES = 16 * 1024 * 1024
+BATCH_BYTES = 8 * 1024 * 1024
 ROLE_ORDER = ("inbox", "sent", "drafts", "archive", "flagged", "junk", "trash", "all")
 
 Progress = Callable[[str, int, int, int], None]  # folder name, done, total, bytes
