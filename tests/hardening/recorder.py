@@ -98,6 +98,7 @@ class RecordingProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
         self.streams: list[bytearray] = []
+        self._open: list[socket.socket] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
@@ -122,6 +123,7 @@ class RecordingProxy:
             stream = bytearray()
             with self._lock:
                 self.streams.append(stream)
+                self._open += [client, server]
             up = (client, server, stream, self.to_server)
             threading.Thread(target=self._pipe, args=up, daemon=True).start()
             down = (server, client, None, self.to_client, self.rate)
@@ -157,6 +159,15 @@ class RecordingProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+    def reset(self) -> None:
+        """Cut every open connection now: the server is gone, and the bytes it wrote before
+        dying (still in socket buffers here) are lost with it."""
+        with self._lock:
+            sockets, self._open = self._open, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def commands(self) -> tuple[list[Command], list[bytes]]:
         """Every command of every connection so far, and the stray lines."""
