@@ -199,9 +199,9 @@ def test_load_against_the_hello_world_ceiling(hello: str, loaded: Service) -> No
     runs = {name: wrk(url, SECONDS, headers) for name, (url, headers) in targets.items()}
     ceiling = runs["hello-world"]
     note = (
-        f"wrk {' '.join(WRK)} for {SECONDS} s per target on loopback, 2 cores shared by wrk, "
-        f"Gunicorn, PostgreSQL and Redis; hello-world ceiling {ceiling.rps:.0f} req/s, "
-        f"p99 {ceiling.p99_ms:.1f} ms"
+        f"wrk {' '.join(WRK)} for {SECONDS} s per target on loopback; {os.cpu_count()} cores "
+        "shared by wrk, Gunicorn, PostgreSQL, Redis and whatever else the test run does at "
+        f"the time; hello-world ceiling {ceiling.rps:.0f} req/s, p99 {ceiling.p99_ms:.1f} ms"
     )
     for name in ("GET /api/accounts", "GET /api/sync/search"):
         run = runs[name]

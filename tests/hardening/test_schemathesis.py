@@ -42,7 +42,7 @@ pytestmark = [
 ]
 TENANT = "st-tenant"
 # Examples per operation and mode: the whole run stays well under two minutes.
-EXAMPLES = int(os.environ.get("HARDENING_ST_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("HARDENING_ST_EXAMPLES", "25"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
