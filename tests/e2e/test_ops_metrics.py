@@ -89,13 +89,16 @@ def test_totals_survive_worker_restarts_and_files_stay_few(tmp_path: Path) -> No
 def test_a_restarted_server_starts_from_zero(tmp_path: Path) -> None:
     env = _env(tmp_path)
     port = free_port()
-    for _ in range(2):
+    finals: list[float] = []
+    for n in (100, 10):
         with running(env, tmp_path / "serve.out", port=port) as server:
             before = value(_scrape(server.port), "requests_total", route="/health")
-            assert before < 10  # only this run's start-up polls, nothing of the last run
-            _hammer(server.port, 10)
+            if finals:  # counts carried over would start at the last run's total at least
+                assert before < finals[-1]
+            _hammer(server.port, n)
             after = value(_scrape(server.port), "requests_total", route="/health")
-            assert after - before == 10
+            assert after - before == n
+            finals.append(after)
 
 
 def _wait_metric(port: int, name: str, expected: float, **labels: str) -> float:
