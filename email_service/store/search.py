@@ -90,8 +90,7 @@ def search_messages(
     matching = [Message.tenant_id == tenant_id, compiler.condition(node)]
     if account_id is not None:
         matching.append(Message.account_id == account_id)
-    rank_query = engine.query(_any_of(found)) if found else None
-    pages = _Pages(session, engine, matching, rank_query, order, limit)
+    pages = _Pages(session, engine, matching, _any_of(found) if found else None, order, limit)
     if order == "relevance" and found and (position is None or position.phase == "rank"):
         rows, next_cursor = pages.ranked(position)
     else:
@@ -112,14 +111,14 @@ class _Pages:
         session: Session,
         engine: TextEngine,
         matching: list[ColumnElement[bool]],
-        rank_query: str | None,
+        rank_terms: Node | None,
         order: str,
         limit: int,
     ) -> None:
         self.session, self.matching, self.order, self.limit = session, matching, order, limit
-        query, _ = engine.with_rank(select(Message), rank_query)
+        query, _ = engine.with_rank(select(Message), rank_terms)
         self.query = query.where(*matching).options(*_DEFER)
-        keys, _ = engine.with_rank(select(Message.id, Message.received_date), rank_query)
+        keys, _ = engine.with_rank(select(Message.id, Message.received_date), rank_terms)
         self.keys = keys.where(*matching)
 
     def dated(self, after: Key | None, limit: int | None = None) -> tuple[list[Row], Cursor | None]:

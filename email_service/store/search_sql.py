@@ -81,9 +81,9 @@ class TextEngine(Protocol):
         """The SQL condition that a message matches the query made of ``node``."""
 
     def with_rank(
-        self, stmt: AnySelect, query: str | None
+        self, stmt: AnySelect, terms: Node | None
     ) -> tuple[AnySelect, ColumnElement[float]]:
-        """The statement with a relevance column (higher is better) added, and that column."""
+        """The statement with a relevance column (higher is better) for these terms added."""
 
     def label(self, name: str) -> ColumnElement[bool]:
         """The message carries the keyword ``name`` (already ASCII lower-cased)."""
@@ -114,13 +114,15 @@ class PostgresText:
         return vector.bool_op("@@")(_tsquery(query))
 
     def with_rank(
-        self, stmt: AnySelect, query: str | None
+        self, stmt: AnySelect, terms: Node | None
     ) -> tuple[AnySelect, ColumnElement[float]]:
-        """``ts_rank_cd`` of the positive terms."""
+        """``ts_rank_cd`` of the positive terms, on the header vector if they are fields."""
         rank: ColumnElement[float] = literal_column("0.0")
-        if query is not None:
+        query = self.query(terms) if terms is not None else None
+        if terms is not None and query is not None:
+            vector = SEARCH_HEAD if _fields_only(terms) else Message.search_text
             # float4 sent as text rounds on the way; as float8 the cursor compares exactly
-            rank = cast(func.ts_rank_cd(Message.search_text, _tsquery(query)), DOUBLE_PRECISION)
+            rank = cast(func.ts_rank_cd(vector, _tsquery(query)), DOUBLE_PRECISION)
         return stmt.add_columns(rank.label("rank")), rank
 
     def label(self, name: str) -> ColumnElement[bool]:
@@ -182,9 +184,10 @@ class SqliteText:
         return select(FTS.c.rowid).where(condition)
 
     def with_rank(
-        self, stmt: AnySelect, query: str | None
+        self, stmt: AnySelect, terms: Node | None
     ) -> tuple[AnySelect, ColumnElement[float]]:
         """Minus ``bm25`` of the positive terms (FTS5's bm25 is lower for better)."""
+        query = self.query(terms) if terms is not None else None
         if query is None:
             rank: ColumnElement[float] = literal_column("0.0")
             return stmt.add_columns(rank.label("rank")), rank
