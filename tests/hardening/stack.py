@@ -31,6 +31,7 @@ from email_service.store import migrate
 from email_service.store.db import Database
 from tests.conftest import JWT_SECRET, PG_ADMIN_URL
 from tests.e2e.conftest import BIN, base_env, free_port
+from tests.servers.process import Reaper
 
 # Issuer and audience every hardening service requires (the JWT matrix checks them).
 JWT_AUDIENCE = "email-service-hardening"
@@ -78,18 +79,35 @@ def wait_until(predicate: Any, what: str, timeout: float = START_TIMEOUT_S) -> A
         time.sleep(0.05)
 
 
+# A reaper per process group we start: it kills the group if this test process dies
+# without stopping it (tests/servers/process.py), so nothing outlives an interrupted run.
+_REAPERS: dict[int, Reaper] = {}
+
+
+def guard(proc: subprocess.Popen[Any]) -> subprocess.Popen[Any]:
+    """Have ``proc``'s process group killed if this test process dies first."""
+    _REAPERS[proc.pid] = Reaper(proc.pid)
+    return proc
+
+
+def _release(pgid: int) -> None:
+    reaper = _REAPERS.pop(pgid, None)
+    if reaper is not None:
+        reaper.release()
+
+
 def kill_tree(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
     """Signal the process group; SIGKILL what is left after ``timeout``."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    _release(proc.pid)
 
 
 def group_pids(pgid: int) -> set[int]:
@@ -103,6 +121,13 @@ def group_pids(pgid: int) -> set[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             found.add(int(stat.parent.name))
     return found
+
+
+def guard_popen(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a session of its own, guarded by a reaper."""
+    proc: subprocess.Popen[bytes] = subprocess.Popen(argv, start_new_session=True, **options)
+    guard(proc)
+    return proc
 
 
 # ---- databases -----------------------------------------------------------------------
@@ -158,7 +183,7 @@ class RedisServer:
         """Start and wait for PONG."""
         self.root.mkdir(parents=True, exist_ok=True)
         log = (self.root / "redis.log").open("ab")
-        self.proc = subprocess.Popen(
+        self.proc = guard_popen(
             [
                 "redis-server",
                 *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root)),
@@ -167,7 +192,6 @@ class RedisServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
         wait_until(self.ping, f"redis on {self.port}", timeout=20)
 
@@ -196,6 +220,7 @@ class PgCluster:
         self.root = Path(tempfile.mkdtemp(prefix="es-hard-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "pg.log"
+        self._reaper: Reaper | None = None
 
     @staticmethod
     def missing() -> str | None:
@@ -243,12 +268,17 @@ class PgCluster:
             _pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
             "-o", f"'{options}'", "start",
         )  # fmt: skip
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        self._reaper = Reaper(os.getpgid(postmaster))  # the postmaster leads its own group
 
     def stop(self, mode: str = "fast") -> None:
         """pg_ctl stop (``fast`` cuts the sessions, ``immediate`` is a crash)."""
         self._as_postgres(
             _pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False
         )
+        if self._reaper is not None:
+            self._reaper.release()
+            self._reaper = None
 
     def destroy(self) -> None:
         self.stop("immediate")
@@ -325,12 +355,11 @@ class Service:
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         out = (self.root / f"{name}.out").open("ab")
-        return subprocess.Popen(
+        return guard_popen(
             [str(BIN / "email-service"), *args],
             env=self.env,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
 
     def start_worker(self, concurrency: int = 2) -> None:

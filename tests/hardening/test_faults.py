@@ -46,6 +46,7 @@ from tests.hardening.stack import (
     RedisServer,
     Service,
     group_pids,
+    kill_tree,
     pg_database,
     pg_problem,
     wait_until,
@@ -225,8 +226,7 @@ def acknowledged_lost(service: Service, ids: list[str]) -> int:
 
 def kill_worker(service: Service) -> None:
     assert service.worker is not None
-    os.killpg(service.worker.pid, signal.SIGKILL)
-    service.worker.wait()
+    kill_tree(service.worker, signal.SIGKILL)
 
 
 # ---- the shared service (Gunicorn + Celery worker, FAST timeouts) ------------------------
@@ -654,6 +654,7 @@ def _supervise(svc: Service) -> int:
         worker.wait(timeout=10)  # it exits a few seconds after the connection is lost
     except subprocess.TimeoutExpired:
         return 0
+    kill_tree(worker)  # gone already: this only releases its reaper
     svc.start_worker()
     return 1
 

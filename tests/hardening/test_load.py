@@ -28,6 +28,7 @@ from tests.hardening.stack import (
     OWN_GROUP,
     RedisServer,
     Service,
+    guard_popen,
     kill_tree,
     pg_database,
     pg_problem,
@@ -124,12 +125,11 @@ def hello(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     config = tmp_path / "hello.conf.py"
     config.write_text(HELLO_CONFIG.format(port=port))
-    proc = subprocess.Popen(
+    proc = guard_popen(
         [str(BIN / "gunicorn"), "--config", str(config), "tests.hardening.hello_app:app"],
         cwd=REPO,
         stdout=(tmp_path / "hello.out").open("wb"),
         stderr=subprocess.STDOUT,
-        start_new_session=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     url = f"http://127.0.0.1:{port}/"
