@@ -59,6 +59,11 @@ def loopback_source() -> str:
     return f"127.{secrets.randbelow(250) + 1}.{secrets.randbelow(250)}.{secrets.randbelow(250) + 1}"
 
 
+# A socket bound, not a speed check: a request may wait for a recycled Gunicorn worker to
+# boot, which takes long on a 2-core machine that other suites share.
+CALL_TIMEOUT_S = 120
+
+
 def call(
     port: int,
     method: str,
@@ -69,7 +74,7 @@ def call(
 ) -> tuple[int, dict[str, str], bytes]:
     """One request on a fresh connection; returns status, headers, body."""
     conn = http.client.HTTPConnection(
-        "127.0.0.1", port, timeout=30, source_address=(source, 0) if source else None
+        "127.0.0.1", port, timeout=CALL_TIMEOUT_S, source_address=(source, 0) if source else None
     )
     try:
         data = json.dumps(body).encode() if body is not None else None
