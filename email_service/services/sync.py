@@ -34,7 +34,6 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from email_service.mail.imap import FetchedMessage, ImapSession
@@ -298,8 +297,3 @@ class SyncEngine:
 def _folder_order(folder: ServerFolder) -> tuple[int, str]:
     rank = ROLE_ORDER.index(folder.role) if folder.role in ROLE_ORDER else len(ROLE_ORDER)
     return rank, folder.name
-
-
-def stored_message_count(session: Session, account_id: uuid.UUID) -> int:
-    """Messages stored for an account (for summaries)."""
-    return len(list(session.scalars(select(Folder.id).where(Folder.account_id == account_id))))
