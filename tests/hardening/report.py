@@ -122,7 +122,7 @@ EXPLAINED = {
         "a third, Flask/APIFlask dispatch with the auth, logging and metrics hooks the rest. "
         "The hello-world does none of that, so half its rate is out of reach for an endpoint "
         "that reads the database on two cores shared with wrk and PostgreSQL (the ratio was "
-        "0.04x-0.08x over five runs here, lower when other test runs shared the machine); "
+        "0.04x-0.11x over six runs here, lower when other test runs shared the machine); "
         "throughput scales with Gunicorn workers and replicas."
     ),
 }
