@@ -12,7 +12,8 @@
 # (the tests that need the servers then skip).
 set -euo pipefail
 
-PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-pop3d postfix)
+# chromium renders sanitized mail in the hardening suite; wrk is its load generator.
+PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-pop3d postfix chromium wrk)
 POLICY_RC=/usr/sbin/policy-rc.d
 
 missing=()
