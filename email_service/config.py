@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     enable_smtp_send: bool = True
     enable_celery_tasks: bool = True
     enable_email_parsing: bool = True
+    # Keep a copy of every draft in the account's IMAP Drafts folder, replaced on update.
+    save_drafts_to_imap: bool = True
 
     # --- rate limiting (per client IP, plus per tenant) ---
     rate_limit_enabled: bool = True

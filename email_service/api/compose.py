@@ -25,7 +25,7 @@ from email_service.api.compose_schemas import (
 from email_service.api.context import runtime, tenant_id
 from email_service.api.schemas import PageQuery
 from email_service.errors import BadRequestError
-from email_service.services import compose, mailbox, outbox
+from email_service.services import compose, draft_copy, mailbox, outbox
 from email_service.services.compose import DraftFields
 from email_service.services.drafts_view import AttachmentRecord, DraftRecord
 
@@ -55,6 +55,13 @@ def _mailbox(value: str | AddressIn) -> compose.Mailbox:
     return compose.Mailbox(value)
 
 
+def _copy_to_imap(record: DraftRecord, *earlier: uuid.UUID | None) -> DraftRecord:
+    """Queue the copy in the Drafts folder (and its removal from an account it left)."""
+    accounts = [a for a in earlier if a is not None and a != record.account_id]
+    draft_copy.enqueue(runtime(), tenant_id(), record.id, *accounts, record.account_id)
+    return record
+
+
 def _created(record: DraftRecord) -> tuple[DraftRecord, int, dict[str, str]]:
     return record, 201, {"Location": url_for(".get_draft", draft_id=record.id)}
 
@@ -66,7 +73,8 @@ def _created(record: DraftRecord) -> tuple[DraftRecord, int, dict[str, str]]:
 def compose_message(body: ComposeIn) -> tuple[DraftRecord, int, dict[str, str]]:
     """Compose a new email: a draft to send with ``POST /api/compose/send/{id}``."""
     with runtime().db.session() as session:
-        return _created(compose.create_draft(session, tenant_id(), _fields(body)))
+        record = compose.create_draft(session, tenant_id(), _fields(body))
+    return _created(_copy_to_imap(record))
 
 
 @bp.post("/draft")
@@ -77,9 +85,13 @@ def save_draft(body: DraftSaveIn) -> tuple[DraftRecord, int, dict[str, str]] | D
     """Save a draft: 201 for a new one, 200 when ``id`` names one to change."""
     with runtime().db.session() as session:
         if body.id is None:
-            return _created(compose.create_draft(session, tenant_id(), _fields(body)))
-        record = compose.update_draft(session, tenant_id(), body.id, _fields(body))
-    return record, 200, {}
+            record = compose.create_draft(session, tenant_id(), _fields(body))
+        else:
+            before = compose.draft_account(session, tenant_id(), body.id)
+            record = compose.update_draft(session, tenant_id(), body.id, _fields(body))
+    if body.id is None:  # queued after the commit, so the job reads what was saved
+        return _created(_copy_to_imap(record))
+    return _copy_to_imap(record, before), 200, {}
 
 
 @bp.get("/drafts")
@@ -109,7 +121,9 @@ def get_draft(draft_id: uuid.UUID) -> DraftRecord:
 def update_draft(draft_id: uuid.UUID, body: DraftUpdateIn) -> DraftRecord:
     """Change the given fields; 409 while the draft is queued for sending."""
     with runtime().db.session() as session:
-        return compose.update_draft(session, tenant_id(), draft_id, _fields(body))
+        before = compose.draft_account(session, tenant_id(), draft_id)
+        record = compose.update_draft(session, tenant_id(), draft_id, _fields(body))
+    return _copy_to_imap(record, before)
 
 
 @bp.delete("/drafts/<uuid:draft_id>")
@@ -118,7 +132,8 @@ def update_draft(draft_id: uuid.UUID, body: DraftUpdateIn) -> DraftRecord:
 def delete_draft(draft_id: uuid.UUID) -> tuple[str, int]:
     """Discard a draft and its uploads; 409 while it is queued for sending."""
     with runtime().db.session() as session:
-        compose.delete_draft(session, tenant_id(), draft_id)
+        account_id = compose.delete_draft(session, tenant_id(), draft_id)
+    draft_copy.enqueue(runtime(), tenant_id(), draft_id, account_id)
     return "", 204
 
 
@@ -178,5 +193,7 @@ def upload_attachment(form: UploadIn) -> tuple[AttachmentRecord, int]:
 def delete_attachment(attachment_id: uuid.UUID) -> tuple[str, int]:
     """Remove an upload (also from its draft)."""
     with runtime().db.session() as session:
-        compose.delete_attachment(session, tenant_id(), attachment_id)
+        owner = compose.delete_attachment(session, tenant_id(), attachment_id)
+    if owner is not None:
+        draft_copy.enqueue(runtime(), tenant_id(), *owner)
     return "", 204

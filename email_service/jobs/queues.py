@@ -43,6 +43,9 @@ class EmbeddedQueue:
     def __init__(self, handlers: dict[str, Callable[..., Any]], workers: int = 2) -> None:
         self.handlers = handlers
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
+        self._timers: set[threading.Timer] = set()  # retries waiting for their time
+        self._closed = False
+        self._lock = threading.Lock()
 
     def enqueue(self, task: str, job_id: str, **kwargs: str) -> None:
         """Run the handler soon on the pool, in a copy of the caller's log context."""
@@ -57,7 +60,11 @@ class EmbeddedQueue:
         kwargs: dict[str, str],
     ) -> None:
         # The job's log lines carry the request id of the API call that queued it.
-        self.pool.submit(context.run, self._run, task, job_id, attempt, kwargs)
+        with self._lock:
+            if self._closed:  # at-most-once: a retry due after shutdown is dropped
+                log.warning("job %s dropped: the queue is shut down", task)
+                return
+            self.pool.submit(context.run, self._run, task, job_id, attempt, kwargs)
 
     def _run(self, task: str, job_id: str, attempt: int, kwargs: dict[str, str]) -> None:
         try:
@@ -68,18 +75,35 @@ class EmbeddedQueue:
                 return
             delay = min(EMBEDDED_RETRY_MAX_S, EMBEDDED_RETRY_BASE_S * 2 ** (attempt - 1))
             delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
-            timer = threading.Timer(
-                delay,
-                self._submit,
-                (contextvars.copy_context(), task, job_id, attempt + 1, kwargs),
-            )
-            timer.daemon = True
-            timer.start()
+            self._retry_later(delay, task, job_id, attempt + 1, kwargs)
         except Exception:
             log.exception("job %s failed", task)
 
+    def _retry_later(
+        self, delay: float, task: str, job_id: str, attempt: int, kwargs: dict[str, str]
+    ) -> None:
+        context = contextvars.copy_context()
+
+        def fire() -> None:
+            with self._lock:
+                self._timers.discard(timer)
+            self._submit(context, task, job_id, attempt, kwargs)
+
+        timer = threading.Timer(delay, fire)
+        timer.daemon = True
+        with self._lock:
+            if self._closed:
+                return
+            self._timers.add(timer)
+        timer.start()
+
     def shutdown(self) -> None:
-        """Stop taking work; wait for running jobs."""
+        """Stop taking work (retries waiting for their time are dropped); wait for running jobs."""
+        with self._lock:
+            self._closed = True
+            timers, self._timers = self._timers, set()
+        for timer in timers:
+            timer.cancel()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 

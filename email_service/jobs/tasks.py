@@ -78,6 +78,20 @@ def apply_message_changes(account_id: str, tenant_id: str, change: str) -> dict[
     return work.apply_changes(_runtime(), account_id, tenant_id, change)
 
 
+@shared_task(
+    name="store_draft_copy",
+    acks_late=True,
+    autoretry_for=(RemoteTemporaryError,),
+    retry_backoff=RETRY_BACKOFF_S,
+    retry_backoff_max=RETRY_BACKOFF_MAX_S,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
+def store_draft_copy(draft_id: str, tenant_id: str, account_id: str) -> dict[str, Any]:
+    """Save the draft's current version to the account's IMAP Drafts folder (or remove it)."""
+    return work.store_draft_copy(_runtime(), draft_id, tenant_id, account_id)
+
+
 @shared_task(name="parse_email_body", acks_late=True)
 def parse_email_body(message_id: str, tenant_id: str) -> dict[str, Any]:
     """Parse HTML/plain-text email bodies (again) from the stored raw MIME."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from email_service.config import load_settings, with_generated_secrets
 from email_service.errors import ConflictError, NotFoundError
-from email_service.services import delivery, mailbox, parsing, reconcile, sync_jobs
+from email_service.services import delivery, draft_copy, mailbox, parsing, reconcile, sync_jobs
 from email_service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,14 @@ def sync_account(runtime: Runtime, account_id: str, tenant_id: str, job_id: str)
 def apply_changes(runtime: Runtime, account_id: str, tenant_id: str, change: str) -> dict[str, Any]:
     """Apply a client's flag/move/delete change on the server, then to the store."""
     return mailbox.apply_changes(runtime, tenant_id, uuid.UUID(account_id), change)
+
+
+def store_draft_copy(
+    runtime: Runtime, draft_id: str, tenant_id: str, account_id: str
+) -> dict[str, Any]:
+    """Make the account's Drafts folder hold the draft's current version (or none)."""
+    result = draft_copy.store_copy(runtime, tenant_id, uuid.UUID(draft_id), uuid.UUID(account_id))
+    return result.as_dict()
 
 
 def parse_email_body(runtime: Runtime, message_id: str, tenant_id: str) -> dict[str, Any]:

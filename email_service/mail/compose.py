@@ -110,6 +110,9 @@ class Outgoing:
     references: list[str] = field(default_factory=list)
     forwarded: bytes | None = None  # the original, attached as message/rfc822
     forwarded_name: str = "forwarded.eml"
+    # A copy for the Drafts folder: Bcc kept as a header field (RFC 5322 §3.6.3 allows it
+    # for the sender's own copy), and no recipient needed yet.
+    draft: bool = False
 
 
 def check_text(value: str, name: str) -> str:
@@ -226,7 +229,7 @@ def _check_inputs(out: Outgoing) -> None:
         for box in boxes:
             check_text(box.name, f"{role}.name")
             check_address(box.email, role)
-    if not (out.to or out.cc or out.bcc):
+    if not (out.to or out.cc or out.bcc or out.draft):
         raise ValidationError("a message needs at least one recipient", field="to")
     check_msg_id(out.message_id)
     if out.in_reply_to is not None:
@@ -252,6 +255,8 @@ def _set_headers(msg: EmailMessage, out: Outgoing) -> None:
         msg["To"] = [_address(b) for b in out.to]
     if out.cc:
         msg["Cc"] = [_address(b) for b in out.cc]
+    if out.bcc and out.draft:
+        msg["Bcc"] = [_address(b) for b in out.bcc]
     msg["Subject"] = out.subject
     msg["Date"] = format_datetime(out.date.astimezone(dt.UTC))
     msg["Message-ID"] = out.message_id
@@ -348,13 +353,15 @@ def verify_headers(data: bytes, out: Outgoing) -> None:
     """Raise HeaderInjectionError unless the header block holds exactly our fields."""
     fields = _top_fields(data)
     counts = Counter(name for name, _value in fields)
-    extra = sorted(n for n in counts if n not in ALLOWED_FIELDS or counts[n] > 1)
+    allowed = ALLOWED_FIELDS | {"bcc"} if out.draft else ALLOWED_FIELDS
+    extra = sorted(n for n in counts if n not in allowed or counts[n] > 1)
     if extra:
         raise HeaderInjectionError(f"message would carry unexpected fields: {extra}")
     if not counts.keys() >= REQUIRED_FIELDS:
         raise HeaderInjectionError("message header block would end early")
     values = dict(fields)
-    for name, boxes in (("from", [out.sender]), ("to", out.to), ("cc", out.cc)):
+    shown = [("from", [out.sender]), ("to", out.to), ("cc", out.cc)]
+    for name, boxes in shown + ([("bcc", out.bcc)] if out.draft else []):
         written = [a for _n, a in getaddresses([values[name]])] if name in values else []
         expected = [_address(b).addr_spec for b in boxes]
         if [w.lower() for w in written] != [e.lower() for e in expected]:

@@ -305,6 +305,10 @@ class ImapSession:
             raise RemotePermanentError("the server lacks UIDPLUS: cannot expunge only some UIDs")
         self._delete(self._sets(uids))
 
+    def delete(self, uids: Iterable[int]) -> None:
+        """Mark \\Deleted; expunge just these by UID when the server has UIDPLUS."""
+        self._delete(self._sets(uids))
+
     def _delete(self, sets: list[bytes]) -> None:
         commands: list[list[Arg]] = []
         for uid_set in sets:

@@ -248,13 +248,22 @@ def _uuid(key: str) -> uuid.UUID:
         raise ValidationError("invalid cursor", field="cursor") from None
 
 
-def delete_draft(session: Session, tenant_id: str, draft_id: uuid.UUID) -> None:
-    """Remove a draft and its uploads; a draft queued for sending is 409."""
+def draft_account(session: Session, tenant_id: str, draft_id: uuid.UUID) -> uuid.UUID | None:
+    """The account a draft belongs to now (None if there is no such draft)."""
+    return session.scalar(
+        select(Draft.account_id).where(Draft.tenant_id == tenant_id, Draft.id == draft_id)
+    )
+
+
+def delete_draft(session: Session, tenant_id: str, draft_id: uuid.UUID) -> uuid.UUID:
+    """Remove a draft and its uploads (409 while queued for sending); returns its account."""
     row = _load(session, tenant_id, draft_id)
     if row.outbox_id is not None:
         raise ConflictError("the draft is queued for sending; cancel it first")
+    account_id = row.account_id
     session.delete(row)
     session.flush()
+    return account_id
 
 
 def add_attachment(
@@ -292,8 +301,13 @@ def add_attachment(
     return drafts_view.attachment_record(row)
 
 
-def delete_attachment(session: Session, tenant_id: str, attachment_id: uuid.UUID) -> None:
-    """Remove an upload (and from its draft); the blob stays while others share it."""
+def delete_attachment(
+    session: Session, tenant_id: str, attachment_id: uuid.UUID
+) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """Remove an upload (and from its draft); the blob stays while others share it.
+
+    Returns the draft and account it was attached to, whose copy is now out of date.
+    """
     row = session.scalar(
         select(ComposeAttachment).where(
             ComposeAttachment.tenant_id == tenant_id, ComposeAttachment.id == attachment_id
@@ -301,7 +315,13 @@ def delete_attachment(session: Session, tenant_id: str, attachment_id: uuid.UUID
     )
     if row is None:
         raise NotFoundError("attachment not found")
-    if row.draft_id is not None and _load(session, tenant_id, row.draft_id).outbox_id:
+    draft = _load(session, tenant_id, row.draft_id) if row.draft_id is not None else None
+    if draft is not None and draft.outbox_id:
         raise ConflictError("the draft is queued for sending; cancel it first")
     session.delete(row)
+    if draft is None:
+        session.flush()
+        return None
+    draft.updated_at = utcnow()  # the draft changed: its Drafts copy is replaced
     session.flush()
+    return draft.id, draft.account_id

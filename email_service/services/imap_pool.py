@@ -27,12 +27,13 @@ IDLE_SECONDS = 60.0
 
 @dataclass
 class Pooled:
-    """A session and what was learnt on it (the Sent folder's name)."""
+    """A session and what was learnt on it (the Sent and Drafts folders' names)."""
 
     imap: ImapSession
     reused: bool = False
     last_used: float = field(default_factory=time.monotonic)
     sent_folder: str | None = None
+    drafts_folder: str | None = None
 
 
 class ImapPool:

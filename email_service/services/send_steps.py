@@ -13,7 +13,7 @@ from sqlalchemy import CursorResult, delete, update
 from sqlalchemy.orm import Session
 
 from email_service.errors import EmailServiceError, RemoteTemporaryError
-from email_service.services import mailbox, outbox, sent_copy
+from email_service.services import draft_copy, mailbox, outbox, sent_copy
 from email_service.services.runtime import Runtime
 from email_service.store.models import Account, Draft, Outbox, utcnow
 
@@ -88,8 +88,13 @@ def after_sent(session: Session, row: Outbox) -> None:
 
 
 def finish(runtime: Runtime, job: Job, data: bytes | None = None) -> None:
-    """The Sent copy (and the flag on the server); pending again on temporary trouble."""
+    """The Sent copy (and the flag on the server); pending again on temporary trouble.
+
+    The draft's copy in the Drafts folder is removed by a job of its own (the draft row is
+    gone by now, so that job removes every version).
+    """
     row = job.row
+    draft_copy.enqueue(runtime, row.tenant_id, row.draft_id, row.account_id)
     try:
         data = data or mailbox.blob_store(runtime).get(row.mime_blob_sha256)
         copy = sent_copy.store_sent_copy(runtime, row, data, job.login, job.origin)

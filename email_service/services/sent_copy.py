@@ -55,7 +55,8 @@ def _account(session: Session, row: Outbox) -> Account:
     return account
 
 
-def _folder_by_role(imap: ImapSession, role: str) -> str | None:
+def folder_by_role(imap: ImapSession, role: str) -> str | None:
+    """The raw name of the selectable folder with this role (RFC 6154), if any."""
     for folder in imap.list_folders(with_status=False):
         if folder.role == role and folder.selectable:
             return folder.raw_name
@@ -115,7 +116,7 @@ def store_sent_copy(
 
 def _sent_folder(pooled: Pooled) -> str | None:
     if pooled.sent_folder is None:
-        pooled.sent_folder = _folder_by_role(pooled.imap, "sent") or ""
+        pooled.sent_folder = folder_by_role(pooled.imap, "sent") or ""
     return pooled.sent_folder or None
 
 

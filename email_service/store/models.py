@@ -292,6 +292,7 @@ class Draft(Base):
     outbox_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # set while a send is active
     imap_uidvalidity: Mapped[int | None] = mapped_column(BigInteger)  # copy in Drafts
     imap_uid: Mapped[int | None] = mapped_column(BigInteger)
+    imap_saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # its updated_at
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

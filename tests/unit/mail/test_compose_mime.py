@@ -186,6 +186,21 @@ def test_a_recipient_is_required() -> None:
         build_message(outgoing(to=[]))
 
 
+def test_a_drafts_copy_keeps_bcc_and_needs_no_recipient() -> None:
+    secret = Mailbox("secret@example.test", "Sëcret")
+    data = build_message(outgoing(bcc=[secret], draft=True))
+    assert header_names(data).count("bcc") == 1
+    assert parsed(data)["Bcc"].addresses[0].addr_spec == "secret@example.test"
+    assert parsed(data)["Bcc"].addresses[0].display_name == "Sëcret"
+    assert "to" not in header_names(build_message(outgoing(to=[], draft=True)))
+    # the check after building covers the Bcc field of a draft too
+    swapped = data.replace(b"secret@example.test", b"evil@evil.test")
+    with pytest.raises(HeaderInjectionError, match="exactly the given addresses"):
+        verify_headers(swapped, outgoing(bcc=[secret], draft=True))
+    with pytest.raises(HeaderInjectionError, match="unexpected fields"):
+        verify_headers(data, outgoing(bcc=[secret]))  # only a draft may carry Bcc
+
+
 def test_addresses_with_specials_are_refused() -> None:
     for bad in ("bob@example.test, eve@evil.test", "<bob@example.test>", "bob", "b ob@x.test"):
         with pytest.raises(ValidationError):

@@ -1,0 +1,169 @@
+"""The copy of a draft in its account's Drafts folder (RFC 6154 ``\\Drafts``).
+
+One job makes the server match the draft row: the current version is appended with
+``\\Draft`` and ``\\Seen`` and the older versions are removed (``\\Deleted``, then UID
+EXPUNGE, RFC 4315 §2.1); a draft that is gone, or now belongs to another account, loses its
+copy there. Versions are found by the draft's Message-ID, which stays the same across
+versions (``<draft.{id}@{domain}>``), not by a remembered UID: a run repeated or cut short
+by a dead worker still leaves exactly one copy. Runs for one draft take a lock named by
+the draft (a PostgreSQL advisory lock; a lock in this process on SQLite, whose embedded
+queue runs in one process), so two saves of the same draft do not interleave; the draft
+row itself is not locked, so editing or sending it never waits for the IMAP server. The
+version saved is recorded only if the draft has not changed since it was read; a change
+in between queued its own run, which comes next.
+A draft queued for sending keeps its copy; the send removes it once the message is sent,
+as mail clients do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from email_service.errors import NotFoundError
+from email_service.mail.compose import build_message
+from email_service.services import mailbox, outbox, sent_copy
+from email_service.services.imap_pool import Pooled
+from email_service.services.runtime import Runtime
+from email_service.store.models import Account, Draft
+
+log = logging.getLogger(__name__)
+
+DRAFT_COPY_TASK = "store_draft_copy"
+DRAFT_FLAGS = ("\\Draft", "\\Seen")
+# Locks in this process for databases without advisory locks (SQLite), striped by draft.
+_LOCAL_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """What one run did: ``saved``, ``unchanged``, ``removed``, ``queued`` or ``no_folder``."""
+
+    state: str
+    uid: int | None = None
+    removed: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def draft_message_id(draft_id: uuid.UUID, account_email: str) -> str:
+    """The Message-ID every version of the draft's copy carries."""
+    domain = account_email.rpartition("@")[2] or "localhost"
+    return f"<draft.{draft_id.hex}@{domain}>"
+
+
+def enqueue(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, *accounts: uuid.UUID) -> None:
+    """Queue the job for each account that holds or should hold a copy (after the commit)."""
+    if not runtime.settings.save_drafts_to_imap:
+        return
+    assert runtime.queue is not None, "no job queue wired"
+    for account_id in dict.fromkeys(accounts):  # in order, once each
+        runtime.queue.enqueue(
+            DRAFT_COPY_TASK,
+            uuid.uuid4().hex,
+            draft_id=str(draft_id),
+            tenant_id=tenant_id,
+            account_id=str(account_id),
+        )
+
+
+def store_copy(
+    runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, account_id: uuid.UUID
+) -> CopyResult:
+    """Make ``account_id``'s Drafts folder hold the draft's current version, or none of it."""
+    with runtime.db.session() as session, _draft_lock(session, draft_id):
+        account = _account(session, tenant_id, account_id)
+        message_id = draft_message_id(draft_id, account.email)
+        login = sent_copy.imap_login(session, runtime, account)
+        draft = session.scalar(
+            select(Draft).where(Draft.tenant_id == tenant_id, Draft.id == draft_id)
+        )
+        if draft is None or draft.account_id != account_id:
+            return _remove(runtime, login, message_id)
+        if draft.outbox_id is not None:
+            return CopyResult("queued")
+        if draft.imap_saved_at == draft.updated_at and draft.imap_uid is not None:
+            return CopyResult("unchanged", draft.imap_uid)
+        out = outbox.outgoing(session, mailbox.blob_store(runtime), draft, account)
+        out = dataclasses.replace(out, message_id=message_id, date=draft.updated_at, draft=True)
+        data = build_message(out)
+        result, uidvalidity = sent_copy.with_session(
+            runtime, login, lambda pooled: _replace(pooled, message_id, data, draft)
+        )
+        session.execute(  # updated_at given as it is: only the copy changed, not the draft
+            update(Draft)
+            .where(Draft.id == draft.id, Draft.updated_at == draft.updated_at)
+            .values(
+                imap_uid=result.uid,
+                imap_uidvalidity=uidvalidity,
+                imap_saved_at=draft.updated_at,
+                updated_at=draft.updated_at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return result
+
+
+@contextmanager
+def _draft_lock(session: Session, draft_id: uuid.UUID) -> Iterator[None]:
+    """Held until the session's transaction ends (PostgreSQL) or the block ends (SQLite)."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = draft_id.int & (2**63 - 1)  # pg_advisory_xact_lock takes a signed bigint
+        session.execute(select(func.pg_advisory_xact_lock(key)))
+        yield
+        return
+    with _LOCAL_LOCKS[draft_id.int % len(_LOCAL_LOCKS)]:
+        yield
+
+
+def _account(session: Session, tenant_id: str, account_id: uuid.UUID) -> Account:
+    account = session.scalar(
+        select(Account).where(Account.tenant_id == tenant_id, Account.id == account_id)
+    )
+    if account is None:
+        raise NotFoundError("account not found", account_id=str(account_id))
+    return account
+
+
+def _drafts_folder(pooled: Pooled) -> str | None:
+    if pooled.drafts_folder is None:
+        pooled.drafts_folder = sent_copy.folder_by_role(pooled.imap, "drafts") or ""
+    return pooled.drafts_folder or None
+
+
+def _replace(
+    pooled: Pooled, message_id: str, data: bytes, draft: Draft
+) -> tuple[CopyResult, int | None]:
+    folder = _drafts_folder(pooled)
+    if folder is None:
+        return CopyResult("no_folder"), None
+    older = sent_copy.search_message_id(pooled.imap, folder, message_id)
+    appended = pooled.imap.append(folder, data, DRAFT_FLAGS, draft.updated_at)
+    if older:
+        pooled.imap.select_folder(folder, readonly=False)
+        pooled.imap.delete(older)
+    uidvalidity, uid = appended if appended else (None, None)
+    return CopyResult("saved", uid, len(older)), uidvalidity
+
+
+def _remove(runtime: Runtime, login: mailbox.Login, message_id: str) -> CopyResult:
+    def step(pooled: Pooled) -> CopyResult:
+        folder = _drafts_folder(pooled)
+        if folder is None:
+            return CopyResult("no_folder")
+        found = sent_copy.search_message_id(pooled.imap, folder, message_id)
+        if found:
+            pooled.imap.select_folder(folder, readonly=False)
+            pooled.imap.delete(found)
+        return CopyResult("removed", None, len(found))
+
+    return sent_copy.with_session(runtime, login, step)

@@ -1,0 +1,246 @@
+"""Drafts kept in the IMAP Drafts folder of the real Dovecot: saved, replaced on every
+change, removed when discarded, sent or moved to another account; one copy whatever the
+order or repetition of the jobs. On both backends."""
+
+from __future__ import annotations
+
+import email
+import secrets
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from email import policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from email_service.services import draft_copy
+from email_service.store.models import Draft
+from tests.conftest import TENANT_A
+from tests.support.compose_api import add_account, running_app, send, wait_for, wait_state
+from tests.support.mailgen import imap_login, quote
+from tests.support.smtp_seam import Seam, smtp_seam
+
+pytestmark = [pytest.mark.dovecot]
+Headers = Callable[[str], dict[str, str]]
+
+
+@pytest.fixture
+def seam() -> Iterator[Seam]:
+    with smtp_seam() as server:
+        yield server
+
+
+def _stack(settings: Any, dovecot: Any, seam: Seam, as_tenant: Headers) -> Iterator[Any]:
+    users = [
+        dovecot.add_user(f"drafts-{n}-{secrets.token_hex(4)}@example.test", f"pw-{n}")
+        for n in range(2)
+    ]
+    with running_app(settings) as (api, runtime):
+        ids = [
+            add_account(
+                api,
+                as_tenant(TENANT_A),
+                user.email,
+                password=user.password,
+                imap_port=dovecot.imap_port,
+                smtp_port=seam.port,
+            )
+            for user in users
+        ]
+        yield {"api": api, "runtime": runtime, "users": users, "ids": ids}
+
+
+@pytest.fixture
+def stack(
+    make_settings: Any, dovecot: Any, seam: Seam, as_tenant: Headers
+) -> Iterator[dict[str, Any]]:
+    """The app with two accounts of tenant A on the real Dovecot, sending to a seam."""
+    yield from _stack(make_settings(), dovecot, seam, as_tenant)
+
+
+def copies(dovecot: Any, user: Any, draft_id: str) -> list[tuple[bytes, EmailMessage]]:
+    """(flags, message) of every copy of the draft in the user's Drafts folder."""
+    found = []
+    with imap_login(dovecot, user) as client:
+        client.select(quote("Drafts"), readonly=True)
+        mid = f"draft.{uuid.UUID(draft_id).hex}@"
+        typ, data = client.uid("SEARCH", "HEADER", "Message-ID", f'"{mid}"')
+        assert typ == "OK"
+        for uid in data[0].split():
+            typ, parts = client.uid("FETCH", uid.decode(), "(FLAGS BODY.PEEK[])")
+            assert typ == "OK" and isinstance(parts[0], tuple)
+            message = email.message_from_bytes(parts[0][1], policy=policy.default)
+            found.append((bytes(parts[0][0]), message))
+    return found
+
+
+def wait_copies(
+    dovecot: Any, user: Any, draft_id: str, check: Callable[[list[Any]], bool], what: str
+) -> list[tuple[bytes, EmailMessage]]:
+    def ready() -> tuple[list[Any]] | None:  # a tuple: an empty list is an answer too
+        found = copies(dovecot, user, draft_id)
+        return (found,) if check(found) else None
+
+    return list(wait_for(ready, what)[0])
+
+
+def one_with_subject(subject: str) -> Callable[[list[Any]], bool]:
+    return lambda found: len(found) == 1 and found[0][1]["Subject"] == subject
+
+
+def test_a_draft_is_saved_replaced_and_removed_in_the_drafts_folder(
+    stack: dict[str, Any], dovecot: Any, as_tenant: Headers
+) -> None:
+    api, runtime, (alice, _other) = stack["api"], stack["runtime"], stack["users"]
+    headers = as_tenant(TENANT_A)
+    created = api.post(
+        "/api/compose/draft",
+        headers=headers,
+        json={
+            "account_id": stack["ids"][0],
+            "to": [{"email": "bob@example.test", "name": "Bob Ünïcode"}],
+            "bcc": ["hidden@example.test"],
+            "subject": "First version",
+            "body": "Hello",
+        },
+    )
+    assert created.status_code == 201, created.get_json()
+    draft_id = created.get_json()["id"]
+    ((flags, message),) = wait_copies(
+        dovecot, alice, draft_id, one_with_subject("First version"), "the first copy"
+    )
+    assert b"\\Draft" in flags and b"\\Seen" in flags
+    assert message["Bcc"].addresses[0].addr_spec == "hidden@example.test"  # kept on a draft
+    assert message["To"].addresses[0].display_name == "Bob Ünïcode"
+    body = message.get_body(("plain",))
+    assert body is not None and body.get_content().strip() == "Hello"
+    # every change replaces the copy: one copy, the newest version
+    for n in range(2, 5):
+        changed = api.put(
+            f"/api/compose/drafts/{draft_id}",
+            headers=headers,
+            json={"subject": f"Version {n}"},
+        )
+        assert changed.status_code == 200, changed.get_json()
+    wait_copies(dovecot, alice, draft_id, one_with_subject("Version 4"), "the newest copy")
+    with runtime.db.session() as session:
+        row = session.get_one(Draft, uuid.UUID(draft_id))
+        assert row.imap_uid is not None and row.imap_saved_at == row.updated_at
+    # a draft without recipients is still a draft
+    empty = api.post("/api/compose/draft", headers=headers, json={"subject": "Ideas"}).get_json()
+    wait_copies(dovecot, alice, empty["id"], one_with_subject("Ideas"), "a draft with no To")
+    # discarded: no copy left
+    assert api.delete(f"/api/compose/drafts/{draft_id}", headers=headers).status_code == 204
+    wait_copies(dovecot, alice, draft_id, lambda found: found == [], "the copy removed")
+    assert len(copies(dovecot, alice, empty["id"])) == 1
+
+
+def test_a_sent_draft_leaves_the_drafts_folder_and_is_in_sent(
+    stack: dict[str, Any], dovecot: Any, seam: Seam, as_tenant: Headers
+) -> None:
+    api, (alice, _other) = stack["api"], stack["users"]
+    headers = as_tenant(TENANT_A)
+    draft = api.post(
+        "/api/compose",
+        headers=headers,
+        json={"account_id": stack["ids"][0], "to": ["bob@example.test"], "subject": "Go"},
+    ).get_json()
+    wait_copies(dovecot, alice, draft["id"], one_with_subject("Go"), "the draft's copy")
+    queued = send(api, headers, draft["id"])
+    wait_state(api, headers, queued["id"], "sent")
+    wait_copies(dovecot, alice, draft["id"], lambda found: found == [], "the copy removed")
+    assert len(seam.delivered) == 1
+    sent = seam.delivered[0]
+    assert b"Bcc:" not in sent.content.split(b"\r\n\r\n", 1)[0]  # only the draft kept Bcc
+
+
+def test_a_draft_moved_to_another_account_moves_its_copy(
+    stack: dict[str, Any], dovecot: Any, as_tenant: Headers
+) -> None:
+    api, (first, second) = stack["api"], stack["users"]
+    headers = as_tenant(TENANT_A)
+    draft = api.post(
+        "/api/compose/draft",
+        headers=headers,
+        json={"account_id": stack["ids"][0], "to": ["x@example.test"], "subject": "Where"},
+    ).get_json()
+    wait_copies(dovecot, first, draft["id"], one_with_subject("Where"), "copy in the first")
+    moved = api.put(
+        f"/api/compose/drafts/{draft['id']}",
+        headers=headers,
+        json={"account_id": stack["ids"][1]},
+    )
+    assert moved.status_code == 200, moved.get_json()
+    wait_copies(dovecot, second, draft["id"], one_with_subject("Where"), "copy in the second")
+    wait_copies(dovecot, first, draft["id"], lambda found: found == [], "none in the first")
+
+
+def test_repeated_and_concurrent_runs_leave_one_copy(
+    stack: dict[str, Any], dovecot: Any, as_tenant: Headers
+) -> None:
+    api, runtime, (alice, _other) = stack["api"], stack["runtime"], stack["users"]
+    headers = as_tenant(TENANT_A)
+    account = uuid.UUID(stack["ids"][0])
+    draft = api.post(
+        "/api/compose/draft",
+        headers=headers,
+        json={"account_id": str(account), "to": ["x@example.test"], "subject": "Once"},
+    ).get_json()
+    draft_id = uuid.UUID(draft["id"])
+    wait_copies(dovecot, alice, draft["id"], one_with_subject("Once"), "the first copy")
+    # a run that died after APPEND left an older version behind
+    stale = EmailMessage()
+    stale["Message-ID"] = draft_copy.draft_message_id(draft_id, alice.email)
+    stale["Subject"] = "Stale"
+    stale.set_content("old")
+    with imap_login(dovecot, alice) as client:
+        typ, _ = client.append(quote("Drafts"), "(\\Draft)", None, stale.as_bytes())
+        assert typ == "OK"
+    assert len(copies(dovecot, alice, draft["id"])) == 2
+    # the same job again: nothing changed, so nothing is appended
+    result = draft_copy.store_copy(runtime, TENANT_A, draft_id, account)
+    assert result.state == "unchanged"
+    # a change, then four runs at once: one copy of the newest version
+    assert (
+        api.put(
+            f"/api/compose/drafts/{draft_id}", headers=headers, json={"subject": "Twice"}
+        ).status_code
+        == 200
+    )
+    results: list[draft_copy.CopyResult] = []
+
+    def run() -> None:
+        results.append(draft_copy.store_copy(runtime, TENANT_A, draft_id, account))
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4
+    assert sorted(r.state for r in results).count("saved") <= 1
+    wait_copies(dovecot, alice, draft["id"], one_with_subject("Twice"), "one copy left")
+
+
+def test_no_copy_when_disabled(
+    make_settings: Any, dovecot: Any, seam: Seam, as_tenant: Headers
+) -> None:
+    settings = make_settings(save_drafts_to_imap=False)
+    for stack in _stack(settings, dovecot, seam, as_tenant):
+        api, runtime, (alice, _other) = stack["api"], stack["runtime"], stack["users"]
+        headers = as_tenant(TENANT_A)
+        draft = api.post(
+            "/api/compose/draft",
+            headers=headers,
+            json={"account_id": stack["ids"][0], "to": ["x@example.test"], "subject": "Off"},
+        ).get_json()
+        changed = api.put(
+            f"/api/compose/drafts/{draft['id']}", headers=headers, json={"subject": "Still off"}
+        )
+        assert changed.status_code == 200
+        runtime.queue.shutdown()  # every job queued so far has run
+        assert copies(dovecot, alice, draft["id"]) == []
+        with runtime.db.session() as session:
+            assert session.get_one(Draft, uuid.UUID(draft["id"])).imap_uid is None
