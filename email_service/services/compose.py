@@ -27,7 +27,7 @@ from email_service.mail.mime import safe_filename
 from email_service.services import drafts_view
 from email_service.services.drafts_view import AttachmentRecord, DraftRecord
 from email_service.services.messages import get_message
-from email_service.services.paging import Page, decode_cursor, encode_cursor
+from email_service.services.paging import Page, decode_cursor, encode_cursor, older_than
 from email_service.store.blobs import BlobStore
 from email_service.store.models import Account, ComposeAttachment, Draft, Message, utcnow
 
@@ -228,9 +228,7 @@ def list_drafts(
     if cursor:
         at, key = decode_cursor(cursor)
         after = _uuid(key)
-        query = query.where(
-            (Draft.updated_at < at) | ((Draft.updated_at == at) & (Draft.id < after))
-        )
+        query = query.where(older_than(Draft.updated_at, Draft.id, at, after))
     rows = session.execute(
         query.order_by(Draft.updated_at.desc(), Draft.id.desc()).limit(limit + 1)
     ).all()

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from email_service.errors import NotFoundError, ValidationError
 from email_service.mail.html import sanitize_html
 from email_service.mail.mime import AttachmentInfo, extract_part, safe_filename
-from email_service.services.paging import Page, decode_cursor, encode_cursor
+from email_service.services.paging import Page, decode_cursor, encode_cursor, older_than
 from email_service.store.blobs import BlobStore
 from email_service.store.models import Account, Attachment, Folder, Message
 
@@ -167,11 +167,7 @@ def list_messages(
             after_id = uuid.UUID(key)
         except ValueError:
             raise ValidationError("invalid cursor", field="cursor") from None
-        query = query.where(
-            or_(
-                Message.received_date < at, and_(Message.received_date == at, Message.id < after_id)
-            )
-        )
+        query = query.where(older_than(Message.received_date, Message.id, at, after_id))
     rows = list(
         session.scalars(
             query.order_by(Message.received_date.desc(), Message.id.desc()).limit(limit + 1)

@@ -49,7 +49,7 @@ from email_service.mail.compose import (
 )
 from email_service.services import mailbox
 from email_service.services.drafts_view import OutboxRecord, outbox_record
-from email_service.services.paging import Page, decode_cursor, encode_cursor
+from email_service.services.paging import Page, decode_cursor, encode_cursor, older_than
 from email_service.services.runtime import Runtime
 from email_service.store.blobs import BlobStore
 from email_service.store.models import Account, ComposeAttachment, Draft, Outbox, utcnow
@@ -271,9 +271,7 @@ def list_outbox(
     if cursor:
         at, key = decode_cursor(cursor)
         after = _cursor_uuid(key)
-        query = query.where(
-            (Outbox.created_at < at) | ((Outbox.created_at == at) & (Outbox.id < after))
-        )
+        query = query.where(older_than(Outbox.created_at, Outbox.id, at, after))
     rows = list(
         session.scalars(query.order_by(Outbox.created_at.desc(), Outbox.id.desc()).limit(limit + 1))
     )

@@ -10,6 +10,9 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from email_service.errors import ValidationError
+from email_service.store.keyset import older_than
+
+__all__ = ["Page", "decode_cursor", "encode_cursor", "older_than"]
 
 T = TypeVar("T")
 

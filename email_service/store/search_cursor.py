@@ -19,6 +19,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, and_, or_
 
 from email_service.errors import ValidationError
+from email_service.store.keyset import older_than
 from email_service.store.models import Message
 
 Phase = Literal["date", "rank"]
@@ -80,7 +81,7 @@ def key_of(message: Message) -> Key:
 def older(key: Key) -> ColumnElement[bool]:
     """Messages after ``key`` in date order (older, or as old with a smaller id)."""
     at, ident = key
-    return and_(Message.received_date <= at, or_(Message.received_date < at, Message.id < ident))
+    return older_than(Message.received_date, Message.id, at, ident)
 
 
 def not_older(key: Key) -> ColumnElement[bool]:
