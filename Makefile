@@ -20,11 +20,15 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
+# --compile-bytecode, and compileall for our own (editable) package: where the environment
+# sets PYTHONDONTWRITEBYTECODE no .pyc is ever written, so every process (each CLI run,
+# Gunicorn worker, Celery child, test subprocess) would compile every module it imports.
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
+	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet --compile-bytecode
 	touch $@
 
 install: $(VENV)/.synced
+	$(BIN)/python -m compileall -q -j 0 email_service tests bench
 
 run: install
 	$(RUN_ENV) $(BIN)/email-service migrate

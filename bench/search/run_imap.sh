@@ -14,6 +14,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 harness="${HARNESS:-$repo/../shared/bench}"
+make -C "$repo" --quiet install >&2  # the environment, with bytecode compiled
 N="${1:-100000}"
 shift || true  # the rest goes to bench_search.py
 export BENCH_DIR="${BENCH_DIR:-/tmp/email-service-searchbench}" IMAP_PORT="${IMAP_PORT:-10145}"

@@ -10,6 +10,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 harness="${HARNESS:-$repo/../shared/bench}"
+make -C "$repo" --quiet install >&2  # the environment, with bytecode compiled
 N="${1:-10000}"
 export BENCH_DIR="${BENCH_DIR:-/tmp/email-service-syncbench}" IMAP_PORT="${IMAP_PORT:-10144}"
 export PG_ADMIN="${PG_ADMIN:-postgresql://postgres@127.0.0.1:5432/postgres}"
