@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from email_service.errors import NotFoundError
 from email_service.mail.compose import build_message
 from email_service.services import mailbox, outbox, sent_copy
 from email_service.services.imap_pool import Pooled
@@ -45,7 +44,8 @@ _LOCAL_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 @dataclass(frozen=True)
 class CopyResult:
-    """What one run did: ``saved``, ``unchanged``, ``removed``, ``queued`` or ``no_folder``."""
+    """What one run did: ``saved``, ``unchanged``, ``removed``, ``queued``, ``no_folder``, or
+    ``no_account`` (the account was removed, and its drafts with it)."""
 
     state: str
     uid: int | None = None
@@ -81,7 +81,11 @@ def store_copy(
 ) -> CopyResult:
     """Make ``account_id``'s Drafts folder hold the draft's current version, or none of it."""
     with runtime.db.session() as session, _draft_lock(session, draft_id):
-        account = _account(session, tenant_id, account_id)
+        account = session.scalar(
+            select(Account).where(Account.tenant_id == tenant_id, Account.id == account_id)
+        )
+        if account is None:
+            return CopyResult("no_account")
         message_id = draft_message_id(draft_id, account.email)
         login = sent_copy.imap_login(session, runtime, account)
         draft = session.scalar(
@@ -123,15 +127,6 @@ def _draft_lock(session: Session, draft_id: uuid.UUID) -> Iterator[None]:
         return
     with _LOCAL_LOCKS[draft_id.int % len(_LOCAL_LOCKS)]:
         yield
-
-
-def _account(session: Session, tenant_id: str, account_id: uuid.UUID) -> Account:
-    account = session.scalar(
-        select(Account).where(Account.tenant_id == tenant_id, Account.id == account_id)
-    )
-    if account is None:
-        raise NotFoundError("account not found", account_id=str(account_id))
-    return account
 
 
 def _drafts_folder(pooled: Pooled) -> str | None:

@@ -175,6 +175,9 @@ def test_a_draft_moved_to_another_account_moves_its_copy(
     assert moved.status_code == 200, moved.get_json()
     wait_copies(dovecot, second, draft["id"], one_with_subject("Where"), "copy in the second")
     wait_copies(dovecot, first, draft["id"], lambda found: found == [], "none in the first")
+    # an account that is gone (its drafts with it) leaves the job nothing to do
+    gone = draft_copy.store_copy(stack["runtime"], TENANT_A, uuid.UUID(draft["id"]), uuid.uuid4())
+    assert gone.state == "no_account"
 
 
 def test_repeated_and_concurrent_runs_leave_one_copy(
