@@ -70,7 +70,9 @@ def copies(dovecot: Any, user: Any, draft_id: str) -> list[tuple[bytes, EmailMes
         assert typ == "OK"
         for uid in data[0].split():
             typ, parts = client.uid("FETCH", uid.decode(), "(FLAGS BODY.PEEK[])")
-            assert typ == "OK" and isinstance(parts[0], tuple)
+            assert typ == "OK"
+            if not isinstance(parts[0], tuple):  # expunged by the job since the SEARCH
+                continue
             message = email.message_from_bytes(parts[0][1], policy=policy.default)
             found.append((bytes(parts[0][0]), message))
     return found
