@@ -15,6 +15,11 @@ from pathlib import Path
 
 from email_service.errors import NotFoundError
 
+# Up to this many new files per flush are fsync'd one by one (with their directories);
+# beyond it one sync(2) is cheaper. sync(2) writes back every dirty page of the machine,
+# so a single outgoing message must not wait for a mailbox sync's gigabytes.
+FSYNC_EACH_MAX = 16
+
 
 class BlobStore:
     """Blobs under one directory, named by the SHA-256 of their content."""
@@ -22,7 +27,9 @@ class BlobStore:
     def __init__(self, root: Path, fsync: bool = True) -> None:
         self.root = root
         self.fsync = fsync  # durable before the referencing row commits (power loss)
-        self._unsynced = False
+        self._unsynced: list[str] = []  # files written since the last flush
+        self._new_directories: list[str] = []  # directories made since the last flush
+        self._lock = threading.Lock()  # puts and flush may run on different threads
         self._root = str(root)
         self._directories: set[str] = set()  # fan-out directories known to exist
         root.mkdir(parents=True, exist_ok=True)
@@ -41,7 +48,10 @@ class BlobStore:
         if os.path.exists(target):
             return digest
         if directory not in self._directories:
-            os.makedirs(directory, exist_ok=True)
+            if not os.path.isdir(directory):
+                os.makedirs(directory, exist_ok=True)
+                with self._lock:
+                    self._new_directories.append(directory)
             self._directories.add(directory)
         # A name no other writer uses (content-addressed, so only the same bytes compete).
         tmp = f"{target}.{os.getpid()}.{threading.get_ident()}.tmp"
@@ -54,18 +64,33 @@ class BlobStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        self._unsynced = True
+        with self._lock:
+            self._unsynced.append(target)
         return digest
 
     def flush(self) -> None:
         """Make every blob written so far durable; call before committing rows that use them.
 
-        One sync(2) per batch instead of an fsync per file: the same guarantee for a batch
-        of hundreds of messages at the cost of one call.
+        A few files (an API write) are fsync'd with the directories that name them; a batch
+        of hundreds (a sync) gets one sync(2) instead: the same guarantee at the cost of
+        one call.
         """
-        if self.fsync and self._unsynced:
+        with self._lock:
+            files, self._unsynced = self._unsynced, []
+            made, self._new_directories = self._new_directories, []
+        if not self.fsync or not files:
+            return
+        if len(files) > FSYNC_EACH_MAX:
             os.sync()
-        self._unsynced = False
+            return
+        for path in files:
+            _fsync(path)
+        parents = {os.path.dirname(path) for path in files}
+        for directory in made:  # a new directory's entry lives in its parent
+            parents.add(os.path.dirname(directory))
+            parents.add(os.path.dirname(os.path.dirname(directory)))
+        for directory in sorted(parents, key=len, reverse=True):
+            _fsync(directory)
 
     def get(self, digest: str) -> bytes:
         """The bytes of a blob, or NotFoundError."""
@@ -77,3 +102,12 @@ class BlobStore:
     def exists(self, digest: str) -> bool:
         """True if the blob is stored."""
         return self.path(digest).exists()
+
+
+def _fsync(path: str) -> None:
+    """fsync a file or a directory (POSIX: a directory is opened read-only for this)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
