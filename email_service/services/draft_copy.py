@@ -62,18 +62,26 @@ def draft_message_id(draft_id: uuid.UUID, account_email: str) -> str:
 
 
 def enqueue(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, *accounts: uuid.UUID) -> None:
-    """Queue the job for each account that holds or should hold a copy (after the commit)."""
+    """Queue the job for each account that holds or should hold a copy (after the commit).
+
+    The copy follows the draft, never the other way round: if the queue cannot take the
+    job (broker down), the draft is saved all the same and the next save brings the copy
+    up to date; the failure is logged, not returned to the client.
+    """
     if not runtime.settings.save_drafts_to_imap:
         return
     assert runtime.queue is not None, "no job queue wired"
     for account_id in dict.fromkeys(accounts):  # in order, once each
-        runtime.queue.enqueue(
-            DRAFT_COPY_TASK,
-            uuid.uuid4().hex,
-            draft_id=str(draft_id),
-            tenant_id=tenant_id,
-            account_id=str(account_id),
-        )
+        try:
+            runtime.queue.enqueue(
+                DRAFT_COPY_TASK,
+                uuid.uuid4().hex,
+                draft_id=str(draft_id),
+                tenant_id=tenant_id,
+                account_id=str(account_id),
+            )
+        except Exception:  # any broker failure: the draft itself is saved
+            log.warning("could not queue the Drafts copy of draft %s", draft_id, exc_info=True)
 
 
 def store_copy(

@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 
 from email_service.services import draft_copy
 from email_service.store.models import Draft
@@ -249,3 +250,37 @@ def test_no_copy_when_disabled(
         assert copies(dovecot, alice, draft["id"]) == []
         with runtime.db.session() as session:
             assert session.get_one(Draft, uuid.UUID(draft["id"])).imap_uid is None
+
+
+class _BrokerDown:
+    """A job queue whose broker refuses every message (the seam a real outage hits)."""
+
+    def enqueue(self, task: str, job_id: str, **kwargs: str) -> None:
+        raise ConnectionError("broker unreachable")
+
+
+def test_a_draft_is_saved_when_its_copy_cannot_be_queued(
+    make_settings: Any, as_tenant: Headers
+) -> None:
+    with running_app(make_settings()) as (api, runtime):
+        headers = as_tenant(TENANT_A)
+        add_account(api, headers, "alice@example.test")
+        embedded, runtime.queue = runtime.queue, _BrokerDown()
+        try:
+            _save_change_delete(api, headers)
+        finally:
+            runtime.queue = embedded  # shut down with the app
+
+
+def _save_change_delete(api: FlaskClient, headers: dict[str, str]) -> None:
+    """Save, change, read and delete a draft: every answer as if nothing were wrong."""
+    saved = api.post("/api/compose/draft", headers=headers, json={"subject": "Kept"})
+    assert saved.status_code == 201, saved.get_json()
+    draft_id = saved.get_json()["id"]
+    changed = api.put(
+        f"/api/compose/drafts/{draft_id}", headers=headers, json={"subject": "Still kept"}
+    )
+    assert changed.status_code == 200
+    stored = api.get(f"/api/compose/drafts/{draft_id}", headers=headers).get_json()
+    assert stored["subject"] == "Still kept"
+    assert api.delete(f"/api/compose/drafts/{draft_id}", headers=headers).status_code == 204
