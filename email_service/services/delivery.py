@@ -47,6 +47,7 @@ from email_service.services.send_steps import (
     SendOutcome,
     after_sent,
     changed,
+    drop_draft_copy,
     finish,
     finish_row,
     job_for,
@@ -372,6 +373,7 @@ def _sent(runtime: Runtime, job: Job, owner: str, reply: SmtpReply, data: bytes)
         after_sent(session, row)
     if not done:  # cannot happen while the fence holds; keep the record straight if it does
         log.error("sent, but the row was taken over", extra={"outbox_id": str(row.id)})
+    drop_draft_copy(runtime, row)
     metrics.count_emails("sent")
     row.sent_at = now
     finish(runtime, job, data)

@@ -17,6 +17,7 @@ from email_service.services.send_steps import (
     SendOutcome,
     after_sent,
     changed,
+    drop_draft_copy,
     finish_row,
     settle,
 )
@@ -55,6 +56,7 @@ def reconcile(runtime: Runtime, row: Outbox) -> SendOutcome:
     if done:
         with runtime.db.session() as session:
             after_sent(session, row)
+        drop_draft_copy(runtime, row)
         finish_row(runtime, row.id)
     return SendOutcome("sent", detail=note)
 

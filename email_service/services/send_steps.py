@@ -87,14 +87,18 @@ def after_sent(session: Session, row: Outbox) -> None:
     sent_copy.flag_locally(session, row)
 
 
-def finish(runtime: Runtime, job: Job, data: bytes | None = None) -> None:
-    """The Sent copy (and the flag on the server); pending again on temporary trouble.
+def drop_draft_copy(runtime: Runtime, row: Outbox) -> None:
+    """Once the row is committed ``sent``: queue the removal of the draft's Drafts copy.
 
-    The draft's copy in the Drafts folder is removed by a job of its own (the draft row is
-    gone by now, so that job removes every version).
+    The draft row is gone by then, so that job removes every version. Called once per
+    send, where the row becomes sent, not on every retry of the Sent copy.
     """
-    row = job.row
     draft_copy.enqueue(runtime, row.tenant_id, row.draft_id, row.account_id)
+
+
+def finish(runtime: Runtime, job: Job, data: bytes | None = None) -> None:
+    """The Sent copy (and the flag on the server); pending again on temporary trouble."""
+    row = job.row
     try:
         data = data or mailbox.blob_store(runtime).get(row.mime_blob_sha256)
         copy = sent_copy.store_sent_copy(runtime, row, data, job.login, job.origin)
