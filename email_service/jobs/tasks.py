@@ -16,6 +16,16 @@ from email_service.jobs.queues import CeleryQueue
 RETRY_BACKOFF_S = 30
 RETRY_BACKOFF_MAX_S = 600
 MAX_RETRIES = 6
+# Options of every task that talks to a mail server: acknowledged after it ran, and retried
+# as above on temporary remote trouble.
+REMOTE_TASK: dict[str, Any] = {
+    "acks_late": True,
+    "autoretry_for": (RemoteTemporaryError,),
+    "retry_backoff": RETRY_BACKOFF_S,
+    "retry_backoff_max": RETRY_BACKOFF_MAX_S,
+    "retry_jitter": True,
+    "max_retries": MAX_RETRIES,
+}
 
 
 def _runtime() -> Any:
@@ -25,16 +35,7 @@ def _runtime() -> Any:
     return runtime
 
 
-@shared_task(
-    name="sync_imap_account",
-    bind=True,
-    acks_late=True,
-    autoretry_for=(RemoteTemporaryError,),
-    retry_backoff=RETRY_BACKOFF_S,
-    retry_backoff_max=RETRY_BACKOFF_MAX_S,
-    retry_jitter=True,
-    max_retries=MAX_RETRIES,
-)
+@shared_task(name="sync_imap_account", bind=True, **REMOTE_TASK)
 def sync_imap_account(self: Task[Any, Any], account_id: str, tenant_id: str) -> dict[str, Any]:
     """Fetch emails from the account's IMAP server into the store."""
     job_id = str(self.request.id or uuid.uuid4().hex)
@@ -64,29 +65,13 @@ def send_due_messages() -> dict[str, Any]:
     return work.send_due(_runtime())
 
 
-@shared_task(
-    name="apply_message_changes",
-    acks_late=True,
-    autoretry_for=(RemoteTemporaryError,),
-    retry_backoff=RETRY_BACKOFF_S,
-    retry_backoff_max=RETRY_BACKOFF_MAX_S,
-    retry_jitter=True,
-    max_retries=MAX_RETRIES,
-)
+@shared_task(name="apply_message_changes", **REMOTE_TASK)
 def apply_message_changes(account_id: str, tenant_id: str, change: str) -> dict[str, Any]:
     """Set flags, move or delete messages on the IMAP server (the API changed them locally)."""
     return work.apply_changes(_runtime(), account_id, tenant_id, change)
 
 
-@shared_task(
-    name="store_draft_copy",
-    acks_late=True,
-    autoretry_for=(RemoteTemporaryError,),
-    retry_backoff=RETRY_BACKOFF_S,
-    retry_backoff_max=RETRY_BACKOFF_MAX_S,
-    retry_jitter=True,
-    max_retries=MAX_RETRIES,
-)
+@shared_task(name="store_draft_copy", **REMOTE_TASK)
 def store_draft_copy(draft_id: str, tenant_id: str, account_id: str) -> dict[str, Any]:
     """Save the draft's current version to the account's IMAP Drafts folder (or remove it)."""
     return work.store_draft_copy(_runtime(), draft_id, tenant_id, account_id)

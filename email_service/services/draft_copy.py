@@ -137,36 +137,33 @@ def _draft_lock(session: Session, draft_id: uuid.UUID) -> Iterator[None]:
         yield
 
 
-def _drafts_folder(pooled: Pooled) -> str | None:
-    if pooled.drafts_folder is None:
-        pooled.drafts_folder = sent_copy.folder_by_role(pooled.imap, "drafts") or ""
-    return pooled.drafts_folder or None
-
-
 def _replace(
     pooled: Pooled, message_id: str, data: bytes, draft: Draft
 ) -> tuple[CopyResult, int | None]:
-    folder = _drafts_folder(pooled)
+    folder = pooled.folder("drafts")
     if folder is None:
         return CopyResult("no_folder"), None
     older = sent_copy.search_message_id(pooled.imap, folder, message_id)
     appended = pooled.imap.append(folder, data, DRAFT_FLAGS, draft.updated_at)
-    if older:
-        pooled.imap.select_folder(folder, readonly=False)
-        pooled.imap.delete(older)
+    _delete(pooled, folder, older)
     uidvalidity, uid = appended if appended else (None, None)
     return CopyResult("saved", uid, len(older)), uidvalidity
 
 
 def _remove(runtime: Runtime, login: mailbox.Login, message_id: str) -> CopyResult:
     def step(pooled: Pooled) -> CopyResult:
-        folder = _drafts_folder(pooled)
+        folder = pooled.folder("drafts")
         if folder is None:
             return CopyResult("no_folder")
         found = sent_copy.search_message_id(pooled.imap, folder, message_id)
-        if found:
-            pooled.imap.select_folder(folder, readonly=False)
-            pooled.imap.delete(found)
+        _delete(pooled, folder, found)
         return CopyResult("removed", None, len(found))
 
     return sent_copy.with_session(runtime, login, step)
+
+
+def _delete(pooled: Pooled, folder: str, uids: list[int]) -> None:
+    """Remove these versions (the folder was examined read-only to find them)."""
+    if uids:
+        pooled.imap.select_folder(folder, readonly=False)
+        pooled.imap.delete(uids)

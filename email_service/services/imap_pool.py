@@ -27,13 +27,26 @@ IDLE_SECONDS = 60.0
 
 @dataclass
 class Pooled:
-    """A session and what was learnt on it (the Sent and Drafts folders' names)."""
+    """A session and what was learnt on it (the folders of special-use roles)."""
 
     imap: ImapSession
     reused: bool = False
     last_used: float = field(default_factory=time.monotonic)
-    sent_folder: str | None = None
-    drafts_folder: str | None = None
+    role_folders: dict[str, str | None] = field(default_factory=dict)
+
+    def folder(self, role: str) -> str | None:
+        """The raw name of the selectable folder with this RFC 6154 role (``sent``,
+        ``drafts``), if any; asked of the server once per session."""
+        if role not in self.role_folders:
+            self.role_folders[role] = next(
+                (
+                    folder.raw_name
+                    for folder in self.imap.list_folders(with_status=False)
+                    if folder.role == role and folder.selectable
+                ),
+                None,
+            )
+        return self.role_folders[role]
 
 
 class ImapPool:

@@ -55,14 +55,6 @@ def _account(session: Session, row: Outbox) -> Account:
     return account
 
 
-def folder_by_role(imap: ImapSession, role: str) -> str | None:
-    """The raw name of the selectable folder with this role (RFC 6154), if any."""
-    for folder in imap.list_folders(with_status=False):
-        if folder.role == role and folder.selectable:
-            return folder.raw_name
-    return None
-
-
 def search_message_id(imap: ImapSession, raw_name: str, message_id: str) -> list[int]:
     """UIDs in a folder whose Message-ID header is ``message_id``."""
     imap.select_folder(raw_name, readonly=True)
@@ -114,14 +106,8 @@ def store_sent_copy(
     return with_session(runtime, login, step)
 
 
-def _sent_folder(pooled: Pooled) -> str | None:
-    if pooled.sent_folder is None:
-        pooled.sent_folder = folder_by_role(pooled.imap, "sent") or ""
-    return pooled.sent_folder or None
-
-
 def _append_once(pooled: Pooled, row: Outbox, data: bytes) -> tuple[str, int | None]:
-    sent = _sent_folder(pooled)
+    sent = pooled.folder("sent")
     if sent is None:
         return "no_folder", None
     found = search_message_id(pooled.imap, sent, row.message_id)
@@ -225,7 +211,7 @@ def _found_over_imap(
     runtime: Runtime, login: mailbox.Login, folder: str | None, message_id: str
 ) -> bool:
     def step(pooled: Pooled) -> bool:
-        raw_name = folder or _sent_folder(pooled)
+        raw_name = folder or pooled.folder("sent")
         return raw_name is not None and bool(search_message_id(pooled.imap, raw_name, message_id))
 
     try:
