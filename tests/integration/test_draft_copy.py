@@ -93,6 +93,25 @@ def one_with_subject(subject: str) -> Callable[[list[Any]], bool]:
     return lambda found: len(found) == 1 and found[0][1]["Subject"] == subject
 
 
+def no_copy(found: list[Any]) -> bool:
+    return found == []
+
+
+def copied_draft(
+    stack: dict[str, Any], dovecot: Any, headers: dict[str, str], subject: str, route: str
+) -> dict[str, Any]:
+    """A draft of the first account made by ``route``, once its copy is in Drafts."""
+    response = stack["api"].post(
+        route,
+        headers=headers,
+        json={"account_id": stack["ids"][0], "to": ["bob@example.test"], "subject": subject},
+    )
+    assert response.status_code == 201, response.get_json()
+    draft: dict[str, Any] = response.get_json()
+    wait_copies(dovecot, stack["users"][0], draft["id"], one_with_subject(subject), "a copy")
+    return draft
+
+
 def test_a_draft_is_saved_replaced_and_removed_in_the_drafts_folder(
     stack: dict[str, Any], dovecot: Any, as_tenant: Headers
 ) -> None:
@@ -136,7 +155,7 @@ def test_a_draft_is_saved_replaced_and_removed_in_the_drafts_folder(
     wait_copies(dovecot, alice, empty["id"], one_with_subject("Ideas"), "a draft with no To")
     # discarded: no copy left
     assert api.delete(f"/api/compose/drafts/{draft_id}", headers=headers).status_code == 204
-    wait_copies(dovecot, alice, draft_id, lambda found: found == [], "the copy removed")
+    wait_copies(dovecot, alice, draft_id, no_copy, "the copy removed")
     assert len(copies(dovecot, alice, empty["id"])) == 1
 
 
@@ -145,15 +164,10 @@ def test_a_sent_draft_leaves_the_drafts_folder_and_is_in_sent(
 ) -> None:
     api, (alice, _other) = stack["api"], stack["users"]
     headers = as_tenant(TENANT_A)
-    draft = api.post(
-        "/api/compose",
-        headers=headers,
-        json={"account_id": stack["ids"][0], "to": ["bob@example.test"], "subject": "Go"},
-    ).get_json()
-    wait_copies(dovecot, alice, draft["id"], one_with_subject("Go"), "the draft's copy")
+    draft = copied_draft(stack, dovecot, headers, "Go", "/api/compose")
     queued = send(api, headers, draft["id"])
     wait_state(api, headers, queued["id"], "sent")
-    wait_copies(dovecot, alice, draft["id"], lambda found: found == [], "the copy removed")
+    wait_copies(dovecot, alice, draft["id"], no_copy, "the copy removed")
     assert len(seam.delivered) == 1
     sent = seam.delivered[0]
     assert b"Bcc:" not in sent.content.split(b"\r\n\r\n", 1)[0]  # only the draft kept Bcc
@@ -164,12 +178,7 @@ def test_a_draft_moved_to_another_account_moves_its_copy(
 ) -> None:
     api, (first, second) = stack["api"], stack["users"]
     headers = as_tenant(TENANT_A)
-    draft = api.post(
-        "/api/compose/draft",
-        headers=headers,
-        json={"account_id": stack["ids"][0], "to": ["x@example.test"], "subject": "Where"},
-    ).get_json()
-    wait_copies(dovecot, first, draft["id"], one_with_subject("Where"), "copy in the first")
+    draft = copied_draft(stack, dovecot, headers, "Where", "/api/compose/draft")
     moved = api.put(
         f"/api/compose/drafts/{draft['id']}",
         headers=headers,
@@ -177,7 +186,7 @@ def test_a_draft_moved_to_another_account_moves_its_copy(
     )
     assert moved.status_code == 200, moved.get_json()
     wait_copies(dovecot, second, draft["id"], one_with_subject("Where"), "copy in the second")
-    wait_copies(dovecot, first, draft["id"], lambda found: found == [], "none in the first")
+    wait_copies(dovecot, first, draft["id"], no_copy, "none in the first")
     # an account that is gone (its drafts with it) leaves the job nothing to do
     gone = draft_copy.store_copy(stack["runtime"], TENANT_A, uuid.UUID(draft["id"]), uuid.uuid4())
     assert gone.state == "no_account"
@@ -189,13 +198,8 @@ def test_repeated_and_concurrent_runs_leave_one_copy(
     api, runtime, (alice, _other) = stack["api"], stack["runtime"], stack["users"]
     headers = as_tenant(TENANT_A)
     account = uuid.UUID(stack["ids"][0])
-    draft = api.post(
-        "/api/compose/draft",
-        headers=headers,
-        json={"account_id": str(account), "to": ["x@example.test"], "subject": "Once"},
-    ).get_json()
+    draft = copied_draft(stack, dovecot, headers, "Once", "/api/compose/draft")
     draft_id = uuid.UUID(draft["id"])
-    wait_copies(dovecot, alice, draft["id"], one_with_subject("Once"), "the first copy")
     # a run that died after APPEND left an older version behind
     stale = EmailMessage()
     stale["Message-ID"] = draft_copy.draft_message_id(draft_id, alice.email)
