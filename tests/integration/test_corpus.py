@@ -11,12 +11,11 @@ import pytest
 from sqlalchemy import func, select
 
 from email_service.app import create_app
-from email_service.config import Security
-from email_service.services import accounts, mailbox
-from email_service.services.accounts import AccountFields
+from email_service.services import mailbox
 from email_service.store import migrate
 from email_service.store.models import Message
 from tests.conftest import TENANT_A, TENANT_B
+from tests.support.accounts import register
 from tests.support.mailgen import append, imap_login, status
 
 pytestmark = pytest.mark.dovecot
@@ -31,15 +30,7 @@ def _corpus() -> list[bytes]:
 
 
 def _account(runtime: Any, dovecot: Any, user: Any) -> Any:
-    fields = AccountFields(
-        email=user.email,
-        password=user.password,
-        imap_host="127.0.0.1",
-        imap_port=dovecot.imap_port,
-        imap_security=Security.NONE,
-    )
-    with runtime.db.session() as session:
-        return accounts.create_account(session, TENANT_A, fields, runtime.vault, runtime.hosts).id
+    return register(runtime, TENANT_A, dovecot, user)
 
 
 def test_every_corpus_message_is_stored_parsed_or_raw(

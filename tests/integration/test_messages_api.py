@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from email_service.config import Security
-from email_service.services import accounts, mailbox
-from email_service.services.accounts import AccountFields
+from email_service.services import mailbox
 from tests.conftest import TENANT_A, TENANT_B
+from tests.support.accounts import register
 from tests.support.mailgen import append, fetch_raw, imap_login, make_message
 
 pytestmark = pytest.mark.dovecot
@@ -68,18 +67,10 @@ def synced(runtime: Any, dovecot: Any, mail_user: Any) -> dict[str, Any]:
         rich_uid = append(client, "INBOX", _rich_message(root_id))
         append(client, "Sent", _reply(root_id, 1), "\\Seen")
         raw = fetch_raw(client, "INBOX", rich_uid)
-    fields = AccountFields(
-        email=mail_user.email,
-        password=mail_user.password,
-        imap_host="127.0.0.1",
-        imap_port=dovecot.imap_port,
-        imap_security=Security.NONE,
-    )
-    with runtime.db.session() as session:
-        record = accounts.create_account(session, TENANT_A, fields, runtime.vault, runtime.hosts)
-    mailbox.run_sync(runtime, TENANT_A, record.id, owner="test")
+    account_id = register(runtime, TENANT_A, dovecot, mail_user)
+    mailbox.run_sync(runtime, TENANT_A, account_id, owner="test")
     return {
-        "account_id": str(record.id),
+        "account_id": str(account_id),
         "raw": raw,
         "root_id": root_id,
         "user": mail_user,

@@ -17,6 +17,7 @@ from email_service.services import accounts, mailbox, sync_state
 from email_service.services.accounts import AccountFields
 from email_service.store.models import Attachment, Folder, Message, SyncState
 from tests.conftest import TENANT_A
+from tests.support.accounts import register
 from tests.support.mailgen import append, fetch_raw, imap_login, make_message, status
 
 pytestmark = pytest.mark.dovecot
@@ -41,23 +42,7 @@ def mailbox_user(dovecot: Any, mail_user: Any) -> Any:
 
 
 def _account(runtime: Any, dovecot: Any, user: Any, **extra: Any) -> uuid.UUID:
-    fields = AccountFields(
-        email=user.email,
-        password=user.password,
-        imap_host="127.0.0.1",
-        imap_port=dovecot.imap_port,
-        imap_security=_none(),
-        **extra,
-    )
-    with runtime.db.session() as session:
-        record = accounts.create_account(session, TENANT_A, fields, runtime.vault, runtime.hosts)
-    return record.id
-
-
-def _none() -> Any:
-    from email_service.config import Security
-
-    return Security.NONE
+    return register(runtime, TENANT_A, dovecot, user, **extra)
 
 
 def _sync(runtime: Any, account_id: uuid.UUID) -> Any:

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from email_service.config import Security
-from email_service.services import accounts, mailbox
-from email_service.services.accounts import AccountFields
+from email_service.services import mailbox
 from tests.conftest import TENANT_A, TENANT_B
+from tests.support.accounts import register
 from tests.support.mailgen import append, imap_login, make_message, status
 
 pytestmark = pytest.mark.dovecot
@@ -24,20 +23,12 @@ def world(runtime: Any, dovecot: Any, mail_user: Any, client: Any, as_tenant: An
     with imap_login(dovecot, mail_user) as imap:
         for i in range(4):
             append(imap, "INBOX", make_message(i))
-    fields = AccountFields(
-        email=mail_user.email,
-        password=mail_user.password,
-        imap_host="127.0.0.1",
-        imap_port=dovecot.imap_port,
-        imap_security=Security.NONE,
-    )
-    with runtime.db.session() as session:
-        account = accounts.create_account(session, TENANT_A, fields, runtime.vault, runtime.hosts)
-    mailbox.run_sync(runtime, TENANT_A, account.id, owner="test")
+    account_id = register(runtime, TENANT_A, dovecot, mail_user)
+    mailbox.run_sync(runtime, TENANT_A, account_id, owner="test")
     headers = as_tenant(TENANT_A)
     folders = {
         f["role"] or f["name"]: f
-        for f in client.get(f"/api/accounts/{account.id}/folders", headers=headers).get_json()[
+        for f in client.get(f"/api/accounts/{account_id}/folders", headers=headers).get_json()[
             "items"
         ]
     }
@@ -45,7 +36,7 @@ def world(runtime: Any, dovecot: Any, mail_user: Any, client: Any, as_tenant: An
         "/api/messages", query_string={"folder_id": folders["inbox"]["id"]}, headers=headers
     ).get_json()["items"]
     return {
-        "account_id": account.id,
+        "account_id": account_id,
         "folders": folders,
         "inbox": inbox,
         "user": mail_user,

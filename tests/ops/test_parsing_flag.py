@@ -10,14 +10,13 @@ import pytest
 from sqlalchemy import select
 
 from email_service.app import create_app
-from email_service.config import Security
 from email_service.observability import metrics
-from email_service.services import accounts, mailbox
-from email_service.services.accounts import AccountFields
+from email_service.services import mailbox
 from email_service.store import migrate
 from email_service.store.models import Attachment, Base, Message
 from tests.conftest import TENANT_A
 from tests.ops.test_metrics import value
+from tests.support.accounts import register
 from tests.support.mailgen import append, imap_login, make_message
 
 pytestmark = pytest.mark.dovecot
@@ -50,21 +49,13 @@ def test_sync_with_and_without_parsing(
     app = create_app(make_settings(enable_email_parsing=parsing), configure_logs=False)
     runtime = app.extensions["email_service"]
     migrate.upgrade(runtime.db.engine)
-    fields = AccountFields(
-        email=mail_user.email,
-        password=mail_user.password,
-        imap_host="127.0.0.1",
-        imap_port=dovecot.imap_port,
-        imap_security=Security.NONE,
-    )
-    with runtime.db.session() as session:
-        account = accounts.create_account(session, TENANT_A, fields, runtime.vault, runtime.hosts)
+    account_id = register(runtime, TENANT_A, dovecot, mail_user)
     before = _counts()
-    report = mailbox.run_sync(runtime, TENANT_A, account.id, owner=uuid.uuid4().hex)
+    report = mailbox.run_sync(runtime, TENANT_A, account_id, owner=uuid.uuid4().hex)
     after = _counts()
     assert report.new_messages == MESSAGES
     with runtime.db.session() as session:
-        rows = session.scalars(select(Message).where(Message.account_id == account.id)).all()
+        rows = session.scalars(select(Message).where(Message.account_id == account_id)).all()
         attachments = session.scalars(
             select(Attachment).where(Attachment.message_id.in_([row.id for row in rows]))
         ).all()
