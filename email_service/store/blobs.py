@@ -1,8 +1,13 @@
-"""Content-addressed blob store for raw MIME: ``<root>/ab/cd/<sha256>``.
+"""Content-addressed blob store for raw MIME: ``<root>/ab/<sha256>``.
 
 Writes are atomic (temporary file, then rename) and idempotent (the same bytes land on
 the same name), so a sync that dies between writing a blob and committing its row leaves
 at worst an unreferenced file, never a row without its message.
+
+One level of 256 directories: a second level (``ab/cd/``, the layout of earlier versions,
+still read) meant a new directory for nearly every blob of a first sync, and creating a
+directory costs as much as writing a message. A million blobs make about 4,000 names per
+directory, which ext4 and XFS index.
 """
 
 from __future__ import annotations
@@ -35,15 +40,20 @@ class BlobStore:
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
-        """Where a blob lives."""
+        """Where a blob lives (written by an earlier version: where it was put then)."""
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise NotFoundError("no such blob")
-        return self.root / digest[:2] / digest[2:4] / digest
+        path = self.root / digest[:2] / digest
+        if not path.exists():
+            legacy = self.root / digest[:2] / digest[2:4] / digest
+            if legacy.exists():
+                return legacy
+        return path
 
     def put(self, data: bytes) -> str:
         """Store bytes; return their SHA-256 hex digest."""
         digest = hashlib.sha256(data).hexdigest()
-        directory = os.path.join(self._root, digest[:2], digest[2:4])
+        directory = os.path.join(self._root, digest[:2])
         target = os.path.join(directory, digest)
         if os.path.exists(target):
             return digest
@@ -88,7 +98,6 @@ class BlobStore:
         parents = {os.path.dirname(path) for path in files}
         for directory in made:  # a new directory's entry lives in its parent
             parents.add(os.path.dirname(directory))
-            parents.add(os.path.dirname(os.path.dirname(directory)))
         for directory in sorted(parents, key=len, reverse=True):
             _fsync(directory)
 

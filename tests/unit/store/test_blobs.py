@@ -19,16 +19,24 @@ def test_put_names_by_sha256_and_is_idempotent(tmp_path: Path) -> None:
     assert digest == hashlib.sha256(b"raw mime").hexdigest()
     assert store.put(b"raw mime") == digest
     assert store.get(digest) == b"raw mime" and store.exists(digest)
-    assert store.path(digest).relative_to(tmp_path / "blobs").parts == (
-        digest[:2],
-        digest[2:4],
-        digest,
-    )
+    assert store.path(digest).relative_to(tmp_path / "blobs").parts == (digest[:2], digest)
     assert not list((tmp_path / "blobs").rglob("*.tmp"))
     with pytest.raises(NotFoundError):
         store.get("0" * 64)
     with pytest.raises(NotFoundError):
         store.get("../../etc/passwd")
+
+
+def test_blobs_of_the_earlier_two_level_layout_are_still_read(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    digest = hashlib.sha256(b"stored by an earlier version").hexdigest()
+    legacy = root / digest[:2] / digest[2:4] / digest
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"stored by an earlier version")
+    store = BlobStore(root)
+    assert store.exists(digest) and store.path(digest) == legacy
+    assert store.get(digest) == b"stored by an earlier version"
+    assert not store.exists(hashlib.sha256(b"never stored").hexdigest())
 
 
 def test_a_few_files_are_fsynced_with_their_directories_not_the_whole_machine(
@@ -49,8 +57,8 @@ def test_a_few_files_are_fsynced_with_their_directories_not_the_whole_machine(
     digest = store.put(b"one message")
     store.flush()
     path = store.path(digest)
-    # the file, its directory, and the two new fan-out directories' parents
-    assert set(synced) == {str(path), str(path.parent), str(path.parent.parent), str(root)}
+    # the file, and its new fan-out directory with the parent that names it
+    assert set(synced) == {str(path), str(path.parent), str(root)}
     assert whole == []
     synced.clear()
     store.flush()  # nothing new: nothing to do
