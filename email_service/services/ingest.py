@@ -31,8 +31,9 @@ from email_service.mail.mime_headers import parse_header_block
 from email_service.observability import metrics
 from email_service.services import thread_ids
 from email_service.store.blobs import BlobStore
+from email_service.store.copy_rows import copy_new_rows
 from email_service.store.models import Attachment, Message, ThreadLink
-from email_service.store.search_index import search_document
+from email_service.store.search_index import StoredVector, search_document, to_tsvector_text
 
 # System flags mirrored into boolean columns for fast filters (RFC 9051 §2.3.2).
 FLAG_COLUMNS = {
@@ -70,12 +71,14 @@ def prepare(
     blobs: BlobStore,
     limits: Limits,
     parse_bodies: bool = True,
+    tsvector: bool = False,
 ) -> Incoming:
     """Store the raw bytes, parse, and build the message and attachment rows.
 
     Without ``parse_bodies`` (ENABLE_EMAIL_PARSING=false) only the header block is read:
     the row has the envelope and the raw MIME, no bodies or attachments (parse_email_body
-    fills them in later).
+    fills them in later). With ``tsvector`` (PostgreSQL) the search document is made in
+    its stored form here rather than when the row is bound.
     """
     digest = blobs.put(fetched.body)
     if parse_bodies:
@@ -95,7 +98,8 @@ def prepare(
         **flag_values(fetched.flags),
         **parsed_columns(parsed),
     }
-    row["search_text"] = search_document(row, [a.filename for a in parsed.attachments])
+    document = search_document(row, [a.filename for a in parsed.attachments])
+    row["search_text"] = StoredVector(to_tsvector_text(document)) if tsvector else document
     attachments = [
         {
             "id": uuid.uuid4(),
@@ -161,20 +165,23 @@ def insert_batch(session: Session, batch: Sequence[Incoming]) -> int:
         return 0
     rows = [item.row for item in batch]
     links = thread_ids.assign_batch(session, rows[0]["account_id"], rows)
-    stmt = (
-        _insert(session, Message)
-        .on_conflict_do_nothing(  # type: ignore[attr-defined]
-            index_elements=["folder_id", "uidvalidity", "uid"]
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres and copy_new_rows(session, Message, rows):
+        inserted = {row["id"] for row in rows}  # the common case: every UID was new
+    else:
+        stmt = (
+            _insert(session, Message)
+            .on_conflict_do_nothing(  # type: ignore[attr-defined]
+                index_elements=["folder_id", "uidvalidity", "uid"]
+            )
+            .returning(Message.id)
         )
-        .returning(Message.id)
-    )
-    inserted = set(session.connection().execute(stmt, rows).scalars())
+        inserted = set(session.connection().execute(stmt, rows).scalars())
     attachments = [a for item in batch if item.row["id"] in inserted for a in item.attachments]
-    if attachments:
-        session.connection().execute(_insert(session, Attachment), attachments)
     links = [link for link in links if link["message_id"] in inserted]
-    if links:
-        session.connection().execute(_insert(session, ThreadLink), links)
+    for model, dependents in ((Attachment, attachments), (ThreadLink, links)):
+        if dependents and not (postgres and copy_new_rows(session, model, dependents)):
+            session.connection().execute(_insert(session, model), dependents)
     return len(inserted)
 
 

@@ -121,10 +121,11 @@ def _document_within_limits(header: list[tuple[str, str]], body: str) -> str | N
         return ""
     if len(tokens) > MAX_POSITIONS:
         return None
-    for token in [t for t in tokens if len(t) * 4 > MAX_TOKEN_BYTES]:  # possibly too long
-        prefix_bytes = 2 if token[1:2] == "_" else 0  # field prefixes are "x_"; words have no "_"
-        if len(token.encode()) - prefix_bytes > MAX_TOKEN_BYTES:
-            return None
+    if max(map(len, tokens)) * 4 > MAX_TOKEN_BYTES:  # some token may be too long
+        for token in [t for t in tokens if len(t) * 4 > MAX_TOKEN_BYTES]:
+            prefix_bytes = 2 if token[1:2] == "_" else 0  # prefixes are "x_"; words have no "_"
+            if len(token.encode()) - prefix_bytes > MAX_TOKEN_BYTES:
+                return None
     counts = Counter(tokens)
     counts.pop(FILLER, None)
     if counts and max(counts.values()) > MAX_OCCURRENCES:
@@ -221,6 +222,16 @@ class _Builder:
         return " ".join(self.tokens[:end])
 
 
+class StoredVector(str):
+    """A document already in PostgreSQL's tsvector text form, made by ``to_tsvector_text``.
+
+    Building that form is the costly part of binding a document, so a sync makes it
+    where it parses (possibly another process) and binding passes it through.
+    """
+
+    __slots__ = ()
+
+
 def to_tsvector_text(document: str) -> str:
     """PostgreSQL's tsvector input for a document: each token with its positions.
 
@@ -233,14 +244,14 @@ def to_tsvector_text(document: str) -> str:
     positions.pop(FILLER, None)
     quote = _quote if "'" in document or "\\" in document else str  # words() never has them
     return " ".join(
-        [f"'{quote(token)}':{_positions(token, at)}" for token, at in positions.items()]
+        [
+            # field prefixes are "x_" (weight A after every position); words have no "_"
+            f"'{quote(token)}':{HEAD_WEIGHT_SEP.join(at)}{HEAD_WEIGHT}"
+            if token[1:2] == "_"
+            else f"'{quote(token)}':{','.join(at)}"
+            for token, at in positions.items()
+        ]
     )
-
-
-def _positions(token: str, at: list[str]) -> str:
-    if token[1:2] == "_":  # field prefixes are "x_"; words have no "_"
-        return HEAD_WEIGHT_SEP.join(at) + HEAD_WEIGHT
-    return ",".join(at)
 
 
 def from_tsvector_text(vector: str) -> str:
@@ -275,6 +286,8 @@ class SearchText(TypeDecorator[str]):
         """A document as the backend stores it."""
         if value is None or dialect.name != "postgresql":
             return value
+        if isinstance(value, StoredVector):
+            return str(value)
         return to_tsvector_text(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
