@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     mail_ca_file: Path | None = None
     # Sync raw MIME to disk before its row commits (survives power loss; costs an fsync each).
     blob_fsync: bool = True
+    # Processes that parse a large sync's messages (unset: one per core; 0: parse inline).
+    sync_parse_processes: int | None = Field(None, ge=0, le=64)
     # Minutes between beat's syncs of every active account.
     sync_interval_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
     # A running sync renews its account lock; a dead worker's lock frees after this.

@@ -23,6 +23,7 @@ from email_service.errors import (
 from email_service.mail.imap import ImapSession
 from email_service.services import sync_state, writeback
 from email_service.services.hosts import Endpoint
+from email_service.services.ingest_pool import parse_processes
 from email_service.services.runtime import Runtime
 from email_service.services.sync import Progress, SyncContext, SyncEngine, SyncReport
 from email_service.store.blobs import BlobStore
@@ -96,6 +97,7 @@ def run_sync(
         progress=progress,
         lock_ttl=ttl,
         parse_bodies=runtime.settings.enable_email_parsing,
+        parse_processes=parse_processes(runtime.settings.sync_parse_processes),
     )
     try:
         with open_imap(runtime, login) as imap:

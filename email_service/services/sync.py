@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -42,6 +44,7 @@ from email_service.mail.mime import Limits
 from email_service.observability import metrics
 from email_service.services import ingest, sync_state
 from email_service.services import sync_folders as folders_repo
+from email_service.services.ingest_pool import Preparer
 from email_service.services.sync_writer import BatchWriter
 from email_service.store.blobs import BlobStore
 from email_service.store.db import Database
@@ -51,9 +54,23 @@ from email_service.store.models import Folder
 # the byte cap bounds memory: a batch being parsed plus QUEUE_DEPTH batches being written.
 BATCH_MESSAGES = 200
 BATCH_BYTES = 8 * 1024 * 1024
+# Batches parsing in the pool while the next one is fetched: keeps every process busy,
+# and memory at a few batches.
+PARSE_AHEAD = 1
 ROLE_ORDER = ("inbox", "sent", "drafts", "archive", "flagged", "junk", "trash", "all")
 
 Progress = Callable[[str, int, int, int], None]  # folder name, done, total, bytes
+
+
+@dataclass
+class _Parsing:
+    """A batch handed to the preparer: its rows to come, and what progress it makes."""
+
+    parts: list[Future[list[ingest.Incoming]]]
+    name: str
+    size: int
+    done: int
+    total: int
 
 
 @dataclass
@@ -83,6 +100,7 @@ class SyncContext:
     progress: Progress | None = None
     lock_ttl: timedelta = sync_state.LOCK_TTL
     parse_bodies: bool = True  # ENABLE_EMAIL_PARSING: false stores raw MIME + headers only
+    parse_processes: int = 0  # SYNC_PARSE_PROCESSES: a pool for large runs; 0 parses inline
 
 
 class SyncEngine:
@@ -96,10 +114,20 @@ class SyncEngine:
 
     def run(self) -> SyncReport:
         """Sync every selectable folder; returns the report."""
+        ctx = self.ctx
+        self.preparer = Preparer(
+            ctx.blobs,
+            ctx.limits,
+            ctx.parse_bodies,
+            tsvector=ctx.db.dialect == "postgresql",
+            processes=ctx.parse_processes,
+        )
+        self._parsing: deque[_Parsing] = deque()
         self.writer = BatchWriter()
         try:
             return self._run()
         finally:
+            self.preparer.close()
             self.writer.close()
 
     def _run(self) -> SyncReport:
@@ -186,7 +214,7 @@ class SyncEngine:
         for message in self.imap.fetch_messages(server_uids):
             digest = self.ctx.blobs.put(message.body)
             if old.get(digest):
-                self.writer.drain()
+                self._drain()
                 self.ctx.blobs.flush()
                 with self.ctx.db.session() as session:
                     folders_repo.rekey(session, old[digest].pop(), selected.uidvalidity, message)
@@ -197,7 +225,7 @@ class SyncEngine:
                 self._store(remote, folder_id, selected.uidvalidity, fresh, 0, 0)
                 fresh = []
         self._store(remote, folder_id, selected.uidvalidity, fresh, 0, 0)
-        self.writer.drain()
+        self._drain()
         with self.ctx.db.session() as session:
             leftovers = [row_id for ids in old.values() for row_id in ids]
             self.report.deleted += folders_repo.delete_rows(session, leftovers)
@@ -215,6 +243,7 @@ class SyncEngine:
         todo = sorted(set(server_uids) - have)
         total, done = len(set(server_uids)), len(have & set(server_uids))
         self._note(remote.name, done, total)
+        self.preparer.start(len(todo))
         batch: list[FetchedMessage] = []
         size = 0
         for message in self.imap.fetch_messages(todo):
@@ -242,15 +271,27 @@ class SyncEngine:
             "folder_id": folder_id,
             "uidvalidity": uidvalidity,
         }
-        prepared = [
-            ingest.prepare(m, scope, self.ctx.blobs, self.ctx.limits, self.ctx.parse_bodies)
-            for m in batch
-        ]
         size = sum(len(m.body) for m in batch)
-        self.writer.submit(
-            partial(self._write, remote.name, prepared, size, done + len(batch), total)
-        )
+        parts = self.preparer.submit(batch, scope)
+        self._parsing.append(_Parsing(parts, remote.name, size, done + len(batch), total))
+        # With a pool, batches parse while the next ones are fetched; inline, at once.
+        ahead = PARSE_AHEAD if self.preparer.parallel else 0
+        while len(self._parsing) > ahead:
+            self._hand_over(self._parsing.popleft())
         return len(batch)
+
+    def _hand_over(self, parsing: _Parsing) -> None:
+        """Wait for a batch's rows and queue them for the writer thread."""
+        prepared = [row for part in parsing.parts for row in part.result()]
+        self.writer.submit(
+            partial(self._write, parsing.name, prepared, parsing.size, parsing.done, parsing.total)
+        )
+
+    def _drain(self) -> None:
+        """Every batch fetched so far parsed and committed."""
+        while self._parsing:
+            self._hand_over(self._parsing.popleft())
+        self.writer.drain()
 
     def _write(
         self, name: str, prepared: list[ingest.Incoming], size: int, done: int, total: int
@@ -270,7 +311,7 @@ class SyncEngine:
     def _checkpoint(
         self, folder_id: uuid.UUID, uidvalidity: int, uidnext: int, modseq: int | None
     ) -> None:
-        self.writer.drain()  # the checkpoint promises every row below uidnext is stored
+        self._drain()  # the checkpoint promises every row below uidnext is stored
         with self.ctx.db.session() as session:
             folders_repo.checkpoint(session, folder_id, uidvalidity, uidnext, modseq)
             self._beat(session, force=True)

@@ -11,9 +11,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import undefer
 
 from email_service.errors import RemoteAuthError
-from email_service.services import accounts, mailbox, sync_state
+from email_service.mail.imap import FetchedMessage
+from email_service.mail.mime import Limits
+from email_service.services import accounts, ingest, ingest_pool, mailbox, sync_state
 from email_service.services.accounts import AccountFields
 from email_service.store.models import Attachment, Folder, Message, SyncState
 from tests.conftest import TENANT_A
@@ -283,3 +286,115 @@ def test_incremental_fallbacks_without_qresync_or_condstore(
             select(Message).where(Message.folder_id == inbox.id, Message.uid == 4)
         ).one()
         assert answered.answered
+
+
+def _stored_and_inline(runtime: Any, message: Message, attachments: int) -> tuple[Any, Any]:
+    """A stored message's parsed columns, and the same parsed again here from its raw MIME."""
+    raw = mailbox.blob_store(runtime).get(message.blob_sha256)
+    fetched = FetchedMessage(
+        message.uid, frozenset(message.flags), message.received_date, len(raw), None, raw
+    )
+    scope = {
+        "tenant_id": TENANT_A,
+        "account_id": message.account_id,
+        "folder_id": message.folder_id,
+        "uidvalidity": message.uidvalidity,
+    }
+    again = ingest.prepare(fetched, scope, mailbox.blob_store(runtime), Limits())
+    fields = (
+        "subject",
+        "from_email",
+        "snippet",
+        "body_text",
+        "body_html",
+        "has_attachments",
+        "search_text",
+    )
+    stored = {f: getattr(message, f) for f in fields} | {"attachments": attachments}
+    return stored, {f: again.row[f] for f in fields} | {"attachments": len(again.attachments)}
+
+
+def test_parallel_parsing_stores_what_inline_parsing_stores(
+    runtime: Any, dovecot: Any, mailbox_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large run parses in worker processes: same rows, same search documents, same blobs."""
+    monkeypatch.setattr(ingest_pool, "PARALLEL_MIN_MESSAGES", 0)  # this mailbox counts as large
+    monkeypatch.setattr(runtime.settings, "sync_parse_processes", 2)
+    modes: list[bool] = []
+    submit = ingest_pool.Preparer.submit
+
+    def recording(self: ingest_pool.Preparer, *args: Any) -> Any:
+        modes.append(self.parallel)
+        return submit(self, *args)
+
+    monkeypatch.setattr(ingest_pool.Preparer, "submit", recording)
+    account_id = _account(runtime, dovecot, mailbox_user)
+    report = _sync(runtime, account_id)
+    assert modes and all(modes)  # every batch went to the pool
+    assert _local_counts(runtime, account_id) == _server_counts(dovecot, mailbox_user)
+    assert report.new_messages == sum(FOLDERS.values())
+    with runtime.db.session() as session:
+        counts = dict(
+            session.execute(
+                select(Attachment.message_id, func.count()).group_by(Attachment.message_id)
+            ).all()
+        )
+        messages = session.scalars(
+            select(Message)
+            .options(undefer(Message.search_text))
+            .where(Message.account_id == account_id)
+        ).all()
+        assert len(messages) == sum(FOLDERS.values())
+        for message in messages:
+            stored, inline = _stored_and_inline(runtime, message, counts.get(message.id, 0))
+            assert stored == inline, message.subject
+        assert sum(counts.values()) == 6
+
+
+def test_rows_already_stored_are_skipped_by_a_later_batch(
+    runtime: Any, dovecot: Any, mailbox_user: Any
+) -> None:
+    """A batch that races another run: the UID stored meanwhile is skipped, the new one stored."""
+    account_id = _account(runtime, dovecot, mailbox_user)
+    _sync(runtime, account_id)
+    with runtime.db.session() as session:
+        first = session.scalars(
+            select(Message)
+            .where(Message.account_id == account_id, Message.has_attachments)
+            .order_by(Message.uid)
+        ).first()
+        assert first is not None
+        raw = mailbox.blob_store(runtime).get(first.blob_sha256)
+        scope = {
+            "tenant_id": TENANT_A,
+            "account_id": account_id,
+            "folder_id": first.folder_id,
+            "uidvalidity": first.uidvalidity,
+        }
+        batch = [
+            ingest.prepare(
+                FetchedMessage(uid, frozenset(), first.received_date, len(raw), None, raw),
+                scope,
+                mailbox.blob_store(runtime),
+                Limits(),
+                tsvector=runtime.db.dialect == "postgresql",
+            )
+            for uid in (first.uid, 999_999)
+        ]
+        before = session.scalar(select(func.count(Attachment.id)))
+        assert ingest.insert_batch(session, batch) == 1
+    with runtime.db.session() as session:
+        uids = list(
+            session.scalars(
+                select(Message.uid).where(
+                    Message.folder_id == first.folder_id, Message.uid.in_([first.uid, 999_999])
+                )
+            )
+        )
+        assert sorted(uids) == [first.uid, 999_999]
+        assert (
+            session.scalar(select(func.count(Attachment.id)))
+            == before + len(batch[1].attachments)
+            > before
+        )
+        assert session.get(Message, batch[0].row["id"]) is None

@@ -1,0 +1,145 @@
+"""Parsing in worker processes: the CPU-bound half of a large sync spread over the cores.
+
+One interpreter parses, tokenizes and hashes about 300 messages a second, and a thread
+cannot help (the GIL). A sync with many messages to fetch therefore hands each batch to a
+pool of processes started through a fork server (never a fork of this threaded process):
+they store the raw bytes in the blob store, parse, build the search document, make their
+blobs durable, and send back the rows. The sync thread keeps the IMAP connection and the
+order of batches; the writer thread keeps the database. Small runs (an incremental sync)
+parse inline, where a pool would only add start-up time.
+
+Nothing changes for correctness: a row is committed only after its blob was flushed by the
+process that wrote it, and a pool that breaks (a worker killed) fails the run, which the
+task layer retries like any other error; checkpoints were never passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from email_service.mail.imap import FetchedMessage
+from email_service.mail.mime import Limits
+from email_service.services import ingest
+from email_service.store.blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+# Fewer new messages than this parse inline: starting the pool costs about half a second.
+PARALLEL_MIN_MESSAGES = 1000
+# Modules the fork server imports once, so that each worker starts ready to parse.
+PRELOAD = ["email_service.services.ingest"]
+
+
+class _Worker:
+    """State of one pool process, set by its initializer."""
+
+    blobs: BlobStore
+    limits: Limits
+    parse_bodies: bool
+    tsvector: bool
+
+
+def _init(root: str, fsync: bool, limits: Limits, parse_bodies: bool, tsvector: bool) -> None:
+    _Worker.blobs = BlobStore(Path(root), fsync=fsync)
+    _Worker.limits, _Worker.parse_bodies, _Worker.tsvector = limits, parse_bodies, tsvector
+
+
+def _prepare(batch: Sequence[FetchedMessage], scope: dict[str, Any]) -> list[ingest.Incoming]:
+    prepared = [
+        ingest.prepare(
+            m, scope, _Worker.blobs, _Worker.limits, _Worker.parse_bodies, _Worker.tsvector
+        )
+        for m in batch
+    ]
+    _Worker.blobs.flush()  # durable before the parent commits the rows that name them
+    return prepared
+
+
+def parse_processes(setting: int | None) -> int:
+    """Pool size: the setting (SYNC_PARSE_PROCESSES), else one per core, none on one core."""
+    if setting is not None:
+        return setting
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores if cores and cores > 1 else 0
+
+
+class Preparer:
+    """Turns fetched batches into rows, inline or in a process pool."""
+
+    def __init__(
+        self,
+        blobs: BlobStore,
+        limits: Limits,
+        parse_bodies: bool,
+        tsvector: bool,
+        processes: int,
+    ) -> None:
+        self.blobs, self.limits, self.parse_bodies, self.tsvector = (
+            blobs,
+            limits,
+            parse_bodies,
+            tsvector,
+        )
+        self.processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self, messages: int) -> None:
+        """Start the pool if a run of this many new messages is worth it (idempotent)."""
+        if self._pool is not None or self.processes < 1 or messages < PARALLEL_MIN_MESSAGES:
+            return
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOAD)
+        try:
+            self._pool = ProcessPoolExecutor(
+                self.processes,
+                mp_context=context,
+                initializer=_init,
+                initargs=(
+                    str(self.blobs.root),
+                    self.blobs.fsync,
+                    self.limits,
+                    self.parse_bodies,
+                    self.tsvector,
+                ),
+            )
+        except (OSError, AssertionError) as exc:  # e.g. a daemonic process may not fork
+            log.warning("parsing inline: no process pool (%s)", exc)
+            self.processes = 0
+
+    @property
+    def parallel(self) -> bool:
+        """True once batches go to the process pool."""
+        return self._pool is not None
+
+    def submit(
+        self, batch: Sequence[FetchedMessage], scope: dict[str, Any]
+    ) -> list[Future[list[ingest.Incoming]]]:
+        """Futures of the batch's rows, in order (one per process's share of the batch)."""
+        if self._pool is None:
+            done: Future[list[ingest.Incoming]] = Future()
+            done.set_result(
+                [
+                    ingest.prepare(
+                        m, scope, self.blobs, self.limits, self.parse_bodies, self.tsvector
+                    )
+                    for m in batch
+                ]
+            )
+            return [done]
+        share = -(-len(batch) // self.processes)  # ceiling: every process gets a part
+        return [
+            self._pool.submit(_prepare, batch[start : start + share], scope)
+            for start in range(0, len(batch), share)
+        ]
+
+    def close(self) -> None:
+        """Stop the pool's processes (pending work is cancelled)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
