@@ -6,7 +6,8 @@ pool of processes started through a fork server (never a fork of this threaded p
 they store the raw bytes in the blob store, parse, build the search document, make their
 blobs durable, and send back the rows. The sync thread keeps the IMAP connection and the
 order of batches; the writer thread keeps the database. Small runs (an incremental sync)
-parse inline, where a pool would only add start-up time.
+parse inline, where a pool would only add start-up time, and so do Celery's prefork
+children, which may not start processes of their own (they are daemonic).
 
 Nothing changes for correctness: a row is committed only after its blob was flushed by the
 process that wrote it, and a pool that breaks (a worker killed) fails the run, which the
@@ -93,6 +94,11 @@ class Preparer:
         """Start the pool if a run of this many new messages is worth it (idempotent)."""
         if self._pool is not None or self.processes < 1 or messages < PARALLEL_MIN_MESSAGES:
             return
+        if multiprocessing.current_process().daemon:
+            # A Celery prefork child may not have children; its worker runs tasks in
+            # parallel already (--concurrency), one account each.
+            self.processes = 0
+            return
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
         try:
@@ -108,7 +114,7 @@ class Preparer:
                     self.tsvector,
                 ),
             )
-        except (OSError, AssertionError) as exc:  # e.g. a daemonic process may not fork
+        except OSError as exc:  # no semaphores (/dev/shm), no processes left
             log.warning("parsing inline: no process pool (%s)", exc)
             self.processes = 0
 
