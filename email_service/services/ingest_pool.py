@@ -107,7 +107,7 @@ class Preparer:
                 mp_context=context,
                 initializer=_init,
                 initargs=(
-                    str(self.blobs.root),
+                    str(self.blobs.root.resolve()),  # the fork server keeps its own cwd
                     self.blobs.fsync,
                     self.limits,
                     self.parse_bodies,

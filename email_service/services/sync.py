@@ -51,9 +51,10 @@ from email_service.store.db import Database
 from email_service.store.models import Folder
 
 # Rows per commit: short transactions (readers never wait long), few round trips to the DB;
-# the byte cap bounds memory: a batch being parsed plus QUEUE_DEPTH batches being written.
+# the byte cap bounds memory: a batch being fetched, PARSE_AHEAD + 1 being parsed, and
+# QUEUE_DEPTH being written (4 MiB: the same speed as 8 here, 20 MB less peak RSS).
 BATCH_MESSAGES = 200
-BATCH_BYTES = 8 * 1024 * 1024
+BATCH_BYTES = 4 * 1024 * 1024
 # Batches parsing in the pool while the next one is fetched: keeps every process busy,
 # and memory at a few batches.
 PARSE_AHEAD = 1
