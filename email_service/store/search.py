@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.orm import Session, defer
 
 from email_service.errors import ValidationError
@@ -84,7 +84,7 @@ def search_messages(
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
     position = search_cursor.decode(cursor, order) if cursor is not None else None
-    engine = engine_for(session.get_bind().dialect.name)
+    engine = engine_for(_custom_plans(session))
     compiler = Compiler(engine, _folder_ids(session, tenant_id, account_id, node))
     found = [term for term in terms(node) if is_text(term)]
     matching = [Message.tenant_id == tenant_id, compiler.condition(node)]
@@ -184,12 +184,27 @@ def count_messages(
     session: Session, tenant_id: str, node: Node, *, account_id: uuid.UUID | None = None
 ) -> int:
     """How many messages of the tenant (and account) match the query tree."""
-    engine = engine_for(session.get_bind().dialect.name)
+    engine = engine_for(_custom_plans(session))
     compiler = Compiler(engine, _folder_ids(session, tenant_id, account_id, node))
     query = select(func.count()).where(Message.tenant_id == tenant_id, compiler.condition(node))
     if account_id is not None:
         query = query.where(Message.account_id == account_id)
     return int(session.scalar(query) or 0)
+
+
+def _custom_plans(session: Session) -> str:
+    """Plan this transaction's statements for their actual values; returns the dialect.
+
+    Search statements are the same text for every query (the tsquery is a parameter), so
+    after five runs psycopg prepares them and PostgreSQL may switch to a generic plan,
+    made without knowing how common the words are: it guesses a few matches and ranks
+    every match of a common word (7,203 vectors, 110 ms, where the plan for the value
+    reads the newest 703 rows in 17 ms). ``SET LOCAL`` ends with the transaction.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    return dialect
 
 
 def _any_of(found: Sequence[Term]) -> Node:

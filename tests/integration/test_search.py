@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from email_service.errors import ValidationError
 from email_service.mail.query import parse
@@ -270,3 +270,21 @@ def _folder_of(session: Any, message_id: uuid.UUID) -> uuid.UUID:
 
 def _subjects(runtime: Any, query: str) -> list[str]:
     return [hit.message.subject for hit in _search(runtime, query, order="date").items]
+
+
+def test_search_statements_are_planned_for_their_words(
+    runtime: Any, corpus: dict[str, Any]
+) -> None:
+    """PostgreSQL plans each search for its actual tsquery, in that transaction only.
+
+    A generic plan of the (prepared) statement cannot know how common a word is; for a
+    common word it ranked every match instead of reading the newest rows by date.
+    """
+    if runtime.db.dialect != "postgresql":
+        pytest.skip("plan caching is PostgreSQL's")
+    with runtime.db.session() as session:
+        for _ in range(7):  # past psycopg's prepare threshold and PostgreSQL's five custom plans
+            search_messages(session, TENANT_A, parse("quarterly", NOW), limit=5)
+        assert session.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
+    with runtime.db.session() as session:
+        assert session.scalar(text("SHOW plan_cache_mode")) == "auto"
