@@ -96,11 +96,13 @@ def decode_folder_name(raw: str) -> str:
         return raw
     try:
         decoded: str = imap_utf7.decode(raw.encode("ascii"))
+        # Only the canonical encoding round-trips; anything else (e.g. "&AGE-" for "a",
+        # which RFC 3501 §5.1.3 forbids, or UTF-16 with an unpaired surrogate, which
+        # cannot be encoded again) is not modified UTF-7 and stays raw.
+        canonical = imap_utf7.encode(decoded) == raw.encode("ascii")
     except (UnicodeError, ValueError):
         return raw
-    # Only the canonical encoding round-trips; anything else (e.g. "&AGE-" for "a",
-    # which RFC 3501 §5.1.3 forbids) is not modified UTF-7 and stays raw.
-    return decoded if imap_utf7.encode(decoded) == raw.encode("ascii") else raw
+    return decoded if canonical else raw
 
 
 def check_flags(flags: Iterable[str]) -> list[str]:

@@ -105,7 +105,9 @@ def test_folder_names_round_trip(name: str, raw: str) -> None:
     assert decode_folder_name(raw) == name
 
 
-@pytest.mark.parametrize("raw", ["&AGE-", "&Jjo", "&", "&ZeVnLIqe", "a&-&-b&", "&!!-", "&2D3c-"])
+@pytest.mark.parametrize(
+    "raw", ["&AGE-", "&Jjo", "&", "&ZeVnLIqe", "a&-&-b&", "&!!-", "&2D3c-", "&3TQ-"]
+)
 def test_invalid_modified_utf7_stays_raw(raw: str) -> None:
     decoded = decode_folder_name(raw)
     assert decoded == raw or encode_folder_name(decoded) == raw
