@@ -21,6 +21,7 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,27 +38,38 @@ PARALLEL_MIN_MESSAGES = 1000
 PRELOAD = ["email_service.services.ingest"]
 
 
-class _Worker:
-    """State of one pool process, set by its initializer."""
+@dataclass(frozen=True)
+class ParseOptions:
+    """How fetched messages become rows (``ingest.prepare``'s options)."""
 
-    blobs: BlobStore
     limits: Limits
     parse_bodies: bool
     tsvector: bool
 
+    def rows(
+        self, batch: Sequence[FetchedMessage], scope: dict[str, Any], blobs: BlobStore
+    ) -> list[ingest.Incoming]:
+        """The batch's rows; its raw MIME stored in ``blobs`` (not yet flushed)."""
+        return [
+            ingest.prepare(m, scope, blobs, self.limits, self.parse_bodies, self.tsvector)
+            for m in batch
+        ]
 
-def _init(root: str, fsync: bool, limits: Limits, parse_bodies: bool, tsvector: bool) -> None:
+
+class _Worker:
+    """State of one pool process, set by its initializer."""
+
+    blobs: BlobStore
+    options: ParseOptions
+
+
+def _init(root: str, fsync: bool, options: ParseOptions) -> None:
     _Worker.blobs = BlobStore(Path(root), fsync=fsync)
-    _Worker.limits, _Worker.parse_bodies, _Worker.tsvector = limits, parse_bodies, tsvector
+    _Worker.options = options
 
 
 def _prepare(batch: Sequence[FetchedMessage], scope: dict[str, Any]) -> list[ingest.Incoming]:
-    prepared = [
-        ingest.prepare(
-            m, scope, _Worker.blobs, _Worker.limits, _Worker.parse_bodies, _Worker.tsvector
-        )
-        for m in batch
-    ]
+    prepared = _Worker.options.rows(batch, scope, _Worker.blobs)
     _Worker.blobs.flush()  # durable before the parent commits the rows that name them
     return prepared
 
@@ -73,21 +85,8 @@ def parse_processes(setting: int | None) -> int:
 class Preparer:
     """Turns fetched batches into rows, inline or in a process pool."""
 
-    def __init__(
-        self,
-        blobs: BlobStore,
-        limits: Limits,
-        parse_bodies: bool,
-        tsvector: bool,
-        processes: int,
-    ) -> None:
-        self.blobs, self.limits, self.parse_bodies, self.tsvector = (
-            blobs,
-            limits,
-            parse_bodies,
-            tsvector,
-        )
-        self.processes = processes
+    def __init__(self, blobs: BlobStore, options: ParseOptions, processes: int) -> None:
+        self.blobs, self.options, self.processes = blobs, options, processes
         self._pool: ProcessPoolExecutor | None = None
 
     def start(self, messages: int) -> None:
@@ -109,9 +108,7 @@ class Preparer:
                 initargs=(
                     str(self.blobs.root.resolve()),  # the fork server keeps its own cwd
                     self.blobs.fsync,
-                    self.limits,
-                    self.parse_bodies,
-                    self.tsvector,
+                    self.options,
                 ),
             )
         except OSError as exc:  # no semaphores (/dev/shm), no processes left
@@ -129,14 +126,7 @@ class Preparer:
         """Futures of the batch's rows, in order (one per process's share of the batch)."""
         if self._pool is None:
             done: Future[list[ingest.Incoming]] = Future()
-            done.set_result(
-                [
-                    ingest.prepare(
-                        m, scope, self.blobs, self.limits, self.parse_bodies, self.tsvector
-                    )
-                    for m in batch
-                ]
-            )
+            done.set_result(self.options.rows(batch, scope, self.blobs))
             return [done]
         share = -(-len(batch) // self.processes)  # ceiling: every process gets a part
         return [

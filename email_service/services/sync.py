@@ -44,7 +44,7 @@ from email_service.mail.mime import Limits
 from email_service.observability import metrics
 from email_service.services import ingest, sync_state
 from email_service.services import sync_folders as folders_repo
-from email_service.services.ingest_pool import Preparer
+from email_service.services.ingest_pool import ParseOptions, Preparer
 from email_service.services.sync_writer import BatchWriter
 from email_service.store.blobs import BlobStore
 from email_service.store.db import Database
@@ -116,13 +116,10 @@ class SyncEngine:
     def run(self) -> SyncReport:
         """Sync every selectable folder; returns the report."""
         ctx = self.ctx
-        self.preparer = Preparer(
-            ctx.blobs,
-            ctx.limits,
-            ctx.parse_bodies,
-            tsvector=ctx.db.dialect == "postgresql",
-            processes=ctx.parse_processes,
+        options = ParseOptions(
+            ctx.limits, ctx.parse_bodies, tsvector=ctx.db.dialect == "postgresql"
         )
+        self.preparer = Preparer(ctx.blobs, options, ctx.parse_processes)
         self._parsing: deque[_Parsing] = deque()
         self.writer = BatchWriter()
         try:

@@ -288,19 +288,25 @@ def test_incremental_fallbacks_without_qresync_or_condstore(
         assert answered.answered
 
 
-def _stored_and_inline(runtime: Any, message: Message, attachments: int) -> tuple[Any, Any]:
-    """A stored message's parsed columns, and the same parsed again here from its raw MIME."""
-    raw = mailbox.blob_store(runtime).get(message.blob_sha256)
-    fetched = FetchedMessage(
-        message.uid, frozenset(message.flags), message.received_date, len(raw), None, raw
-    )
+def _prepare_again(
+    runtime: Any, message: Message, uid: int, flags: frozenset[str], tsvector: bool = False
+) -> ingest.Incoming:
+    """A stored message's raw MIME through ``ingest.prepare`` again, in this process."""
+    blobs = mailbox.blob_store(runtime)
+    raw = blobs.get(message.blob_sha256)
     scope = {
         "tenant_id": TENANT_A,
         "account_id": message.account_id,
         "folder_id": message.folder_id,
         "uidvalidity": message.uidvalidity,
     }
-    again = ingest.prepare(fetched, scope, mailbox.blob_store(runtime), Limits())
+    fetched = FetchedMessage(uid, flags, message.received_date, len(raw), None, raw)
+    return ingest.prepare(fetched, scope, blobs, Limits(), tsvector=tsvector)
+
+
+def _stored_and_inline(runtime: Any, message: Message, attachments: int) -> tuple[Any, Any]:
+    """A stored message's parsed columns, and the same parsed again here from its raw MIME."""
+    again = _prepare_again(runtime, message, message.uid, frozenset(message.flags))
     fields = (
         "subject",
         "from_email",
@@ -364,21 +370,9 @@ def test_rows_already_stored_are_skipped_by_a_later_batch(
             .order_by(Message.uid)
         ).first()
         assert first is not None
-        raw = mailbox.blob_store(runtime).get(first.blob_sha256)
-        scope = {
-            "tenant_id": TENANT_A,
-            "account_id": account_id,
-            "folder_id": first.folder_id,
-            "uidvalidity": first.uidvalidity,
-        }
+        postgres = runtime.db.dialect == "postgresql"
         batch = [
-            ingest.prepare(
-                FetchedMessage(uid, frozenset(), first.received_date, len(raw), None, raw),
-                scope,
-                mailbox.blob_store(runtime),
-                Limits(),
-                tsvector=runtime.db.dialect == "postgresql",
-            )
+            _prepare_again(runtime, first, uid, frozenset(), tsvector=postgres)
             for uid in (first.uid, 999_999)
         ]
         before = session.scalar(select(func.count(Attachment.id)))
