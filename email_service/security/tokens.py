@@ -10,6 +10,7 @@ accepted, so ``alg: none`` and RS/HS confusion fail; PyJWT >= 2.12 refuses unkno
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # A day: long enough for a dev session, short enough that a leaked token expires.
 DEFAULT_TTL = 24 * 3600
 MAX_TTL = 366 * 24 * 3600
+# Tokens already verified, per process: a client sends the same token with every request,
+# and checking its signature and claims costs more than the rest of a small request.
+VERIFIED_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,53 @@ def mint(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+class _Verified:
+    """Tokens that passed :func:`verify`, with their expiry; bounded, oldest dropped first.
+
+    The key holds everything the verdict depends on besides the clock (the token, the
+    secret, audience, issuer, leeway), so a hit is the verdict :func:`verify` would give
+    again while the token has not expired: only tokens already valid (``nbf``/``iat`` in
+    the past) are kept, and ``exp`` is checked on every hit.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: dict[tuple[object, ...], tuple[Principal, float]] = {}
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...], now: float, leeway: int) -> Principal | None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        principal, expires = entry
+        if now >= expires + leeway:
+            with self.lock:
+                self.entries.pop(key, None)
+            raise AuthError("token expired")
+        return principal
+
+    def put(self, key: tuple[object, ...], principal: Principal, claims: dict[str, object]) -> None:
+        expires = claims.get("exp")
+        not_before = max(_number(claims.get("nbf")), _number(claims.get("iat")))
+        if not isinstance(expires, int | float) or not_before > time.time():
+            return
+        with self.lock:
+            while len(self.entries) >= self.size:
+                del self.entries[next(iter(self.entries))]
+            self.entries[key] = (principal, float(expires))
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+VERIFIED = _Verified(VERIFIED_CACHE_SIZE)
+
+
 def verify(
     token: str,
     secret: str,
@@ -72,7 +123,23 @@ def verify(
     issuer: str | None = None,
     leeway: int = 30,
 ) -> Principal:
-    """Check signature and claims; return the principal or raise AuthError."""
+    """Check signature and claims; return the principal or raise AuthError.
+
+    A token verified before under the same settings is answered from :data:`VERIFIED`
+    (its expiry checked again), without a second signature check.
+    """
+    key = (token, secret, audience, issuer, leeway)
+    cached = VERIFIED.get(key, time.time(), leeway)
+    if cached is not None:
+        return cached
+    principal, claims = _decode(token, secret, audience, issuer, leeway)
+    VERIFIED.put(key, principal, claims)
+    return principal
+
+
+def _decode(
+    token: str, secret: str, audience: str | None, issuer: str | None, leeway: int
+) -> tuple[Principal, dict[str, object]]:
     required = ["exp"] + (["aud"] if audience else []) + (["iss"] if issuer else [])
     try:
         claims = jwt.decode(
@@ -90,7 +157,7 @@ def verify(
         raise AuthError("token not yet valid") from None
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from None
-    return Principal(subject=str(claims.get("sub", "")), tenants=_tenants(claims))
+    return Principal(subject=str(claims.get("sub", "")), tenants=_tenants(claims)), claims
 
 
 def _tenants(claims: dict[str, object]) -> frozenset[str]:

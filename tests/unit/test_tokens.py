@@ -105,3 +105,73 @@ def test_audience_and_issuer_checked_when_configured() -> None:
 def test_mint_refuses_bad_arguments(tenants: list[str], ttl: int) -> None:
     with pytest.raises(ValidationError):
         tokens.mint(SECRET, tenants, ttl=ttl)
+
+
+class _CountingDecode:
+    """jwt.decode that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.real = jwt.decode
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.real(*args, **kwargs)
+
+
+@pytest.fixture
+def decode(monkeypatch: pytest.MonkeyPatch) -> _CountingDecode:
+    tokens.VERIFIED.clear()
+    counting = _CountingDecode()
+    monkeypatch.setattr(tokens.jwt, "decode", counting)
+    return counting
+
+
+def test_a_token_verified_once_is_not_checked_again(decode: _CountingDecode) -> None:
+    token = tokens.mint(SECRET, ["t1"], "alice", 60)
+    first = tokens.verify(token, SECRET)
+    assert tokens.verify(token, SECRET) == first
+    assert decode.calls == 1
+
+
+def test_a_cached_token_is_refused_once_expired(
+    decode: _CountingDecode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tokens.mint(SECRET, ["t1"], "alice", 60)
+    tokens.verify(token, SECRET, leeway=5)
+    later = time.time() + 66
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    with pytest.raises(AuthError, match="expired"):
+        tokens.verify(token, SECRET, leeway=5)
+    assert decode.calls == 1  # refused from the cache, not by a second check
+
+
+def test_the_cache_answers_only_for_the_same_settings(decode: _CountingDecode) -> None:
+    token = tokens.mint(SECRET, ["t1"], audience="api", issuer="https://issuer")
+    tokens.verify(token, SECRET, audience="api", issuer="https://issuer")
+    cases = {
+        "other secret": {"secret": "x" * 48, "audience": "api", "issuer": "https://issuer"},
+        "other audience": {"secret": SECRET, "audience": "web", "issuer": "https://issuer"},
+        "other issuer": {"secret": SECRET, "audience": "api", "issuer": "https://other"},
+    }
+    for case, settings in cases.items():
+        with pytest.raises(AuthError):
+            tokens.verify(token, **settings)
+        assert decode.calls > 1, case
+
+
+def test_a_token_not_yet_valid_is_not_cached(decode: _CountingDecode) -> None:
+    token = jwt.encode(_claims(nbf=int(time.time()) + 10), SECRET, "HS256")
+    tokens.verify(token, SECRET, leeway=30)  # inside the leeway: accepted, not remembered
+    tokens.verify(token, SECRET, leeway=30)
+    assert decode.calls == 2
+
+
+def test_the_cache_is_bounded(decode: _CountingDecode, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokens.VERIFIED, "size", 3)
+    minted = [tokens.mint(SECRET, ["t1"], f"user{n}", 60) for n in range(5)]
+    for token in minted:
+        tokens.verify(token, SECRET)
+    assert len(tokens.VERIFIED.entries) == 3
+    tokens.verify(minted[0], SECRET)  # the oldest was dropped: checked again
+    assert decode.calls == 6
