@@ -14,6 +14,7 @@ import logging
 import logging.handlers
 import os
 from pathlib import Path
+from typing import Any
 
 
 class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
@@ -27,11 +28,29 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
         )
         self.setLevel(level)
         self.lock_path = f"{self.baseFilename}.lock"
+        self.path = Path(self.baseFilename)
+        self.opened: tuple[int, int] | None = None  # (device, inode) of our stream's file
+
+    def _open(self) -> Any:
+        stream = super()._open()
+        found = os.fstat(stream.fileno())
+        self.opened = (found.st_dev, found.st_ino)
+        return stream
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 - logging's name
-        """Follow another process's rotation; True once the file at the path is full."""
-        self._follow()
-        return 0 < self.maxBytes <= _size(self.baseFilename)
+        """Follow another process's rotation; True once the file at the path is full.
+
+        One stat of the path per line: it tells both whether the path still names our
+        file and how full that file is.
+        """
+        try:
+            found = self.path.stat()
+        except FileNotFoundError:
+            self._close_stream()
+            return False
+        if self.stream is not None and (found.st_dev, found.st_ino) != self.opened:
+            self._close_stream()
+        return 0 < self.maxBytes <= found.st_size
 
     def doRollover(self) -> None:  # noqa: N802 - logging's name
         """Rotate under an inter-process lock, unless another process just did."""
@@ -49,11 +68,14 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
         if self.stream is None:
             return
         try:
-            current = Path(self.baseFilename).stat()
+            found = self.path.stat()
         except FileNotFoundError:
-            current = None
-        mine = os.fstat(self.stream.fileno())
-        if current is None or (current.st_dev, current.st_ino) != (mine.st_dev, mine.st_ino):
+            found = None
+        if found is None or (found.st_dev, found.st_ino) != self.opened:
+            self._close_stream()
+
+    def _close_stream(self) -> None:
+        if self.stream is not None:
             self.stream.close()
             self.stream = None  # reopened on the next emit
 

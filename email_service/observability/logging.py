@@ -73,9 +73,28 @@ def _processors() -> list[Any]:
     ]
 
 
+class _FormatOnce(structlog.stdlib.ProcessorFormatter):
+    """A ProcessorFormatter that renders a record once for all the handlers it serves.
+
+    A line goes to stderr and to the log file; the processors (redaction, shaping, JSON)
+    would otherwise run again for each handler and give the same text.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        done = record.__dict__.get(_FORMATTED)
+        if done is not None and done[0] is self:
+            return str(done[1])
+        line = super().format(record)
+        record.__dict__[_FORMATTED] = (self, line)
+        return line
+
+
+_FORMATTED = "_email_service_line"
+
+
 def json_formatter() -> structlog.stdlib.ProcessorFormatter:
     """The formatter of every line: one JSON object with the spec's fields first."""
-    return structlog.stdlib.ProcessorFormatter(
+    return _FormatOnce(
         foreign_pre_chain=_processors(),
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,

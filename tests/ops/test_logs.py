@@ -16,6 +16,7 @@ import pytest
 import structlog
 
 from email_service.jobs.queues import EmbeddedQueue
+from email_service.observability import logging as logging_module
 from email_service.observability.gunicorn_logging import access_fields
 from email_service.observability.logging import (
     TENANT_ENVIRON,
@@ -81,6 +82,31 @@ def test_structlog_line_goes_through_the_same_formatter(
     logged = (tmp_path / "email-service.log").read_text().strip().splitlines()
     assert json.loads(logged[-1])["message"] == "request"
     assert not (tmp_path / "error.log").exists()  # INFO stays out of error.log
+
+
+def test_a_record_is_rendered_once_for_every_handler(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shaped: list[str] = []
+    real = logging_module._shape
+
+    def counting(logger: Any, name: str, event: Any) -> Any:
+        shaped.append(str(event.get("event")))
+        return real(logger, name, event)
+
+    monkeypatch.setattr(logging_module, "_shape", counting)
+    configure_logging("ERROR", tmp_path)  # stderr, email-service.log and error.log
+    try:
+        get_logger("email_service.test").error("disk full", free_bytes=0)
+    finally:
+        configure_logging("INFO", None)
+    lines = [
+        capsys.readouterr().err.strip().splitlines()[-1],
+        (tmp_path / "email-service.log").read_text().strip(),
+        (tmp_path / "error.log").read_text().strip(),
+    ]
+    assert len(set(lines)) == 1 and json.loads(lines[0])["free_bytes"] == 0
+    assert shaped == ["disk full"]
 
 
 @pytest.mark.parametrize(
