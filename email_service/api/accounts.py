@@ -108,7 +108,7 @@ def _fields(body: BaseModel) -> AccountFields:
 @bp.output(AccountPage)
 def list_accounts(query: PageQuery) -> AccountPage:
     """List this tenant's accounts."""
-    with runtime().db.session() as session:
+    with runtime().db.reading() as session:
         page = accounts.list_accounts(session, tenant_id(), query.limit, query.cursor)
     return AccountPage(
         items=[AccountOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor
@@ -133,7 +133,7 @@ def create_account(body: AccountCreate) -> tuple[AccountRecord, int, dict[str, s
 @bp.doc(responses=[404])
 def get_account(account_id: uuid.UUID) -> AccountRecord:
     """One account."""
-    with runtime().db.session() as session:
+    with runtime().db.reading() as session:
         return accounts.get_account(session, tenant_id(), account_id)
 
 

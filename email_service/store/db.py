@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,6 +19,11 @@ PG_POOL_SIZE = 10
 PG_MAX_OVERFLOW = 10
 # Fail fast when PostgreSQL is unreachable instead of hanging a request thread.
 PG_CONNECT_TIMEOUT_S = 5
+# A pooled connection idle longer than this is pinged before use (a PostgreSQL restart
+# leaves every pooled connection dead); one used more recently is trusted, as HikariCP's
+# aliveBypassWindowMs does, which spares busy workers a round trip per request.
+PING_AFTER_IDLE_S = 0.5
+_LAST_USED = "email_service.last_used"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -43,16 +49,42 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         echo=echo,
         hide_parameters=True,  # bound values (message text, ciphertext) never enter error text
         pool_size=PG_POOL_SIZE,
         max_overflow=PG_MAX_OVERFLOW,
-        pool_pre_ping=True,  # survive a PostgreSQL restart without 500s
         pool_recycle=1800,
         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Survive a PostgreSQL restart without 500s: ping a connection idle for a while.
+
+    A failed ping makes the pool drop that connection and hand out a new one
+    (DisconnectionError on checkout), so a request never sees the dead connection.
+    """
+
+    def used(_dbapi: Any, record: Any, *_: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_LAST_USED, 0.0) < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            if engine.dialect.is_disconnect(error, dbapi_connection, None):
+                raise exc.DisconnectionError(str(error)) from error
+            raise
+
+    event.listen(engine, "connect", used)
+    event.listen(engine, "checkin", used)
+    event.listen(engine, "checkout", checkout)
 
 
 class Database:
@@ -61,6 +93,9 @@ class Database:
     def __init__(self, url: str, echo: bool = False) -> None:
         self.engine = make_engine(url, echo=echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.reads = sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
 
     @property
     def dialect(self) -> str:
@@ -77,6 +112,13 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only: each statement runs on its own (autocommit), so a
+        request that reads once costs one round trip instead of BEGIN, SELECT, COMMIT."""
+        with self.reads() as session:
+            yield session
 
     def ping(self) -> None:
         """Raise if the database does not answer."""
