@@ -104,7 +104,8 @@ def guard_ip(app: APIFlask, settings: Settings) -> None:
     limiter.init_app(app)
     app.extensions[EXTENSION] = [limiter]
     app.register_error_handler(RateLimitExceeded, _too_many)
-    app.after_request(_headers)
+    if settings.rate_limit_enabled:  # switched off, there is nothing to tell the client
+        app.after_request(_headers)
 
 
 def guard_tenant(app: APIFlask, settings: Settings) -> None:
