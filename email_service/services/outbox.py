@@ -116,15 +116,15 @@ def queue_send(
     require_send_enabled(runtime)
     try:
         with runtime.db.session() as session:
-            earlier = _earlier(session, tenant_id, draft_id, idempotency_key)
+            earlier, draft = _earlier(session, tenant_id, draft_id, idempotency_key)
             if earlier is not None:
                 return Queued(outbox_record(earlier), created=False)
-            blobs = mailbox.blob_store(runtime)
-            row = _freeze(session, blobs, tenant_id, draft_id, idempotency_key)
+            assert draft is not None  # no earlier send: _earlier loaded the draft
+            row = _freeze(session, mailbox.blob_store(runtime), draft, idempotency_key)
             record = outbox_record(row)
     except (IntegrityError, ConflictError):  # a concurrent request won the race
         with runtime.db.session() as session:
-            earlier = _earlier(session, tenant_id, draft_id, idempotency_key)
+            earlier, _ = _earlier(session, tenant_id, draft_id, idempotency_key)
         if earlier is None:
             raise
         return Queued(outbox_record(earlier), created=False)
@@ -141,8 +141,9 @@ def enqueue(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID) -> None:
 
 def _earlier(
     session: Session, tenant_id: str, draft_id: uuid.UUID, key: str | None
-) -> Outbox | None:
-    """The row an earlier request made: by Idempotency-Key, else the draft's active send."""
+) -> tuple[Outbox | None, Draft | None]:
+    """The row an earlier request made (by Idempotency-Key, else the draft's active send),
+    and the draft when it had to be read (the caller freezes it if there is no such row)."""
     if key is not None:
         row = session.scalar(
             select(Outbox).where(Outbox.tenant_id == tenant_id, Outbox.idempotency_key == key)
@@ -150,21 +151,17 @@ def _earlier(
         if row is not None and row.draft_id != draft_id:
             raise ConflictError("this Idempotency-Key was used for another draft")
         if row is not None:
-            return row
+            return row, None
     draft = session.scalar(select(Draft).where(Draft.tenant_id == tenant_id, Draft.id == draft_id))
     if draft is None:
         raise NotFoundError("draft not found", draft_id=str(draft_id))
     if draft.outbox_id is None:
-        return None
-    return session.scalar(select(Outbox).where(Outbox.id == draft.outbox_id))
+        return None, draft
+    return session.scalar(select(Outbox).where(Outbox.id == draft.outbox_id)), draft
 
 
-def _freeze(
-    session: Session, blobs: BlobStore, tenant_id: str, draft_id: uuid.UUID, key: str | None
-) -> Outbox:
-    draft = session.get(Draft, draft_id)  # read by _earlier: from the identity map
-    if draft is None or draft.tenant_id != tenant_id:
-        raise NotFoundError("draft not found", draft_id=str(draft_id))
+def _freeze(session: Session, blobs: BlobStore, draft: Draft, key: str | None) -> Outbox:
+    tenant_id = draft.tenant_id
     account = session.get_one(Account, draft.account_id)
     out = outgoing(session, blobs, draft, account)
     data = build_message(out)  # HeaderInjectionError / ValidationError: nothing queued
