@@ -40,9 +40,13 @@ from email_service.store.search_sql import Compiler, TextEngine, engine_for, is_
 
 # A page larger than this is a dump, not a result list; it also bounds headline work.
 MAX_LIMIT = 200
-# Columns of Message a search result does not load (large, and not shown in a list).
-DEFERRED = (Message.body_html, Message.headers)
-_DEFER = [defer(column) for column in DEFERRED]
+# Large columns of Message that neither a search result nor a rebuilt document reads.
+LARGE = (Message.body_html, Message.headers)
+# What a search result does not load besides: not shown in a result list (see
+# ``messages.summary_view``), JSON that would be decoded for nothing. Reading one of them
+# from a hit is an error (the session is gone), not a query per row.
+DEFERRED = (*LARGE, Message.references, Message.cc_addrs, Message.bcc_addrs, Message.reply_to)
+_DEFER = [defer(column, raiseload=True) for column in DEFERRED]
 # Matches ranked by relevance (the newest ones); the rest follow by date. Ranking reads
 # every ranked message's vector: 500 keeps a common word's page near 10 ms at 100,000.
 RANK_WINDOW = 500
@@ -261,7 +265,7 @@ def refresh_search_text(session: Session, tenant_id: str, message_ids: Sequence[
         messages = session.scalars(
             select(Message)
             .where(Message.tenant_id == tenant_id, Message.id.in_(batch))
-            .options(*_DEFER)
+            .options(*[defer(column, raiseload=True) for column in LARGE])
         ).all()
         values = [
             {"id": m.id, "search_text": message_document(m, names.get(m.id, ()))} for m in messages
