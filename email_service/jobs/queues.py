@@ -31,6 +31,10 @@ class CeleryQueue:
         """Publish the task with ``job_id`` as its Celery task id."""
         self.app.send_task(task, kwargs=kwargs, task_id=job_id)
 
+    def enqueue_later(self, seconds: float, task: str, job_id: str, **kwargs: str) -> None:
+        """Publish the task with a countdown: a worker holds it until it is due."""
+        self.app.send_task(task, kwargs=kwargs, task_id=job_id, countdown=seconds)
+
 
 class EmbeddedQueue:
     """Runs tasks on a small thread pool inside this process (no broker).
@@ -50,6 +54,10 @@ class EmbeddedQueue:
     def enqueue(self, task: str, job_id: str, **kwargs: str) -> None:
         """Run the handler soon on the pool, in a copy of the caller's log context."""
         self._submit(contextvars.copy_context(), task, job_id, 1, kwargs)
+
+    def enqueue_later(self, seconds: float, task: str, job_id: str, **kwargs: str) -> None:
+        """Run the handler once ``seconds`` have passed (dropped if the queue shuts down)."""
+        self._later(seconds, task, job_id, 1, kwargs)
 
     def _submit(
         self,
@@ -75,11 +83,11 @@ class EmbeddedQueue:
                 return
             delay = min(EMBEDDED_RETRY_MAX_S, EMBEDDED_RETRY_BASE_S * 2 ** (attempt - 1))
             delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
-            self._retry_later(delay, task, job_id, attempt + 1, kwargs)
+            self._later(delay, task, job_id, attempt + 1, kwargs)
         except Exception:
             log.exception("job %s failed", task)
 
-    def _retry_later(
+    def _later(
         self, delay: float, task: str, job_id: str, attempt: int, kwargs: dict[str, str]
     ) -> None:
         context = contextvars.copy_context()

@@ -14,3 +14,6 @@ class JobQueue(Protocol):
 
     def enqueue(self, task: str, job_id: str, **kwargs: str) -> None:
         """Queue ``task(**kwargs)`` under ``job_id``."""
+
+    def enqueue_later(self, seconds: float, task: str, job_id: str, **kwargs: str) -> None:
+        """Queue ``task(**kwargs)`` under ``job_id``, to run ``seconds`` from now."""

@@ -1,0 +1,72 @@
+"""Delayed jobs: the Celery queue publishes a countdown the worker honours (its ETA header
+in the real Redis broker); the embedded queue runs the job once the time has passed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+
+from email_service.jobs import make_celery
+from email_service.jobs.queues import CeleryQueue, EmbeddedQueue
+
+pytestmark = pytest.mark.redis
+BROKER = "redis://127.0.0.1:6379/8"  # this test's own database, flushed before use
+
+
+def test_celery_queue_publishes_the_countdown(sqlite_settings: Any) -> None:
+    client = redis.Redis.from_url(BROKER)
+    client.flushdb()
+    queue = CeleryQueue(make_celery(sqlite_settings(redis_url=BROKER)))
+    published = datetime.now(UTC)
+    queue.enqueue_later(3.0, "store_draft_copy", "job-1", draft_id="d", reason="saved")
+    (raw,) = client.lrange("celery", 0, -1)
+    message = json.loads(raw)
+    eta = datetime.fromisoformat(message["headers"]["eta"])
+    assert 2.5 <= (eta - published).total_seconds() <= 4.0
+    args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+    assert (message["headers"]["task"], message["headers"]["id"]) == ("store_draft_copy", "job-1")
+    assert args == [] and kwargs == {"draft_id": "d", "reason": "saved"}
+    client.flushdb()
+
+
+def test_embedded_queue_runs_a_delayed_job_once_it_is_due() -> None:
+    ran: list[tuple[float, dict[str, str]]] = []
+    done = threading.Event()
+
+    def handler(job_id: str, **kwargs: str) -> None:
+        ran.append((time.monotonic(), kwargs))
+        done.set()
+
+    queue = EmbeddedQueue({"job": handler})
+    try:
+        queued = time.monotonic()
+        queue.enqueue_later(0.3, "job", "job-1", value="x")
+        assert done.wait(5)
+        ((when, kwargs),) = ran
+        assert when - queued >= 0.3 and kwargs == {"value": "x"}
+    finally:
+        queue.shutdown()
+
+
+def test_embedded_queue_drops_a_delayed_job_at_shutdown() -> None:
+    ran: list[str] = []
+    done = threading.Event()
+
+    def handler(job_id: str) -> None:
+        ran.append(job_id)
+        done.set()
+
+    queue = EmbeddedQueue({"job": handler})
+    queue.enqueue_later(0.2, "job", "late")
+    queue.enqueue("job", "now")  # runs: the queue works until it is shut down
+    assert done.wait(5)
+    queue.shutdown()  # at-most-once: what waits for its time is dropped
+    time.sleep(0.4)
+    assert ran == ["now"]
