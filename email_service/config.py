@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     enable_email_parsing: bool = True
     # Keep a copy of every draft in the account's IMAP Drafts folder, replaced on update.
     save_drafts_to_imap: bool = True
+    # Seconds between a save and its copy: a draft sent (or changed again) by then is not
+    # uploaded for nothing. 0 copies at once; at most 5 minutes, well under the broker's
+    # visibility timeout (a countdown past it would be delivered again).
+    draft_copy_delay_seconds: float = Field(5, ge=0, le=300)
 
     # --- rate limiting (per client IP, plus per tenant) ---
     rate_limit_enabled: bool = True

@@ -74,6 +74,7 @@ def _settings(data_dir: Path, database_url: str | None = None, **extra: Any) -> 
         "data_dir": data_dir,
         "log_dir": data_dir / "logs",
         "allowed_mail_hosts": ["127.0.0.1/8", "::1", "localhost"],
+        "draft_copy_delay_seconds": 0,  # copies at once; test_draft_copy sets a delay
     }
     values.update(extra)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

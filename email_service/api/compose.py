@@ -56,9 +56,11 @@ def _mailbox(value: str | AddressIn) -> compose.Mailbox:
 
 
 def _copy_to_imap(record: DraftRecord, *earlier: uuid.UUID | None) -> DraftRecord:
-    """Queue the copy in the Drafts folder (and its removal from an account it left)."""
+    """Queue the copy in the Drafts folder (and, at once, its removal from an account it
+    left)."""
     accounts = [a for a in earlier if a is not None and a != record.account_id]
-    draft_copy.enqueue(runtime(), tenant_id(), record.id, *accounts, record.account_id)
+    draft_copy.enqueue(runtime(), tenant_id(), record.id, *accounts)
+    draft_copy.save_later(runtime(), tenant_id(), record.id, record.account_id)
     return record
 
 
@@ -195,5 +197,5 @@ def delete_attachment(attachment_id: uuid.UUID) -> tuple[str, int]:
     with runtime().db.session() as session:
         owner = compose.delete_attachment(session, tenant_id(), attachment_id)
     if owner is not None:
-        draft_copy.enqueue(runtime(), tenant_id(), *owner)
+        draft_copy.save_later(runtime(), tenant_id(), *owner)
     return "", 204

@@ -92,8 +92,8 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
         "apply_message_changes": lambda job_id, account_id, tenant_id, change: work.apply_changes(
             runtime, account_id, tenant_id, change
         ),
-        "store_draft_copy": lambda job_id, draft_id, tenant_id, account_id: work.store_draft_copy(
-            runtime, draft_id, tenant_id, account_id
+        "store_draft_copy": lambda job_id, draft_id, tenant_id, account_id, reason="": (
+            work.store_draft_copy(runtime, draft_id, tenant_id, account_id, reason)
         ),
     }
     runtime.queue = EmbeddedQueue(handlers)

@@ -72,9 +72,11 @@ def apply_message_changes(account_id: str, tenant_id: str, change: str) -> dict[
 
 
 @shared_task(name="store_draft_copy", **REMOTE_TASK)
-def store_draft_copy(draft_id: str, tenant_id: str, account_id: str) -> dict[str, Any]:
+def store_draft_copy(
+    draft_id: str, tenant_id: str, account_id: str, reason: str = ""
+) -> dict[str, Any]:
     """Save the draft's current version to the account's IMAP Drafts folder (or remove it)."""
-    return work.store_draft_copy(_runtime(), draft_id, tenant_id, account_id)
+    return work.store_draft_copy(_runtime(), draft_id, tenant_id, account_id, reason)
 
 
 @shared_task(name="parse_email_body", acks_late=True)

@@ -58,10 +58,12 @@ def apply_changes(runtime: Runtime, account_id: str, tenant_id: str, change: str
 
 
 def store_draft_copy(
-    runtime: Runtime, draft_id: str, tenant_id: str, account_id: str
+    runtime: Runtime, draft_id: str, tenant_id: str, account_id: str, reason: str = ""
 ) -> dict[str, Any]:
     """Make the account's Drafts folder hold the draft's current version (or none)."""
-    result = draft_copy.store_copy(runtime, tenant_id, uuid.UUID(draft_id), uuid.UUID(account_id))
+    result = draft_copy.store_copy(
+        runtime, tenant_id, uuid.UUID(draft_id), uuid.UUID(account_id), reason
+    )
     return result.as_dict()
 
 

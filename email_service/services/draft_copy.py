@@ -13,6 +13,12 @@ version saved is recorded only if the draft has not changed since it was read; a
 in between queued its own run, which comes next.
 A draft queued for sending keeps its copy; the send removes it once the message is sent,
 as mail clients do.
+
+A save is copied ``DRAFT_COPY_DELAY_SECONDS`` later (:func:`save_later`), as mail clients
+save drafts every few seconds rather than on every keystroke: a draft composed and sent
+at once is never uploaded, and a run of changes is uploaded once. Such a delayed run
+finds the draft as it is by then; if the draft is gone or now in another account, the
+removal was queued, undelayed, by whatever removed or moved it, so it does nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from email_service.store.models import Account, Draft
 log = logging.getLogger(__name__)
 
 DRAFT_COPY_TASK = "store_draft_copy"
+# The ``reason`` of a delayed run made for a save (see save_later).
+SAVED = "saved"
 DRAFT_FLAGS = ("\\Draft", "\\Seen")
 # Locks in this process for databases without advisory locks (SQLite), striped by draft.
 _LOCAL_LOCKS = tuple(threading.Lock() for _ in range(64))
@@ -44,8 +52,9 @@ _LOCAL_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 @dataclass(frozen=True)
 class CopyResult:
-    """What one run did: ``saved``, ``unchanged``, ``removed``, ``queued``, ``no_folder``, or
-    ``no_account`` (the account was removed, and its drafts with it)."""
+    """What one run did: ``saved``, ``unchanged``, ``removed``, ``queued``, ``no_folder``,
+    ``no_account`` (the account was removed, and its drafts with it), or ``left`` (a
+    delayed save for a draft removed or moved since: its removal was queued then)."""
 
     state: str
     uid: int | None = None
@@ -68,26 +77,47 @@ def enqueue(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, *accounts: uu
     job (broker down), the draft is saved all the same and the next save brings the copy
     up to date; the failure is logged, not returned to the client.
     """
+    for account_id in dict.fromkeys(accounts):  # in order, once each
+        _queue(runtime, tenant_id, draft_id, account_id, 0.0)
+
+
+def save_later(
+    runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, account_id: uuid.UUID
+) -> None:
+    """Queue the copy of a saved draft, ``DRAFT_COPY_DELAY_SECONDS`` from now."""
+    _queue(runtime, tenant_id, draft_id, account_id, runtime.settings.draft_copy_delay_seconds)
+
+
+def _queue(
+    runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, account_id: uuid.UUID, delay: float
+) -> None:
     if not runtime.settings.save_drafts_to_imap:
         return
     assert runtime.queue is not None, "no job queue wired"
-    for account_id in dict.fromkeys(accounts):  # in order, once each
-        try:
-            runtime.queue.enqueue(
-                DRAFT_COPY_TASK,
-                uuid.uuid4().hex,
-                draft_id=str(draft_id),
-                tenant_id=tenant_id,
-                account_id=str(account_id),
+    job = {"draft_id": str(draft_id), "tenant_id": tenant_id, "account_id": str(account_id)}
+    try:
+        if delay > 0:
+            runtime.queue.enqueue_later(
+                delay, DRAFT_COPY_TASK, uuid.uuid4().hex, **job, reason=SAVED
             )
-        except Exception:  # any broker failure: the draft itself is saved
-            log.warning("could not queue the Drafts copy of draft %s", draft_id, exc_info=True)
+        else:
+            runtime.queue.enqueue(DRAFT_COPY_TASK, uuid.uuid4().hex, **job)
+    except Exception:  # any broker failure: the draft itself is saved
+        log.warning("could not queue the Drafts copy of draft %s", draft_id, exc_info=True)
 
 
 def store_copy(
-    runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, account_id: uuid.UUID
+    runtime: Runtime,
+    tenant_id: str,
+    draft_id: uuid.UUID,
+    account_id: uuid.UUID,
+    reason: str = "",
 ) -> CopyResult:
-    """Make ``account_id``'s Drafts folder hold the draft's current version, or none of it."""
+    """Make ``account_id``'s Drafts folder hold the draft's current version, or none of it.
+
+    A delayed run for a save (``reason`` :data:`SAVED`) leaves the folder alone when the
+    draft is gone or moved: the removal is another run's, queued when that happened.
+    """
     with runtime.db.session() as session, _draft_lock(session, draft_id):
         account = session.scalar(
             select(Account).where(Account.tenant_id == tenant_id, Account.id == account_id)
@@ -100,6 +130,8 @@ def store_copy(
             select(Draft).where(Draft.tenant_id == tenant_id, Draft.id == draft_id)
         )
         if draft is None or draft.account_id != account_id:
+            if reason == SAVED:
+                return CopyResult("left")
             return _remove(runtime, login, message_id)
         if draft.outbox_id is not None:
             return CopyResult("queued")
