@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -77,19 +78,23 @@ class _FormatOnce(structlog.stdlib.ProcessorFormatter):
     """A ProcessorFormatter that renders a record once for all the handlers it serves.
 
     A line goes to stderr and to the log file; the processors (redaction, shaping, JSON)
-    would otherwise run again for each handler and give the same text.
+    would otherwise run again for each handler and give the same text. Logging calls a
+    record's handlers one after the other in the thread that logged it, so the last
+    record and its line, kept per thread, are what the next handler asks for. (Nothing
+    is stored on the record: another formatter would print it as an extra field.)
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.last = threading.local()
+
     def format(self, record: logging.LogRecord) -> str:
-        done = record.__dict__.get(_FORMATTED)
-        if done is not None and done[0] is self:
+        done = getattr(self.last, "done", None)
+        if done is not None and done[0] is record:
             return str(done[1])
         line = super().format(record)
-        record.__dict__[_FORMATTED] = (self, line)
+        self.last.done = (record, line)
         return line
-
-
-_FORMATTED = "_email_service_line"
 
 
 def json_formatter() -> structlog.stdlib.ProcessorFormatter:

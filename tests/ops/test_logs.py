@@ -109,6 +109,13 @@ def test_a_record_is_rendered_once_for_every_handler(
     assert shaped == ["disk full"]
 
 
+def test_a_record_through_two_formatters_gets_no_extra_field() -> None:
+    record = _record("hello %s", "world")
+    first, second = (json.loads(f.format(record)) for f in (json_formatter(), json_formatter()))
+    assert list(first) == list(second)  # the same fields: nothing left on the record
+    assert second["message"] == "hello world"
+
+
 @pytest.mark.parametrize(
     ("extra", "text"),
     [
