@@ -159,7 +159,12 @@ def store_copy(
 
 @contextmanager
 def _draft_lock(session: Session, draft_id: uuid.UUID) -> Iterator[None]:
-    """Held until the session's transaction ends (PostgreSQL) or the block ends (SQLite)."""
+    """Held until the session's transaction ends.
+
+    PostgreSQL releases the advisory lock at commit. The lock in this process (SQLite) is
+    released here, so the block's work is committed first: the next run must read what
+    this one recorded (else it finds the copy unrecorded and uploads it again).
+    """
     if session.get_bind().dialect.name == "postgresql":
         key = draft_id.int & (2**63 - 1)  # pg_advisory_xact_lock takes a signed bigint
         session.execute(select(func.pg_advisory_xact_lock(key)))
@@ -167,6 +172,7 @@ def _draft_lock(session: Session, draft_id: uuid.UUID) -> Iterator[None]:
         return
     with _LOCAL_LOCKS[draft_id.int % len(_LOCAL_LOCKS)]:
         yield
+        session.commit()
 
 
 def _replace(
