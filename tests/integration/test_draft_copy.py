@@ -265,7 +265,9 @@ def _drafts_uidnext(dovecot: Any, user: Any) -> int:
         return int(data[0].decode().rsplit("UIDNEXT", 1)[1].strip(" )"))
 
 
-DELAY_S = 1.0
+# Long enough that the requests of one test (a compose and a send, or a save and three
+# changes) all fall within it, even on a loaded machine.
+DELAY_S = 3.0
 
 
 def test_a_draft_sent_at_once_is_never_uploaded(
