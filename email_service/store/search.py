@@ -47,6 +47,7 @@ LARGE = (Message.body_html, Message.headers)
 # from a hit is an error (the session is gone), not a query per row.
 DEFERRED = (*LARGE, Message.references, Message.cc_addrs, Message.bcc_addrs, Message.reply_to)
 _DEFER = [defer(column, raiseload=True) for column in DEFERRED]
+_DEFER_LARGE = [defer(column, raiseload=True) for column in LARGE]
 # Matches ranked by relevance (the newest ones); the rest follow by date. Ranking reads
 # every ranked message's vector: 500 keeps a common word's page near 10 ms at 100,000.
 RANK_WINDOW = 500
@@ -265,7 +266,7 @@ def refresh_search_text(session: Session, tenant_id: str, message_ids: Sequence[
         messages = session.scalars(
             select(Message)
             .where(Message.tenant_id == tenant_id, Message.id.in_(batch))
-            .options(*[defer(column, raiseload=True) for column in LARGE])
+            .options(*_DEFER_LARGE)
         ).all()
         values = [
             {"id": m.id, "search_text": message_document(m, names.get(m.id, ()))} for m in messages
