@@ -270,50 +270,54 @@ def _drafts_uidnext(dovecot: Any, user: Any) -> int:
 DELAY_S = 3.0
 
 
-def test_a_draft_sent_at_once_is_never_uploaded(
+@pytest.fixture
+def delayed(
     make_settings: Any, dovecot: Any, seam: Seam, as_tenant: Headers
-) -> None:
+) -> Iterator[dict[str, Any]]:
+    """The stack with copies DELAY_S after a save; ``before``: the first user's Drafts
+    UIDNEXT when the test starts."""
     for stack in _stack(make_settings(draft_copy_delay_seconds=DELAY_S), dovecot, seam, as_tenant):
-        api, runtime, (alice, _other) = stack["api"], stack["runtime"], stack["users"]
-        headers = as_tenant(TENANT_A)
-        before = _drafts_uidnext(dovecot, alice)
-        body = {"account_id": stack["ids"][0], "to": ["bob@example.test"], "subject": "Now"}
-        drafts = [api.post("/api/compose", headers=headers, json=body).get_json() for _ in "ab"]
-        for draft in drafts:
-            wait_state(api, headers, send(api, headers, draft["id"])["id"], "sent")
-        time.sleep(DELAY_S + 0.5)  # the delayed copies have run by now
-        runtime.queue.shutdown()  # and so has every other job
-        assert len(seam.delivered) == 2
-        assert _drafts_uidnext(dovecot, alice) == before  # nothing was ever appended
+        yield {**stack, "before": _drafts_uidnext(dovecot, stack["users"][0])}
+
+
+def test_a_draft_sent_at_once_is_never_uploaded(
+    delayed: dict[str, Any], dovecot: Any, seam: Seam, as_tenant: Headers
+) -> None:
+    api, runtime, (alice, _other) = delayed["api"], delayed["runtime"], delayed["users"]
+    headers = as_tenant(TENANT_A)
+    body = {"account_id": delayed["ids"][0], "to": ["bob@example.test"], "subject": "Now"}
+    drafts = [api.post("/api/compose", headers=headers, json=body).get_json() for _ in "ab"]
+    for draft in drafts:
+        wait_state(api, headers, send(api, headers, draft["id"])["id"], "sent")
+    time.sleep(DELAY_S + 0.5)  # the delayed copies have run by now
+    runtime.queue.shutdown()  # and so has every other job
+    assert len(seam.delivered) == 2
+    assert _drafts_uidnext(dovecot, alice) == delayed["before"]  # nothing was ever appended
 
 
 def test_a_saved_draft_is_uploaded_once_its_delay_is_over(
-    make_settings: Any, dovecot: Any, seam: Seam, as_tenant: Headers
+    delayed: dict[str, Any], dovecot: Any, as_tenant: Headers
 ) -> None:
-    for stack in _stack(make_settings(draft_copy_delay_seconds=DELAY_S), dovecot, seam, as_tenant):
-        api, runtime, (alice, _other) = stack["api"], stack["runtime"], stack["users"]
-        headers = as_tenant(TENANT_A)
-        before = _drafts_uidnext(dovecot, alice)
-        saved = api.post(
-            "/api/compose/draft",
-            headers=headers,
-            json={"account_id": stack["ids"][0], "subject": "Later"},
-        )
-        draft_id = saved.get_json()["id"]
-        for n in range(3):  # changed again within the delay
-            api.put(f"/api/compose/drafts/{draft_id}", headers=headers, json={"subject": f"v{n}"})
-        assert copies(dovecot, alice, draft_id) == []
-        wait_copies(dovecot, alice, draft_id, one_with_subject("v2"), "the copy, once due")
-        time.sleep(DELAY_S)  # every delayed run is over: the later ones found it unchanged
-        assert _drafts_uidnext(dovecot, alice) == before + 1  # uploaded once
-        # a delayed run for a draft discarded since leaves removal to the discard's own run
-        assert api.delete(f"/api/compose/drafts/{draft_id}", headers=headers).status_code == 204
-        account = uuid.UUID(stack["ids"][0])
-        late = draft_copy.store_copy(
-            runtime, TENANT_A, uuid.UUID(draft_id), account, draft_copy.SAVED
-        )
-        assert late.state == "left"
-        wait_copies(dovecot, alice, draft_id, no_copy, "the copy removed by the discard")
+    api, runtime, (alice, _other) = delayed["api"], delayed["runtime"], delayed["users"]
+    headers = as_tenant(TENANT_A)
+    saved = api.post(
+        "/api/compose/draft",
+        headers=headers,
+        json={"account_id": delayed["ids"][0], "subject": "Later"},
+    )
+    draft_id = saved.get_json()["id"]
+    for n in range(3):  # changed again within the delay
+        api.put(f"/api/compose/drafts/{draft_id}", headers=headers, json={"subject": f"v{n}"})
+    assert copies(dovecot, alice, draft_id) == []
+    wait_copies(dovecot, alice, draft_id, one_with_subject("v2"), "the copy, once due")
+    time.sleep(DELAY_S)  # every delayed run is over: the later ones found it unchanged
+    assert _drafts_uidnext(dovecot, alice) == delayed["before"] + 1  # uploaded once
+    # a delayed run for a draft discarded since leaves removal to the discard's own run
+    assert api.delete(f"/api/compose/drafts/{draft_id}", headers=headers).status_code == 204
+    account = uuid.UUID(delayed["ids"][0])
+    late = draft_copy.store_copy(runtime, TENANT_A, uuid.UUID(draft_id), account, draft_copy.SAVED)
+    assert late.state == "left"
+    wait_copies(dovecot, alice, draft_id, no_copy, "the copy removed by the discard")
 
 
 class _BrokerDown:
