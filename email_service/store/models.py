@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -188,6 +189,34 @@ class Message(Base):
         Index("idx_email_message_message_id", "account_id", "message_id"),
         Index("idx_email_message_thread", "account_id", "thread_id"),
         Index("idx_email_message_subject_key", "account_id", "subject_key"),
+        # Unread and flagged mail, newest first (migration 0006): the views a client opens
+        # most, and without these a mailbox with little unread mail is read end to end.
+        # The predicates are the literal forms the queries compile to on each backend.
+        Index(
+            "idx_email_message_unread",
+            "tenant_id",
+            received_date.desc(),
+            id.desc(),
+            postgresql_where=text("NOT seen"),
+            sqlite_where=text("seen = 0"),
+        ),
+        Index(
+            "idx_email_message_folder_unread",
+            "tenant_id",
+            "folder_id",
+            received_date.desc(),
+            id.desc(),
+            postgresql_where=text("NOT seen"),
+            sqlite_where=text("seen = 0"),
+        ),
+        Index(
+            "idx_email_message_flagged",
+            "tenant_id",
+            received_date.desc(),
+            id.desc(),
+            postgresql_where=text("flagged"),
+            sqlite_where=text("flagged = 1"),
+        ),
     )
 
 
