@@ -13,6 +13,8 @@ to PostgreSQL's planner; SQLite matches the term as written (``seen = 0``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,7 +23,10 @@ down_revision = '0005'
 branch_labels = None
 depends_on = None
 
-NEWEST = [sa.literal_column('received_date DESC'), sa.literal_column('id DESC')]
+NEWEST: list[sa.ColumnElement[Any]] = [
+    sa.literal_column('received_date DESC'),
+    sa.literal_column('id DESC'),
+]
 INDEXES = [
     ('idx_email_message_unread', ['tenant_id'], 'NOT seen', 'seen = 0'),
     ('idx_email_message_folder_unread', ['tenant_id', 'folder_id'], 'NOT seen', 'seen = 0'),
