@@ -6,7 +6,7 @@ Create Date: 2026-12-02
 
 ``is:unread``, ``is:flagged`` and a folder's unread list walk the tenant's messages by
 date and skip the rest: in a mailbox with little unread mail that is nearly every row
-(80 ms for none among 100,000). These indexes hold only the rows they ask for. Their
+(0.2 s when none of 100,000 qualify). These indexes hold only the rows they ask for. Their
 predicates are the literal forms the queries compile to: ``seen = false`` is ``NOT seen``
 to PostgreSQL's planner; SQLite matches the term as written (``seen = 0``).
 """
