@@ -17,6 +17,7 @@ from email_service.jobs import (
     signals,  # noqa: F401 - connects the Celery signals on import
     work,
 )
+from email_service.jobs.broker import transport_for
 from email_service.jobs.queues import CeleryQueue, EmbeddedQueue, Ticker
 from email_service.services.runtime import Runtime
 
@@ -57,6 +58,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,  # keep our JSON logging
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        broker_transport=transport_for(broker),  # redis://: survives a broker restart
         result_expires=24 * 3600,
         timezone="UTC",
         enable_utc=True,
