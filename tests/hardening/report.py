@@ -103,18 +103,6 @@ FIXED = [
 ]
 # What we know about figures that miss their target (keyed by figure key).
 EXPLAINED = {
-    "faults.redis-restarted-under-load-celery-worker-exits-restarted-by-a-supervisor": (
-        "Celery 5.7.0 closes the broken broker connection when it is lost "
-        "(`Consumer.on_connection_error_after_connected`); kombu 5.7.0 then restores the "
-        "running acks_late task's unacknowledged message through a transport whose client is "
-        "already gone, raises `AttributeError` in `_connparams`, and Celery treats that as "
-        "unrecoverable: the worker process exits. The task in its pool still finishes and "
-        "nothing is lost (its message stays in Redis's unacked set until the visibility "
-        "timeout, syncs are idempotent), but no task runs until the worker is started again. "
-        "Until upstream fixes it, run workers under a supervisor that restarts them (a "
-        "container restart policy, systemd `Restart=always`), or pin Celery to a release "
-        "without that close; the test plays the supervisor and is marked xfail."
-    ),
     "load.wrk-get-api-accounts-requests-s-ratio-to-the-hello-world": (
         "Measured alone on the quiet machine (same wrk settings, 10 s each): hello-world "
         "4,003-4,581 req/s, our /health (no database; auth-free, but the request id, the "
