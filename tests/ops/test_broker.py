@@ -48,9 +48,7 @@ def collected(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any, Any]]:
         client.close()
 
 
-def test_a_collected_connection_is_a_lost_one(
-    request: pytest.FixtureRequest, collected: tuple[Any, Any, Any]
-) -> None:
+def test_a_collected_connection_is_a_lost_one(collected: tuple[Any, Any, Any]) -> None:
     channel, message, connection_errors = collected
     ours = isinstance(channel, broker.Channel)
     for step in (message.ack, channel.close):  # the running task's ack; Celery's close
