@@ -20,7 +20,11 @@ from email_service.errors import ValidationError
 from email_service.mail.query import parse
 from email_service.store import search
 from email_service.store.models import Account, Attachment, Folder, Message
-from email_service.store.search import refresh_search_text, search_messages
+from email_service.store.search import (
+    SEARCH_RANDOM_PAGE_COST,
+    refresh_search_text,
+    search_messages,
+)
 from email_service.store.search_index import search_document
 from tests.conftest import TENANT_A, TENANT_B
 from tests.integration.search_corpus import CANARY, CORPUS, FOLDERS, NOW, QUERIES, Mail
@@ -278,13 +282,20 @@ def test_search_statements_are_planned_for_their_words(
     """PostgreSQL plans each search for its actual tsquery, in that transaction only.
 
     A generic plan of the (prepared) statement cannot know how common a word is; for a
-    common word it ranked every match instead of reading the newest rows by date.
+    common word it ranked every match instead of reading the newest rows by date. The
+    plans price random reads as for a cached mailbox (the server's default assumes a
+    spinning disk), and neither setting outlives the search's transaction.
     """
     if runtime.db.dialect != "postgresql":
         pytest.skip("plan caching is PostgreSQL's")
     with runtime.db.session() as session:
+        default_cost = session.scalar(text("SHOW random_page_cost"))
+    assert default_cost != str(SEARCH_RANDOM_PAGE_COST)  # else the check below shows nothing
+    with runtime.db.session() as session:
         for _ in range(7):  # past psycopg's prepare threshold and PostgreSQL's five custom plans
             search_messages(session, TENANT_A, parse("quarterly", NOW), limit=5)
         assert session.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
+        assert session.scalar(text("SHOW random_page_cost")) == str(SEARCH_RANDOM_PAGE_COST)
     with runtime.db.session() as session:
         assert session.scalar(text("SHOW plan_cache_mode")) == "auto"
+        assert session.scalar(text("SHOW random_page_cost")) == default_cost
