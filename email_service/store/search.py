@@ -57,10 +57,12 @@ REFRESH_BATCH = 500
 # What a search's plans assume a random heap read costs (sequential: 1): the pages of a
 # mailbox being searched are in memory, as the usual setting for SSDs and caches says.
 SEARCH_RANDOM_PAGE_COST = 1.1
-# Both settings of _custom_plans in one round trip, for this transaction only.
+# Both settings of _custom_plans in one round trip, for this transaction only; a server
+# already set lower (an operator's tuning) keeps its own cost.
 SEARCH_SETTINGS = text(
     "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
-    " set_config('random_page_cost', :cost, true)"
+    " set_config('random_page_cost',"
+    " least(current_setting('random_page_cost')::float8, :cost)::text, true)"
 )
 
 Order = Literal["relevance", "date"]
@@ -222,7 +224,7 @@ def _custom_plans(session: Session) -> str:
     """
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        session.execute(SEARCH_SETTINGS, {"cost": str(SEARCH_RANDOM_PAGE_COST)})
+        session.execute(SEARCH_SETTINGS, {"cost": SEARCH_RANDOM_PAGE_COST})
     return dialect
 
 

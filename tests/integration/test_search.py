@@ -299,3 +299,7 @@ def test_search_statements_are_planned_for_their_words(
     with runtime.db.session() as session:
         assert session.scalar(text("SHOW plan_cache_mode")) == "auto"
         assert session.scalar(text("SHOW random_page_cost")) == default_cost
+    with runtime.db.session() as session:  # an operator's lower setting is kept
+        session.execute(text("SET LOCAL random_page_cost = 1.05"))
+        search_messages(session, TENANT_A, parse("quarterly", NOW), limit=5)
+        assert session.scalar(text("SHOW random_page_cost")) == "1.05"
