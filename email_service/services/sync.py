@@ -186,7 +186,8 @@ class SyncEngine:
             have = ingest.stored_uids(session, folder_id, uidvalidity)
         if qresync is not None:
             vanished = set(selected.vanished)
-            changed = {u: (c.flags, c.modseq) for u, c in selected.changed.items()}
+            # New mail is among the changes too; it is stored with its flags when fetched
+            changed = {u: (c.flags, c.modseq) for u, c in selected.changed.items() if u in have}
             server_uids = [
                 u for u in self.imap.search_uids(f"UID {uidnext or 1}:*") if u >= (uidnext or 1)
             ] + sorted(have - vanished)

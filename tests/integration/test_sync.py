@@ -5,6 +5,7 @@ Counts are compared with what the server reports (STATUS), not just "no exceptio
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
@@ -286,6 +287,59 @@ def test_incremental_fallbacks_without_qresync_or_condstore(
             select(Message).where(Message.folder_id == inbox.id, Message.uid == 4)
         ).one()
         assert answered.answered
+
+
+@pytest.mark.parametrize("hidden", [set(), {"QRESYNC"}, {"QRESYNC", "CONDSTORE"}])
+def test_many_flag_changes_are_applied_and_counted_exactly(
+    runtime: Any,
+    dovecot: Any,
+    mailbox_user: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    hidden: set[str],
+) -> None:
+    """Every changed message's flags equal the server's after the next sync, in batches.
+
+    The count is exact: a message appended since the last sync is among QRESYNC's changes
+    too, but it is new mail (stored with its flags), not a flag update.
+    """
+    from email_service.mail.imap import ImapSession
+
+    real = ImapSession.capabilities
+    monkeypatch.setattr(
+        ImapSession, "capabilities", property(lambda self: real.fget(self) - hidden)
+    )  # type: ignore[attr-defined]
+    monkeypatch.setattr(ingest, "FLAG_BATCH", 5)  # 12 changes: three executemany batches
+    account_id = _account(runtime, dovecot, mailbox_user)
+    _sync(runtime, account_id)
+    with imap_login(dovecot, mailbox_user) as client:
+        client.select('"INBOX"')
+        client.uid("STORE", "1:*", "+FLAGS", "(\\Flagged $Todo)")
+        client.uid("STORE", "1:6", "-FLAGS", "(\\Seen)")
+        new_uid = append(client, "INBOX", make_message(901), "\\Seen")
+        typ, data = client.uid("FETCH", "1:*", "(FLAGS)")
+        assert typ == "OK"
+    server = {
+        int(re.findall(r"UID (\d+)", line.decode())[0]): set(
+            re.findall(r"FLAGS \(([^)]*)\)", line.decode())[0].split()
+        )
+        - {"\\Recent"}  # this session's, not the message's
+        for line in data
+        if isinstance(line, bytes)
+    }
+    assert len(server) == FOLDERS["INBOX"] + 1
+    report = _sync(runtime, account_id)
+    assert (report.new_messages, report.flag_updates) == (1, FOLDERS["INBOX"])
+    with runtime.db.session() as session:
+        inbox = session.scalars(select(Folder).where(Folder.raw_name == "INBOX")).one()
+        rows = session.scalars(select(Message).where(Message.folder_id == inbox.id)).all()
+    local = {row.uid: set(row.flags) for row in rows}
+    assert local == server
+    # the boolean mirrors follow the flags lists
+    assert {row.uid for row in rows if row.flagged} == set(server) - {new_uid}
+    assert {row.uid for row in rows if row.seen} == {
+        uid for uid, flags in server.items() if "\\Seen" in flags
+    }
+    assert {1, 2, 3, 4, 5, 6}.isdisjoint(row.uid for row in rows if row.seen)
 
 
 def _prepare_again(
