@@ -210,25 +210,33 @@ class SyncEngine:
         server_uids = self.imap.search_uids("ALL")
         old = folders_repo.old_rows_by_digest(self.ctx.db, folder_id, old_validity)
         fresh: list[FetchedMessage] = []
+        survivors: list[tuple[uuid.UUID, FetchedMessage]] = []
         for message in self.imap.fetch_messages(server_uids):
             digest = self.ctx.blobs.put(message.body)
             if old.get(digest):
-                self._drain()
-                self.ctx.blobs.flush()
-                with self.ctx.db.session() as session:
-                    folders_repo.rekey(session, old[digest].pop(), selected.uidvalidity, message)
-                self.report.remapped += 1
+                survivors.append((old[digest].pop(), message))
             else:
                 fresh.append(message)
+            if len(survivors) >= BATCH_MESSAGES:
+                self._rekey(selected.uidvalidity, survivors)
+                survivors = []
             if len(fresh) >= BATCH_MESSAGES:
                 self._store(remote, folder_id, selected.uidvalidity, fresh, 0, 0)
                 fresh = []
+        self._rekey(selected.uidvalidity, survivors)
         self._store(remote, folder_id, selected.uidvalidity, fresh, 0, 0)
         self._drain()
         with self.ctx.db.session() as session:
             leftovers = [row_id for ids in old.values() for row_id in ids]
             self.report.deleted += folders_repo.delete_rows(session, leftovers)
         self._checkpoint(folder_id, selected.uidvalidity, selected.uidnext, selected.highestmodseq)
+
+    def _rekey(self, uidvalidity: int, survivors: list[tuple[uuid.UUID, FetchedMessage]]) -> None:
+        """Commit a batch of surviving rows under their new UIDs, after what came before."""
+        self._drain()
+        self.ctx.blobs.flush()
+        with self.ctx.db.session() as session:
+            self.report.remapped += folders_repo.rekey(session, uidvalidity, survivors)
 
     # --- fetching and storing -----------------------------------------------------------
     def _fetch_new(
