@@ -258,10 +258,11 @@ def sync(account_id: str, foreground: bool, quiet: bool) -> None:
         bars.close()
     megabytes = report.bytes / 1e6
     rate = report.new_messages / report.seconds if report.seconds else 0.0
+    rekeyed = f", {report.remapped} re-keyed (UIDVALIDITY)" if report.remapped else ""
     click.echo(
         f"synced {report.new_messages} messages, {megabytes:.1f} MB in "
         f"{report.seconds:.2f} s ({rate:.0f} msgs/s); {report.flag_updates} flag "
-        f"updates, {report.deleted} deleted, {report.folders} folders"
+        f"updates, {report.deleted} deleted{rekeyed}, {report.folders} folders"
     )
 
 
