@@ -8,7 +8,6 @@ UIDVALIDITY (re-keyed, not fetched as new mail).
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from email_service.security.crypto import generate_key
 from tests.conftest import JWT_SECRET
 from tests.e2e.conftest import base_env, cli
-from tests.support.mailgen import append, imap_login, make_message, status
+from tests.support.mailgen import append, imap_login, make_message, recreate_folder, status
 
 pytestmark = pytest.mark.dovecot
 
@@ -87,15 +86,7 @@ def test_sync_command_summaries_follow_the_server(
         client.expunge()
         append(client, "INBOX", make_message(20))
         client.close()
-        client.create('"Tmp"')  # Projects re-created: a new UIDVALIDITY, the same 3 messages
-        client.select('"Projects"')
-        client.uid("MOVE", "1:*", '"Tmp"')
-        client.close()
-        client.delete('"Projects"')
-        time.sleep(1.1)  # Dovecot's UIDVALIDITY is time-based
-        client.create('"Projects"')
-        client.select('"Tmp"')
-        client.uid("MOVE", "1:*", '"Projects"')
+        recreate_folder(client, "Projects")  # a new UIDVALIDITY, the same 3 messages
         client.close()
         client.delete('"Tmp"')
         assert status(client, "Projects")["MESSAGES"] == 3

@@ -6,7 +6,6 @@ Counts are compared with what the server reports (STATUS), not just "no exceptio
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from typing import Any
 
@@ -22,7 +21,14 @@ from email_service.services.accounts import AccountFields
 from email_service.store.models import Attachment, Folder, Message, SyncState
 from tests.conftest import TENANT_A
 from tests.support.accounts import register
-from tests.support.mailgen import append, fetch_raw, imap_login, make_message, status
+from tests.support.mailgen import (
+    append,
+    fetch_raw,
+    imap_login,
+    make_message,
+    recreate_folder,
+    status,
+)
 
 pytestmark = pytest.mark.dovecot
 
@@ -67,6 +73,16 @@ def _local_counts(runtime: Any, account_id: uuid.UUID) -> dict[str, int]:
 def _server_counts(dovecot: Any, user: Any) -> dict[str, int]:
     with imap_login(dovecot, user) as client:
         return {f: status(client, f)["MESSAGES"] for f in _server_folders(client)}
+
+
+def _hide_capabilities(monkeypatch: pytest.MonkeyPatch, hidden: set[str]) -> None:
+    """The server's capabilities as the engine sees them, without ``hidden``."""
+    from email_service.mail.imap import ImapSession
+
+    real = ImapSession.capabilities
+    monkeypatch.setattr(
+        ImapSession, "capabilities", property(lambda self: real.fget(self) - hidden)
+    )  # type: ignore[attr-defined]
 
 
 def _server_folders(client: Any) -> list[str]:
@@ -151,16 +167,8 @@ def test_uidvalidity_change_remaps_without_duplicates(
         archive = session.scalars(select(Folder).where(Folder.raw_name == "Archive")).one()
         ids_before = set(session.scalars(select(Message.id).where(Message.folder_id == archive.id)))
         old_validity = archive.uidvalidity
-    with imap_login(dovecot, mailbox_user) as client:  # recreate the folder: new UIDVALIDITY
-        client.create('"Tmp"')
-        client.select('"Archive"')
-        client.uid("MOVE", "1:*", '"Tmp"')
-        client.close()
-        client.delete('"Archive"')
-        time.sleep(1.1)  # Dovecot's UIDVALIDITY is time-based
-        client.create('"Archive"')
-        client.select('"Tmp"')
-        client.uid("MOVE", "1:2", '"Archive"')  # 2 of 3 come back; 1 stays in Tmp
+    with imap_login(dovecot, mailbox_user) as client:
+        recreate_folder(client, "Archive", back="1:2")  # 2 of 3 come back; 1 stays in Tmp
     report = _sync(runtime, account_id)
     assert _local_counts(runtime, account_id) == _server_counts(dovecot, mailbox_user)
     with runtime.db.session() as session:
@@ -263,12 +271,7 @@ def test_incremental_fallbacks_without_qresync_or_condstore(
     hidden: set[str],
 ) -> None:
     """The engine's CONDSTORE-only and plain (UIDNEXT + flags) paths, on the real server."""
-    from email_service.mail.imap import ImapSession
-
-    real = ImapSession.capabilities
-    monkeypatch.setattr(
-        ImapSession, "capabilities", property(lambda self: real.fget(self) - hidden)
-    )  # type: ignore[attr-defined]
+    _hide_capabilities(monkeypatch, hidden)
     account_id = _account(runtime, dovecot, mailbox_user)
     _sync(runtime, account_id)
     with imap_login(dovecot, mailbox_user) as client:
@@ -302,12 +305,7 @@ def test_many_flag_changes_are_applied_and_counted_exactly(
     The count is exact: a message appended since the last sync is among QRESYNC's changes
     too, but it is new mail (stored with its flags), not a flag update.
     """
-    from email_service.mail.imap import ImapSession
-
-    real = ImapSession.capabilities
-    monkeypatch.setattr(
-        ImapSession, "capabilities", property(lambda self: real.fget(self) - hidden)
-    )  # type: ignore[attr-defined]
+    _hide_capabilities(monkeypatch, hidden)
     monkeypatch.setattr(ingest, "FLAG_BATCH", 5)  # 12 changes: three executemany batches
     account_id = _account(runtime, dovecot, mailbox_user)
     _sync(runtime, account_id)

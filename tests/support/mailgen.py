@@ -5,6 +5,7 @@ from __future__ import annotations
 import imaplib
 import random
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
@@ -84,3 +85,22 @@ def fetch_raw(client: imaplib.IMAP4, folder_raw: str, uid: int) -> bytes:
     typ, data = client.uid("FETCH", str(uid), "(BODY.PEEK[])")
     assert typ == "OK" and data and isinstance(data[0], tuple), data
     return bytes(data[0][1])
+
+
+def recreate_folder(
+    client: imaplib.IMAP4, folder_raw: str, back: str = "1:*", park: str = "Tmp"
+) -> None:
+    """Delete and re-create a folder (a new UIDVALIDITY), its messages parked meanwhile.
+
+    The messages ``back`` (a UID set of ``park``) return to the new folder; the rest stay
+    in ``park``, which is left selected.
+    """
+    client.create(quote(park))
+    client.select(quote(folder_raw))
+    client.uid("MOVE", "1:*", quote(park))
+    client.close()
+    client.delete(quote(folder_raw))
+    time.sleep(1.1)  # Dovecot's UIDVALIDITY is time-based
+    client.create(quote(folder_raw))
+    client.select(quote(park))
+    client.uid("MOVE", back, quote(folder_raw))
