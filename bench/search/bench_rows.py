@@ -4,6 +4,11 @@ Text comes from the generator of ../shared/bench/gen_mailbox.py (its word list, 
 paragraphs and attachment types), so the words, names and sizes look like its Maildir
 messages; no MIME is built or parsed. Each message gets its token document from
 ``search_index.search_document``, exactly as the application stores it.
+
+Dates grow with the message number, as in gen_mailbox.py's Maildir (written in time
+order) and in any mailbox a sync stores: UIDs follow arrival, and a sync inserts in UID
+order. The table's physical order therefore follows ``received_date``, as it does in a
+synced database, and a walk of the date index reads neighbouring rows.
 """
 
 from __future__ import annotations
@@ -68,8 +73,11 @@ def _copy_value(column: Column[Any], value: Any) -> Any:
 class Chunk:
     """One worker task: messages [start, stop) of a tenant's mailbox."""
 
-    def __init__(self, tenant: str, ids: dict[str, Any], start: int, stop: int, now: datetime):
+    def __init__(
+        self, tenant: str, ids: dict[str, Any], start: int, stop: int, count: int, now: datetime
+    ) -> None:
         self.tenant, self.ids, self.start, self.stop, self.now = tenant, ids, start, stop, now
+        self.count = count  # messages in the whole mailbox: message n is the n-th to arrive
 
     def rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Message rows and attachment rows of this chunk."""
@@ -111,7 +119,11 @@ def _message(
     x = r.random()
     flags = ["\\Seen"] if folder == "Sent" or x >= 0.13 else []
     flags += ["\\Flagged"] if 0.13 <= x < 0.16 else ["\\Answered"] if 0.16 <= x < 0.30 else []
-    received = chunk.now - timedelta(seconds=r.randint(0, SPAN_DAYS * 86400))
+    # Message n arrives in the n-th of ``count`` equal slices of the span, at a random
+    # moment inside it: the same share of mail per day as before, in arrival order.
+    step = SPAN_DAYS * 86400 / chunk.count
+    inside = r.randint(0, SPAN_DAYS * 86400) / (SPAN_DAYS * 86400)
+    received = chunk.now - timedelta(seconds=(chunk.count - n - inside) * step)
     row = {
         "id": uuid.uuid4(), "tenant_id": chunk.tenant, "account_id": chunk.ids["account"],
         "folder_id": chunk.ids[folder], "uid": n + 1, "uidvalidity": 1,
@@ -138,7 +150,7 @@ def _build(chunk: Chunk) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def chunks(tenant: str, ids: dict[str, Any], count: int, now: datetime) -> Iterator[Chunk]:
     """The tasks that generate ``count`` messages of one tenant."""
     for start in range(0, count, CHUNK):
-        yield Chunk(tenant, ids, start, min(count, start + CHUNK), now)
+        yield Chunk(tenant, ids, start, min(count, start + CHUNK), count, now)
 
 
 def fill(conn: psycopg.Connection[Any], tasks: list[Chunk], workers: int) -> int:
