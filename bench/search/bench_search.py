@@ -174,6 +174,8 @@ def _timed(run: Callable[[], Any], runs: int, warm: int = 3) -> list[float]:
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float, float]:
+    if len(samples) < 2:  # --imap-runs 1: one run is every percentile
+        return samples[0], samples[0], samples[0]
     cuts = statistics.quantiles(samples, n=100, method="inclusive")
     return cuts[49], cuts[94], cuts[98]
 
