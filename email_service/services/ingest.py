@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Insert, Table, bindparam, delete, select, update
+from sqlalchemy import BindParameter, Insert, Table, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -44,6 +44,9 @@ FLAG_COLUMNS = {
 }
 # Flag changes sent to the database per executemany: bounds the parameters held at once.
 FLAG_BATCH = 1000
+# Prefix of the per-row parameters of an executemany UPDATE: a bind parameter may not
+# share its name with a column the statement sets.
+ROW_PARAM = "v_"
 
 
 @dataclass
@@ -207,6 +210,24 @@ def delete_uids(session: Session, folder_id: uuid.UUID, uids: Sequence[int]) -> 
     return removed
 
 
+def message_table() -> Table:
+    """``email_message`` for Core statements: a list of rows is then an executemany, not
+    an ORM bulk update."""
+    table = Message.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def row_params(values: dict[str, Any]) -> dict[str, Any]:
+    """One row's parameters of an executemany UPDATE, named for :func:`row_binds`."""
+    return {ROW_PARAM + name: value for name, value in values.items()}
+
+
+def row_binds(columns: Sequence[str]) -> dict[str, BindParameter[Any]]:
+    """``SET column = <this row's value>`` for each column, for :func:`row_params` rows."""
+    return {name: bindparam(ROW_PARAM + name) for name in columns}
+
+
 def update_flags(
     session: Session,
     folder_id: uuid.UUID,
@@ -221,14 +242,12 @@ def update_flags(
     """
     by_shape: dict[bool, list[dict[str, Any]]] = {}
     for uid, (flags, modseq) in changes.items():
-        values = {f"v_{name}": value for name, value in flag_values(flags).items()}
-        values["v_uid"] = uid
+        values = {"uid": uid, **flag_values(flags)}
         if modseq is not None:
-            values["v_modseq"] = modseq
-        by_shape.setdefault(modseq is not None, []).append(values)
+            values["modseq"] = modseq
+        by_shape.setdefault(modseq is not None, []).append(row_params(values))
     changed = 0
-    table = Message.__table__  # Core: a list of rows is an executemany, not an ORM bulk update
-    assert isinstance(table, Table)
+    table = message_table()
     for with_modseq, rows in by_shape.items():
         columns = [*flag_values(frozenset()), *(["modseq"] if with_modseq else [])]
         statement = (
@@ -236,9 +255,9 @@ def update_flags(
             .where(
                 table.c.folder_id == folder_id,
                 table.c.uidvalidity == uidvalidity,
-                table.c.uid == bindparam("v_uid"),
+                table.c.uid == bindparam(ROW_PARAM + "uid"),
             )
-            .values({name: bindparam(f"v_{name}") for name in columns})
+            .values(row_binds(columns))
         )
         for start in range(0, len(rows), FLAG_BATCH):
             result = session.execute(statement, rows[start : start + FLAG_BATCH])

@@ -6,12 +6,18 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from email_service.mail.imap import FetchedMessage
 from email_service.mail.imap import Folder as ServerFolder
-from email_service.services.ingest import flag_values
+from email_service.services.ingest import (
+    ROW_PARAM,
+    flag_values,
+    message_table,
+    row_binds,
+    row_params,
+)
 from email_service.store.db import Database
 from email_service.store.models import Folder, Message, utcnow
 
@@ -100,21 +106,22 @@ def rekey(
     """
     if not survivors:
         return 0
-    table = Message.__table__  # Core: a list of rows is an executemany, not an ORM bulk update
-    assert isinstance(table, Table)
+    table = message_table()
     columns = ["uid", "modseq", *flag_values(frozenset())]
     statement = (
         update(table)
-        .where(table.c.id == bindparam("v_id"))
-        .values(uidvalidity=uidvalidity, **{name: bindparam(f"v_{name}") for name in columns})
+        .where(table.c.id == bindparam(ROW_PARAM + "id"))
+        .values(uidvalidity=uidvalidity, **row_binds(columns))
     )
     rows = [
-        {
-            "v_id": row_id,
-            "v_uid": fetched.uid,
-            "v_modseq": fetched.modseq,
-            **{f"v_{name}": value for name, value in flag_values(fetched.flags).items()},
-        }
+        row_params(
+            {
+                "id": row_id,
+                "uid": fetched.uid,
+                "modseq": fetched.modseq,
+                **flag_values(fetched.flags),
+            }
+        )
         for row_id, fetched in survivors
     ]
     result = session.execute(statement, rows)
