@@ -57,8 +57,10 @@ METHOD = {
         "a moment the test can hit."
     ),
     "load": (
-        "`wrk` against `email-service serve` (4 workers x 2 threads, PostgreSQL, Redis) and a "
-        "bare Flask hello-world under the same Gunicorn settings, in the same run."
+        "`wrk` against `email-service serve` (4 workers x 2 threads, PostgreSQL, Redis), a "
+        "bare Flask hello-world under the same Gunicorn settings (the ceiling) and the floor: "
+        "the least an authenticated list endpoint costs in Flask "
+        "(`tests/hardening/floor_app.py`), all in the same run."
     ),
 }
 # Parts of issue 7 that no test measures here, and why.
@@ -104,19 +106,22 @@ FIXED = [
 # What we know about figures that miss their target (keyed by figure key).
 EXPLAINED = {
     "load.wrk-get-api-accounts-requests-s-ratio-to-the-hello-world": (
-        "Measured alone on the quiet machine (same wrk settings, 10 s each): hello-world "
-        "4,003-4,581 req/s, our /health (no database; auth-free, but the request id, the "
-        "request log line, Gunicorn's access line and the metrics hooks) 1,695-2,276, GET "
-        "/api/accounts 582-799 (0.13x-0.18x; 538-589 before the token cache, logging once, "
-        "idle-only pool pings and autocommit reads). Per-process CPU during the accounts run: "
-        "the Gunicorn workers spend 2.2 ms per request, PostgreSQL 0.13 ms, wrk 0.06 ms; the "
-        "hello-world costs about 0.45 ms in all. So the hooks every route shares already hold "
-        "a no-op route to half the ceiling, and the handler (SQLAlchemy execution, 20 rows, "
-        "pydantic validation and JSON) doubles that again: half the hello-world's rate is out "
-        "of reach for an endpoint that authenticates, logs and reads the database in Python "
-        "on two cores shared with wrk and PostgreSQL. Inside the suite, with other tests "
-        "running beside it, the ratio is lower; throughput scales with Gunicorn workers and "
-        "replicas."
+        "The floor figure above is the required stack alone: Flask under the same Gunicorn "
+        "settings, the token verified with PyJWT, one prepared SELECT of the page on a "
+        "per-thread psycopg connection, JSON, and none of the service's code. It reaches "
+        "about a third of the hello-world, so half is out of reach for any endpoint that "
+        "authenticates and reads PostgreSQL per request on these two cores, shared with wrk "
+        "and PostgreSQL. Measured alone on the quiet machine (wrk -t2 -c16, 8 s each): "
+        "hello-world 3,767-4,453 req/s; the floor 1,151-1,558 (0.28x-0.37x); the floor's "
+        "parts: the token check alone 1,807-3,326, the page query alone 1,570-1,740, a "
+        "prepared `SELECT 1` alone 2,246-2,497; our /health (no database, no token; the "
+        "request id, the request log line, Gunicorn's access line and the metrics hooks) "
+        "1,311-1,891; GET /api/accounts 409-570 (0.10x-0.14x). A profile of the API "
+        "processes under the accounts load (py-spy, 12 s): SQLAlchemy execution 27% of "
+        "the samples (18% waiting in psycopg for PostgreSQL), the request log line 12%, "
+        "writing the response 9%, the output schema 6%. Inside the suite, with other "
+        "tests running beside it, the ratios are lower; throughput scales with Gunicorn "
+        "workers and replicas."
     ),
 }
 

@@ -11,6 +11,7 @@ the limiter.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -22,9 +23,12 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import JWT_SECRET
 from tests.e2e.conftest import BIN, free_port
 from tests.hardening import figures
 from tests.hardening.stack import (
+    JWT_AUDIENCE,
+    JWT_ISSUER,
     OWN_GROUP,
     RedisServer,
     Service,
@@ -46,6 +50,8 @@ WRK = ["-t2", "-c16", "--latency"]
 # The issue's target: the API serves at least half the hello-world's requests per second.
 TARGET_RATIO = 0.5
 REPO = Path(__file__).resolve().parents[2]
+# The least an authenticated list endpoint costs in Flask (tests/hardening/floor_app.py).
+FLOOR = "floor (token + one SELECT, Flask)"
 # The service's Gunicorn settings (deploy/gunicorn.conf.py), for the hello-world.
 HELLO_CONFIG = """
 bind = "127.0.0.1:{port}"
@@ -119,35 +125,46 @@ def test_parse_reads_wrk_output() -> None:
     assert parse(sample) == Run(900.5, 1200.0, 9000, 4, 3)
 
 
-@pytest.fixture
-def hello(tmp_path: Path) -> Iterator[str]:
-    """The hello-world under Gunicorn; its URL."""
+@contextlib.contextmanager
+def gunicorn_app(
+    tmp_path: Path, app: str, path: str, headers: dict[str, str], **env: str
+) -> Iterator[str]:
+    """``app`` under Gunicorn with the service's settings; the URL of ``path``."""
+    name = app.rsplit(".", 1)[-1].split(":", maxsplit=1)[0]
     port = free_port()
-    config = tmp_path / "hello.conf.py"
+    config = tmp_path / f"{name}.conf.py"
     config.write_text(HELLO_CONFIG.format(port=port))
+    out = tmp_path / f"{name}.out"
     proc = guard_popen(
-        [str(BIN / "gunicorn"), "--config", str(config), "tests.hardening.hello_app:app"],
+        [str(BIN / "gunicorn"), "--config", str(config), app],
         cwd=REPO,
-        stdout=(tmp_path / "hello.out").open("wb"),
+        stdout=out.open("wb"),
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
     )
-    url = f"http://127.0.0.1:{port}/"
+    url = f"http://127.0.0.1:{port}{path}"
     try:
         import requests
 
         def up() -> bool:
             if proc.poll() is not None:
-                raise AssertionError((tmp_path / "hello.out").read_text())
+                raise AssertionError(out.read_text())
             try:
-                return requests.get(url, timeout=2).ok
+                return requests.get(url, headers=headers, timeout=2).ok
             except requests.RequestException:
                 return False
 
-        wait_until(up, "the hello-world")
+        wait_until(up, name)
         yield url
     finally:
         kill_tree(proc)
+
+
+@pytest.fixture
+def hello(tmp_path: Path) -> Iterator[str]:
+    """The hello-world under Gunicorn; its URL."""
+    with gunicorn_app(tmp_path, "tests.hardening.hello_app:app", "/", {}) as url:
+        yield url
 
 
 @pytest.fixture
@@ -183,25 +200,47 @@ def loaded(
             svc.stop()
 
 
-def test_load_against_the_hello_world_ceiling(hello: str, loaded: Service) -> None:
+def test_load_against_the_hello_world_ceiling(tmp_path: Path, hello: str, loaded: Service) -> None:
     if shutil.which("wrk") is None:
         reason = "wrk is not installed (apt-get install -y wrk)"
         for name in ("GET /api/accounts", "search"):
             figures.skip("load", f"wrk {name}: errors", reason)
     auth = {"Authorization": f"Bearer {token(TENANT, ttl=3600)}", "X-Tenant-ID": TENANT}
-    targets = {
-        "hello-world": (hello, {}),
-        "GET /api/accounts": (loaded.base + "/api/accounts", auth),
-        "GET /api/sync/search": (loaded.base + "/api/sync/search?query=alpha%20beta", auth),
-    }
-    for url, headers in targets.values():  # warm every worker's connections and caches
-        wrk(url, WARMUP_S, headers)
-    runs = {name: wrk(url, SECONDS, headers) for name, (url, headers) in targets.items()}
+    with gunicorn_app(
+        tmp_path,
+        "tests.hardening.floor_app:app",
+        "/api/accounts",
+        auth,
+        FLOOR_DATABASE_URL=loaded.env["DATABASE_URL"],
+        FLOOR_JWT_SECRET=JWT_SECRET,
+        FLOOR_JWT_AUDIENCE=JWT_AUDIENCE,
+        FLOOR_JWT_ISSUER=JWT_ISSUER,
+    ) as floor:
+        targets = {
+            "hello-world": (hello, {}),
+            FLOOR: (floor, auth),
+            "GET /api/accounts": (loaded.base + "/api/accounts", auth),
+            "GET /api/sync/search": (loaded.base + "/api/sync/search?query=alpha%20beta", auth),
+        }
+        for url, headers in targets.values():  # warm every worker's connections and caches
+            wrk(url, WARMUP_S, headers)
+        runs = {name: wrk(url, SECONDS, headers) for name, (url, headers) in targets.items()}
     ceiling = runs["hello-world"]
     note = (
         f"wrk {' '.join(WRK)} for {SECONDS} s per target on loopback; {os.cpu_count()} cores "
         "shared by wrk, Gunicorn, PostgreSQL, Redis and whatever else the test run does at "
         f"the time; hello-world ceiling {ceiling.rps:.0f} req/s, p99 {ceiling.p99_ms:.1f} ms"
+    )
+    floor_run = runs[FLOOR]
+    figures.record(
+        "load",
+        f"wrk {FLOOR}: requests/s (ratio to the hello-world)",
+        f"{floor_run.rps:.0f} ({floor_run.rps / ceiling.rps:.2f}x)",
+        "",
+        None,
+        "tests/hardening/floor_app.py: the bearer token verified with PyJWT, the tenant "
+        "checked, one prepared SELECT of the page on a per-thread psycopg connection, JSON; "
+        f"no request id, log line or metrics; {floor_run.errors} errors; {note}",
     )
     for name in ("GET /api/accounts", "GET /api/sync/search"):
         run = runs[name]
