@@ -11,14 +11,20 @@ worker`` (Celery, Redis db 11 as broker). Root is needed for Postfix's master.
 
 1. ``smtp-source -d -s C -m N -l SIZE`` into Postfix's SMTP port: messages/s until the
    last 250 (connections reused, C sessions).
-2. Ours: C client threads each POST /api/compose then POST /api/compose/send/{id} (a
+2. The floor: a Celery worker with ours' settings (prefork, concurrency C, JSON, late acks,
+   prefetch 1) whose task does nothing but hand a prebuilt message to Postfix over a
+   reused smtplib connection (``floor_tasks.py``); N tasks published in a loop. Then
+   again with the copy to the sender's Sent folder (IMAP APPEND on a kept connection)
+   that ours also makes. No API, no database: ours cannot do better than this.
+3. Ours: C client threads each POST /api/compose then POST /api/compose/send/{id} (a
    body of SIZE bytes); the worker (concurrency C, SMTP connections reused) submits to
    the same port. Messages/s from the first request until every outbox row is ``sent``
    (Postfix said 250), and until every Sent copy is in Dovecot too.
-3. Optionally (``--submission``) ours again over the submission port: STARTTLS + AUTH.
+4. Optionally (``--submission``) ours again over the submission port: STARTTLS + AUTH.
 
 The Postfix queue drains (delivery to Dovecot) before each run. Rate limits are off:
-this measures sending, not the limiter. The ratio printed is ours / smtp-source.
+this measures sending, not the limiter. The ratios printed are floor / smtp-source and
+ours / smtp-source.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ from tests.servers.postfix import PostfixServer  # noqa: E402
 BIN = Path(sys.executable).parent
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BROKER = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+FLOOR_BROKER = os.environ.get("BENCH_FLOOR_REDIS_URL", "redis://127.0.0.1:6379/12")
+HERE = Path(__file__).resolve().parent
 JWT_SECRET = "bench-jwt-" + "s" * 40
 TENANT = "bench"
 # A finished run leaves Postfix delivering; wait this long at most for its queue to drain.
@@ -248,6 +256,67 @@ def ours(service: Service, args: argparse.Namespace, rcpt: str, count: int) -> t
     return count / (sent_at - started), count / (done_at - started)
 
 
+class Floor:
+    """A Celery worker whose task only sends (``floor_tasks.py``), with ours' settings."""
+
+    def __init__(
+        self, workdir: Path, args: argparse.Namespace, dovecot: DovecotServer, sender: Any
+    ) -> None:
+        self.redis = redis.Redis.from_url(FLOOR_BROKER)
+        self.redis.flushdb()
+        self.sender = sender.email
+        env = {
+            **os.environ,
+            "BENCH_FLOOR_REDIS_URL": FLOOR_BROKER,
+            "PYTHONPATH": str(HERE),
+            "FLOOR_IMAP_HOST": dovecot.host,
+            "FLOOR_IMAP_PORT": str(dovecot.imap_port),
+            "FLOOR_IMAP_USER": sender.email,
+            "FLOOR_IMAP_PASSWORD": sender.password,
+        }
+        self.proc = subprocess.Popen(
+            [str(BIN / "celery"), "-A", "floor_tasks:app", "--quiet", "worker",
+             "--concurrency", str(args.concurrency), "--loglevel", "WARNING"],
+            env=env,
+            cwd=HERE,
+            stdout=(workdir / "floor.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        sys.path.insert(0, str(HERE))
+        import floor_tasks
+
+        self.tasks = floor_tasks
+
+    def run(
+        self, postfix: PostfixServer, rcpt: str, count: int, size: int, sent_copy: bool
+    ) -> float:
+        """messages/s from the first task published until Postfix accepted the last."""
+        self.redis.set(self.tasks.DONE_KEY, 0)
+        sender = self.sender
+        head = f"From: {sender}\r\nTo: {rcpt}\r\nSubject: bench\r\n"
+        body = "x" * (size - 1) + "\r\n"
+        started = time.perf_counter()
+        for n in range(count):
+            message = f"{head}Message-ID: <floor-{uuid.uuid4().hex}-{n}@example.test>\r\n\r\n"
+            self.tasks.send.delay(
+                postfix.host, postfix.smtp_port, sender, rcpt, message + body, sent_copy
+            )
+        while int(self.redis.get(self.tasks.DONE_KEY) or 0) < count:
+            if self.proc.poll() is not None:
+                raise SystemExit("the floor's worker exited")
+            time.sleep(0.01)
+        return count / (time.perf_counter() - started)
+
+    def cpu_seconds(self) -> float:
+        return Service._cpu(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+        self.proc.wait(timeout=30)
+
+
 def register(service: Service, user: Any, port: int, security: str) -> None:
     service.request(
         "POST",
@@ -279,12 +348,22 @@ def main() -> None:
         rcpt = dovecot.add_user("rcpt@example.test", "bench-rcpt").email
         workdir = Path(tempfile.mkdtemp(prefix="bench-send-service-"))
         service = Service(workdir, pg_url, args, dovecot)
+        floor = Floor(workdir, args, dovecot, sender)
         try:
             register(service, sender, postfix.smtp_port, "none")
             ours(service, args, rcpt, max(20, args.concurrency * 2))  # warm-up
+            floor.run(postfix, rcpt, max(20, args.concurrency * 2), args.size, True)  # warm-up
             drain(postfix)
             baseline = smtp_source(postfix, args, rcpt)
             drain(postfix)
+            floors = {}
+            for sent_copy in (False, True):
+                floor_cpu = floor.cpu_seconds()
+                rate = floor.run(postfix, rcpt, args.messages, args.size, sent_copy)
+                cpu_ms = (floor.cpu_seconds() - floor_cpu) * 1000 / args.messages
+                floors[sent_copy] = (rate, cpu_ms)
+                drain(postfix)
+            floor.stop()
             api_cpu, worker_cpu = service.cpu_seconds()
             sent_rate, done_rate = ours(service, args, rcpt, args.messages)
             api_after, worker_after = service.cpu_seconds()
@@ -293,6 +372,12 @@ def main() -> None:
             drain(postfix)
             print(f"messages: {args.messages}, body {args.size} B, concurrency {args.concurrency}")
             print(f"smtp-source -d (SMTP port)      {baseline:9.1f} msg/s")
+            for sent_copy, label in ((False, "sends"), (True, "sends, copies to Sent")):
+                rate, cpu_ms = floors[sent_copy]
+                print(
+                    f"floor: Celery task that only {label}: {rate:.1f} msg/s (ratio "
+                    f"{rate / baseline:.2f}; worker CPU {cpu_ms:.1f} ms per message)"
+                )
             print(f"ours: API + worker (SMTP port)  {sent_rate:9.1f} msg/s accepted by Postfix")
             print(f"ours, incl. Sent copy (IMAP)    {done_rate:9.1f} msg/s")
             print(f"ours: CPU, API / worker         {api_ms:6.1f} / {worker_ms:.1f} ms per message")
@@ -305,6 +390,7 @@ def main() -> None:
                 drain(postfix)
                 print(f"ours via submission (TLS+AUTH)  {sub_rate:9.1f} msg/s")
         finally:
+            floor.stop()
             service.stop()
             shutil.rmtree(workdir, ignore_errors=True)
 
