@@ -108,8 +108,9 @@ EXPLAINED = {
     "load.wrk-get-api-accounts-requests-s-ratio-to-the-hello-world": (
         "The floor figure above is the required stack alone: Flask under the same Gunicorn "
         "settings, the token verified with PyJWT, one prepared SELECT of the page on a "
-        "per-thread psycopg connection, JSON, and none of the service's code. It reaches "
-        "about a third of the hello-world, so half is out of reach for any endpoint that "
+        "per-thread psycopg connection, JSON, and none of the service's code. It stays well "
+        "below half of the hello-world (0.28x-0.37x alone on the quiet machine, less inside "
+        "the suite), so half is out of reach for any endpoint that "
         "authenticates and reads PostgreSQL per request on these two cores, shared with wrk "
         "and PostgreSQL. Measured alone on the quiet machine (wrk -t2 -c16, 8 s each): "
         "hello-world 3,767-4,453 req/s; the floor 1,151-1,558 (0.28x-0.37x); the floor's "
