@@ -1,6 +1,7 @@
 """Load: `wrk` against `email-service serve` (the spec's 4 workers x 2 threads, PostgreSQL
 and Redis, loopback), authenticated GET /api/accounts and a search, next to a bare Flask
-hello-world under the same Gunicorn settings in the same run as the ceiling.
+hello-world under the same Gunicorn settings in the same run as the ceiling, and to the
+floor (``floor_app.py``): the least an authenticated list endpoint costs in Flask.
 
 0 errors (non-2xx, socket errors) is asserted; requests per second, p99 latency and the
 ratio to the ceiling are reported (timings are figures, not assertions). The issue's run is
