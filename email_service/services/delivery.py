@@ -370,10 +370,10 @@ def _sent(runtime: Runtime, job: Job, owner: str, reply: SmtpReply, data: bytes)
                 updated_at=now,
             ),
         )
-        after_sent(session, row)
+        copy_may_exist = after_sent(session, row)
     if not done:  # cannot happen while the fence holds; keep the record straight if it does
         log.error("sent, but the row was taken over", extra={"outbox_id": str(row.id)})
-    drop_draft_copy(runtime, row)
+    drop_draft_copy(runtime, row, copy_may_exist)
     metrics.count_emails("sent")
     row.sent_at = now
     finish(runtime, job, data)

@@ -12,7 +12,9 @@ row itself is not locked, so editing or sending it never waits for the IMAP serv
 version saved is recorded only if the draft has not changed since it was read; a change
 in between queued its own run, which comes next.
 A draft queued for sending keeps its copy; the send removes it once the message is sent,
-as mail clients do.
+as mail clients do. A run marks the draft (``imap_copy_started``, committed) before it
+first appends, and only while no send has claimed it: a send looks for a copy to remove
+only in a marked draft, so a draft composed and sent at once costs no IMAP session.
 
 A save is copied ``DRAFT_COPY_DELAY_SECONDS`` later (:func:`save_later`), as mail clients
 save drafts every few seconds rather than on every keystroke: a draft composed and sent
@@ -30,8 +32,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, Result, func, select, update
 from sqlalchemy.orm import Session
 
 from email_service.mail.compose import build_message
@@ -53,8 +56,10 @@ _LOCAL_LOCKS = tuple(threading.Lock() for _ in range(64))
 @dataclass(frozen=True)
 class CopyResult:
     """What one run did: ``saved``, ``unchanged``, ``removed``, ``queued``, ``no_folder``,
-    ``no_account`` (the account was removed, and its drafts with it), or ``left`` (a
-    delayed save for a draft removed or moved since: its removal was queued then)."""
+    ``no_account`` (the account was removed, and its drafts with it), ``left`` (a
+    delayed save for a draft removed or moved since: its removal was queued then), or
+    ``superseded`` (the draft was queued, changed or removed while this run read it: the
+    change queued its own run, or the send or removal takes over)."""
 
     state: str
     uid: int | None = None
@@ -140,6 +145,8 @@ def store_copy(
         out = outbox.outgoing(session, mailbox.blob_store(runtime), draft, account)
         out = dataclasses.replace(out, message_id=message_id, date=draft.updated_at, draft=True)
         data = build_message(out)
+        if not _mark_copy_started(runtime, session, draft):
+            return CopyResult("superseded")
         result, uidvalidity = sent_copy.with_session(
             runtime, login, lambda pooled: _replace(pooled, message_id, data, draft)
         )
@@ -155,6 +162,42 @@ def store_copy(
             .execution_options(synchronize_session=False)
         )
         return result
+
+
+def _mark_copy_started(runtime: Runtime, session: Session, draft: Draft) -> bool:
+    """Record that a copy may exist, committed before the APPEND; False if the draft was
+    queued, changed or removed since it was read (nothing is appended then).
+
+    A send reads the mark when it removes the sent draft (``send_steps.after_sent``) and
+    looks for a copy only if it is set. The mark and the send's claim both require
+    ``outbox_id`` to be empty, so one of them sees the other: a draft claimed first gets
+    no copy, a draft marked first gets its copy removed. On PostgreSQL the mark commits in
+    its own transaction, as this run's keeps the draft's lock until its end; on SQLite the
+    lock is this process's and outlives a commit, so this run's transaction commits.
+    """
+    if draft.imap_copy_started:
+        return True
+    mark = (
+        update(Draft)
+        .where(
+            Draft.id == draft.id,
+            Draft.outbox_id.is_(None),
+            Draft.updated_at == draft.updated_at,
+        )
+        .values(imap_copy_started=True, updated_at=draft.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        with runtime.db.session() as marking:
+            done = _one_row(marking.execute(mark))
+    else:
+        done = _one_row(session.execute(mark))
+        session.commit()
+    return done
+
+
+def _one_row(result: Result[Any]) -> bool:
+    return cast(CursorResult[Any], result).rowcount == 1
 
 
 @contextmanager

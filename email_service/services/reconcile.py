@@ -55,8 +55,8 @@ def reconcile(runtime: Runtime, row: Outbox) -> SendOutcome:
         )
     if done:
         with runtime.db.session() as session:
-            after_sent(session, row)
-        drop_draft_copy(runtime, row)
+            copy_may_exist = after_sent(session, row)
+        drop_draft_copy(runtime, row, copy_may_exist)
         finish_row(runtime, row.id)
     return SendOutcome("sent", detail=note)
 

@@ -77,23 +77,31 @@ def settle(runtime: Runtime, row: Outbox, owner: str | None, **values: Any) -> b
         return done
 
 
-def after_sent(session: Session, row: Outbox) -> None:
-    """A sent draft is gone (as in every mail client); the original gets its flag here."""
-    session.execute(
+def after_sent(session: Session, row: Outbox) -> bool:
+    """A sent draft is gone (as in every mail client); the original gets its flag here.
+
+    True if a copy of the draft may be in a Drafts folder: a save job marked it before
+    appending (``draft_copy``), or the draft was no longer there to ask.
+    """
+    marked = session.scalar(
         delete(Draft)
         .where(Draft.id == row.draft_id, Draft.outbox_id == row.id)
+        .returning(Draft.imap_copy_started)
         .execution_options(synchronize_session=False)
     )
     sent_copy.flag_locally(session, row)
+    return marked is None or bool(marked)
 
 
-def drop_draft_copy(runtime: Runtime, row: Outbox) -> None:
-    """Once the row is committed ``sent``: queue the removal of the draft's Drafts copy.
+def drop_draft_copy(runtime: Runtime, row: Outbox, copy_may_exist: bool) -> None:
+    """Once the row is committed ``sent``: queue the removal of the draft's Drafts copy,
+    if it may have one (``after_sent`` said so).
 
     The draft row is gone by then, so that job removes every version. Called once per
     send, where the row becomes sent, not on every retry of the Sent copy.
     """
-    draft_copy.enqueue(runtime, row.tenant_id, row.draft_id, row.account_id)
+    if copy_may_exist:
+        draft_copy.enqueue(runtime, row.tenant_id, row.draft_id, row.account_id)
 
 
 def finish(runtime: Runtime, job: Job, data: bytes | None = None) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -322,6 +323,9 @@ class Draft(Base):
     imap_uidvalidity: Mapped[int | None] = mapped_column(BigInteger)  # copy in Drafts
     imap_uid: Mapped[int | None] = mapped_column(BigInteger)
     imap_saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # its updated_at
+    # Set, and committed, before the first APPEND to Drafts; never cleared: false means no
+    # copy of any version can be on a server, so a send need not look for one.
+    imap_copy_started: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

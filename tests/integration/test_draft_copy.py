@@ -10,12 +10,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import update
 
 from email_service.services import draft_copy
 from email_service.store.models import Draft
@@ -280,11 +282,31 @@ def delayed(
         yield {**stack, "before": _drafts_uidnext(dovecot, stack["users"][0])}
 
 
+class _Recording:
+    """The app's job queue, recording what is queued (task, delay, arguments)."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+        self.jobs: list[tuple[str, float, dict[str, str]]] = []
+
+    def enqueue(self, task: str, job_id: str, **kwargs: str) -> None:
+        self.jobs.append((task, 0.0, kwargs))
+        self.queue.enqueue(task, job_id, **kwargs)
+
+    def enqueue_later(self, seconds: float, task: str, job_id: str, **kwargs: str) -> None:
+        self.jobs.append((task, seconds, kwargs))
+        self.queue.enqueue_later(seconds, task, job_id, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.queue, name)
+
+
 def test_a_draft_sent_at_once_is_never_uploaded(
     delayed: dict[str, Any], dovecot: Any, seam: Seam, as_tenant: Headers
 ) -> None:
     api, runtime, (alice, _other) = delayed["api"], delayed["runtime"], delayed["users"]
     headers = as_tenant(TENANT_A)
+    runtime.queue = recording = _Recording(runtime.queue)
     body = {"account_id": delayed["ids"][0], "to": ["bob@example.test"], "subject": "Now"}
     drafts = [api.post("/api/compose", headers=headers, json=body).get_json() for _ in "ab"]
     for draft in drafts:
@@ -293,6 +315,100 @@ def test_a_draft_sent_at_once_is_never_uploaded(
     runtime.queue.shutdown()  # and so has every other job
     assert len(seam.delivered) == 2
     assert _drafts_uidnext(dovecot, alice) == delayed["before"]  # nothing was ever appended
+    # no copy was ever started, so the sends queued no removal (no IMAP session for it)
+    copy_jobs = [job for job in recording.jobs if job[0] == draft_copy.DRAFT_COPY_TASK]
+    assert [(delay, job["reason"]) for _, delay, job in copy_jobs] == [
+        (DELAY_S, draft_copy.SAVED),
+        (DELAY_S, draft_copy.SAVED),
+    ]
+
+
+def _claim_meanwhile(runtime: Any, draft_id: uuid.UUID, **values: Any) -> Callable[..., bytes]:
+    """``build_message`` for a copy run, changing the draft after the run read it: the
+    moment a concurrent send's claim (or a save) can come between reading and appending."""
+    real = draft_copy.build_message
+    values = {"updated_at": Draft.updated_at, **values}  # kept unless given
+
+    def build(out: Any) -> bytes:
+        with runtime.db.session() as session:
+            session.execute(
+                update(Draft)
+                .where(Draft.id == draft_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        return real(out)
+
+    return build
+
+
+@pytest.fixture
+def unqueued(
+    make_settings: Any, dovecot: Any, seam: Seam, as_tenant: Headers
+) -> Iterator[dict[str, Any]]:
+    """The stack whose saves' copy jobs are due only after the test (dropped at its end):
+    the runs that matter are the ones the test makes."""
+    settings = make_settings(draft_copy_delay_seconds=300)
+    yield from _stack(settings, dovecot, seam, as_tenant)
+
+
+def _new_draft(stack: dict[str, Any], headers: dict[str, str], subject: str) -> uuid.UUID:
+    body = {"account_id": stack["ids"][0], "to": ["bob@example.test"], "subject": subject}
+    saved = stack["api"].post("/api/compose/draft", headers=headers, json=body)
+    assert saved.status_code == 201, saved.get_json()
+    return uuid.UUID(saved.get_json()["id"])
+
+
+def _marked(runtime: Any, draft_id: uuid.UUID) -> bool:
+    with runtime.db.session() as session:
+        return session.get_one(Draft, draft_id).imap_copy_started
+
+
+def test_a_copy_run_and_a_send_claim_exclude_each_other(
+    unqueued: dict[str, Any],
+    dovecot: Any,
+    as_tenant: Headers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run marks the draft (committed) before it appends, on the condition that no send
+    has claimed it and it did not change; otherwise it appends nothing. A send removes a
+    copy only from a marked draft."""
+    api, runtime, (alice, _other) = unqueued["api"], unqueued["runtime"], unqueued["users"]
+    headers = as_tenant(TENANT_A)
+    account = uuid.UUID(unqueued["ids"][0])
+    before = _drafts_uidnext(dovecot, alice)
+    claimed, changed = (
+        _new_draft(unqueued, headers, "Claimed"),
+        _new_draft(unqueued, headers, "Changed"),
+    )
+    meanwhile = {
+        claimed: {"outbox_id": uuid.uuid4()},  # a send's claim, nothing else
+        changed: {"subject": "Newer", "updated_at": datetime.now(UTC)},  # a save
+    }
+    for draft_id, values in meanwhile.items():
+        with monkeypatch.context() as patch:
+            build = _claim_meanwhile(runtime, draft_id, **values)
+            patch.setattr(draft_copy, "build_message", build)
+            result = draft_copy.store_copy(runtime, TENANT_A, draft_id, account)
+        assert result.state == "superseded"
+        assert not _marked(runtime, draft_id)
+    assert _drafts_uidnext(dovecot, alice) == before  # neither run appended
+    # unhindered, a run marks the draft, then appends
+    assert draft_copy.store_copy(runtime, TENANT_A, changed, account).state == "saved"
+    assert _marked(runtime, changed)
+    assert _drafts_uidnext(dovecot, alice) == before + 1
+    # the marked draft's send removes its copy; the unmarked one's queues no removal
+    runtime.queue = recording = _Recording(runtime.queue)
+    fresh = _new_draft(unqueued, headers, "Fresh")
+    for draft_id in (changed, fresh):
+        wait_state(api, headers, send(api, headers, str(draft_id))["id"], "sent")
+    runtime.queue.shutdown()  # every job queued so far has run
+    task = draft_copy.DRAFT_COPY_TASK
+    removals = [
+        job["draft_id"] for name, delay, job in recording.jobs if name == task and not delay
+    ]
+    assert removals == [str(changed)]
+    assert copies(dovecot, alice, str(changed)) == []
 
 
 def test_a_saved_draft_is_uploaded_once_its_delay_is_over(
