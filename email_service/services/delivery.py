@@ -46,7 +46,6 @@ from email_service.services.send_steps import (
     Job,
     SendOutcome,
     after_sent,
-    changed,
     drop_draft_copy,
     finish,
     finish_row,
@@ -54,6 +53,7 @@ from email_service.services.send_steps import (
     settle,
     smtp_answer,
 )
+from email_service.store.db import changed
 from email_service.store.models import Outbox, utcnow
 
 log = logging.getLogger(__name__)

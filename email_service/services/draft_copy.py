@@ -32,15 +32,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from email_service.mail.compose import build_message
 from email_service.services import mailbox, outbox, sent_copy
 from email_service.services.imap_pool import Pooled
 from email_service.services.runtime import Runtime
+from email_service.store.db import changed
 from email_service.store.models import Account, Draft
 
 log = logging.getLogger(__name__)
@@ -185,19 +185,13 @@ def _mark_copy_started(runtime: Runtime, session: Session, draft: Draft) -> bool
             Draft.updated_at == draft.updated_at,
         )
         .values(imap_copy_started=True, updated_at=draft.updated_at)
-        .execution_options(synchronize_session=False)
     )
     if session.get_bind().dialect.name == "postgresql":
         with runtime.db.session() as marking:
-            done = _one_row(marking.execute(mark))
-    else:
-        done = _one_row(session.execute(mark))
-        session.commit()
+            return changed(marking, mark)
+    done = changed(session, mark)
+    session.commit()
     return done
-
-
-def _one_row(result: Result[Any]) -> bool:
-    return cast(CursorResult[Any], result).rowcount == 1
 
 
 @contextmanager

@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,6 +51,7 @@ from email_service.services.drafts_view import OutboxRecord, outbox_record
 from email_service.services.paging import Page, decode_cursor, encode_cursor, older_than
 from email_service.services.runtime import Runtime
 from email_service.store.blobs import BlobStore
+from email_service.store.db import changed
 from email_service.store.models import Account, ComposeAttachment, Draft, Outbox, utcnow
 
 # The task the spec names (jobs/tasks.py registers it under this name).
@@ -201,13 +201,8 @@ def _origin_flag(draft: Draft) -> str | None:
 
 def _claim_draft(session: Session, draft_id: uuid.UUID, outbox_id: uuid.UUID) -> None:
     """Point the draft at its send, atomically: a second concurrent send loses (409)."""
-    result = session.execute(
-        update(Draft)
-        .where(Draft.id == draft_id, Draft.outbox_id.is_(None))
-        .values(outbox_id=outbox_id)
-        .execution_options(synchronize_session=False)
-    )
-    if cast(CursorResult[Any], result).rowcount != 1:
+    claimed = update(Draft).where(Draft.id == draft_id, Draft.outbox_id.is_(None))
+    if not changed(session, claimed.values(outbox_id=outbox_id)):
         raise ConflictError("the draft is already queued for sending")
 
 
@@ -215,13 +210,12 @@ def cancel(runtime: Runtime, tenant_id: str, outbox_id: uuid.UUID) -> OutboxReco
     """Stop a send that has not started (or awaits reconciliation); the draft is editable."""
     with runtime.db.session() as session:
         row = get_row(session, tenant_id, outbox_id)
-        result = session.execute(
+        cancelled = (
             update(Outbox)
             .where(Outbox.id == row.id, Outbox.state.in_(CANCELLABLE_STATES))
             .values(state="cancelled", next_attempt_at=None, updated_at=utcnow())
-            .execution_options(synchronize_session=False)
         )
-        if cast(CursorResult[Any], result).rowcount != 1:
+        if not changed(session, cancelled):
             session.refresh(row)
             raise ConflictError(f"cannot cancel a message that is {row.state}", state=row.state)
         release_draft(session, row)

@@ -16,11 +16,11 @@ from email_service.services.runtime import Runtime
 from email_service.services.send_steps import (
     SendOutcome,
     after_sent,
-    changed,
     drop_draft_copy,
     finish_row,
     settle,
 )
+from email_service.store.db import changed
 from email_service.store.models import Outbox, utcnow
 
 # How often a message whose fate is unknown is looked for before a person must decide.

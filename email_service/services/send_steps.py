@@ -7,14 +7,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, delete, update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from email_service.errors import EmailServiceError, RemoteTemporaryError
 from email_service.services import draft_copy, mailbox, outbox, sent_copy
 from email_service.services.runtime import Runtime
+from email_service.store.db import changed
 from email_service.store.models import Account, Draft, Outbox, utcnow
 
 # A Sent copy that keeps failing for this long is reported failed.
@@ -38,12 +39,6 @@ class Job:
     account: Account
     login: mailbox.Login
     origin: sent_copy.Origin | None
-
-
-def changed(session: Session, statement: Any) -> bool:
-    """Run a conditional UPDATE/DELETE; True if it hit the one row (the condition held)."""
-    result = session.execute(statement.execution_options(synchronize_session=False))
-    return cast(CursorResult[Any], result).rowcount == 1
 
 
 def job_for(session: Session, runtime: Runtime, row: Outbox) -> Job:
