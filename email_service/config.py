@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     sync_interval_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
     # A running sync renews its account lock; a dead worker's lock frees after this.
     sync_lock_ttl_seconds: int = Field(300, ge=2, le=24 * 3600)
+    # A search's statements stop after this many seconds (0: no limit of ours).
+    search_timeout_seconds: float = Field(10, ge=0, le=3600)
     # Non-public hosts/CIDRs accounts may point at (public addresses are always allowed).
     allowed_mail_hosts: Annotated[list[str], NoDecode] = []
 

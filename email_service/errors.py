@@ -11,6 +11,7 @@
     ├── AuthError                     bad or missing credentials (401)
     │   └── ForbiddenError            authenticated, not allowed (403)
     ├── FeatureDisabledError          an ENABLE_* flag is off (503)
+    ├── SearchTimeoutError            a search ran past SEARCH_TIMEOUT_SECONDS (503)
     ├── ConfigError                   settings that cannot start the service
     ├── RemoteError                   a mail server misbehaved
     │   ├── RemoteTemporaryError      worth retrying (timeouts, 4xx, connection loss)
@@ -88,6 +89,12 @@ class FeatureDisabledError(EmailServiceError):
     """A feature flag (``ENABLE_*``) turns this operation off."""
 
     code = "feature_disabled"
+
+
+class SearchTimeoutError(EmailServiceError):
+    """A search whose statements ran past their time limit (``SEARCH_TIMEOUT_SECONDS``)."""
+
+    code = "search_timeout"
 
 
 class ConfigError(EmailServiceError):

@@ -26,6 +26,7 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.EmailServiceError], int], ...] = (
     (errors.NotFoundError, 404),
     (errors.ConflictError, 409),
     (errors.FeatureDisabledError, 503),
+    (errors.SearchTimeoutError, 503),
     (errors.RemoteTemporaryError, 503),
     (errors.RemoteAuthError, 502),
     (errors.RemoteError, 502),

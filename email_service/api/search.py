@@ -49,9 +49,13 @@ class SearchResults(BaseModel):
 @bp.get("/search")
 @bp.input(SearchQuery, location="query", arg_name="params")
 @bp.output(SearchResults)
-@bp.doc(responses=[400])
+@bp.doc(responses=[400, 503])
 def search_messages(params: SearchQuery) -> SearchResults:
-    """Search messages; a syntax error is a 400 whose ``position`` points into the query."""
+    """Search messages; a syntax error is a 400 whose ``position`` points into the query.
+
+    A search still running after ``SEARCH_TIMEOUT_SECONDS`` is stopped: 503, ``search_timeout``.
+    """
+    settings = runtime().settings
     with runtime().db.session() as session:
         page = search.search(
             session,
@@ -61,6 +65,7 @@ def search_messages(params: SearchQuery) -> SearchResults:
             limit=params.limit,
             cursor=params.cursor,
             order=params.order,
+            timeout=settings.search_timeout_seconds or None,
         )
         items = [
             SearchResult.model_validate(

@@ -21,9 +21,20 @@ def search(
     cursor: str | None,
     order: Order,
     now: datetime | None = None,
+    timeout: float | None = None,
 ) -> SearchPage:
-    """Parse ``query`` (QuerySyntaxError with a position) and run it for the tenant."""
+    """Parse ``query`` (QuerySyntaxError with a position) and run it for the tenant.
+
+    ``timeout``: seconds a statement may run (SearchTimeoutError after), None for no limit.
+    """
     node = parse(query, now or datetime.now(UTC))
     return search_messages(
-        session, tenant_id, node, account_id=account_id, limit=limit, cursor=cursor, order=order
+        session,
+        tenant_id,
+        node,
+        account_id=account_id,
+        limit=limit,
+        cursor=cursor,
+        order=order,
+        timeout=timeout,
     )

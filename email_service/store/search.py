@@ -19,16 +19,19 @@ call :func:`refresh_search_text` after changing what the document is built from.
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
 
-from sqlalchemy import ColumnElement, func, select, text, update
+from sqlalchemy import ColumnElement, exc, func, select, text, update
 from sqlalchemy.orm import Session, defer
 
-from email_service.errors import ValidationError
+from email_service.errors import SearchTimeoutError, ValidationError
 from email_service.mail.query import And, Folder, Node, Not, Or, Term, terms
 from email_service.store import search_cursor
 from email_service.store.models import Attachment, Message
@@ -57,13 +60,25 @@ REFRESH_BATCH = 500
 # What a search's plans assume a random heap read costs (sequential: 1): the pages of a
 # mailbox being searched are in memory, as the usual setting for SSDs and caches says.
 SEARCH_RANDOM_PAGE_COST = 1.1
-# Both settings of _custom_plans in one round trip, for this transaction only; a server
-# already set lower (an operator's tuning) keeps its own cost.
+# The settings of _limited in one round trip, for this transaction only. A server already
+# set lower (an operator's tuning) keeps its own cost and its own shorter statement_timeout
+# (milliseconds; 0 is none); :limit NULL keeps the server's timeout.
 SEARCH_SETTINGS = text(
     "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
     " set_config('random_page_cost',"
-    " least(current_setting('random_page_cost')::float8, :cost)::text, true)"
+    " least(current_setting('random_page_cost')::float8, :cost)::text, true),"
+    " set_config('statement_timeout', (CASE WHEN CAST(:limit AS float8) IS NULL"
+    " OR (server.ms > 0 AND server.ms < CAST(:limit AS float8)) THEN server.ms"
+    " ELSE CAST(:limit AS float8) END)::bigint::text, true)"
+    " FROM (SELECT extract(epoch FROM current_setting('statement_timeout')::interval) * 1000"
+    " AS ms) AS server"
 )
+# SQLite calls the deadline check every this many virtual machine instructions.
+SQLITE_PROGRESS_STEPS = 1_000
+# PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout (or by a cancel
+# request); SQLite's error text when a progress handler stops a statement.
+QUERY_CANCELED = "57014"
+SQLITE_INTERRUPTED = "interrupted"
 
 Order = Literal["relevance", "date"]
 Row = tuple[Message, float]
@@ -94,22 +109,29 @@ def search_messages(
     limit: int,
     cursor: str | None = None,
     order: Order = "relevance",
+    timeout: float | None = None,
 ) -> SearchPage:
-    """Messages of the tenant (and account) matching the query tree, one page at a time."""
+    """Messages of the tenant (and account) matching the query tree, one page at a time.
+
+    With ``timeout`` (seconds), a statement that runs longer is stopped and
+    :class:`SearchTimeoutError` raised (see :func:`_limited`).
+    """
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
     position = search_cursor.decode(cursor, order) if cursor is not None else None
-    engine = engine_for(_custom_plans(session))
-    compiler = Compiler(engine, _folder_ids(session, tenant_id, account_id, node))
     found = [term for term in terms(node) if is_text(term)]
-    matching = [Message.tenant_id == tenant_id, compiler.condition(node)]
-    if account_id is not None:
-        matching.append(Message.account_id == account_id)
-    pages = _Pages(session, engine, matching, _any_of(found) if found else None, order, limit)
-    if order == "relevance" and found and (position is None or position.phase == "rank"):
-        rows, next_cursor = pages.ranked(position)
-    else:
-        rows, next_cursor = pages.dated(position.key if position else None)
+    with _limited(session, timeout) as dialect:
+        engine = engine_for(dialect)
+        compiler = Compiler(engine, _folder_ids(session, tenant_id, account_id, node))
+        matching = [Message.tenant_id == tenant_id, compiler.condition(node)]
+        if account_id is not None:
+            matching.append(Message.account_id == account_id)
+        rank_terms = _any_of(found) if found else None
+        pages = _Pages(session, engine, matching, rank_terms, order, limit)
+        if order == "relevance" and found and (position is None or position.phase == "rank"):
+            rows, next_cursor = pages.ranked(position)
+        else:
+            rows, next_cursor = pages.dated(position.key if position else None)
     marker = Headlines(found)
     hits = [
         SearchHit(message, float(score), marker.headline(message.body_text, message.subject))
@@ -196,18 +218,61 @@ class _Pages:
 
 
 def count_messages(
-    session: Session, tenant_id: str, node: Node, *, account_id: uuid.UUID | None = None
+    session: Session,
+    tenant_id: str,
+    node: Node,
+    *,
+    account_id: uuid.UUID | None = None,
+    timeout: float | None = None,
 ) -> int:
     """How many messages of the tenant (and account) match the query tree."""
-    engine = engine_for(_custom_plans(session))
-    compiler = Compiler(engine, _folder_ids(session, tenant_id, account_id, node))
-    query = select(func.count()).where(Message.tenant_id == tenant_id, compiler.condition(node))
-    if account_id is not None:
-        query = query.where(Message.account_id == account_id)
-    return int(session.scalar(query) or 0)
+    with _limited(session, timeout) as dialect:
+        compiler = Compiler(engine_for(dialect), _folder_ids(session, tenant_id, account_id, node))
+        query = select(func.count()).where(Message.tenant_id == tenant_id, compiler.condition(node))
+        if account_id is not None:
+            query = query.where(Message.account_id == account_id)
+        return int(session.scalar(query) or 0)
 
 
-def _custom_plans(session: Session) -> str:
+@contextmanager
+def _limited(session: Session, timeout: float | None) -> Iterator[str]:
+    """A search's statements, planned for their values and stopped after ``timeout`` s.
+
+    Yields the dialect. On PostgreSQL the transaction's ``statement_timeout`` becomes
+    ``timeout`` (a server's shorter one stays) along with the plan settings of
+    :func:`_custom_plans`; on SQLite a progress handler stops any statement once
+    ``timeout`` has passed since the search began. A stopped statement becomes
+    :class:`SearchTimeoutError`; the transaction is then unusable, as after any error.
+    ``None`` or ``0``: no limit of ours.
+    """
+    limit = timeout if timeout else None
+    dialect = _custom_plans(session, limit)
+    raw = session.connection().connection.dbapi_connection if dialect == "sqlite" else None
+    if raw is not None and limit is not None:
+        deadline = time.monotonic() + limit
+        raw.set_progress_handler(lambda: time.monotonic() > deadline, SQLITE_PROGRESS_STEPS)
+    try:
+        yield dialect
+    except exc.OperationalError as error:
+        if limit is not None and _stopped(error):
+            raise SearchTimeoutError(
+                f"the search did not finish within {limit:g} s; narrow it with from:, in:,"
+                " after: or a rarer word",
+                timeout=limit,
+            ) from None
+        raise
+    finally:
+        if raw is not None and limit is not None:
+            raw.set_progress_handler(None, 0)
+
+
+def _stopped(error: exc.OperationalError) -> bool:
+    """Whether the statement was stopped by a time limit rather than failing."""
+    orig = error.orig
+    return getattr(orig, "sqlstate", None) == QUERY_CANCELED or str(orig) == SQLITE_INTERRUPTED
+
+
+def _custom_plans(session: Session, limit: float | None = None) -> str:
     """Plan this transaction's statements for their actual values; returns the dialect.
 
     Search statements are the same text for every query (the tsquery is a parameter), so
@@ -220,11 +285,13 @@ def _custom_plans(session: Session) -> str:
     of PostgreSQL's default 4 (a spinning disk). With 4, a relevance window of a word in
     3% of the mail walked the date index through 17,700 rows (35-45 ms) rather than
     fetch its 2,731 matches from the text index and sort them (15 ms). The settings are
-    local to the transaction (``set_config(..., true)``), and one statement sets both.
+    local to the transaction (``set_config(..., true)``), and one statement sets them
+    all, with ``statement_timeout`` from ``limit`` (seconds) when there is one.
     """
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        session.execute(SEARCH_SETTINGS, {"cost": SEARCH_RANDOM_PAGE_COST})
+        ms = None if limit is None else max(1, math.ceil(limit * 1000))  # 0 would be none
+        session.execute(SEARCH_SETTINGS, {"cost": SEARCH_RANDOM_PAGE_COST, "limit": ms})
     return dialect
 
 
