@@ -60,7 +60,7 @@ REFRESH_BATCH = 500
 # What a search's plans assume a random heap read costs (sequential: 1): the pages of a
 # mailbox being searched are in memory, as the usual setting for SSDs and caches says.
 SEARCH_RANDOM_PAGE_COST = 1.1
-# The settings of _limited in one round trip, for this transaction only. A server already
+# The settings of _custom_plans in one round trip, for this transaction only. A server already
 # set lower (an operator's tuning) keeps its own cost and its own shorter statement_timeout
 # (milliseconds; 0 is none); :limit NULL keeps the server's timeout.
 SEARCH_SETTINGS = text(
