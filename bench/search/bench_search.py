@@ -300,11 +300,12 @@ def _report_http(url: str, args: argparse.Namespace) -> None:
           + "---:|---:|---:|" * len(orders))  # fmt: skip
     worst: dict[str, list[float]] = {order: [] for order in orders}
     for query in QUERIES:
-        cells = [f"`{query}`", ""]
+        cells, statuses = [f"`{query}`", ""], []
         for order in orders:
             params = {"query": query, "order": order, "limit": PAGE}
-            status = client.get("/api/sync/search", query_string=params, headers=headers)
-            cells[1] = cells[1] or str(status.status_code)
+            answer = client.get("/api/sync/search", query_string=params, headers=headers)
+            statuses.append(str(answer.status_code))
+            cells[1] = "/".join(dict.fromkeys(statuses))  # one status per order if they differ
 
             def run(params: dict[str, Any] = params) -> Any:
                 return client.get("/api/sync/search", query_string=params, headers=headers)
