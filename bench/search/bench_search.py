@@ -198,24 +198,39 @@ def _report(db: Database, url: str, args: argparse.Namespace) -> None:
     orders = args.orders.split(",")
     print(f"\n{args.messages:,} messages of tenant {TENANT} (+{args.noise:,} of another), "
           f"page {PAGE}, {args.runs} runs each, ms\n")  # fmt: skip
-    print("| query | matches | " + " | ".join(f"{o} p50 | p95 | p99" for o in orders) + " |")
-    print("|---|---:|" + "---:|---:|---:|" * len(orders))
+    _order_header("| query | matches | ", orders)
     worst: dict[str, list[float]] = {order: [] for order in orders}
     for query in QUERIES:
         cells = [f"`{query}`", f"{_count(db, query):,}"]
         for order in orders:
-            p50, p95, p99 = _percentiles(_timed(_search(db, query, order), args.runs))
-            worst[order].append(p95)
-            cells += [f"{p50:.1f}", f"{p95:.1f}", f"{p99:.1f}"]
+            cells += _timed_cells(_search(db, query, order), args.runs, worst[order])
         print("| " + " | ".join(cells) + " |")
-    for order, values in worst.items():
-        print(f"\n{order}: p95 median {statistics.median(values):.1f} ms, worst "
-              f"{max(values):.1f} ms; {sum(v <= SEARCH_TARGET_MS for v in values)}/{len(values)} "
-              f"queries within p95 <= {SEARCH_TARGET_MS:.0f} ms")  # fmt: skip
+    _order_summary("", worst)
     _report_list(db, args)
     _report_http(url, args)
     if args.imap:
         _report_imap(db, args)
+
+
+def _order_header(first: str, orders: list[str]) -> None:
+    """A table's header: the ``first`` cells (two columns), then p50/p95/p99 per order."""
+    print(first + " | ".join(f"{o} p50 | p95 | p99" for o in orders) + " |")
+    print("|---|---:|" + "---:|---:|---:|" * len(orders))
+
+
+def _timed_cells(run: Callable[[], Any], runs: int, p95s: list[float]) -> list[str]:
+    """The p50, p95 and p99 cells of one query in one order; its p95 is added to ``p95s``."""
+    p50, p95, p99 = _percentiles(_timed(run, runs))
+    p95s.append(p95)
+    return [f"{p50:.1f}", f"{p95:.1f}", f"{p99:.1f}"]
+
+
+def _order_summary(label: str, worst: dict[str, list[float]]) -> None:
+    """Per order: the median and worst p95 of the queries, and how many meet the target."""
+    for order, values in worst.items():
+        print(f"\n{label}{order}: p95 median {statistics.median(values):.1f} ms, worst "
+              f"{max(values):.1f} ms; {sum(v <= SEARCH_TARGET_MS for v in values)}/{len(values)} "
+              f"queries within p95 <= {SEARCH_TARGET_MS:.0f} ms")  # fmt: skip
 
 
 def _report_list(db: Database, args: argparse.Namespace) -> None:
@@ -295,9 +310,7 @@ def _report_http(url: str, args: argparse.Namespace) -> None:
         print("\nHTTP: skipped, the application has no GET /api/sync/search route yet")
         return
     orders = args.orders.split(",")  # relevance is the route's default order
-    print("\n| GET /api/sync/search (in-process test client, limit=50) | status | "
-          + " | ".join(f"{o} p50 | p95 | p99" for o in orders) + " |\n|---|---:|"
-          + "---:|---:|---:|" * len(orders))  # fmt: skip
+    _order_header("\n| GET /api/sync/search (in-process test client, limit=50) | status | ", orders)
     worst: dict[str, list[float]] = {order: [] for order in orders}
     for query in QUERIES:
         cells, statuses = [f"`{query}`", ""], []
@@ -310,14 +323,9 @@ def _report_http(url: str, args: argparse.Namespace) -> None:
             def run(params: dict[str, Any] = params) -> Any:
                 return client.get("/api/sync/search", query_string=params, headers=headers)
 
-            p50, p95, p99 = _percentiles(_timed(run, args.runs))
-            worst[order].append(p95)
-            cells += [f"{p50:.1f}", f"{p95:.1f}", f"{p99:.1f}"]
+            cells += _timed_cells(run, args.runs, worst[order])
         print("| " + " | ".join(cells) + " |")
-    for order, values in worst.items():
-        print(f"\nHTTP {order}: p95 median {statistics.median(values):.1f} ms, worst "
-              f"{max(values):.1f} ms; {sum(v <= SEARCH_TARGET_MS for v in values)}/{len(values)} "
-              f"queries within p95 <= {SEARCH_TARGET_MS:.0f} ms")  # fmt: skip
+    _order_summary("HTTP ", worst)
     print("(no socket, no Gunicorn: the WSGI app with auth, validation, JSON, search)")
 
 

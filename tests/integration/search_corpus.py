@@ -6,8 +6,12 @@ computed: the table is the specification both backends are held to.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
+
+from email_service.store.models import Account
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 ME = {"name": "", "email": "me@example.com"}
@@ -22,6 +26,19 @@ FOLDERS = [
     ("a2", "inbox2", "INBOX", "inbox"),
     ("b1", "inbox_b", "INBOX", "inbox"),
 ]
+
+
+def add_account(session: Any, tenant: str) -> Account:
+    """A stored account of ``tenant`` that search tests file messages under (never contacted)."""
+    account = Account(
+        tenant_id=tenant, email=f"{uuid.uuid4().hex[:8]}@example.com", username="u",
+        password_ciphertext="x", password_scheme="fernet", password_key_id="k",
+        imap_host="127.0.0.1", imap_port=143, imap_security="none",
+        smtp_host="127.0.0.1", smtp_port=25, smtp_security="none",
+    )  # fmt: skip
+    session.add(account)
+    session.flush()
+    return account
 
 
 @dataclass

@@ -19,7 +19,7 @@ from sqlalchemy import text, update
 from email_service.errors import ValidationError
 from email_service.mail.query import parse
 from email_service.store import search
-from email_service.store.models import Account, Attachment, Folder, Message
+from email_service.store.models import Attachment, Folder, Message
 from email_service.store.search import (
     SEARCH_RANDOM_PAGE_COST,
     refresh_search_text,
@@ -27,7 +27,15 @@ from email_service.store.search import (
 )
 from email_service.store.search_index import search_document
 from tests.conftest import TENANT_A, TENANT_B
-from tests.integration.search_corpus import CANARY, CORPUS, FOLDERS, NOW, QUERIES, Mail
+from tests.integration.search_corpus import (
+    CANARY,
+    CORPUS,
+    FOLDERS,
+    NOW,
+    QUERIES,
+    Mail,
+    add_account,
+)
 
 
 @pytest.fixture
@@ -35,7 +43,7 @@ def corpus(runtime: Any) -> dict[str, Any]:
     """The corpus stored for tenants A and B; returns ids by key and the account ids."""
     with runtime.db.session() as session:
         accounts = {
-            key: _account(session, tenant)
+            key: add_account(session, tenant)
             for key, tenant in (("a1", TENANT_A), ("a2", TENANT_A), ("b1", TENANT_B))
         }
         folders: dict[str, Folder] = {}
@@ -49,18 +57,6 @@ def corpus(runtime: Any) -> dict[str, Any]:
                for n, (key, mail) in enumerate(CORPUS.items())}  # fmt: skip
         _store(session, folders["inbox_b"], 99, CANARY)
     return {"ids": ids, "accounts": {key: a.id for key, a in accounts.items()}}
-
-
-def _account(session: Any, tenant: str) -> Account:
-    account = Account(
-        tenant_id=tenant, email=f"{uuid.uuid4().hex[:8]}@example.com", username="u",
-        password_ciphertext="x", password_scheme="fernet", password_key_id="k",
-        imap_host="127.0.0.1", imap_port=143, imap_security="none",
-        smtp_host="127.0.0.1", smtp_port=25, smtp_security="none",
-    )  # fmt: skip
-    session.add(account)
-    session.flush()
-    return account
 
 
 def _store(session: Any, folder: Folder, uid: int, mail: Mail) -> uuid.UUID:

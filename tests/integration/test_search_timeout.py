@@ -21,10 +21,11 @@ from email_service.config import Settings
 from email_service.errors import SearchTimeoutError
 from email_service.mail.query import parse
 from email_service.store import search as search_store
-from email_service.store.models import Account, Folder, Message
+from email_service.store.models import Folder, Message
 from email_service.store.search import count_messages, search_messages
 from email_service.store.search_index import search_document
 from tests.conftest import TENANT_A
+from tests.integration.search_corpus import add_account
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 # The route's limit here: long enough for the settings statement, short for a test.
@@ -44,39 +45,27 @@ def settings(backend: str, make_settings: Callable[..., Settings]) -> Settings:
 
 @pytest.fixture
 def stored(runtime: Any) -> list[uuid.UUID]:
-    """Three messages of tenant A that the word ``quarterly`` finds."""
+    """Three messages of tenant A that the word ``quarterly`` finds, then the fillers."""
+    rows = [{"subject": s, "body_text": f"the {s} is attached"} for s in SUBJECTS]
+    rows += [{"subject": f"note {n}", "body_text": "nothing to see"} for n in range(FILLERS)]
     with runtime.db.session() as session:
-        account = Account(
-            tenant_id=TENANT_A, email="owner@example.com", username="u",
-            password_ciphertext="x", password_scheme="fernet", password_key_id="k",
-            imap_host="127.0.0.1", imap_port=143, imap_security="none",
-            smtp_host="127.0.0.1", smtp_port=25, smtp_security="none",
-        )  # fmt: skip
-        session.add(account)
-        session.flush()
+        account = add_account(session, TENANT_A)
         folder = Folder(tenant_id=TENANT_A, account_id=account.id, raw_name="INBOX",
                         name="INBOX", role="inbox")  # fmt: skip
         session.add(folder)
         session.flush()
-        ids = []
-        for uid, subject in enumerate(SUBJECTS, start=1):
-            row: dict[str, Any] = {"subject": subject, "body_text": f"the {subject} is attached"}
-            message = Message(
-                tenant_id=TENANT_A, account_id=account.id, folder_id=folder.id, uid=uid,
-                uidvalidity=1, received_date=NOW - timedelta(days=uid), size=100,
-                blob_sha256="0" * 64, search_text=search_document(row), **row,
-            )  # fmt: skip
-            session.add(message)
-            session.flush()
-            ids.append(message.id)
-        for uid in range(len(SUBJECTS) + 1, FILLERS + len(SUBJECTS) + 1):  # what a search walks
-            row = {"subject": f"note {uid}", "body_text": "nothing to see"}
-            session.add(Message(
-                tenant_id=TENANT_A, account_id=account.id, folder_id=folder.id, uid=uid,
-                uidvalidity=1, received_date=NOW - timedelta(days=uid), size=100,
-                blob_sha256="0" * 64, search_text=search_document(row), **row,
-            ))  # fmt: skip
-    return ids
+        messages = [_message(folder, uid, row) for uid, row in enumerate(rows, start=1)]
+        session.add_all(messages)
+        session.flush()
+        return [message.id for message in messages[: len(SUBJECTS)]]
+
+
+def _message(folder: Folder, uid: int, row: dict[str, Any]) -> Message:
+    return Message(
+        tenant_id=folder.tenant_id, account_id=folder.account_id, folder_id=folder.id, uid=uid,
+        uidvalidity=1, received_date=NOW - timedelta(days=uid), size=100, blob_sha256="0" * 64,
+        search_text=search_document(row), **row,
+    )  # fmt: skip
 
 
 @contextmanager
