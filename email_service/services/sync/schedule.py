@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from email_service.errors import FeatureDisabledError
 from email_service.services.runtime import Runtime
@@ -47,29 +47,56 @@ def trigger(runtime: Runtime, tenant_id: str, account_id: uuid.UUID) -> Trigger:
     return Trigger(job_id, SyncRunState.QUEUED, already_running=False)
 
 
-def due_accounts(runtime: Runtime, limit: int = 1000) -> list[tuple[uuid.UUID, str]]:
-    """Active accounts whose last sync started longer ago than SYNC_INTERVAL_MINUTES."""
-    cutoff = utcnow().timestamp() - runtime.settings.sync_interval_minutes * 60
+def due_accounts(runtime: Runtime, limit: int) -> list[tuple[uuid.UUID, str]]:
+    """Up to ``limit`` accounts due for a periodic sync, the most overdue first.
+
+    Due: active, not refused at login, no sync queued or running under a live claim, and
+    the last sync started more than SYNC_INTERVAL_MINUTES ago (or never). One query over
+    every tenant (an operator path), so its cost does not grow with the number of ticks.
+    """
+    now = utcnow()
+    cutoff = now - timedelta(minutes=runtime.settings.sync_interval_minutes)
+    claim_ttl = now - timedelta(seconds=runtime.settings.sync_lock_ttl_seconds)
+    queued = (SyncState.state == SyncRunState.QUEUED) & (SyncState.queued_at >= claim_ttl)
+    running = (SyncState.state == SyncRunState.RUNNING) & (SyncState.lock_expires_at > now)
+    query = (
+        select(Account.id, Account.tenant_id)
+        .outerjoin(SyncState, SyncState.account_id == Account.id)
+        .where(Account.status == AccountStatus.ACTIVE)
+        .where(
+            or_(
+                SyncState.account_id.is_(None),
+                SyncState.started_at.is_(None),
+                SyncState.started_at < cutoff,
+            )
+        )
+        .where(
+            or_(
+                SyncState.account_id.is_(None),
+                ~(queued | running | (SyncState.state == SyncRunState.AUTH_FAILED)),
+            )
+        )
+        .order_by(SyncState.started_at.asc().nulls_first(), Account.id)
+        .limit(limit)
+    )
     with runtime.db.session() as session:
-        rows = session.execute(
-            select(Account.id, Account.tenant_id, SyncState.started_at, SyncState.state)
-            .outerjoin(SyncState, SyncState.account_id == Account.id)
-            .where(Account.status == AccountStatus.ACTIVE)
-            .limit(limit)
-        ).all()
-    return [
-        (account_id, tenant_id)
-        for account_id, tenant_id, started, state in rows
-        if state != SyncRunState.AUTH_FAILED and (started is None or started.timestamp() < cutoff)
-    ]
+        return [(row.id, row.tenant_id) for row in session.execute(query)]
 
 
 def trigger_due(runtime: Runtime) -> int:
-    """Queue a sync of every due account (beat's periodic job); returns how many."""
+    """Queue a sync of up to SYNC_DUE_BATCH due accounts (beat's periodic job).
+
+    The batch is marked queued in one transaction, then enqueued; returns how many.
+    """
     if not runtime.settings.enable_imap_sync:
         return 0
-    queued = 0
-    for account_id, tenant_id in due_accounts(runtime):
-        if not trigger(runtime, tenant_id, account_id).already_running:
-            queued += 1
-    return queued
+    due = due_accounts(runtime, runtime.settings.sync_due_batch)
+    jobs = {account_id: uuid.uuid4().hex for account_id, _ in due}
+    with runtime.db.session() as session:
+        sync_state.mark_many_queued(session, [(a, t, jobs[a]) for a, t in due])
+    assert runtime.queue is not None, "no job queue wired"
+    runtime.queue.enqueue_many(
+        SYNC_TASK,
+        [(jobs[a], {"account_id": str(a), "tenant_id": t}) for a, t in due],
+    )
+    return len(due)

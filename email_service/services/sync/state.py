@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from email_service.store.models import Account, SyncState, utcnow
@@ -102,6 +102,41 @@ def mark_queued(session: Session, tenant_id: str, account_id: uuid.UUID, job_id:
     """Record that a sync job was enqueued."""
     row = _row(session, tenant_id, account_id)
     row.state, row.job_id, row.queued_at = SyncRunState.QUEUED, job_id, utcnow()
+
+
+def mark_many_queued(session: Session, jobs: list[tuple[uuid.UUID, str, str]]) -> None:
+    """Record that sync jobs (account, tenant, job id) are being enqueued, in bulk."""
+    if not jobs:
+        return
+    now = utcnow()
+    have = set(
+        session.scalars(
+            select(SyncState.account_id).where(SyncState.account_id.in_([a for a, _, _ in jobs]))
+        )
+    )
+    fresh = [
+        SyncState(
+            account_id=account_id,
+            tenant_id=tenant_id,
+            state=SyncRunState.QUEUED,
+            job_id=job_id,
+            queued_at=now,
+            progress={},
+            failures=0,
+            messages_synced=0,
+            bytes_synced=0,
+        )
+        for account_id, tenant_id, job_id in jobs
+        if account_id not in have
+    ]
+    session.add_all(fresh)
+    known = [
+        {"account_id": a, "job_id": j, "state": SyncRunState.QUEUED, "queued_at": now}
+        for a, _, j in jobs
+        if a in have
+    ]
+    if known:
+        session.execute(update(SyncState), known)
 
 
 def acquire(session: Session, account_id: uuid.UUID, owner: str, ttl: timedelta = LOCK_TTL) -> bool:
