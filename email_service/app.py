@@ -20,6 +20,7 @@ from email_service.api import (
     outbox,
     problems,
     search,
+    send,
     sync,
 )
 from email_service.api.auth import authenticate
@@ -74,4 +75,5 @@ def create_app(
     app.register_blueprint(search.bp)
     app.register_blueprint(compose.bp)
     app.register_blueprint(outbox.bp)
+    app.register_blueprint(send.bp)
     return app

@@ -38,8 +38,9 @@ IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
 RENAMED = {"body": "text"}
 
 
-def _fields(body: BaseModel) -> DraftFields:
-    given = body.model_fields_set - {"id"}
+def draft_fields(body: BaseModel, exclude: frozenset[str] = frozenset()) -> DraftFields:
+    """The draft fields a request body gives (only those it names)."""
+    given = body.model_fields_set - {"id"} - exclude
     values: dict[str, Any] = {}
     for name in given:
         value = getattr(body, name)
@@ -76,7 +77,7 @@ def _created(record: DraftRecord) -> tuple[DraftRecord, int, dict[str, str]]:
 def compose_message(body: ComposeIn) -> tuple[DraftRecord, int, dict[str, str]]:
     """Compose a new email: a draft to send with ``POST /api/compose/send/{id}``."""
     with runtime().db.session() as session:
-        record = compose.create_draft(session, tenant_id(), _fields(body))
+        record = compose.create_draft(session, tenant_id(), draft_fields(body))
     return _created(_copy_to_imap(record))
 
 
@@ -88,10 +89,10 @@ def save_draft(body: DraftSaveIn) -> tuple[DraftRecord, int, dict[str, str]] | D
     """Save a draft: 201 for a new one, 200 when ``id`` names one to change."""
     with runtime().db.session() as session:
         if body.id is None:
-            record = compose.create_draft(session, tenant_id(), _fields(body))
+            record = compose.create_draft(session, tenant_id(), draft_fields(body))
         else:
             before = compose.draft_account(session, tenant_id(), body.id)
-            record = compose.update_draft(session, tenant_id(), body.id, _fields(body))
+            record = compose.update_draft(session, tenant_id(), body.id, draft_fields(body))
     if body.id is None:  # queued after the commit, so the job reads what was saved
         return _created(_copy_to_imap(record))
     return _copy_to_imap(record, before), 200, {}
@@ -125,7 +126,7 @@ def update_draft(draft_id: uuid.UUID, body: DraftUpdateIn) -> DraftRecord:
     """Change the given fields; 409 while the draft is queued for sending."""
     with runtime().db.session() as session:
         before = compose.draft_account(session, tenant_id(), draft_id)
-        record = compose.update_draft(session, tenant_id(), draft_id, _fields(body))
+        record = compose.update_draft(session, tenant_id(), draft_id, draft_fields(body))
     return _copy_to_imap(record, before)
 
 
@@ -140,7 +141,8 @@ def delete_draft(draft_id: uuid.UUID) -> tuple[str, int]:
     return "", 204
 
 
-def _idempotency_key() -> str | None:
+def idempotency_key() -> str | None:
+    """The request's ``Idempotency-Key`` header, checked."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -158,7 +160,11 @@ def _idempotency_key() -> str | None:
 @bp.doc(responses=[400, 404, 409, 422, 503])
 def send_draft(draft_id: uuid.UUID) -> tuple[Any, int, dict[str, str]]:
     """Queue the draft for sending; the same ``Idempotency-Key`` returns the first answer."""
-    queued = outbox.queue_send(runtime(), tenant_id(), draft_id, _idempotency_key())
+    return accepted(outbox.queue_send(runtime(), tenant_id(), draft_id, idempotency_key()))
+
+
+def accepted(queued: outbox.Queued) -> tuple[Any, int, dict[str, str]]:
+    """202 with the outbox row; a replayed Idempotency-Key says so."""
     headers = {"Location": url_for("outbox.get_outbox", outbox_id=queued.record.id)}
     if not queued.created:
         headers["Idempotent-Replayed"] = "true"

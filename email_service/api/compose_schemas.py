@@ -202,3 +202,33 @@ class OutboxQuery(QueryInput):
     limit: int = Field(50, ge=1, le=MAX_PAGE_SIZE)
     cursor: str | None = Field(None, max_length=512)
     state: OutboxState | None = None
+
+
+# Files given with a message: as many as a draft may list, base64 inside the JSON body
+# (MAX_REQUEST_BYTES bounds the whole request).
+MAX_INLINE_FILES = 20
+
+
+class FileIn(StrictInput):
+    """An attachment carried in the request, its bytes in base64 (RFC 4648 §4)."""
+
+    filename: Annotated[str, OneLine, Field(min_length=1, max_length=255)]
+    content_type: Annotated[str, OneLine, Field(max_length=255)] = "application/octet-stream"
+    data: str = Field(description="the file's bytes, base64")
+    content_id: Annotated[str, OneLine, Field(max_length=255)] | None = Field(
+        None, description="makes it an inline image for <img src='cid:...'>"
+    )
+
+
+class SendIn(ComposeIn):
+    """A message to send now (or at ``send_at``): compose fields, uploads by id in
+    ``attachments`` and files in ``files``."""
+
+    files: list[FileIn] = Field(default_factory=list, max_length=MAX_INLINE_FILES)
+
+
+class RawSendQuery(QueryInput):
+    """Where a ``message/rfc822`` body is sent from, and when."""
+
+    account_id: uuid.UUID | None = Field(None, description="sending account; default: the first")
+    send_at: SendAt = Field(None, description="send later (ISO 8601 with a zone)")

@@ -365,7 +365,9 @@ class Outbox(Base):
     account_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("email_account.id", ondelete="CASCADE")
     )
-    draft_id: Mapped[uuid.UUID] = mapped_column(Uuid)  # no FK: a sent draft is deleted
+    # No FK: a sent draft is deleted. A message sent as the client built it (POST /api/send
+    # with message/rfc822) had no draft: its draft_id is the row's own id.
+    draft_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     state: Mapped[str] = mapped_column(String(24), default="queued")
     stage: Mapped[str | None] = mapped_column(String(16))  # while sending: connecting | data_end
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
@@ -394,6 +396,11 @@ class Outbox(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def without_draft(self) -> bool:
+        """True for a message sent as the client built it: no draft, no Drafts copy."""
+        return self.draft_id == self.id
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_outbox_tenant_idempotency_key"),

@@ -22,7 +22,16 @@ from email_service.services.runtime import Runtime
 from email_service.services.sync.run import run_sync
 from email_service.store.models import Folder, Message
 from tests.conftest import TENANT_A, TENANT_B
-from tests.support.compose_api import add_account, running_app, send, wait_for, wait_state
+from tests.support.compose_api import (
+    add_account,
+    delivered,
+    find,
+    mail_stack,
+    running_app,
+    send,
+    wait_for,
+    wait_state,
+)
 from tests.support.mailgen import imap_login, quote
 from tests.support.smtp_seam import smtp_seam
 
@@ -35,41 +44,8 @@ def stack(
     make_settings: Any, postfix: Any, dovecot: Any, as_tenant: Headers
 ) -> Iterator[dict[str, Any]]:
     """The app, and Alice (tenant A) and Bob (tenant B) registered with the real servers."""
-    settings = make_settings(mail_ca_file=postfix.ca_file)
-    users = {
-        name: dovecot.add_user(f"{name}-{secrets.token_hex(4)}@example.test", "pw-" + name)
-        for name in ("alice", "bob")
-    }
-    with running_app(settings) as (api, runtime):
-        ids = {}
-        for name, tenant in (("alice", TENANT_A), ("bob", TENANT_B)):
-            user = users[name]
-            ids[name] = add_account(
-                api,
-                as_tenant(tenant),
-                user.email,
-                password=user.password,
-                display_name=name.title(),
-                smtp_host="127.0.0.1",
-                smtp_port=postfix.submission_port,
-                smtp_security="starttls",
-                imap_port=dovecot.imap_port,
-            )
-        yield {"api": api, "runtime": runtime, "users": users, "ids": ids}
-
-
-def find(dovecot: Any, user: Any, folder: str, message_id: str) -> list[bytes]:
-    """Raw copies of the message in a folder, found by Message-ID over IMAP."""
-    with imap_login(dovecot, user) as client:
-        client.select(quote(folder), readonly=True)
-        typ, data = client.uid("SEARCH", "HEADER", "Message-ID", f'"{message_id}"')
-        assert typ == "OK"
-        found = []
-        for uid in data[0].split():
-            typ, parts = client.uid("FETCH", uid.decode(), "(BODY.PEEK[])")
-            assert typ == "OK" and isinstance(parts[0], tuple)
-            found.append(bytes(parts[0][1]))
-        return found
+    with mail_stack(make_settings(mail_ca_file=postfix.ca_file), postfix, dovecot, as_tenant) as s:
+        yield s
 
 
 def flags(dovecot: Any, user: Any, folder: str, message_id: str) -> str:
@@ -78,11 +54,6 @@ def flags(dovecot: Any, user: Any, folder: str, message_id: str) -> str:
         _typ, data = client.uid("SEARCH", "HEADER", "Message-ID", f'"{message_id}"')
         _typ, parts = client.uid("FETCH", data[0].split()[0].decode(), "(FLAGS)")
         return bytes(parts[0]).decode()
-
-
-def delivered(dovecot: Any, user: Any, message_id: str) -> list[bytes]:
-    """Wait for Postfix to hand the message to Dovecot; the INBOX copies."""
-    return list(wait_for(lambda: find(dovecot, user, "INBOX", message_id), "delivery"))
 
 
 def mail(api: FlaskClient, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:

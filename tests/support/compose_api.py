@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,8 @@ from email_service.config import Settings
 from email_service.services.runtime import Runtime
 from email_service.store import migrate
 from email_service.store.models import Base
+from tests.conftest import TENANT_A, TENANT_B
+from tests.support.mailgen import imap_login, quote
 
 # Ends a wait for the background sender; never reached when the code is right.
 WAIT_S = 90.0
@@ -98,3 +101,49 @@ def wait_state(api: FlaskClient, headers: dict[str, str], outbox_id: str, *state
         return row if row["state"] in states else None
 
     return wait_for(current, f"outbox {outbox_id} to reach {states}")
+
+
+@contextmanager
+def mail_stack(
+    settings: Settings, postfix: Any, dovecot: Any, as_tenant: Any
+) -> Iterator[dict[str, Any]]:
+    """The app, and Alice (tenant A) and Bob (tenant B) registered with the real servers."""
+    users = {
+        name: dovecot.add_user(f"{name}-{secrets.token_hex(4)}@example.test", "pw-" + name)
+        for name in ("alice", "bob")
+    }
+    with running_app(settings) as (api, runtime):
+        ids = {}
+        for name, tenant in (("alice", TENANT_A), ("bob", TENANT_B)):
+            user = users[name]
+            ids[name] = add_account(
+                api,
+                as_tenant(tenant),
+                user.email,
+                password=user.password,
+                display_name=name.title(),
+                smtp_host="127.0.0.1",
+                smtp_port=postfix.submission_port,
+                smtp_security="starttls",
+                imap_port=dovecot.imap_port,
+            )
+        yield {"api": api, "runtime": runtime, "users": users, "ids": ids}
+
+
+def find(dovecot: Any, user: Any, folder: str, message_id: str) -> list[bytes]:
+    """Raw copies of the message in a folder, found by Message-ID over IMAP."""
+    with imap_login(dovecot, user) as client:
+        client.select(quote(folder), readonly=True)
+        typ, data = client.uid("SEARCH", "HEADER", "Message-ID", f'"{message_id}"')
+        assert typ == "OK"
+        found = []
+        for uid in data[0].split():
+            typ, parts = client.uid("FETCH", uid.decode(), "(BODY.PEEK[])")
+            assert typ == "OK" and isinstance(parts[0], tuple)
+            found.append(bytes(parts[0][1]))
+        return found
+
+
+def delivered(dovecot: Any, user: Any, message_id: str) -> list[bytes]:
+    """Wait for Postfix to hand the message to Dovecot; the INBOX copies."""
+    return list(wait_for(lambda: find(dovecot, user, "INBOX", message_id), "delivery"))

@@ -76,7 +76,8 @@ def _check_fields(data: DraftFields) -> None:
         raise ValidationError("a draft replies or forwards, not both", field="forward_of")
 
 
-def _account(session: Session, tenant_id: str, account_id: uuid.UUID | None) -> Account:
+def sending_account(session: Session, tenant_id: str, account_id: uuid.UUID | None) -> Account:
+    """The tenant's account to send from: the one named, else the first registered."""
     if account_id is not None:
         return tenant_row(session, Account, tenant_id, account_id, account_id=str(account_id))
     first = session.scalar(
@@ -100,7 +101,7 @@ def create_draft(session: Session, tenant_id: str, data: DraftFields) -> DraftRe
     _check_fields(data)
     original = _original(session, tenant_id, data)
     account_id = data.account_id or (original.account_id if original else None)
-    account = _account(session, tenant_id, account_id)
+    account = sending_account(session, tenant_id, account_id)
     row = Draft(tenant_id=tenant_id, account_id=account.id, references=[])
     _apply(row, data)
     if original is not None:
@@ -196,7 +197,7 @@ def update_draft(
     if row.outbox_id is not None:
         raise ConflictError("the draft is queued for sending; cancel it first")
     if "account_id" in data.given and data.account_id is not None:
-        row.account_id = _account(session, tenant_id, data.account_id).id
+        row.account_id = sending_account(session, tenant_id, data.account_id).id
     _apply(row, data)
     row.updated_at = utcnow()  # also when only the attachments changed
     if data.attachments is not None:

@@ -25,6 +25,7 @@ cancelling and sending the draft again.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -117,7 +118,7 @@ def queue_send(
             if earlier is not None:
                 return Queued(outbox_record(earlier), created=False)
             assert draft is not None  # no earlier send: _earlier loaded the draft
-            row = _freeze(session, gateways.blob_store(runtime), draft, idempotency_key)
+            row = freeze(session, gateways.blob_store(runtime), draft, idempotency_key)
             record = outbox_record(row)
     except (IntegrityError, ConflictError):  # a concurrent request won the race
         with runtime.db.session() as session:
@@ -125,9 +126,38 @@ def queue_send(
         if earlier is None:
             raise
         return Queued(outbox_record(earlier), created=False)
-    if record.next_attempt_at is None or record.next_attempt_at <= utcnow():
-        enqueue(runtime, tenant_id, draft_id)
+    enqueue_if_due(runtime, tenant_id, record)
     return Queued(record, created=True)
+
+
+def queue_new(
+    runtime: Runtime,
+    tenant_id: str,
+    key: str | None,
+    make: Callable[[Session, BlobStore], Outbox],
+) -> Queued:
+    """Queue the send ``make`` builds in one transaction; the same key gives the first row."""
+    require_send_enabled(runtime)
+    try:
+        with runtime.db.session() as session:
+            earlier = _by_key(session, tenant_id, key)
+            if earlier is not None:
+                return Queued(outbox_record(earlier), created=False)
+            record = outbox_record(make(session, gateways.blob_store(runtime)))
+    except IntegrityError:  # a concurrent request with the same key won the race
+        with runtime.db.session() as session:
+            earlier = _by_key(session, tenant_id, key)
+            if earlier is None:
+                raise
+            return Queued(outbox_record(earlier), created=False)
+    enqueue_if_due(runtime, tenant_id, record)
+    return Queued(record, created=True)
+
+
+def enqueue_if_due(runtime: Runtime, tenant_id: str, record: OutboxRecord) -> None:
+    """Queue the send now unless ``send_at`` lies ahead (beat queues it then)."""
+    if record.next_attempt_at is None or record.next_attempt_at <= utcnow():
+        enqueue(runtime, tenant_id, record.draft_id)
 
 
 def enqueue(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID) -> None:
@@ -142,9 +172,7 @@ def _earlier(
     """The row an earlier request made (by Idempotency-Key, else the draft's active send),
     and the draft when it had to be read (the caller freezes it if there is no such row)."""
     if key is not None:
-        row = session.scalar(
-            select(Outbox).where(Outbox.tenant_id == tenant_id, Outbox.idempotency_key == key)
-        )
+        row = _by_key(session, tenant_id, key)
         if row is not None and row.draft_id != draft_id:
             raise ConflictError("this Idempotency-Key was used for another draft")
         if row is not None:
@@ -155,7 +183,16 @@ def _earlier(
     return session.scalar(select(Outbox).where(Outbox.id == draft.outbox_id)), draft
 
 
-def _freeze(session: Session, blobs: BlobStore, draft: Draft, key: str | None) -> Outbox:
+def _by_key(session: Session, tenant_id: str, key: str | None) -> Outbox | None:
+    if key is None:
+        return None
+    return session.scalar(
+        select(Outbox).where(Outbox.tenant_id == tenant_id, Outbox.idempotency_key == key)
+    )
+
+
+def freeze(session: Session, blobs: BlobStore, draft: Draft, key: str | None) -> Outbox:
+    """Build the draft's MIME once and claim the draft for a new outbox row."""
     tenant_id = draft.tenant_id
     account = session.get_one(Account, draft.account_id)
     out = outgoing(session, blobs, draft, account)

@@ -79,8 +79,12 @@ def after_sent(session: Session, row: Outbox) -> bool:
     """A sent draft is gone (as in every mail client); the original gets its flag here.
 
     True if a copy of the draft may be in a Drafts folder: a save job marked it before
-    appending (``draft_copy``), or the draft was no longer there to ask.
+    appending (``draft_copy``), or the draft was no longer there to ask. A message sent as
+    the client built it had no draft (``Outbox.without_draft``) and so no copy.
     """
+    if row.without_draft:
+        sent_copy.flag_locally(session, row)
+        return False
     marked = session.scalar(
         delete(Draft)
         .where(Draft.id == row.draft_id, Draft.outbox_id == row.id)
