@@ -3,7 +3,7 @@
 Bearer auth and the tenant header on every /api operation, and error responses
 documented as ``application/problem+json`` with the Problem schema, so the document
 says exactly what the service answers. It is also the contract clients are generated
-from (docs/api.md), so:
+from (docs/clients.md), so:
 
 - every model is one component under its own class name. APIFlask's pydantic adapter
   registers a model nested in another as ``Parent.Child``, once per parent (its ``$ref``

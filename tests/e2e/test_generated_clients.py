@@ -1,4 +1,4 @@
-"""Clients generated from /openapi.json by common generators (docs/api.md): no model is
+"""Clients generated from /openapi.json by common generators (docs/clients.md): no model is
 dropped, the pages and messages are typed, and the generated Python client manages
 accounts on the running service (Gunicorn on loopback) with typed answers."""
 
