@@ -1,8 +1,8 @@
 """The container image, compose stack, CI and docs, checked without a Docker engine.
 
 The compose files parse and reference files that exist; every variable they give the
-service is one Settings reads; every setting is in .env.example and the configuration table of docs/;
-the Dockerfile's build stage runs as a script in a clean virtual environment.
+service is one Settings reads; every setting is in .env.example and the configuration table
+of docs/; the Dockerfile's build stage runs as a script in a clean virtual environment.
 (PyYAML comes with the dev dependencies, through schemathesis.)
 """
 
