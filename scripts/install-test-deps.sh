@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the Debian packages the mail-server tests need (Dovecot, Postfix).
+# Install the Debian packages the mail-server tests need (Dovecot, Postfix), and node/npm.
 #
 #   scripts/install-test-deps.sh
 #
@@ -21,6 +21,9 @@ for pkg in "${PACKAGES[@]}"; do
   status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
   [ "$status" = "install ok installed" ] || missing+=("$pkg")
 done
+# node and npm run the TypeScript client generator (tests/e2e/test_generated_clients.py);
+# checked by command, as a machine may have them from another nodejs package.
+command -v npm >/dev/null || missing+=(nodejs npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "test dependencies present: ${PACKAGES[*]}"

@@ -13,7 +13,6 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from email_service.api.compose_schemas import (
     AddressIn,
-    AttachmentOut,
     ComposeIn,
     DraftOut,
     DraftPage,
@@ -21,6 +20,7 @@ from email_service.api.compose_schemas import (
     DraftUpdateIn,
     OutboxOut,
     UploadIn,
+    UploadOut,
 )
 from email_service.api.context import runtime, tenant_id
 from email_service.api.schemas import PageQuery
@@ -173,7 +173,7 @@ def accepted(queued: outbox.Queued) -> tuple[Any, int, dict[str, str]]:
 
 @bp.post("/attachments")
 @bp.input(UploadIn, location="files", arg_name="form")
-@bp.output(AttachmentOut, status_code=201)
+@bp.output(UploadOut, status_code=201)
 @bp.doc(responses=[400, 413, 422])
 def upload_attachment(form: UploadIn) -> tuple[AttachmentRecord, int]:
     """Upload a file (multipart ``file``); list its id in a draft's ``attachments``."""

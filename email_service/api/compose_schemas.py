@@ -108,14 +108,14 @@ class UploadIn(BaseModel):
     )
 
 
-class AddressOut(BaseModel):
-    """An address with its display name."""
+class RecipientOut(BaseModel):
+    """A recipient of a draft, with its display name."""
 
     email: str
     name: str = ""
 
 
-class AttachmentOut(BaseModel):
+class UploadOut(BaseModel):
     """An uploaded file."""
 
     model_config = ConfigDict(from_attributes=True)
@@ -137,9 +137,9 @@ class DraftOut(BaseModel):
 
     id: uuid.UUID
     account_id: uuid.UUID
-    to: list[AddressOut]
-    cc: list[AddressOut]
-    bcc: list[AddressOut]
+    to: list[RecipientOut]
+    cc: list[RecipientOut]
+    bcc: list[RecipientOut]
     subject: str
     body: str | None
     html: str | None
@@ -147,7 +147,7 @@ class DraftOut(BaseModel):
     forward_of: uuid.UUID | None
     forward_mode: str | None
     references: list[str]
-    attachments: list[AttachmentOut]
+    attachments: list[UploadOut]
     send_at: datetime | None
     state: DraftState
     outbox_id: uuid.UUID | None

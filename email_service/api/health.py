@@ -25,14 +25,14 @@ REDIS_TIMEOUT_S = 2
 
 
 @bp.get("/health")
-@bp.doc(security=[])
+@bp.doc(security=[], operation_id="get_health")
 def health() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "healthy", "service": "email_service"}
 
 
 @bp.get("/health/ready")
-@bp.doc(security=[], responses=READY_RESPONSES)
+@bp.doc(security=[], responses=READY_RESPONSES, operation_id="get_readiness")
 def ready() -> Response:
     """Readiness: the database (at the current schema) and Redis, when configured, answer."""
     checks: dict[str, str] = {"database": _database()}

@@ -186,7 +186,7 @@ def get_message(message_id: uuid.UUID, query: RenderQuery) -> MessageOut:
 
 
 @bp.get("/messages/<uuid:message_id>/raw")
-@bp.doc(responses=RAW_RESPONSES)
+@bp.doc(responses=RAW_RESPONSES, operation_id="get_raw_message")
 def get_raw(message_id: uuid.UUID) -> Response:
     """The message exactly as the server has it."""
     rt = runtime()

@@ -32,7 +32,9 @@ TEXT_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 
 @bp.get("/metrics")
-@bp.doc(security=[], summary="Prometheus metrics", responses=TEXT_RESPONSE)
+@bp.doc(
+    security=[], summary="Prometheus metrics", responses=TEXT_RESPONSE, operation_id="get_metrics"
+)
 def scrape() -> Response:
     """Every API process's metrics, sync lag per account and the queue depth."""
     body, content_type = metrics.render([*_sync_lag(), *_queue_depth()])

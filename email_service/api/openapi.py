@@ -2,11 +2,22 @@
 
 Bearer auth and the tenant header on every /api operation, and error responses
 documented as ``application/problem+json`` with the Problem schema, so the document
-says exactly what the service answers.
+says exactly what the service answers. It is also the contract clients are generated
+from (docs/clients.md), so:
+
+- every model is one component under its own class name. APIFlask's pydantic adapter
+  registers a model nested in another as ``Parent.Child``, once per parent (its ``$ref``
+  template); generators drop those as duplicates. Here they become ``Child``, and two
+  different models with one name stop the document from being built;
+- every operation has an ``operationId``: the view function's name unless the route's
+  ``doc(operation_id=...)`` names it, so a generated method is ``list_accounts``;
+- components no operation reaches (APIFlask's own error schemas) are left out.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +38,10 @@ URI_TOO_LONG = {
     "description": "URI Too Long: the request line is over the server's limit",
     "content": {"text/html": {"schema": {"type": "string"}}},
 }
+
+SCHEMAS = "#/components/schemas/"
+# A Flask rule's variable, `<uuid:account_id>`, is `{account_id}` in an OpenAPI path.
+RULE_VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
 assets = APIBlueprint("docs_assets", __name__, url_prefix=ASSETS)
 
@@ -62,11 +77,81 @@ def configure(app: APIFlask, tenant_header: str) -> None:
         spec.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
             Problem.model_json_schema()
         )
+        endpoints = _endpoints(app)
         for path, operations in spec.get("paths", {}).items():
-            for operation in operations.values():
+            for method, operation in operations.items():
                 if isinstance(operation, dict) and "responses" in operation:
+                    operation.setdefault("operationId", endpoints[path, method])
                     _operation(operation, path.startswith("/api/"), tenant_header)
+        _check_unique_operation_ids(spec)
+        _plain_component_names(spec)
+        _drop_unreached_components(spec)
         return spec
+
+
+def _endpoints(app: APIFlask) -> dict[tuple[str, str], str]:
+    """(OpenAPI path, method) -> the view function's name, a generated method's name."""
+    names: dict[tuple[str, str], str] = {}
+    for rule in app.url_map.iter_rules():
+        path = RULE_VARIABLE.sub(r"{\1}", rule.rule)
+        for method in rule.methods or ():
+            names[path, method.lower()] = rule.endpoint.rsplit(".", 1)[-1]
+    return names
+
+
+def _check_unique_operation_ids(spec: dict[str, Any]) -> None:
+    seen: dict[str, str] = {}
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
+            if isinstance(operation, dict) and "operationId" in operation:
+                where = f"{method.upper()} {path}"
+                first = seen.setdefault(operation["operationId"], where)
+                if first != where:
+                    raise ValueError(f"operationId {operation['operationId']!r}: {first}, {where}")
+
+
+def _plain_component_names(spec: dict[str, Any]) -> None:
+    """Name each model once, by its own name: `Parent.Child` becomes `Child` everywhere."""
+    for node in _nodes(spec):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(SCHEMAS):
+            node["$ref"] = SCHEMAS + ref.removeprefix(SCHEMAS).rsplit(".", 1)[-1]
+    merged: dict[str, Any] = {}
+    for name, schema in spec["components"]["schemas"].items():
+        plain = name.rsplit(".", 1)[-1]
+        if merged.setdefault(plain, schema) != schema:
+            raise ValueError(f"two different models are named {plain!r}: rename one")
+    spec["components"]["schemas"] = merged
+
+
+def _drop_unreached_components(spec: dict[str, Any]) -> None:
+    schemas: dict[str, Any] = spec["components"]["schemas"]
+    reached: set[str] = set()
+    pending = list(_schema_refs(spec.get("paths", {})))
+    while pending:
+        name = pending.pop()
+        if name not in reached:
+            reached.add(name)
+            pending.extend(_schema_refs(schemas[name]))
+    spec["components"]["schemas"] = {n: s for n, s in schemas.items() if n in reached}
+
+
+def _schema_refs(node: Any) -> Iterator[str]:
+    for item in _nodes(node):
+        ref = item.get("$ref")
+        if isinstance(ref, str) and ref.startswith(SCHEMAS):
+            yield ref.removeprefix(SCHEMAS)
+
+
+def _nodes(node: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object in the document, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)
 
 
 def _operation(operation: dict[str, Any], is_api: bool, tenant_header: str) -> None:
