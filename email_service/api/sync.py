@@ -7,7 +7,7 @@ from datetime import datetime
 
 from apiflask import APIBlueprint
 from flask import url_for
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from email_service.api.context import runtime, tenant_id
 from email_service.services.sync import schedule as sync_jobs
@@ -31,6 +31,7 @@ class FolderProgress(BaseModel):
 
     done: int
     total: int
+    percent: float
 
 
 class StatusOut(BaseModel):
@@ -48,6 +49,7 @@ class StatusOut(BaseModel):
     folders: dict[str, FolderProgress]
     messages_synced: int
     bytes_synced: int
+    percent: float = Field(description="done of every folder listed by this run, in percent")
 
 
 @bp.post("/imap/<uuid:account_id>")

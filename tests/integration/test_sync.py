@@ -447,3 +447,36 @@ def test_rows_already_stored_are_skipped_by_a_later_batch(
             > before
         )
         assert session.get(Message, batch[0].row["id"]) is None
+
+
+def test_new_mail_is_stored_newest_first_with_percent_progress(
+    runtime: Any, dovecot: Any, mail_user: Any
+) -> None:
+    from email_service.services.sync.engine import FIRST_BATCH
+
+    count = FIRST_BATCH + 30
+    with imap_login(dovecot, mail_user) as client:
+        for n in range(count):
+            append(client, "INBOX", make_message(n), "")
+        client.select("INBOX", readonly=True)
+        server_uids = sorted(
+            int(u)
+            for u in client.uid("SEARCH", "ALL")[1][0].split()  # type: ignore[index]
+        )
+    account_id = _account(runtime, dovecot, mail_user)
+    seen: list[tuple[set[int], float]] = []
+
+    def progress(name: str, done: int, total: int, size: int) -> None:
+        with runtime.db.session() as session:
+            uids = set(session.scalars(select(Message.uid).where(Message.account_id == account_id)))
+            seen.append((uids, sync_state.status(session, TENANT_A, account_id).percent))
+
+    run_sync(runtime, TENANT_A, account_id, owner=uuid.uuid4().hex, progress=progress)
+    first_uids, first_percent = seen[0]
+    assert first_uids == set(server_uids[-FIRST_BATCH:])  # the newest, committed first
+    assert 0 < first_percent < 100
+    assert [p for _, p in seen] == sorted(p for _, p in seen)  # never goes back
+    with runtime.db.session() as session:
+        final = sync_state.status(session, TENANT_A, account_id)
+    assert final.percent == 100.0
+    assert final.folders["INBOX"] == {"done": count, "total": count, "percent": 100.0}

@@ -244,11 +244,20 @@ class ImapSession:
         return dict(stream_fetch(self._conn, commands, FETCH_PIPELINE, flags_from))
 
     def fetch_messages(
-        self, uids: Iterable[int], *, batch: int = FETCH_BATCH, pipeline: int = FETCH_PIPELINE
+        self,
+        uids: Iterable[int],
+        *,
+        batch: int = FETCH_BATCH,
+        pipeline: int = FETCH_PIPELINE,
+        newest_first: bool = False,
     ) -> Iterator[FetchedMessage]:
-        """Stream whole messages; UIDs that vanished meanwhile are simply absent."""
+        """Stream whole messages; UIDs that vanished meanwhile are simply absent.
+
+        ``newest_first`` sends the commands for the highest UIDs first (each command's
+        messages still come in the server's order, RFC 9051 §6.4.8).
+        """
         items = b"(UID FLAGS INTERNALDATE RFC822.SIZE" + self._fetch_modseq() + b" BODY.PEEK[])"
-        return self._stream(uids, items, BODY_ITEM, batch, pipeline)
+        return self._stream(uids, items, BODY_ITEM, batch, pipeline, newest_first)
 
     def fetch_headers(
         self, uids: Iterable[int], *, batch: int = SMALL_ITEM_BATCH, pipeline: int = FETCH_PIPELINE
@@ -259,9 +268,18 @@ class ImapSession:
         return self._stream(uids, items, HEADER_ITEM, batch, pipeline)
 
     def _stream(
-        self, uids: Iterable[int], items: bytes, body_item: str, batch: int, pipeline: int
+        self,
+        uids: Iterable[int],
+        items: bytes,
+        body_item: str,
+        batch: int,
+        pipeline: int,
+        newest_first: bool = False,
     ) -> Iterator[FetchedMessage]:
-        commands = ([b"UID", b"FETCH", s, items] for s in self._sets(uids, batch))
+        sets = self._sets(uids, batch)
+        if newest_first:
+            sets.reverse()
+        commands = ([b"UID", b"FETCH", s, items] for s in sets)
         return stream_fetch(self._conn, commands, pipeline, lambda r: message_from(r, body_item))
 
     @staticmethod

@@ -59,6 +59,9 @@ BATCH_BYTES = 4 * 1024 * 1024
 # Batches parsing in the pool while the next one is fetched: keeps every process busy,
 # and memory at a few batches.
 PARSE_AHEAD = 1
+# New mail is fetched newest first, and the newest messages of a folder are committed as
+# one small batch before the rest, so a new mailbox shows its latest mail at once.
+FIRST_BATCH = 50
 ROLE_ORDER = ("inbox", "sent", "drafts", "archive", "flagged", "junk", "trash", "all")
 
 Progress = Callable[[str, int, int, int], None]  # folder name, done, total, bytes
@@ -134,9 +137,11 @@ class SyncEngine:
         server = self.imap.list_folders(with_status=True)
         with self.ctx.db.session() as session:
             rows = folders_repo.reconcile(session, self.ctx.tenant_id, self.ctx.account_id, server)
-        for remote in sorted(server, key=_folder_order):
-            if remote.selectable:
-                self._sync_folder(remote, rows[remote.raw_name])
+        ordered = [f for f in sorted(server, key=_folder_order) if f.selectable]
+        for remote in ordered:  # every folder counts towards the run's percent from the start
+            self._note(remote.name, 0, remote.status.messages if remote.status else 0)
+        for remote in ordered:
+            self._sync_folder(remote, rows[remote.raw_name])
         self.report.folders = len(server)
         self.report.seconds = time.monotonic() - started
         return self.report
@@ -248,19 +253,35 @@ class SyncEngine:
         server_uids: list[int],
         have: set[int],
     ) -> None:
-        todo = sorted(set(server_uids) - have)
+        todo = sorted(set(server_uids) - have, reverse=True)
         total, done = len(set(server_uids)), len(have & set(server_uids))
         self._note(remote.name, done, total)
         self.preparer.start(len(todo))
+        newest, older = todo[:FIRST_BATCH], todo[FIRST_BATCH:]
+        done = self._fetch_batches(remote, folder_id, uidvalidity, newest, done, total)
+        if older:
+            self._drain()  # the newest are committed before the rest is fetched
+            self._fetch_batches(remote, folder_id, uidvalidity, older, done, total)
+
+    def _fetch_batches(
+        self,
+        remote: ServerFolder,
+        folder_id: uuid.UUID,
+        uidvalidity: int,
+        uids: list[int],
+        done: int,
+        total: int,
+    ) -> int:
+        """Fetch ``uids`` newest first and hand them over in batches; returns ``done``."""
         batch: list[FetchedMessage] = []
         size = 0
-        for message in self.imap.fetch_messages(todo):
+        for message in self.imap.fetch_messages(uids, newest_first=True):
             batch.append(message)
             size += len(message.body)
             if len(batch) >= BATCH_MESSAGES or size >= BATCH_BYTES:
                 done += self._store(remote, folder_id, uidvalidity, batch, done, total)
                 batch, size = [], 0
-        self._store(remote, folder_id, uidvalidity, batch, done, total)
+        return done + self._store(remote, folder_id, uidvalidity, batch, done, total)
 
     def _store(
         self,

@@ -42,9 +42,10 @@ class SyncStatus:
     last_success_at: datetime | None
     last_error: str | None
     failures: int
-    folders: dict[str, dict[str, int]]
+    folders: dict[str, dict[str, float]]
     messages_synced: int
     bytes_synced: int
+    percent: float  # of the messages of every folder this run has listed
 
 
 def _row(session: Session, tenant_id: str, account_id: uuid.UUID) -> SyncState:
@@ -68,6 +69,13 @@ def _row(session: Session, tenant_id: str, account_id: uuid.UUID) -> SyncState:
 def status(session: Session, tenant_id: str, account_id: uuid.UUID) -> SyncStatus:
     """The account's sync status (idle if it never synced)."""
     row = _row(session, tenant_id, account_id)
+    listed: dict[str, dict[str, int]] = dict(row.progress.get("folders", {}))
+    folders = {
+        name: {**p, "percent": _percent(p["done"], p["total"], row.state == SyncRunState.OK)}
+        for name, p in listed.items()
+    }
+    done = sum(p["done"] for p in listed.values())
+    total = sum(p["total"] for p in listed.values())
     return SyncStatus(
         account_id=account_id,
         state=row.state,
@@ -78,10 +86,18 @@ def status(session: Session, tenant_id: str, account_id: uuid.UUID) -> SyncStatu
         last_success_at=row.last_success_at,
         last_error=row.last_error,
         failures=row.failures,
-        folders=dict(row.progress.get("folders", {})),
+        folders=folders,
         messages_synced=row.messages_synced,
         bytes_synced=row.bytes_synced,
+        percent=_percent(done, total, row.state == SyncRunState.OK),
     )
+
+
+def _percent(done: int, total: int, finished: bool) -> float:
+    """Done of total as a percentage, one decimal; an empty total is done once finished."""
+    if total <= 0:
+        return 100.0 if finished else 0.0
+    return round(min(done, total) * 100 / total, 1)
 
 
 def is_busy(
