@@ -21,6 +21,7 @@ from email_service.api import (
     problems,
     search,
     sync,
+    web,
 )
 from email_service.api.auth import authenticate
 from email_service.api.context import EXTENSION
@@ -74,4 +75,5 @@ def create_app(
     app.register_blueprint(search.bp)
     app.register_blueprint(compose.bp)
     app.register_blueprint(outbox.bp)
+    app.register_blueprint(web.bp)  # the browser client at /
     return app
