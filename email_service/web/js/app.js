@@ -78,7 +78,7 @@ function shell() {
   mount(app,
     h('header', { class: 'top' },
       menu,
-      h('a', { href: '#/', class: 'brand' }, 'email-service'),
+      h('h1', { class: 'brand' }, h('a', { href: '#/' }, 'email-service')),
       search,
       h('a', { href: '#/compose', class: 'button primary', 'data-action': 'compose' }, 'Compose'),
       h('span', { class: 'tenant muted' }, `Tenant ${current.tenant}`),

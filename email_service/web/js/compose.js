@@ -100,7 +100,9 @@ export async function renderCompose(main, options, { accounts, done }) {
     };
   };
   let saving = Promise.resolve();
+  let finished = false; // sent or discarded: nothing more to save
   const save = () => {
+    if (finished) return Promise.resolve(false);
     saving = saving.then(async () => {
       state.textContent = 'Saving…';
       try {
@@ -171,6 +173,7 @@ export async function renderCompose(main, options, { accounts, done }) {
     }
     try {
       await api(`/api/compose/send/${draft.id}`, { method: 'POST', headers: { 'Idempotency-Key': newKey() } });
+      finished = true;
       announce(scheduled ? `Scheduled for ${new Date(when.value).toLocaleString()}` : 'Sending…');
       done('sent');
     } catch (failure) {
@@ -181,6 +184,7 @@ export async function renderCompose(main, options, { accounts, done }) {
     autosave.cancel();
     try {
       await saving;
+      finished = true;
       await api(`/api/compose/drafts/${draft.id}`, { method: 'DELETE' });
       announce('Draft discarded');
       done('discarded');

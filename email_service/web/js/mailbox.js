@@ -5,6 +5,23 @@ import { h, headline, mount, showError, shortPerson, when } from './dom.js';
 const ROLE_ORDER = ['inbox', 'drafts', 'sent', 'archive', 'junk', 'trash'];
 const ROLE_NAMES = { inbox: 'Inbox', drafts: 'Drafts', sent: 'Sent', archive: 'Archive', junk: 'Junk', trash: 'Trash', all: 'All mail', flagged: 'Starred' };
 const folderCache = new Map();
+// The API's unread counts come from the mail server's own count at the last sync; a
+// message read here is counted here until the folder is synced again.
+const unreadAdjust = new Map();
+
+export function adjustUnread(folderId, delta) {
+  const folder = [...folderCache.values()].flat().find((f) => f.id === folderId);
+  if (!folder) return;
+  const current = unreadAdjust.get(folderId);
+  const base = current && current.syncedAt === folder.synced_at ? current.delta : 0;
+  unreadAdjust.set(folderId, { syncedAt: folder.synced_at, delta: base + delta });
+}
+
+function unread(folder) {
+  const adjust = unreadAdjust.get(folder.id);
+  const delta = adjust && adjust.syncedAt === folder.synced_at ? adjust.delta : 0;
+  return Math.max(0, folder.unread_count + delta);
+}
 
 export async function folders(accountId, { fresh = false } = {}) {
   if (fresh || !folderCache.has(accountId)) {
@@ -48,7 +65,7 @@ export async function renderNav(nav, accounts, current) {
           return h('li', {},
             h('a', { href: `#/mail/${account.id}/${f.id}`, class: active ? 'active' : '', 'aria-current': active ? 'page' : false, dataset: { role: f.role || '' } },
               h('span', { class: 'folder-name' }, folderLabel(f)),
-              f.unread_count ? h('span', { class: 'count', 'aria-label': `${f.unread_count} unread` }, String(f.unread_count)) : null));
+              unread(f) ? h('span', { class: 'count', 'aria-label': `${unread(f)} unread` }, String(unread(f))) : null));
         }) : h('li', { class: 'muted' }, 'No folders yet'))));
   }
   mount(nav,
