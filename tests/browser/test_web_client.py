@@ -190,6 +190,18 @@ def test_read_search_and_reply_in_the_browser(
     assert any("Thanks Bob, received." in t for t in texts)
     assert [p.get_filename() for p in reply.iter_attachments()] == ["notes.txt"]
 
+    # The conversation: once synced, the reply's copy in Sent joins the original's thread.
+    page.goto(service.base + "/#/accounts")
+    card.get_by_role("button", name=f"Sync {alice.email} now").click()
+    original = service.call("web-a", "GET", "/api/sync/search?query=subject:quarterly")["items"][0]
+    thread = f"/api/threads/{original['thread_id']}"
+    wait_until(lambda: len(service.call("web-a", "GET", thread)["items"]) == 2, "the thread")
+    page.goto(f"{service.base}/#/mail/{original['account_id']}/{original['folder_id']}")
+    page.locator(".message-row", has_text=SUBJECT).get_by_role("link").click()
+    expect(page.get_by_role("heading", name="Conversation (2)")).to_be_visible()
+    expect(page.locator(".thread-list li")).to_have_count(2)
+    expect(page.locator(".thread-list a")).to_contain_text("Thanks Bob")
+
     # Keyboard help.
     page.keyboard.press("?")
     expect(page.get_by_role("dialog", name="Keyboard shortcuts")).to_be_visible()
