@@ -1,10 +1,12 @@
 """Browser tests: Debian's chromium driven by Playwright against a real ``email-service serve``.
 
-The service runs as a subprocess (embedded default: SQLite, in-process jobs) next to the
-project's Dovecot and Postfix fixtures (tests/servers/). Every screen a test visits is
-saved as a PNG under ``$ARTIFACTS_DIR/web`` (default ``test-artifacts/web``, git-ignored)
-and checked with axe-core (shipped by the ``axe-playwright-python`` package); the figures
-of each check go to ``axe.json`` beside the screenshots.
+Every test runs against two stacks, next to the project's Dovecot and Postfix
+(tests/servers/): ``embedded``, what ``make run`` starts (one ``email-service serve``
+subprocess, SQLite, in-process jobs), and ``celery``, as deployed (``serve`` and a Celery
+``worker`` over PostgreSQL and a Redis of our own, tests/hardening/stack.py). Every screen
+a test visits is saved as a PNG under ``$ARTIFACTS_DIR/web`` (default ``test-artifacts/web``,
+git-ignored) and checked with axe-core (shipped by the ``axe-playwright-python`` package);
+the figures of each check go to ``axe-<worker>.json`` beside the screenshots.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
 
 from tests.e2e.conftest import BIN, base_env, cli, free_port, stop, wait_http
+from tests.hardening import stack
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR") or ROOT / "test-artifacts") / "web"
@@ -39,8 +42,9 @@ SERVER_WAIT_MS = 90_000
 
 @dataclass
 class Service:
-    """A running ``email-service serve``."""
+    """A running service: ``name`` is the stack (``embedded`` or ``celery``)."""
 
+    name: str
     base: str
     env: dict[str, str]
 
@@ -94,20 +98,20 @@ def browser(chromium: str) -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture(scope="module")
-def service(
-    tmp_path_factory: pytest.TempPathFactory, dovecot: Any, postfix: Any
-) -> Iterator[Service]:
-    """``email-service serve`` in development mode, allowed to reach the loopback servers."""
-    env = base_env(
-        tmp_path_factory.mktemp("web-service"),
-        ALLOWED_MAIL_HOSTS="127.0.0.1/8,localhost",
-        MAIL_CA_FILE=str(postfix.ca_file),
+def _settings(postfix: Any) -> dict[str, str]:
+    return {
+        "ALLOWED_MAIL_HOSTS": "127.0.0.1/8,localhost",
+        "MAIL_CA_FILE": str(postfix.ca_file),
         # The client polls and pages; the test drives it faster than a person would.
-        RATE_LIMIT_REQUESTS_PER_MINUTE="5000",
-        RATE_LIMIT_REQUESTS_PER_HOUR="50000",
-        RATE_LIMIT_TENANT_REQUESTS_PER_MINUTE="5000",
-    )
+        "RATE_LIMIT_ENABLED": "true",
+        "RATE_LIMIT_REQUESTS_PER_MINUTE": "5000",
+        "RATE_LIMIT_REQUESTS_PER_HOUR": "50000",
+        "RATE_LIMIT_TENANT_REQUESTS_PER_MINUTE": "5000",
+    }
+
+
+def _embedded(root: Path, postfix: Any) -> Iterator[Service]:
+    env = base_env(root, **_settings(postfix))
     cli(env, "migrate")
     port = free_port()
     env["FLASK_PORT"] = str(port)
@@ -122,9 +126,48 @@ def service(
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/health", proc)
-        yield Service(base, env)
+        yield Service("embedded", base, env)
     finally:
         stop(proc)
+
+
+def _celery(root: Path, postfix: Any) -> Iterator[Service]:
+    problem = stack.pg_problem() or stack.RedisServer.missing()
+    if problem:
+        pytest.skip(problem)
+    redis = stack.RedisServer(root / "redis")
+    redis.start()
+    try:
+        with stack.pg_database(prefix="es_web") as url:
+            running = stack.Service(
+                root / "service", url, REDIS_URL=redis.url, **_settings(postfix)
+            )
+            try:
+                running.start(worker=True)
+                yield Service("celery", running.base, running.env)
+            finally:
+                running.stop()
+    finally:
+        redis.stop()
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        "embedded",
+        pytest.param("celery", marks=[pytest.mark.postgres, pytest.mark.redis]),
+    ],
+)
+def service(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    dovecot: Any,
+    postfix: Any,
+) -> Iterator[Service]:
+    """The service in development mode, allowed to reach the loopback mail servers."""
+    root = tmp_path_factory.mktemp(f"web-{request.param}")
+    start = _embedded if request.param == "embedded" else _celery
+    yield from start(root, postfix)
 
 
 @pytest.fixture
@@ -156,9 +199,10 @@ def canary() -> Iterator[Canary]:
 class Client:
     """One browser tab on the client, with what it logged and asked for."""
 
-    def __init__(self, page: Page, base: str, figures: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, page: Page, service: Service, figures: dict[str, dict[str, Any]]) -> None:
         self.page = page
-        self.base = base
+        self.base = service.base
+        self.stack = service.name
         self.figures = figures
         self.console_errors: list[str] = []
         self.page_errors: list[str] = []
@@ -182,7 +226,7 @@ class Client:
 
     def shot(self, name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        path = ARTIFACTS / f"{name}.png"
+        path = ARTIFACTS / f"{self.stack}-{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
         return path
 
@@ -200,7 +244,7 @@ class Client:
             "rules": sorted({f"{v['id']} ({v['impact']})" for v in violations}),
             "passes_checked": True,
         }
-        self.figures[name] = figure
+        self.figures[f"{self.stack}-{name}"] = figure
         return figure
 
 
@@ -225,7 +269,7 @@ def open_client(
             viewport={"width": width, "height": height}, accept_downloads=True
         )
         contexts.append(context)
-        return Client(context.new_page(), service.base, axe_figures)
+        return Client(context.new_page(), service, axe_figures)
 
     yield make
     for context in contexts:

@@ -116,10 +116,11 @@ function parse() {
   return { view: parts[0] || '', parts, query: new URLSearchParams(search || '') };
 }
 
-async function refreshNav() {
+// The side bar; folders are fetched again only when asked (start, a sync settled).
+async function refreshNav(fresh = false) {
   const r = state.route || parse();
   await renderNav(document.getElementById('nav'), state.accounts,
-    { view: r.view, folderId: r.view === 'mail' ? r.parts[2] : null });
+    { view: r.view, folderId: r.view === 'mail' ? r.parts[2] : null }, { fresh });
 }
 
 function listPage(main, label, load, base, withHeadline) {
@@ -254,7 +255,7 @@ async function route() {
 
 async function reloadAccounts() {
   state.accounts = await listAccounts();
-  await refreshNav();
+  await refreshNav(true);
 }
 
 // ---- keyboard --------------------------------------------------------------------------
@@ -312,6 +313,7 @@ async function start() {
     return;
   }
   state.route = null;
+  await refreshNav(true).catch(showError);
   await route();
 }
 

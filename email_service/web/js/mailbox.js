@@ -48,12 +48,12 @@ export function inboxOf(items) {
 }
 
 // The navigation: every account and, for each, its folders.
-export async function renderNav(nav, accounts, current) {
+export async function renderNav(nav, accounts, current, { fresh = false } = {}) {
   const groups = [];
   for (const account of accounts) {
     let items = [];
     try {
-      items = sortFolders(await folders(account.id, { fresh: true }));
+      items = sortFolders(await folders(account.id, { fresh }));
     } catch (error) {
       showError(error);
     }
