@@ -9,6 +9,7 @@ a second tenant sees none of it. Then a hostile message: nothing runs, nothing l
 from __future__ import annotations
 
 import email
+import imaplib
 import re
 import secrets
 from datetime import UTC, datetime
@@ -87,8 +88,9 @@ def test_read_search_and_reply_in_the_browser(
     alice = dovecot.add_user(f"alice-{secrets.token_hex(4)}@{MAIL_DOMAIN}", "pw-alice-1")
     bob = dovecot.add_user(f"bob-{secrets.token_hex(4)}@{MAIL_DOMAIN}", "pw-bob-1")
     with imap_login(dovecot, alice) as imap:
-        for i in range(PLAIN_MESSAGES):
-            append(imap, "INBOX", make_message(i))
+        for i in range(PLAIN_MESSAGES):  # older mail, so the HTML message tops the list
+            arrived = imaplib.Time2Internaldate(datetime(2026, 1, 1, i // 60, i % 60, tzinfo=UTC))
+            assert imap.append(quote("INBOX"), None, arrived, make_message(i))[0] == "OK"
         append(imap, "INBOX", html_message(bob, alice, canary))
 
     client = open_client()
@@ -143,6 +145,40 @@ def test_read_search_and_reply_in_the_browser(
     expect(page.locator('[data-action="star"]')).to_have_attribute("aria-pressed", "true")
     expect(rows.filter(has_text=SUBJECT)).to_have_class(re.compile(r"\bflagged\b"))
 
+    # Forward (f): the original goes along as an attachment; discarded, no draft is left.
+    page.keyboard.press("f")
+    expect(page.get_by_label("Subject")).to_have_value(f"Fwd: {SUBJECT}")
+    expect(page.get_by_text("The original message is attached.")).to_be_visible()
+    page.get_by_role("button", name="Discard").click()
+    page.get_by_role("heading", name="Outbox").wait_for()
+    expect(page.get_by_role("list", name="Drafts")).to_have_text("No drafts.")
+
+    # Move one message to Archive, delete another with #: both leave the inbox.
+    page.locator("nav a[data-role=inbox]").click()
+    expect(rows).to_have_count(PAGE)
+    expect(rows.first).to_contain_text(SUBJECT)  # the newest
+    moved, deleted = rows.nth(1).get_attribute("data-id"), rows.nth(2).get_attribute("data-id")
+    rows.nth(1).get_by_role("link").click()
+    page.get_by_label("Move to folder").select_option(label="Archive")
+    expect(page.locator(f'.message-row[data-id="{moved}"]')).to_have_count(0)
+    page.locator(f'.message-row[data-id="{deleted}"] a').click()
+    expect(page.locator("article.message")).to_have_attribute("data-id", str(deleted))
+    page.locator("#message-subject").focus()
+    page.keyboard.press("#")
+    expect(page.locator(f'.message-row[data-id="{deleted}"]')).to_have_count(0)
+    account_id = service.call("web-a", "GET", "/api/accounts")["items"][0]["id"]
+    roles = {
+        f["role"]: f["id"]
+        for f in service.call("web-a", "GET", f"/api/accounts/{account_id}/folders")["items"]
+    }
+    # The server moves them (a job), then the rows follow with their ids kept.
+    for message_id, role in ((moved, "archive"), (deleted, "trash")):
+        path = f"/api/messages/{message_id}"
+        wait_until(
+            lambda: service.call("web-a", "GET", path)["folder_id"] == roles[role],  # noqa: B023
+            f"the message in {role}",
+        )
+
     # Search: highlights from the API, then a query that does not parse.
     page.keyboard.press("/")
     page.keyboard.type("has:attachment figures")
@@ -167,7 +203,7 @@ def test_read_search_and_reply_in_the_browser(
     page.keyboard.press("r")
     expect(page.get_by_label("To")).to_have_value(re.compile(re.escape(bob.email)))
     expect(page.get_by_label("Subject")).to_have_value(f"Re: {SUBJECT}")
-    page.get_by_label("Message").press("Control+Home")
+    page.get_by_label("Message", exact=True).press("Control+Home")
     page.keyboard.type("Thanks Bob, received. Notes attached.")
     expect(page.locator(".save-state")).to_contain_text(re.compile(r"Draft saved \d"))
     page.get_by_label("Attach files").set_input_files(
@@ -189,6 +225,20 @@ def test_read_search_and_reply_in_the_browser(
     texts = [p.get_content() for p in reply.walk() if p.get_content_type() == "text/plain"]
     assert any("Thanks Bob, received." in t for t in texts)
     assert [p.get_filename() for p in reply.iter_attachments()] == ["notes.txt"]
+
+    # Schedule a new message (c) for later; the outbox holds it until it is cancelled.
+    page.keyboard.press("c")
+    page.get_by_label("To").fill(bob.email)
+    page.get_by_label("Subject").fill("For next year")
+    page.get_by_label("Message", exact=True).fill("Not yet.")
+    page.get_by_label("Send later (optional)").fill("2099-01-01T09:00")
+    page.get_by_role("button", name="Schedule").click()
+    later = page.locator(".outbox-item", has_text="For next year")
+    expect(later).to_have_attribute("data-state", "queued")
+    expect(later).to_contain_text("Scheduled for")
+    later.get_by_role("button", name="Cancel sending For next year").click()
+    expect(later).to_have_attribute("data-state", "cancelled")
+    expect(page.get_by_role("list", name="Drafts")).to_contain_text("For next year")
 
     # The conversation: once synced, the reply's copy in Sent joins the original's thread.
     page.goto(service.base + "/#/accounts")
@@ -235,7 +285,6 @@ def test_read_search_and_reply_in_the_browser(
     assert blocking == {}
 
     # Another tenant sees no account and cannot open this one's mail.
-    account_id = service.call("web-a", "GET", "/api/accounts")["items"][0]["id"]
     other = open_client()
     other.sign_in("web-b")
     other.page.get_by_role("heading", name="Accounts").wait_for()
