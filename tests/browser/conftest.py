@@ -242,7 +242,7 @@ class Client:
         figure = {
             "counts": counts,
             "rules": sorted({f"{v['id']} ({v['impact']})" for v in violations}),
-            "passes_checked": True,
+            "nodes": sorted({str(n["target"]) for v in violations for n in v["nodes"]}),
         }
         self.figures[f"{self.stack}-{name}"] = figure
         return figure
