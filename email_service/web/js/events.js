@@ -23,7 +23,7 @@ export function watchSync(accountId, onStatus, { follow = true } = {}) {
       const status = await api(`/api/sync/status/${accountId}`);
       if (stopped) return;
       onStatus(status);
-      if (follow && syncActive(status) && document.body.contains(document.getElementById('app'))) {
+      if (follow && syncActive(status)) {
         timer = setTimeout(tick, POLL_MS);
       }
     } catch (error) {
