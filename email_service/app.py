@@ -22,6 +22,7 @@ from email_service.api import (
     search,
     send,
     sync,
+    web,
 )
 from email_service.api.auth import authenticate
 from email_service.api.context import EXTENSION
@@ -76,4 +77,5 @@ def create_app(
     app.register_blueprint(compose.bp)
     app.register_blueprint(outbox.bp)
     app.register_blueprint(send.bp)
+    app.register_blueprint(web.bp)  # the browser client at /
     return app

@@ -12,7 +12,9 @@
 # (the tests that need the servers then skip).
 set -euo pipefail
 
-# chromium renders sanitized mail in the hardening suite; wrk is its load generator.
+# chromium renders sanitized mail in the hardening suite and runs the web client in
+# tests/browser (driven by Playwright, which cannot download its own browser here);
+# wrk is the hardening load generator.
 PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-pop3d postfix chromium wrk)
 POLICY_RC=/usr/sbin/policy-rc.d
 

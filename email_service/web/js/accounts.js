@@ -1,0 +1,193 @@
+// Accounts: list with sync state and progress, add, verify, sync, delete.
+import { api } from './api.js';
+import { announce, h, mount, showError, when } from './dom.js';
+import { syncActive, watchSync } from './events.js';
+
+const watchers = new Map();
+
+export function stopWatching() {
+  for (const stop of watchers.values()) stop();
+  watchers.clear();
+}
+
+export async function listAccounts() {
+  const items = [];
+  let cursor;
+  do {
+    const page = await api('/api/accounts', { query: { limit: 500, cursor } });
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return items;
+}
+
+function progress(status) {
+  let done = 0;
+  let total = 0;
+  for (const folder of Object.values(status.folders || {})) {
+    done += folder.done;
+    total += folder.total;
+  }
+  return { done, total };
+}
+
+const STATE_TEXT = {
+  idle: 'Not synced yet',
+  queued: 'Sync queued',
+  running: 'Syncing',
+  ok: 'Synced',
+  error: 'Sync failed',
+  auth_failed: 'Login refused',
+};
+
+function renderStatus(box, status, error) {
+  if (error) {
+    mount(box, h('span', { class: 'badge error' }, error.message));
+    return;
+  }
+  const { done, total } = progress(status);
+  const label = STATE_TEXT[status.state] || status.state;
+  const children = [h('span', { class: `badge ${status.state}`, dataset: { state: status.state } }, label)];
+  if (syncActive(status)) {
+    children.push(
+      h('progress', { max: String(total || 1), value: String(done), 'aria-label': 'Sync progress' }),
+      h('span', { class: 'muted' }, total ? ` ${done} / ${total} messages` : ' listing folders…'),
+    );
+  } else if (status.state === 'ok') {
+    children.push(h('span', { class: 'muted' }, ` ${status.messages_synced} messages · ${when(status.finished_at)}`));
+  }
+  if (status.last_error && !syncActive(status)) children.push(h('p', { class: 'error-text' }, status.last_error));
+  mount(box, children);
+}
+
+function follow(account, box, onSettled) {
+  watchers.get(account.id)?.();
+  let wasActive = false;
+  const stop = watchSync(account.id, (status, error) => {
+    renderStatus(box, status, error);
+    if (status && syncActive(status)) wasActive = true;
+    else if (status && wasActive) onSettled(status);
+  });
+  watchers.set(account.id, stop);
+}
+
+function accountCard(account, refresh, onSynced) {
+  const statusBox = h('div', { class: 'sync-status', 'aria-live': 'polite' }, 'Loading status…');
+  const verifyBox = h('div', { class: 'verify' });
+  const verify = async () => {
+    mount(verifyBox, 'Checking…');
+    try {
+      const result = await api(`/api/accounts/${account.id}/verify`, { method: 'POST' });
+      mount(
+        verifyBox,
+        ['imap', 'smtp'].map((kind) =>
+          h('p', { class: result[kind].ok ? 'ok-text' : 'error-text' },
+            `${kind.toUpperCase()}: ${result[kind].ok ? 'OK' : 'failed'} ${result[kind].detail || ''}`)),
+      );
+    } catch (error) {
+      mount(verifyBox, h('p', { class: 'error-text' }, error.message));
+    }
+  };
+  const sync = async () => {
+    try {
+      await api(`/api/sync/imap/${account.id}`, { method: 'POST' });
+      announce(`Sync of ${account.email} queued`);
+      follow(account, statusBox, onSynced);
+    } catch (error) {
+      showError(error);
+    }
+  };
+  const remove = async () => {
+    if (!confirm(`Remove ${account.email} and its stored mail?`)) return;
+    try {
+      await api(`/api/accounts/${account.id}`, { method: 'DELETE' });
+      announce(`${account.email} removed`);
+      refresh();
+    } catch (error) {
+      showError(error);
+    }
+  };
+  follow(account, statusBox, onSynced);
+  return h('li', { class: 'card account', dataset: { accountId: account.id } },
+    h('h3', {}, account.display_name ? `${account.display_name} — ${account.email}` : account.email),
+    h('p', { class: 'muted' }, `IMAP ${account.imap_host}:${account.imap_port} (${account.imap_security}) · SMTP ${account.smtp_host}:${account.smtp_port} (${account.smtp_security})`),
+    account.status !== 'active' ? h('p', { class: 'badge' }, account.status) : null,
+    statusBox,
+    h('div', { class: 'actions' },
+      h('button', { type: 'button', onclick: sync, 'aria-label': `Sync ${account.email} now` }, 'Sync now'),
+      h('button', { type: 'button', onclick: verify, 'aria-label': `Verify ${account.email}` }, 'Verify'),
+      h('a', { class: 'button', href: `#/mail/${account.id}` }, 'Open mail'),
+      h('button', { type: 'button', class: 'danger', onclick: remove, 'aria-label': `Remove ${account.email}` }, 'Remove')),
+    verifyBox);
+}
+
+function field(label, attrs) {
+  const id = `f-${attrs.name}`;
+  return h('div', { class: 'field' }, h('label', { for: id }, label), h('input', { id, ...attrs }));
+}
+
+function securitySelect(label, name, value) {
+  const id = `f-${name}`;
+  return h('div', { class: 'field' }, h('label', { for: id }, label),
+    h('select', { id, name },
+      h('option', { value: '' }, 'default'),
+      ['ssl', 'starttls', 'none'].map((v) => h('option', { value: v, selected: v === value }, v))));
+}
+
+function addForm(onAdded) {
+  const error = h('p', { class: 'error-text', role: 'alert' });
+  const form = h('form', { class: 'card add-account', 'aria-labelledby': 'add-title' },
+    h('h3', { id: 'add-title' }, 'Add an account'),
+    field('Email address', { name: 'email', type: 'email', required: true, autocomplete: 'off' }),
+    field('Password', { name: 'password', type: 'password', required: true, autocomplete: 'new-password' }),
+    field('Display name (optional)', { name: 'display_name', type: 'text' }),
+    h('details', {},
+      h('summary', {}, 'Server settings'),
+      field('Login name (if not the address)', { name: 'username', type: 'text' }),
+      field('IMAP host', { name: 'imap_host', type: 'text' }),
+      field('IMAP port', { name: 'imap_port', type: 'number', min: '1', max: '65535' }),
+      securitySelect('IMAP security', 'imap_security'),
+      field('SMTP host', { name: 'smtp_host', type: 'text' }),
+      field('SMTP port', { name: 'smtp_port', type: 'number', min: '1', max: '65535' }),
+      securitySelect('SMTP security', 'smtp_security')),
+    error,
+    h('button', { type: 'submit', class: 'primary' }, 'Add account'));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.textContent = '';
+    const body = {};
+    for (const [key, value] of new FormData(form).entries()) {
+      if (value === '') continue;
+      body[key] = key.endsWith('_port') ? Number(value) : value;
+    }
+    try {
+      const account = await api('/api/accounts', { method: 'POST', body });
+      form.reset();
+      announce(`${account.email} added; first sync started`);
+      await api(`/api/sync/imap/${account.id}`, { method: 'POST' }).catch(showError);
+      onAdded(account);
+    } catch (failure) {
+      const fields = (failure.problem?.errors || []).map((e) => `${e.field}: ${e.message}`);
+      error.textContent = fields.length ? fields.join('; ') : failure.message;
+    }
+  });
+  return form;
+}
+
+export async function renderAccounts(main, { onChange }) {
+  stopWatching();
+  const list = h('ul', { class: 'cards', 'aria-label': 'Accounts' });
+  const refresh = async () => {
+    try {
+      const accounts = await listAccounts();
+      mount(list, accounts.length
+        ? accounts.map((a) => accountCard(a, refresh, onChange))
+        : h('li', { class: 'muted' }, 'No accounts yet: add one below.'));
+      onChange();
+    } catch (error) {
+      showError(error);
+    }
+  };
+  mount(main, h('h2', { tabindex: '-1' }, 'Accounts'), list, addForm(refresh));
+  await refresh();
+}
