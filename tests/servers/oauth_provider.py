@@ -186,7 +186,9 @@ class OAuthProvider:
     @property
     def introspection_url(self) -> str:
         """The introspection endpoint with the resource server's credentials in it."""
-        return f"http://{RESOURCE_CLIENT_ID}:{self.resource_secret}@{self.host}:{self.port}/introspect"
+        return (
+            f"http://{RESOURCE_CLIENT_ID}:{self.resource_secret}@{self.host}:{self.port}/introspect"
+        )
 
     # ---- test controls ---------------------------------------------------------------
 
@@ -484,7 +486,11 @@ def _routes(app: Flask, server: AuthorizationServer, provider: OAuthProvider) ->
         user = ""
         if grant_type == "refresh_token":
             with provider.lock:
-                match = [t for t in provider.tokens if t.refresh_token == request.form.get("refresh_token")]
+                match = [
+                    t
+                    for t in provider.tokens
+                    if t.refresh_token == request.form.get("refresh_token")
+                ]
             user = match[0].user if match else ""
         with provider.lock:
             provider.token_requests.append({"grant_type": grant_type, "user": user})
