@@ -16,6 +16,7 @@ from email_service.api import (
     limits,
     messages,
     metrics,
+    oauth,
     openapi,
     outbox,
     problems,
@@ -74,4 +75,5 @@ def create_app(
     app.register_blueprint(search.bp)
     app.register_blueprint(compose.bp)
     app.register_blueprint(outbox.bp)
+    app.register_blueprint(oauth.bp)
     return app

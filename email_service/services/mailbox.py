@@ -21,9 +21,11 @@ from email_service.errors import (
     RemoteTemporaryError,
 )
 from email_service.mail.imap import ImapSession
+from email_service.mail.sasl import BearerToken
 from email_service.services import sync_state, writeback
 from email_service.services.hosts import Endpoint
 from email_service.services.ingest_pool import parse_processes
+from email_service.services.oauth import tokens as oauth_tokens
 from email_service.services.runtime import Runtime
 from email_service.services.sync import Progress, SyncContext, SyncEngine, SyncReport
 from email_service.store.blobs import BlobStore
@@ -36,7 +38,7 @@ class Login:
 
     endpoint: Endpoint
     username: str
-    password: str
+    password: str | BearerToken  # an OAuth2 account's access token
 
 
 def account_login(
@@ -49,7 +51,7 @@ def account_login(
     if row is None:
         raise NotFoundError("account not found", account_id=str(account_id))
     endpoint = Endpoint(row.imap_host, row.imap_port, Security(row.imap_security))
-    return Login(endpoint, row.username, runtime.vault.decrypt(row.password_ciphertext))
+    return Login(endpoint, row.username, oauth_tokens.login_secret(runtime, row))
 
 
 def blob_store(runtime: Runtime) -> BlobStore:
