@@ -85,7 +85,9 @@ def run_sync(
     """Sync the account now, in this thread; raises if another run holds the lock."""
     with runtime.db.session() as session:
         sync_state.ensure(session, tenant_id, account_id)
-        login = account_login(session, runtime, tenant_id, account_id)
+        owned = select(Account.id).where(Account.tenant_id == tenant_id, Account.id == account_id)
+        if session.scalar(owned) is None:  # before the lock is taken
+            raise NotFoundError("account not found", account_id=str(account_id))
     ttl = timedelta(seconds=runtime.settings.sync_lock_ttl_seconds)
     with runtime.db.session() as session:
         if not sync_state.acquire(session, account_id, owner, ttl):
@@ -102,6 +104,10 @@ def run_sync(
         parse_processes=parse_processes(runtime.settings.sync_parse_processes),
     )
     try:
+        # Inside the lock: an OAuth2 login may refresh its token, and a refused grant
+        # ends this run as auth_failed like a refused password.
+        with runtime.db.session() as session:
+            login = account_login(session, runtime, tenant_id, account_id)
         with open_imap(runtime, login) as imap:
             report = SyncEngine(ctx, imap).run()
     except RemoteAuthError as exc:
