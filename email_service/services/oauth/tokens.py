@@ -136,7 +136,9 @@ def access_token(runtime: Runtime, account_id: uuid.UUID) -> str:
         tokens, row_state = _load(runtime, account_id)
         if not tokens.due(margin):
             return tokens.access_token
-        if row_state.status == "auth_failed" or time.monotonic() > deadline:
+        if row_state.status == "auth_failed":  # the holder's refresh was refused
+            raise RemoteAuthError(f"OAuth2 authorization must be renewed ({row_state.error})")
+        if time.monotonic() > deadline:
             raise RemoteTemporaryError("the account's OAuth2 tokens are being renewed elsewhere")
 
 
@@ -160,6 +162,8 @@ def _refresh_holding_lock(runtime: Runtime, account_id: uuid.UUID, margin: timed
     tokens, row_state = _load(runtime, account_id)
     if not tokens.due(margin):
         return tokens.access_token  # refreshed by the previous holder
+    if row_state.status == "auth_failed":  # refused to the previous holder
+        raise RemoteAuthError(f"OAuth2 authorization must be renewed ({row_state.error})")
     assert tokens.refresh_token is not None and row_state.provider is not None
     provider = providers.resolve(row_state.provider, runtime.settings.oauth_providers)
     try:
