@@ -14,6 +14,7 @@ import flask_swagger_ui
 from apiflask import APIBlueprint, APIFlask
 from flask import Response, send_from_directory
 
+from email_service.api.auth import PUBLIC_PATHS
 from email_service.api.problems import PROBLEM_MIMETYPE, TITLES
 from email_service.api.schemas import Problem
 
@@ -66,6 +67,8 @@ def configure(app: APIFlask, tenant_header: str) -> None:
             for operation in operations.values():
                 if isinstance(operation, dict) and "responses" in operation:
                     _operation(operation, path.startswith("/api/"), tenant_header)
+                    if path in PUBLIC_PATHS:  # a token is optional there (api/auth.py)
+                        operation["security"] = [{"BearerAuth": []}, {}]
         return spec
 
 
