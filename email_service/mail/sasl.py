@@ -22,8 +22,8 @@ import smtplib
 from dataclasses import dataclass, field
 
 from email_service.errors import RemoteAuthError, RemotePermanentError
-from email_service.mail.imap_conn import TEMPORARY_CODES, ImapConnection, raise_for_status
-from email_service.mail.imap_parse import Response
+from email_service.mail.imap.conn import TEMPORARY_CODES, ImapConnection, raise_for_status
+from email_service.mail.imap.parse import Response
 
 # Preference order when the server offers several (RFC 7628 is the standard one).
 MECHANISMS = ("OAUTHBEARER", "XOAUTH2")

@@ -10,9 +10,10 @@ import time
 import pytest
 
 from email_service.errors import RemoteAuthError
-from email_service.mail import imap_login, sasl
-from email_service.mail.imap import ImapSession
-from email_service.mail.imap_conn import ImapConnection, open_socket
+from email_service.mail import sasl
+from email_service.mail.imap import login as imap_login
+from email_service.mail.imap.conn import ImapConnection, open_socket
+from email_service.mail.imap.session import ImapSession
 from email_service.mail.sasl import BearerToken
 from email_service.mail.smtp import SmtpSession, SmtpTarget
 from tests.servers.dovecot import DovecotServer, MailAccount

@@ -15,8 +15,9 @@ from email_service.security.crypto import Vault
 from email_service.services import accounts
 from email_service.services.accounts import AccountFields, AccountRecord
 from email_service.services.oauth import providers
-from email_service.services.oauth.tokens import AuthKind, TokenSet, store
+from email_service.services.oauth.tokens import TokenSet, store
 from email_service.store.models import Account
+from email_service.store.states import AccountStatus, AuthKind
 
 
 def token_set(
@@ -87,8 +88,8 @@ def replace_tokens(
     row.oauth_provider = provider if provider is not None else row.oauth_provider
     row.password_ciphertext = row.password_key_id = row.password_scheme = None
     row.auth_error = None
-    if row.status == "auth_failed":
-        row.status = "active"  # new credentials deserve a new attempt
+    if row.status == AccountStatus.AUTH_FAILED:
+        row.status = AccountStatus.ACTIVE  # new credentials deserve a new attempt
     session.flush()
     return accounts.get_account(session, tenant_id, account_id)
 

@@ -31,11 +31,12 @@ from email_service.errors import (
     FeatureDisabledError,
     RemoteTemporaryError,
 )
-from email_service.services import accounts, sync_jobs, verify
+from email_service.services import accounts, verify
 from email_service.services.accounts import AccountFields, AccountRecord
 from email_service.services.oauth import credentials, identity, providers
 from email_service.services.oauth.tokens import TokenSet
 from email_service.services.runtime import Runtime
+from email_service.services.sync import schedule as sync_jobs
 from email_service.store.models import Account, OAuthState, utcnow
 
 # RFC 7636 §4.1: the verifier is 43-128 characters; 64 random bytes give 86.

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
@@ -33,18 +32,12 @@ from email_service.services.oauth import providers
 from email_service.services.oauth.lock import DatabaseRefreshLock, RedisRefreshLock, RefreshLock
 from email_service.services.runtime import Runtime
 from email_service.store.models import Account, utcnow
+from email_service.store.states import AccountStatus, AuthKind
 
 # How often a process waiting for another one's refresh looks again (seconds).
 WAIT_STEP = 0.1
 # Tokens without an expiry are assumed to live this long (RFC 6749 §5.1 makes it optional).
 DEFAULT_LIFETIME = timedelta(hours=1)
-
-
-class AuthKind(StrEnum):
-    """How an account logs in."""
-
-    PASSWORD = "password"  # noqa: S105 - a kind of login, not a secret
-    OAUTH2 = "oauth2"
 
 
 @dataclass(frozen=True)
@@ -119,7 +112,7 @@ def access_token(runtime: Runtime, account_id: uuid.UUID) -> str:
     tokens, row_state = _load(runtime, account_id)
     if not tokens.due(margin) or not tokens.refresh_token or not row_state.provider:
         return tokens.access_token  # a server refusal later reports what is wrong
-    if row_state.status == "auth_failed":
+    if row_state.status == AccountStatus.AUTH_FAILED:
         # The grant was refused before: asking again would be a retry storm.
         raise RemoteAuthError(
             f"OAuth2 authorization must be renewed ({row_state.error or 'refused'})"
@@ -136,7 +129,7 @@ def access_token(runtime: Runtime, account_id: uuid.UUID) -> str:
         tokens, row_state = _load(runtime, account_id)
         if not tokens.due(margin):
             return tokens.access_token
-        if row_state.status == "auth_failed":  # the holder's refresh was refused
+        if row_state.status == AccountStatus.AUTH_FAILED:  # the holder's refresh was refused
             raise RemoteAuthError(f"OAuth2 authorization must be renewed ({row_state.error})")
         if time.monotonic() > deadline:
             raise RemoteTemporaryError("the account's OAuth2 tokens are being renewed elsewhere")
@@ -162,7 +155,7 @@ def _refresh_holding_lock(runtime: Runtime, account_id: uuid.UUID, margin: timed
     tokens, row_state = _load(runtime, account_id)
     if not tokens.due(margin):
         return tokens.access_token  # refreshed by the previous holder
-    if row_state.status == "auth_failed":  # refused to the previous holder
+    if row_state.status == AccountStatus.AUTH_FAILED:  # refused to the previous holder
         raise RemoteAuthError(f"OAuth2 authorization must be renewed ({row_state.error})")
     assert tokens.refresh_token is not None and row_state.provider is not None
     provider = providers.resolve(row_state.provider, runtime.settings.oauth_providers)
@@ -189,8 +182,8 @@ def mark_auth_failed(runtime: Runtime, account_id: uuid.UUID, reason: str) -> No
         row = session.get(Account, account_id)
         if row is None:
             return
-        if row.status != "disabled":
-            row.status = "auth_failed"
+        if row.status != AccountStatus.DISABLED:
+            row.status = AccountStatus.AUTH_FAILED
         row.auth_error = reason
     for listener in auth_failed_listeners:
         listener(account_id, reason)
