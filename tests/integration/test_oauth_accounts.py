@@ -9,6 +9,7 @@ tampered, replayed, expired, foreign, or when PKCE does not match.
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -73,18 +74,35 @@ def test_authorize_callback_sync_and_send(
     assert done["imap"]["ok"] and done["smtp"]["ok"], done
     assert done["sync_job_id"]
     assert oauth_stack.wait_sync(api, headers, account["id"])["state"] == "ok"
-    folders = api.get(f"/api/accounts/{account['id']}/folders", headers=headers)
-    assert folders.status_code in (200, 404)  # folder listing is optional; sync said ok
 
-    draft = compose(api, headers, account_id=account["id"], to=[user.email], cc=[], bcc=[])
+    subject = f"by token {secrets.token_hex(4)}"
+    draft = compose(
+        api, headers, account_id=account["id"], to=[user.email], cc=[], bcc=[], subject=subject
+    )
     outbox = send(api, headers, draft["id"])
     assert wait_state(api, headers, outbox["id"], "sent", "failed")["state"] == "sent"
+    assert _delivered(dovecot, user.email, subject)
+    assert oauth_stack.sync_now(api, headers, account["id"])["state"] == "ok"
+    folders = api.get(f"/api/accounts/{account['id']}/folders", headers=headers).get_json()
+    inbox = next(f["id"] for f in folders["items"] if f["role"] == "inbox")
+    listed = api.get(f"/api/messages?folder_id={inbox}", headers=headers).get_json()
+    assert subject in {m["subject"] for m in listed["items"]}  # delivered, then synced
     log = dovecot.log_file.read_text()
     assert f"user=<{user.email}>, method=OAUTHBEARER" in log
     # the other tenant sees nothing of it
     assert api.get(f"/api/accounts/{account['id']}", headers=as_tenant(TENANT_B)).status_code == 404
     tokens = oauth_stack.stored_tokens(runtime, account["id"])
     assert tokens.refresh_token and tokens.access_token not in str(done)
+
+
+def _delivered(dovecot: DovecotServer, email: str, subject: str) -> bool:
+    """Poll the Maildir until Postfix's delivery is there (no timing asserted)."""
+    new = dovecot.maildir(email) / "new"
+    for _ in range(200):
+        if new.exists() and any(subject in p.read_text(errors="replace") for p in new.iterdir()):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_expiry_between_syncs_refreshes_once_and_stores_the_rotated_token(

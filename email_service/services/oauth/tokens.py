@@ -101,7 +101,8 @@ def refresh_lock(runtime: Runtime) -> RefreshLock:
 def login_secret(runtime: Runtime, row: Account) -> str | BearerToken:
     """What the account logs in with: its password, or a current access token."""
     if row.auth_kind != AuthKind.OAUTH2:
-        assert row.password_ciphertext is not None
+        if row.password_ciphertext is None:
+            raise RemoteAuthError("the account has no password")
         return runtime.vault.decrypt(row.password_ciphertext)
     return BearerToken(access_token(runtime, row.id))
 
