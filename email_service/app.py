@@ -16,6 +16,7 @@ from email_service.api import (
     limits,
     messages,
     metrics,
+    oauth,
     openapi,
     outbox,
     problems,
@@ -78,4 +79,5 @@ def create_app(
     app.register_blueprint(outbox.bp)
     app.register_blueprint(send.bp)
     app.register_blueprint(web.bp)  # the browser client at /
+    app.register_blueprint(oauth.bp)
     return app

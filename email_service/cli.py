@@ -181,8 +181,12 @@ def accounts() -> None:
 
 @accounts.command("add")
 @click.option("--tenant", required=True)
-@click.option("--email", required=True)
+@click.option("--email", help="the mailbox (learned from the provider with --oauth)")
 @click.option("--password", help="read from a prompt (or $EMAIL_PASSWORD) when omitted")
+@click.option("--oauth", "oauth_provider", help="log in with OAuth2 through this provider")
+@click.option("--access-token", help="with --oauth: a token you already have (no browser)")
+@click.option("--refresh-token", help="with --access-token: renews it")
+@click.option("--expires-in", type=int, help="with --access-token: seconds it stays valid")
 @click.option("--display-name")
 @click.option("--username")
 @click.option("--imap-host")
@@ -192,19 +196,44 @@ def accounts() -> None:
 @click.option("--smtp-port", type=int)
 @click.option("--smtp-security", type=click.Choice(SECURITY_CHOICES))
 def accounts_add(
-    tenant: str, email: str, password: str | None, **options: str | int | None
+    tenant: str,
+    email: str | None,
+    password: str | None,
+    oauth_provider: str | None,
+    access_token: str | None,
+    refresh_token: str | None,
+    expires_in: int | None,
+    **options: str | int | None,
 ) -> None:
-    """Register a mailbox for a tenant."""
+    """Register a mailbox for a tenant (password, or OAuth2 with --oauth PROVIDER)."""
     from email_service.config import Security
     from email_service.errors import EmailServiceError
     from email_service.services import accounts as account_service
+    from email_service.services.oauth import credentials
 
-    password = password or os.environ.get("EMAIL_PASSWORD") or getpass.getpass("password: ")
+    runtime = _runtime()
+    if oauth_provider and not access_token:
+        from email_service.cli_oauth import add_with_oauth
+
+        add_with_oauth(runtime, tenant, oauth_provider, email)
+        return
+    if not email:
+        raise click.UsageError("--email is needed (unless --oauth learns it)")
     for key in ("imap_security", "smtp_security"):
         if options[key] is not None:
             options[key] = Security(str(options[key]))
-    runtime = _runtime()
-    fields = account_service.AccountFields(email=email, password=password, **options)  # type: ignore[arg-type]
+    if access_token:
+        fields = account_service.AccountFields(email=email, **options)  # type: ignore[arg-type]
+        try:
+            provider = credentials.check_provider(runtime.settings, oauth_provider)
+        except EmailServiceError as exc:
+            raise click.ClickException(exc.message) from None
+        tokens = credentials.token_set(access_token, refresh_token, expires_in=expires_in)
+        fields = credentials.with_provider_servers(fields, provider)
+        fields = credentials.replace_fields(fields, tokens, oauth_provider)
+    else:
+        password = password or os.environ.get("EMAIL_PASSWORD") or getpass.getpass("password: ")
+        fields = account_service.AccountFields(email=email, password=password, **options)  # type: ignore[arg-type]
     try:
         with runtime.db.session() as session:
             record = account_service.create_account(

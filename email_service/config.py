@@ -7,6 +7,7 @@ Unknown values stop start-up with one line naming the variable: see :func:`load_
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import secrets
 import time
@@ -17,7 +18,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from cryptography.fernet import Fernet
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from email_service.errors import ConfigError
@@ -34,6 +42,28 @@ class Security(StrEnum):
     SSL = "ssl"  # TLS from the first byte (IMAPS 993, SMTPS 465)
     STARTTLS = "starttls"  # plaintext greeting, then STARTTLS (RFC 2595, RFC 3207)
     NONE = "none"  # plaintext; only when an account asks for it
+
+
+class OAuthProviderSettings(BaseModel):
+    """One OAuth2 provider in OAUTH_PROVIDERS; unset fields come from the preset or discovery."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: Literal["google", "microsoft", "oidc"] | None = None  # unset: the provider's name
+    client_id: str = Field(min_length=1)
+    client_secret: str | None = None  # unset: a public client (PKCE only)
+    issuer: str | None = None  # OIDC discovery at <issuer>/.well-known/openid-configuration
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    userinfo_endpoint: str | None = None
+    jwks_uri: str | None = None
+    scopes: list[str] | None = None
+    imap_host: str | None = None
+    imap_port: int | None = Field(None, ge=1, le=65535)
+    imap_security: Security | None = None
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(None, ge=1, le=65535)
+    smtp_security: Security | None = None
 
 
 def _split_csv(value: object) -> object:
@@ -133,6 +163,18 @@ class Settings(BaseSettings):
     # the entry this many hops from the right. 0: trust none, the client is the socket peer.
     trusted_proxies: int = Field(0, ge=0, le=10)
 
+    # --- OAuth2 mailboxes (docs/oauth2.md) ---
+    # JSON object: provider name -> settings (presets "google", "microsoft"; others OIDC).
+    oauth_providers: Annotated[dict[str, OAuthProviderSettings], NoDecode] = {}
+    # The public URL of GET /api/oauth/callback, registered at each provider.
+    oauth_redirect_url: str | None = None
+    # Access tokens are refreshed this many seconds before they expire.
+    oauth_refresh_margin_seconds: int = Field(300, ge=0, le=3600)
+    # An authorization request (its state) must come back within this many seconds.
+    oauth_state_ttl_seconds: int = Field(600, ge=30, le=3600)
+    # One process refreshes an account's tokens at a time; its lease lasts this long.
+    oauth_refresh_lock_seconds: int = Field(30, ge=2, le=600)
+
     # --- multi-tenancy ---
     tenant_id_header: str = Field("X-Tenant-ID", pattern=r"^[A-Za-z0-9-]{1,64}$")
     default_tenant_id: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -162,6 +204,13 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("oauth_providers", mode="before")
+    @classmethod
+    def _providers_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
 
     @field_validator("imap_host", "smtp_host")
     @classmethod

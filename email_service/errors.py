@@ -5,7 +5,13 @@
     EmailServiceError                 base; never raised itself
     ├── ValidationError               input that breaks a rule (422)
     │   ├── BadRequestError           a malformed request: header, body encoding (400)
-    │   │   └── QuerySyntaxError      a search query that does not parse (mail/query_ast.py)
+    │   │   ├── QuerySyntaxError      a search query that does not parse (mail/query_ast.py)
+    │   │   ├── OAuthStateError       an OAuth2 state unknown, used, expired or foreign
+    │   │   │                         (services/oauth/onboarding.py)
+    │   │   └── OAuthGrantError       the provider refused the authorization or the code
+    │   │                             (services/oauth/onboarding.py)
+    │   ├── IdentityError             no verifiable mailbox address from the provider
+    │   │                             (services/oauth/identity.py)
     │   └── HeaderInjectionError      CR/LF where a header value is built (400)
     ├── NotFoundError                 no such object *for this tenant* (404)
     ├── ConflictError                 state forbids it, e.g. duplicate account (409)

@@ -8,9 +8,10 @@ from typing import Annotated, Literal
 
 from apiflask import APIBlueprint
 from flask import url_for
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from email_service.api.context import runtime, tenant_id
+from email_service.api.oauth_schemas import OAuthTokens, oauth_fields
 from email_service.api.schemas import EmailAddress, PageQuery, StrictInput
 from email_service.config import Security
 from email_service.services import accounts, verify
@@ -38,10 +39,14 @@ SecurityName = Literal["ssl", "starttls", "none"]
 
 
 class AccountCreate(StrictInput):
-    """A new mailbox; servers default to the operator's IMAP_*/SMTP_* settings."""
+    """A new mailbox; servers default to the operator's IMAP_*/SMTP_* settings.
+
+    Either ``password`` or ``oauth`` (tokens the application obtained; docs/oauth2.md).
+    """
 
     email: EmailAddress
-    password: Password
+    oauth: OAuthTokens | None = None
+    password: Password | None = Field(None, validate_default=True)
     display_name: Name | None = None
     username: Username | None = Field(None, description="login name; defaults to email")
     imap_host: Host | None = None
@@ -50,6 +55,13 @@ class AccountCreate(StrictInput):
     smtp_host: Host | None = None
     smtp_port: Port | None = None
     smtp_security: SecurityName | None = None
+
+    @field_validator("password")
+    @classmethod
+    def _one_credential(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if (value is None) == (info.data.get("oauth") is None):
+            raise ValueError("give either password or oauth")
+        return value
 
 
 class AccountUpdate(StrictInput):
@@ -87,6 +99,8 @@ class AccountOut(BaseModel):
     status: AccountStatus
     created_at: datetime
     updated_at: datetime
+    auth_kind: Literal["password", "oauth2"]
+    auth_error: str | None = Field(None, description="why the server last refused the login")
 
 
 class AccountPage(BaseModel):
@@ -101,6 +115,7 @@ def _fields(body: BaseModel) -> AccountFields:
     for key in ("imap_security", "smtp_security"):
         if values.get(key) is not None:
             values[key] = Security(values[key])
+    values.pop("oauth", None)
     return AccountFields(**values)
 
 
@@ -123,8 +138,11 @@ def list_accounts(query: PageQuery) -> AccountPage:
 def create_account(body: AccountCreate) -> tuple[AccountRecord, int, dict[str, str]]:
     """Register a mailbox. The password is encrypted at rest and never returned."""
     rt = runtime()
+    data = _fields(body)
+    if body.oauth is not None:
+        data = oauth_fields(rt.settings, data, body.oauth)
     with rt.db.session() as session:
-        record = accounts.create_account(session, tenant_id(), _fields(body), rt.vault, rt.hosts)
+        record = accounts.create_account(session, tenant_id(), data, rt.vault, rt.hosts)
     location = url_for(".get_account", account_id=record.id)
     return record, 201, {"Location": location}
 

@@ -15,12 +15,16 @@ from email_service.errors import AuthError, BadRequestError, ForbiddenError
 from email_service.security import tokens
 
 API_PREFIX = "/api/"
+# Reached by a browser redirect from an OAuth2 provider, which carries no token of ours.
+PUBLIC_PATHS = frozenset({"/api/oauth/callback"})
 
 
 def authenticate() -> None:
     """before_request hook: verify the token and pick the tenant for /api/* requests."""
     if not request.path.startswith(API_PREFIX) or request.method == "OPTIONS":
         return
+    if request.path in PUBLIC_PATHS and "Authorization" not in request.headers:
+        return  # the OAuth2 provider's redirect: its single-use state names the tenant
     settings = runtime().settings
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

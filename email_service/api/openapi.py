@@ -25,6 +25,7 @@ import flask_swagger_ui
 from apiflask import APIBlueprint, APIFlask
 from flask import Response, send_from_directory
 
+from email_service.api.auth import PUBLIC_PATHS
 from email_service.api.problems import PROBLEM_MIMETYPE, TITLES
 from email_service.api.schemas import Problem
 
@@ -83,6 +84,8 @@ def configure(app: APIFlask, tenant_header: str) -> None:
                 if isinstance(operation, dict) and "responses" in operation:
                     operation.setdefault("operationId", endpoints[path, method])
                     _operation(operation, path.startswith("/api/"), tenant_header)
+                    if path in PUBLIC_PATHS:  # a token is optional there (api/auth.py)
+                        operation["security"] = [{"BearerAuth": []}, {}]
         _check_unique_operation_ids(spec)
         _plain_component_names(spec)
         _drop_unreached_components(spec)

@@ -34,6 +34,8 @@ from email_service.errors import (
     RemotePermanentError,
     RemoteTemporaryError,
 )
+from email_service.mail import sasl
+from email_service.mail.sasl import BearerToken
 
 SECURITY_MODES = ("ssl", "starttls", "none")
 # CR, LF, NUL in an envelope address would end the command line (RFC 5321 §4.1.1.2).
@@ -66,7 +68,7 @@ class SmtpTarget:
     port: int
     security: str
     username: str
-    password: str = field(repr=False)
+    password: str | BearerToken = field(repr=False)  # a token logs in with OAUTHBEARER/XOAUTH2
     timeout: float = 30.0
     connect_address: str | None = None
     ca_file: str | None = None
@@ -185,8 +187,12 @@ class SmtpSession:
     def _login(self) -> None:
         if not self._smtp.has_extn("auth"):
             return  # a trusted relay that asks for no AUTH
+        target, secret = self.target, self.target.password
+        if isinstance(secret, BearerToken):
+            sasl.smtp_authenticate(self._smtp, target.username, secret, target.host, target.port)
+            return
         try:
-            self._smtp.login(self.target.username, self.target.password)
+            self._smtp.login(target.username, secret)
         except smtplib.SMTPAuthenticationError as exc:
             raise reply_error("AUTH", exc.smtp_code, exc.smtp_error) from None
         except smtplib.SMTPException as exc:  # no mechanism in common

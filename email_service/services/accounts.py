@@ -23,9 +23,11 @@ from email_service.errors import (
 )
 from email_service.security.crypto import Vault
 from email_service.services.hosts import Endpoint, MailHostPolicy
+from email_service.services.oauth import tokens as oauth_tokens
+from email_service.services.oauth.tokens import TokenSet
 from email_service.services.paging import Page, decode_cursor, encode_cursor
 from email_service.store.models import Account
-from email_service.store.states import AccountStatus
+from email_service.store.states import AccountStatus, AuthKind
 from email_service.store.tenancy import not_found, tenant_row
 
 # Characters that would let a display name smuggle a header line (RFC 5322 §2.2).
@@ -47,6 +49,8 @@ class AccountFields:
     smtp_port: int | None = None
     smtp_security: Security | None = None
     status: str | None = None
+    oauth: TokenSet | None = None  # instead of a password: OAuth2 tokens
+    oauth_provider: str | None = None  # the configured provider that refreshes them
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class AccountRecord:
     status: str
     created_at: datetime
     updated_at: datetime
+    auth_kind: str
+    auth_error: str | None
 
 
 def _record(row: Account) -> AccountRecord:
@@ -106,7 +112,7 @@ def create_account(
     session: Session, tenant_id: str, data: AccountFields, vault: Vault, hosts: MailHostPolicy
 ) -> AccountRecord:
     """Register a mailbox; servers not given come from the operator's defaults."""
-    assert data.email is not None and data.password is not None
+    assert data.email is not None and (data.password is not None or data.oauth is not None)
     _reject_header_breaks(data)
     imap = Endpoint(
         data.imap_host or hosts.imap_default.host,
@@ -120,15 +126,11 @@ def create_account(
     )
     hosts.check(imap)
     hosts.check(smtp)
-    sealed = vault.encrypt(data.password)
     row = Account(
         tenant_id=tenant_id,
         email=data.email,
         display_name=data.display_name,
         username=data.username or data.email,
-        password_ciphertext=sealed.ciphertext,
-        password_scheme=sealed.scheme,
-        password_key_id=sealed.key_id,
         imap_host=imap.host,
         imap_port=imap.port,
         imap_security=imap.security.value,
@@ -137,9 +139,27 @@ def create_account(
         smtp_security=smtp.security.value,
         status=data.status or AccountStatus.ACTIVE,
     )
+    _set_credentials(row, data, vault)
     session.add(row)
     _flush_unique(session, data.email)
     return _record(row)
+
+
+def _set_credentials(row: Account, data: AccountFields, vault: Vault) -> None:
+    """A password, or OAuth2 tokens (which replace the password), when given."""
+    if data.password is not None:
+        sealed = vault.encrypt(data.password)
+        row.password_ciphertext, row.password_key_id = sealed.ciphertext, sealed.key_id
+        row.password_scheme = sealed.scheme
+        row.auth_kind, row.oauth_ciphertext, row.oauth_key_id = AuthKind.PASSWORD, None, None
+        row.oauth_provider = None
+    elif data.oauth is not None:
+        oauth_tokens.store(row, vault, data.oauth)
+        row.auth_kind, row.oauth_provider = AuthKind.OAUTH2, data.oauth_provider
+        row.password_ciphertext = row.password_key_id = row.password_scheme = None
+    else:
+        return
+    row.auth_error = None
 
 
 def _flush_unique(session: Session, email: str) -> None:
@@ -214,15 +234,12 @@ def update_account(
         hosts.check(Endpoint(row.imap_host, row.imap_port, Security(row.imap_security)))
     if data.smtp_host is not None or data.smtp_port is not None:
         hosts.check(Endpoint(row.smtp_host, row.smtp_port, Security(row.smtp_security)))
-    credentials = ("password", "username", "imap_host", "imap_port", "imap_security")
+    credentials = ("password", "oauth", "username", "imap_host", "imap_port", "imap_security")
     if row.status == AccountStatus.AUTH_FAILED and any(
         getattr(data, n) is not None for n in credentials
     ):
         row.status = AccountStatus.ACTIVE  # new credentials deserve a new attempt
-    if data.password is not None:
-        sealed = vault.encrypt(data.password)
-        row.password_ciphertext, row.password_key_id = sealed.ciphertext, sealed.key_id
-        row.password_scheme = sealed.scheme
+    _set_credentials(row, data, vault)
     _flush_unique(session, row.email)
     return _record(row)
 
@@ -235,7 +252,10 @@ def delete_account(session: Session, tenant_id: str, account_id: uuid.UUID) -> N
 
 def account_password(session: Session, tenant_id: str, account_id: uuid.UUID, vault: Vault) -> str:
     """The decrypted password, for the mail protocol layer only (tasks, verify)."""
-    return vault.decrypt(_load(session, tenant_id, account_id).password_ciphertext)
+    ciphertext = _load(session, tenant_id, account_id).password_ciphertext
+    if ciphertext is None:
+        raise ValidationError("the account logs in with OAuth2, not a password")
+    return vault.decrypt(ciphertext)
 
 
 def tenant_of(session: Session, account_id: uuid.UUID) -> str:
@@ -259,9 +279,21 @@ def rotate_keys(session: Session, vault: Vault, batch: int = 500) -> tuple[int, 
             return rotated, total
         for row in rows:
             total += 1
-            if row.password_key_id != vault.primary_key_id:
-                sealed = vault.rotate(row.password_ciphertext)
-                row.password_ciphertext, row.password_key_id = sealed.ciphertext, sealed.key_id
+            if _rotate_row(row, vault):
                 rotated += 1
         session.commit()
         last = rows[-1].id
+
+
+def _rotate_row(row: Account, vault: Vault) -> bool:
+    """Re-encrypt the row's password and OAuth2 tokens not under the primary key."""
+    changed = False
+    if row.password_ciphertext is not None and row.password_key_id != vault.primary_key_id:
+        sealed = vault.rotate(row.password_ciphertext)
+        row.password_ciphertext, row.password_key_id = sealed.ciphertext, sealed.key_id
+        changed = True
+    if row.oauth_ciphertext is not None and row.oauth_key_id != vault.primary_key_id:
+        sealed = vault.rotate(row.oauth_ciphertext)
+        row.oauth_ciphertext, row.oauth_key_id = sealed.ciphertext, sealed.key_id
+        changed = True
+    return changed

@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from email_service.config import Security
 from email_service.mail.imap.session import ImapSession
+from email_service.mail.sasl import BearerToken
 from email_service.services.hosts import Endpoint
+from email_service.services.oauth import tokens as oauth_tokens
 from email_service.services.runtime import Runtime
 from email_service.store.blobs import BlobStore
 from email_service.store.models import Account
@@ -25,7 +27,7 @@ class Login:
 
     endpoint: Endpoint
     username: str
-    password: str
+    password: str | BearerToken  # an OAuth2 account's access token
 
 
 def account_login(
@@ -34,7 +36,7 @@ def account_login(
     """The account's IMAP endpoint and decrypted credentials (jobs and checks only)."""
     row = tenant_row(session, Account, tenant_id, account_id, account_id=str(account_id))
     endpoint = Endpoint(row.imap_host, row.imap_port, Security(row.imap_security))
-    return Login(endpoint, row.username, runtime.vault.decrypt(row.password_ciphertext))
+    return Login(endpoint, row.username, oauth_tokens.login_secret(runtime, row))
 
 
 def blob_store(runtime: Runtime) -> BlobStore:

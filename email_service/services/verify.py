@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from email_service.config import Security
 from email_service.errors import EmailServiceError, RemoteAuthError
+from email_service.mail.sasl import BearerToken
 from email_service.mail.smtp import SmtpSession, SmtpTarget
 from email_service.services import gateways
 from email_service.services.hosts import Endpoint
@@ -48,7 +49,7 @@ def _imap(runtime: Runtime, login: gateways.Login) -> Check:
     return Check(True, f"logged in ({caps or 'basic IMAP'})")
 
 
-def _smtp(runtime: Runtime, account: Account, password: str) -> Check:
+def _smtp(runtime: Runtime, account: Account, password: str | BearerToken) -> Check:
     endpoint = Endpoint(account.smtp_host, account.smtp_port, Security(account.smtp_security))
     ca_file = runtime.settings.mail_ca_file
     try:

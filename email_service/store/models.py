@@ -82,9 +82,16 @@ class Account(Base):
     email: Mapped[str] = mapped_column(String(320))
     display_name: Mapped[str | None] = mapped_column(String(200))
     username: Mapped[str] = mapped_column(String(320))
-    password_ciphertext: Mapped[str] = mapped_column(Text)
-    password_scheme: Mapped[str] = mapped_column(String(16))  # "fernet"
-    password_key_id: Mapped[str] = mapped_column(String(16))  # which key made it
+    password_ciphertext: Mapped[str | None] = mapped_column(Text)  # None for OAuth2 accounts
+    password_scheme: Mapped[str | None] = mapped_column(String(16))  # "fernet"
+    password_key_id: Mapped[str | None] = mapped_column(String(16))  # which key made it
+    auth_kind: Mapped[str] = mapped_column(String(16), default="password")  # AuthKind
+    oauth_provider: Mapped[str | None] = mapped_column(String(64))  # configured provider name
+    # access token, its expiry and the refresh token: one Fernet ciphertext (JSON inside)
+    oauth_ciphertext: Mapped[str | None] = mapped_column(Text)
+    oauth_key_id: Mapped[str | None] = mapped_column(String(16))
+    oauth_refresh_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # refresh lease
+    auth_error: Mapped[str | None] = mapped_column(Text)  # why the server refused, last time
     imap_host: Mapped[str] = mapped_column(String(253))
     imap_port: Mapped[int] = mapped_column(Integer)
     imap_security: Mapped[str] = mapped_column(String(8))
@@ -99,6 +106,24 @@ class Account(Base):
         UniqueConstraint("tenant_id", "email", name="uq_email_account_tenant_email"),
         Index("idx_email_account_tenant", "tenant_id"),
     )
+
+
+class OAuthState(Base):
+    """A pending OAuth2 authorization request: single use, short-lived, tenant-bound."""
+
+    __tablename__ = "oauth_state"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of state
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))  # the API token's `sub` that asked
+    provider: Mapped[str] = mapped_column(String(64))
+    verifier_ciphertext: Mapped[str] = mapped_column(Text)  # PKCE code_verifier, encrypted
+    nonce: Mapped[str] = mapped_column(String(64))  # OIDC nonce the id_token must carry
+    account_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # re-authorizing this one
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("idx_oauth_state_expires", "expires_at"),)
 
 
 # JSON on both backends; JSONB on PostgreSQL for compact storage and containment queries.

@@ -68,3 +68,10 @@ class AccountStatus(StrEnum):
     ACTIVE = "active"
     DISABLED = "disabled"
     AUTH_FAILED = "auth_failed"
+
+
+class AuthKind(StrEnum):
+    """How an account logs in to its servers (docs/oauth2.md)."""
+
+    PASSWORD = "password"  # noqa: S105 - a kind of login, not a secret
+    OAUTH2 = "oauth2"

@@ -14,6 +14,7 @@ then the service started with K2 alone: every row re-encrypted, every account sy
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ import pytest
 import redis as redis_lib
 
 from email_service.config import Security, Settings
+from email_service.mail import sasl
 from email_service.security.crypto import generate_key
 from email_service.services import accounts
 from email_service.services.accounts import AccountFields
@@ -43,6 +45,7 @@ from tests.hardening.stack import (
     token,
     wait_until,
 )
+from tests.integration import oauth_stack
 from tests.support.mailgen import append, imap_login, make_message
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.dovecot, OWN_GROUP]
@@ -87,7 +90,7 @@ class Recorded:
 
 @pytest.fixture
 def debug_service(
-    tmp_path: Path, redis_server: RedisServer, postfix: Any
+    tmp_path: Path, redis_server: RedisServer, postfix: Any, dovecot: Any, oauth_provider: Any
 ) -> Iterator[tuple[Service, str]]:
     """The service at DEBUG with a worker, trusting the test servers' CA; and its DB URL."""
     problem = pg_problem()
@@ -102,11 +105,63 @@ def debug_service(
             LOG_LEVEL="DEBUG",
             REDIS_URL=redis_url,
             MAIL_CA_FILE=str(postfix.ca_file),
+            **_oauth_env(oauth_provider, dovecot, postfix),
         )
         try:
             yield svc.start(worker=True), url
         finally:
             svc.stop()
+
+
+def _oauth_env(provider: Any, dovecot: Any, postfix: Any) -> dict[str, str]:
+    """OAUTH_* settings naming the test authorization server as provider "idp"."""
+    conf = oauth_stack.provider_settings(provider, dovecot, postfix)
+    idp = conf["oauth_providers"][oauth_stack.PROVIDER].model_dump(mode="json")
+    return {
+        "OAUTH_PROVIDERS": json.dumps({"idp": idp}),
+        "OAUTH_REDIRECT_URL": conf["oauth_redirect_url"],
+        "OAUTH_REFRESH_MARGIN_SECONDS": "30",
+    }
+
+
+def _oauth_accounts(api: Recorded, provider: Any, user: Any) -> dict[str, str]:
+    """One account onboarded through authorize + callback, one with tokens about to expire
+    (the worker refreshes them, storing a rotated refresh token); both synced."""
+    started = api("POST", "/api/oauth/idp/authorize", json={"login_hint": user.email}).json()
+    query = oauth_stack.consent(started["authorization_url"])
+    done = api.service.http.get(f"{api.service.base}/api/oauth/callback?{query}", timeout=60)
+    api.answers.append(done.content)
+    assert done.status_code == 200, done.text
+    client_id = json.loads(api.service.env["OAUTH_PROVIDERS"])["idp"]["client_id"]
+    issued = provider.issue(user.email, client_id)
+    body = {
+        "email": f"tok-{user.email}",
+        "username": user.email,
+        "oauth": {
+            "access_token": issued.access_token,
+            "refresh_token": issued.refresh_token,
+            "expires_in": 1,
+            "provider": "idp",
+        },
+    }
+    created = api("POST", "/api/accounts", json=body)
+    assert created.status_code == 201, created.text
+    return {"oauth": done.json()["account"]["id"], "oauth-tok": created.json()["id"]}
+
+
+def _token_forms(provider: Any, emails: set[str]) -> set[str]:
+    """Every token the provider issued to these users, alone and as a SASL message."""
+    forms: set[str] = set()
+    for issued in provider.tokens:
+        if issued.user not in emails:
+            continue
+        for value in (issued.access_token, issued.refresh_token):
+            if value:
+                forms |= {value, base64.b64encode(value.encode()).decode()}
+        token = sasl.BearerToken(issued.access_token)  # XOAUTH2 has no host/port: exact
+        message = sasl.initial_response("XOAUTH2", issued.user, token, "", 0)
+        forms.add(base64.b64encode(message.encode()).decode())
+    return forms
 
 
 def _sources(service: Service, database: str, api: Recorded) -> dict[str, bytes]:
@@ -147,7 +202,11 @@ def _redis_values(url: str) -> bytes:
 
 
 def test_no_secret_in_answers_logs_dump_or_redis(
-    debug_service: tuple[Service, str], dovecot: Any, postfix: Any, fresh_user: Any
+    debug_service: tuple[Service, str],
+    dovecot: Any,
+    postfix: Any,
+    fresh_user: Any,
+    oauth_provider: Any,
 ) -> None:
     service, database = debug_service
     api = Recorded(service)
@@ -175,11 +234,14 @@ def test_no_secret_in_answers_logs_dump_or_redis(
         created = api("POST", "/api/accounts", json=body)
         assert created.status_code == 201, created.text
         accounts[name] = created.json()["id"]
+    accounts |= _oauth_accounts(api, oauth_provider, good)
     states = {name: api.sync(account)["state"] for name, account in accounts.items()}
-    assert states == {"good": "ok", "other": "ok", "wrong": "auth_failed"}, states
+    expected = {"good": "ok", "other": "ok", "wrong": "auth_failed", "oauth": "ok"}
+    assert states == expected | {"oauth-tok": "ok"}, states
+    assert oauth_provider.refreshes(good.email) >= 1  # the short-lived token was renewed
     assert api("GET", "/api/sync/search", params={"query": "hello"}).status_code == 200
     sends = {}
-    for name in ("good", "wrong"):  # one delivered, one refused at SMTP AUTH
+    for name in ("good", "wrong", "oauth"):  # delivered, refused at SMTP AUTH, by token
         draft = api(
             "POST",
             "/api/compose",
@@ -195,6 +257,7 @@ def test_no_secret_in_answers_logs_dump_or_redis(
     forbidden = _forms(good.email, good.password) | _forms(other.email, other.password)
     forbidden |= _forms(good.email, wrong_password)
     forbidden |= {api.token, JWT_SECRET, service.encryption_key}
+    forbidden |= _token_forms(oauth_provider, {good.email})
     sources = _sources(service, database, api)
     found = {
         source: sum(data.count(secret.encode()) for secret in forbidden)
@@ -203,12 +266,14 @@ def test_no_secret_in_answers_logs_dump_or_redis(
     sizes = {source: len(data) for source, data in sources.items()}
     note = (
         f"{len(forbidden)} strings (3 passwords, base64, SASL PLAIN, the token, JWT_SECRET, "
-        f"ENCRYPTION_KEY) after create, failed IMAP login, sync, search, send via Postfix "
+        f"ENCRYPTION_KEY, every OAuth2 access/refresh token issued, base64, SASL XOAUTH2/"
+        f"OAUTHBEARER) after create, OAuth2 onboarding and refresh, failed IMAP login, sync, "
+        f"search, send via Postfix "
         f"(AUTH ok and refused: {outcome}) at LOG_LEVEL=DEBUG; bytes searched {sizes}"
     )
     for source, count in found.items():
         figures.zero("secrets", f"secrets in {source}", count, note)
-    assert outcome == {"good": "sent", "wrong": "failed"}, outcome
+    assert outcome == {"good": "sent", "wrong": "failed", "oauth": "sent"}, outcome
     assert sum(found.values()) == 0, found
     # The search sees ordinary data: the login name is where it should be.
     assert all(good.email.encode() in sources[s] for s in ("API answers", "pg_dump"))

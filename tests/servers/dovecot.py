@@ -37,6 +37,9 @@ from tests.servers.tls import TLSFiles, make_tls_files
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "dovecot"
 BASE_CONF = DEPLOY_DIR / "dovecot.conf"
 TEST_CONF_TEMPLATE = DEPLOY_DIR / "test.conf.in"
+# The OAuth2 part (XOAUTH2/OAUTHBEARER through token introspection), when asked for.
+OAUTH_CONF_TEMPLATE = DEPLOY_DIR / "oauth2.conf.in"
+OAUTH_EXT_TEMPLATE = DEPLOY_DIR / "oauth2.conf.ext.in"
 # Protocol binaries the shared config enables (dovecot-imapd, -pop3d, -lmtpd packages).
 PROTOCOL_BINARIES = ("imap", "pop3", "lmtp")
 # Another process may grab a port between choosing and binding it: try again this often.
@@ -111,8 +114,11 @@ class DovecotServer:
 
     host = LOOPBACK
 
-    def __init__(self, root: Path, tls: TLSFiles | None = None) -> None:
+    def __init__(
+        self, root: Path, tls: TLSFiles | None = None, introspection_url: str | None = None
+    ) -> None:
         self.root = root
+        self.introspection_url = introspection_url
         self.identity = _Identity.for_current_process()
         self.tls = tls or make_tls_files(root / "tls")
         self.config_file = root / "dovecot.conf"
@@ -241,6 +247,7 @@ class DovecotServer:
 
     def _start_once(self) -> None:
         self.config_file.write_text(self.render_config())
+        self._write_oauth_config()
         with self.stderr_file.open("wb") as stderr:
             self._proc = subprocess.Popen(
                 [find_binary("dovecot") or "dovecot", "-F", "-c", str(self.config_file)],
@@ -278,6 +285,18 @@ class DovecotServer:
             "AUTH_PORT": self.auth_port,
         }
         return Template(TEST_CONF_TEMPLATE.read_text()).substitute(values)
+
+    def _write_oauth_config(self) -> None:
+        """oauth2.conf (+ its .ext) from deploy/, or an empty file: no OAuth2 mechanisms."""
+        oauth_conf = self.root / "oauth2.conf"
+        if self.introspection_url is None:
+            oauth_conf.write_text("")
+            return
+        values = {"ROOT": self.root, "INTROSPECTION_URL": self.introspection_url}
+        oauth_conf.write_text(Template(OAUTH_CONF_TEMPLATE.read_text()).substitute(values))
+        ext = self.root / "oauth2.conf.ext"
+        ext.write_text(Template(OAUTH_EXT_TEMPLATE.read_text()).substitute(values))
+        ext.chmod(0o644)
 
     def _describe(self) -> str:
         return f"dovecot in {self.root}\n" + log_tail(self.stderr_file, self.log_file)

@@ -35,12 +35,13 @@ import pytest
 from tests.servers import dovecot as dovecot_mod
 from tests.servers import postfix as postfix_mod
 from tests.servers.dovecot import DovecotServer, MailAccount
+from tests.servers.oauth_provider import OAuthProvider
 from tests.servers.postfix import PostfixServer
 
 # Domain of the accounts ``mail_user`` creates; Postfix delivers it to Dovecot.
 MAIL_DOMAIN = "example.test"
 # Files worth keeping after the session for a post-mortem (the rest is mail and queue).
-LOG_GLOBS = ("*.log", "*.stderr", "*.conf", "conf/*.cf")
+LOG_GLOBS = ("*.log", "*.stderr", "*.conf", "*.conf.ext", "conf/*.cf")
 
 
 @contextmanager
@@ -64,13 +65,29 @@ def server_root(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator
 
 
 @pytest.fixture(scope="session")
-def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]:
-    """A running Dovecot: IMAP/IMAPS/POP3 on loopback, LMTP and auth for Postfix."""
+def oauth_provider() -> Iterator[OAuthProvider]:
+    """A running OAuth2/OIDC authorization server (Authlib) on loopback."""
+    provider = OAuthProvider()
+    provider.start()
+    try:
+        yield provider
+    finally:
+        provider.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot(
+    tmp_path_factory: pytest.TempPathFactory, oauth_provider: OAuthProvider
+) -> Iterator[DovecotServer]:
+    """A running Dovecot: IMAP/IMAPS/POP3 on loopback, LMTP and auth for Postfix.
+
+    Passwords and OAuth2 bearer tokens of ``oauth_provider`` (XOAUTH2, OAUTHBEARER) log in.
+    """
     reason = dovecot_mod.missing_reason()
     if reason:
         pytest.skip(reason)
     with server_root(tmp_path_factory, "dovecot") as root:
-        server = DovecotServer(root)
+        server = DovecotServer(root, introspection_url=oauth_provider.introspection_url)
         try:
             server.start()
             yield server

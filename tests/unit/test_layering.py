@@ -38,6 +38,8 @@ FORBIDDEN = {
     "services.queue": {"api", "jobs", "app", "cli", "services.sync", "services.outgoing"},
     "api": {"jobs", "cli", "wsgi", "store.models", "store.db", "mail"},
     "jobs": {"api", "cli", "app", "wsgi"},
+    # the `accounts add --oauth` command's helper: services only, like the CLI itself
+    "cli_oauth": {"api", "jobs", "app", "wsgi", "store.models", "store.db", "mail"},
 }
 # third-party packages a room must not import
 FORBIDDEN_LIBS = {

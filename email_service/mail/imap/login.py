@@ -3,6 +3,7 @@
 ::
 
     greeting --OK--> [STARTTLS -> TLS handshake -> CAPABILITY] --> AUTHENTICATE PLAIN | LOGIN
+                                                                   | OAUTHBEARER | XOAUTH2 (token)
              --PREAUTH--> (refused if STARTTLS was asked: it would stay plaintext)
              --BYE--> RemoteTemporaryError
     logged in --> CAPABILITY (unless the OK carried it) --> ENABLE QRESYNC (if offered)
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 
 from email_service.errors import RemoteAuthError, RemotePermanentError, RemoteTemporaryError
+from email_service.mail import sasl
 from email_service.mail.imap.codec import astring, check_text
 from email_service.mail.imap.conn import (
     TEMPORARY_CODES,
@@ -25,6 +27,7 @@ from email_service.mail.imap.conn import (
     tls_context,
 )
 from email_service.mail.imap.parse import ImapProtocolError, Response
+from email_service.mail.sasl import BearerToken
 
 
 def greet(conn: ImapConnection) -> bool:
@@ -58,12 +61,19 @@ def starttls(conn: ImapConnection, host: str, ca_file: str | None, preauth: bool
     refresh_capabilities(conn)
 
 
-def login(conn: ImapConnection, username: str, password: str) -> None:
-    """AUTHENTICATE PLAIN if offered, else LOGIN unless LOGINDISABLED (RFC 9051 §6.2)."""
+def login(conn: ImapConnection, username: str, password: str | BearerToken, port: int = 0) -> None:
+    """AUTHENTICATE PLAIN if offered, else LOGIN unless LOGINDISABLED (RFC 9051 §6.2).
+
+    An OAuth2 token logs in with OAUTHBEARER or XOAUTH2 instead (``mail.sasl``).
+    """
     check_text(username, "username")
-    check_text(password, "password")
     if not conn.capabilities:
         refresh_capabilities(conn)
+    if isinstance(password, BearerToken):
+        sasl.imap_authenticate(conn, username, password, port)
+        refresh_capabilities(conn)
+        return
+    check_text(password, "password")
     if "AUTH=PLAIN" in conn.capabilities:
         response = _authenticate_plain(conn, username, password)
     elif "LOGINDISABLED" in conn.capabilities:

@@ -60,6 +60,7 @@ from email_service.mail.imap.types import (
     FolderStatus,
     SelectResult,
 )
+from email_service.mail.sasl import BearerToken
 
 __all__ = [
     "FetchedMessage",
@@ -97,7 +98,7 @@ class ImapSession:
         port: int,
         security: str,
         username: str,
-        password: str,
+        password: str | BearerToken,
         *,
         timeout: float,
         connect_address: str | None = None,
@@ -122,7 +123,7 @@ class ImapSession:
             if security == "starttls":
                 imap_login.starttls(self._conn, host, ca_file, preauth)
             if not preauth:
-                imap_login.login(self._conn, username, password)
+                imap_login.login(self._conn, username, password, port)
             imap_login.enable(self._conn)
         except BaseException:
             self._conn.close()

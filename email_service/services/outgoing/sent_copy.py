@@ -20,6 +20,7 @@ from email_service.errors import EmailServiceError, RemoteTemporaryError
 from email_service.mail.imap.session import ImapSession, search_string
 from email_service.services import gateways
 from email_service.services.hosts import Endpoint
+from email_service.services.oauth import tokens as oauth_tokens
 from email_service.services.outgoing.imap_pool import Pooled, imap_pool
 from email_service.services.runtime import Runtime
 from email_service.store.models import Account, Folder, Message, Outbox
@@ -43,9 +44,7 @@ class SentCopy:
 def imap_login(session: Session, runtime: Runtime, account: Account) -> gateways.Login:
     """The account's IMAP login (password decrypted only for this connection)."""
     endpoint = Endpoint(account.imap_host, account.imap_port, Security(account.imap_security))
-    return gateways.Login(
-        endpoint, account.username, runtime.vault.decrypt(account.password_ciphertext)
-    )
+    return gateways.Login(endpoint, account.username, oauth_tokens.login_secret(runtime, account))
 
 
 def _account(session: Session, row: Outbox) -> Account:

@@ -18,6 +18,7 @@ from email_service.services.sync.engine import Progress, SyncContext, SyncEngine
 from email_service.services.sync.ingest_pool import parse_processes
 from email_service.store.models import Account
 from email_service.store.states import AccountStatus, SyncRunState
+from email_service.store.tenancy import tenant_row
 
 
 def run_sync(
@@ -30,7 +31,7 @@ def run_sync(
     """Sync the account now, in this thread; raises if another run holds the lock."""
     with runtime.db.session() as session:
         sync_state.ensure(session, tenant_id, account_id)
-        login = account_login(session, runtime, tenant_id, account_id)
+        tenant_row(session, Account, tenant_id, account_id)  # NotFoundError before the lock
     ttl = timedelta(seconds=runtime.settings.sync_lock_ttl_seconds)
     with runtime.db.session() as session:
         if not sync_state.acquire(session, account_id, owner, ttl):
@@ -47,6 +48,10 @@ def run_sync(
         parse_processes=parse_processes(runtime.settings.sync_parse_processes),
     )
     try:
+        # Inside the lock: an OAuth2 login may refresh its token, and a refused grant
+        # ends this run as auth_failed like a refused password.
+        with runtime.db.session() as session:
+            login = account_login(session, runtime, tenant_id, account_id)
         with open_imap(runtime, login) as imap:
             report = SyncEngine(ctx, imap).run()
     except RemoteAuthError as exc:

@@ -1,0 +1,1 @@
+"""OAuth2 mailboxes: providers, stored tokens and their refresh, onboarding (docs/oauth2.md)."""
