@@ -18,7 +18,6 @@ from email_service.services.sync.engine import Progress, SyncContext, SyncEngine
 from email_service.services.sync.ingest_pool import parse_processes
 from email_service.store.models import Account
 from email_service.store.states import AccountStatus, SyncRunState
-from email_service.store.tenancy import tenant_row
 
 
 def run_sync(
@@ -30,8 +29,7 @@ def run_sync(
 ) -> SyncReport:
     """Sync the account now, in this thread; raises if another run holds the lock."""
     with runtime.db.session() as session:
-        sync_state.ensure(session, tenant_id, account_id)
-        tenant_row(session, Account, tenant_id, account_id)  # NotFoundError before the lock
+        sync_state.ensure(session, tenant_id, account_id)  # NotFoundError before the lock
     ttl = timedelta(seconds=runtime.settings.sync_lock_ttl_seconds)
     with runtime.db.session() as session:
         if not sync_state.acquire(session, account_id, owner, ttl):
