@@ -9,6 +9,7 @@ from apiflask import APIFlask
 from email_service import __version__
 from email_service.api import (
     accounts,
+    changes,
     compose,
     cors,
     health,
@@ -74,4 +75,5 @@ def create_app(
     app.register_blueprint(search.bp)
     app.register_blueprint(compose.bp)
     app.register_blueprint(outbox.bp)
+    app.register_blueprint(changes.bp)
     return app

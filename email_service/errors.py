@@ -8,6 +8,7 @@
     │   └── HeaderInjectionError      CR/LF where a header value is built (400)
     ├── NotFoundError                 no such object *for this tenant* (404)
     ├── ConflictError                 state forbids it, e.g. duplicate account (409)
+    ├── CannotCalculateChangesError   a change-log state pruned away or never issued (410)
     ├── AuthError                     bad or missing credentials (401)
     │   └── ForbiddenError            authenticated, not allowed (403)
     ├── FeatureDisabledError          an ENABLE_* flag is off (503)
@@ -71,6 +72,12 @@ class ConflictError(EmailServiceError):
     """The current state forbids the operation."""
 
     code = "conflict"
+
+
+class CannotCalculateChangesError(EmailServiceError):
+    """A state string older than the change log keeps (JMAP's cannotCalculateChanges)."""
+
+    code = "cannot_calculate_changes"
 
 
 class AuthError(EmailServiceError):

@@ -24,6 +24,7 @@ from email_service.errors import (
 from email_service.security.crypto import Vault
 from email_service.services.hosts import Endpoint, MailHostPolicy
 from email_service.services.paging import Page, decode_cursor, encode_cursor
+from email_service.store.change_log import ChangeType, Op, record
 from email_service.store.models import Account
 
 # Characters that would let a display name smuggle a header line (RFC 5322 §2.2).
@@ -142,6 +143,7 @@ def create_account(
     )
     session.add(row)
     _flush_unique(session, data.email)
+    record(session, tenant_id, row.id, ChangeType.ACCOUNT, row.id, Op.CREATED)
     return _record(row)
 
 
@@ -225,6 +227,7 @@ def update_account(
         row.password_ciphertext, row.password_key_id = sealed.ciphertext, sealed.key_id
         row.password_scheme = sealed.scheme
     _flush_unique(session, row.email)
+    record(session, tenant_id, row.id, ChangeType.ACCOUNT, row.id, Op.UPDATED)
     return _record(row)
 
 
@@ -232,6 +235,7 @@ def delete_account(session: Session, tenant_id: str, account_id: uuid.UUID) -> N
     """Remove the account and everything stored for it."""
     session.delete(_load(session, tenant_id, account_id))
     session.flush()
+    record(session, tenant_id, account_id, ChangeType.ACCOUNT, account_id, Op.DESTROYED)
 
 
 def account_password(session: Session, tenant_id: str, account_id: uuid.UUID, vault: Vault) -> str:
