@@ -12,6 +12,7 @@ from email_service.api import (
     changes,
     compose,
     cors,
+    events,
     health,
     hooks,
     limits,
@@ -76,4 +77,6 @@ def create_app(
     app.register_blueprint(compose.bp)
     app.register_blueprint(outbox.bp)
     app.register_blueprint(changes.bp)
+    if background and events.embedded_wanted(settings):
+        events.start_embedded(runtime)  # `make run`: /api/events on EVENTS_PORT, same process
     return app
