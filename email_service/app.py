@@ -23,6 +23,7 @@ from email_service.api import (
     problems,
     search,
     sync,
+    webhooks,
 )
 from email_service.api.auth import authenticate
 from email_service.api.context import EXTENSION
@@ -77,6 +78,7 @@ def create_app(
     app.register_blueprint(compose.bp)
     app.register_blueprint(outbox.bp)
     app.register_blueprint(changes.bp)
+    app.register_blueprint(webhooks.bp)
     if background and events.embedded_wanted(settings):
         events.start_embedded(runtime)  # `make run`: /api/events on EVENTS_PORT, same process
     return app
