@@ -14,8 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from standardwebhooks.webhooks import Webhook
 from sqlalchemy import update
+from standardwebhooks.webhooks import Webhook
 
 from email_service.jobs import event_work
 from email_service.store import change_log
