@@ -22,6 +22,7 @@ from email_service.errors import (
 )
 from email_service.mail.imap import ImapSession
 from email_service.services import sync_state, writeback
+from email_service.services.events import record as announce
 from email_service.services.hosts import Endpoint
 from email_service.services.ingest_pool import parse_processes
 from email_service.services.runtime import Runtime
@@ -132,7 +133,8 @@ def _finish(
         if account_status:
             row = session.get(Account, account_id)
             if row is not None and row.status != "disabled":
-                row.status = account_status
+                before, row.status = row.status, account_status
+                announce.account_status(session, row, before)
         sync_state.release(session, account_id, owner, state, error)
 
 

@@ -48,9 +48,11 @@ from email_service.mail.compose import (
 )
 from email_service.services import mailbox
 from email_service.services.drafts_view import OutboxRecord, outbox_record
+from email_service.services.events import record as announce
 from email_service.services.paging import Page, decode_cursor, encode_cursor, older_than
 from email_service.services.runtime import Runtime
 from email_service.store.blobs import BlobStore
+from email_service.store.change_log import Op
 from email_service.store.db import changed
 from email_service.store.models import Account, ComposeAttachment, Draft, Outbox, utcnow
 
@@ -189,6 +191,7 @@ def _freeze(session: Session, blobs: BlobStore, draft: Draft, key: str | None) -
     session.add(row)
     session.flush()
     _claim_draft(session, draft.id, row.id)
+    announce.outbox(session, tenant_id, account.id, row.id, row.state, Op.CREATED)
     return row
 
 
@@ -220,6 +223,7 @@ def cancel(runtime: Runtime, tenant_id: str, outbox_id: uuid.UUID) -> OutboxReco
             raise ConflictError(f"cannot cancel a message that is {row.state}", state=row.state)
         release_draft(session, row)
         session.refresh(row)
+        announce.outbox(session, row.tenant_id, row.account_id, row.id, row.state)
         return outbox_record(row)
 
 

@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 
 from email_service.errors import EmailServiceError, RemoteTemporaryError
 from email_service.services import draft_copy, mailbox, outbox, sent_copy
+from email_service.services.events import record as announce
 from email_service.services.runtime import Runtime
+from email_service.store.change_log import ChangeType, Op, record
 from email_service.store.db import changed
 from email_service.store.models import Account, Draft, Outbox, utcnow
 
@@ -69,6 +71,8 @@ def settle(runtime: Runtime, row: Outbox, owner: str | None, **values: Any) -> b
         done = changed(session, statement.values(**values))
         if done and values.get("state") in ("failed", "cancelled"):
             outbox.release_draft(session, row)
+        if done and "state" in values:
+            announce.outbox(session, row.tenant_id, row.account_id, row.id, values["state"])
         return done
 
 
@@ -78,12 +82,15 @@ def after_sent(session: Session, row: Outbox) -> bool:
     True if a copy of the draft may be in a Drafts folder: a save job marked it before
     appending (``draft_copy``), or the draft was no longer there to ask.
     """
+    announce.outbox(session, row.tenant_id, row.account_id, row.id, "sent")
     marked = session.scalar(
         delete(Draft)
         .where(Draft.id == row.draft_id, Draft.outbox_id == row.id)
         .returning(Draft.imap_copy_started)
         .execution_options(synchronize_session=False)
     )
+    if marked is not None:
+        record(session, row.tenant_id, row.account_id, ChangeType.DRAFT, row.draft_id, Op.DESTROYED)
     sent_copy.flag_locally(session, row)
     return marked is None or bool(marked)
 

@@ -22,6 +22,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from email_service.errors import NotFoundError
+from email_service.services.events import record as announce
 from email_service.store.models import Account, SyncState, utcnow
 
 # Default lock lifetime (SYNC_LOCK_TTL_SECONDS); a running sync renews it every second.
@@ -170,6 +171,7 @@ def release(
         row.last_success_at, row.failures = now, 0
     else:
         row.failures += 1
+    announce.sync_ended(session, row)
     session.commit()
 
 

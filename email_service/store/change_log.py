@@ -20,7 +20,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import delete, event, func, insert, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from email_service.store.models import Change, ChangeHorizon, utcnow
 
@@ -114,8 +114,9 @@ def _write_pending(session: Session) -> None:
 
 
 @event.listens_for(Session, "after_soft_rollback")
-def _drop_pending(session: Session, _previous: object) -> None:
-    session.info.pop(_PENDING, None)
+def _drop_pending(session: Session, previous: SessionTransaction) -> None:
+    if previous.parent is None:  # the whole transaction; a savepoint's leaves the rest
+        session.info.pop(_PENDING, None)
 
 
 def pending_count(session: Session) -> int:
