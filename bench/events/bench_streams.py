@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Do open event streams slow the API? ``GET /api/accounts`` latency with 0 and N open
+``GET /api/events`` streams.
+
+    .venv/bin/python bench/events/bench_streams.py --streams 500 --requests 2000
+
+Starts, in a temporary directory, ``email-service serve`` (Gunicorn gthread, the
+environment's worker/thread counts) and the events server, on the embedded default
+(SQLite). Two layouts:
+
+- ``separate`` (compose): the events server is its own process, ``email-service events``;
+- ``embedded`` (``make run``): ``serve`` runs it in a thread of its worker (EVENTS_EMBEDDED).
+
+For each: R sequential requests to ``GET /api/accounts`` (10 accounts) with no stream
+open, then N streams opened (each answered 200 and kept reading), then R requests again
+while a writer commits one change per second (so streams carry events). Prints p50, p95,
+p99 of both runs and the ratio of the p99s (target: at most 1.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BIN = Path(sys.executable).parent
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+@contextmanager
+def stack(layout: str, tmp: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
+    api_port, events_port = _port(), _port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "EVENTS_"))},
+        "FLASK_ENV": "development",
+        "FLASK_HOST": "127.0.0.1",
+        "FLASK_PORT": str(api_port),
+        "EVENTS_PORT": str(events_port),
+        "EVENTS_EMBEDDED": "true" if layout == "embedded" else "false",
+        "DATA_DIR": str(tmp / "data"),
+        "LOG_DIR": str(tmp / "logs"),
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_ENABLED": "false",
+    }
+    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
+        env.pop(name, None)
+    subprocess.run(
+        [str(BIN / "email-service"), "migrate"], env=env, check=True, capture_output=True
+    )
+    procs = [
+        subprocess.Popen(
+            [str(BIN / "email-service"), "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    if layout == "separate":
+        procs.append(
+            subprocess.Popen(
+                [str(BIN / "email-service"), "events"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    api, events = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{events_port}"
+    try:
+        _wait(api + "/health")
+        _wait(events + "/health")
+        token = subprocess.run(
+            [str(BIN / "email-service"), "token", "--tenant", "default"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        yield api, events, {"Authorization": f"Bearer {token}"}
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
+def timings(api: str, headers: dict[str, str], count: int) -> list[float]:
+    found = []
+    with httpx.Client(headers=headers, timeout=30) as client:
+        for _ in range(count):
+            started = time.perf_counter()
+            response = client.get(api + "/api/accounts")
+            found.append(time.perf_counter() - started)
+            assert response.status_code == 200, response.text
+    return found
+
+
+class Streams:
+    """N open streams on an event loop in a thread; counts the events they receive."""
+
+    def __init__(self, url: str, headers: dict[str, str], count: int) -> None:
+        self.url, self.headers, self.count = url, headers, count
+        self.open = 0
+        self.events = 0
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _one(self, client: httpx.AsyncClient) -> None:
+        async with client.stream("GET", self.url + "/api/events") as response:
+            assert response.status_code == 200
+            self.open += 1
+            if self.open == self.count:
+                self.ready.set()
+            async for line in response.aiter_lines():
+                if line.startswith("event:"):
+                    self.events += 1
+                if self.stop.is_set():
+                    return
+
+    async def _main(self) -> None:
+        limits = httpx.Limits(max_connections=self.count + 10)
+        timeout = httpx.Timeout(None, connect=30)
+        async with httpx.AsyncClient(headers=self.headers, limits=limits, timeout=timeout) as c:
+            tasks = [asyncio.create_task(self._one(c)) for _ in range(self.count)]
+            while not self.stop.is_set():
+                await asyncio.sleep(0.2)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
+    return {
+        "p50": pick(0.5),
+        "p95": pick(0.95),
+        "p99": pick(0.99),
+        "mean": statistics.mean(ordered) * 1000,
+    }
+
+
+def run(layout: str, streams: int, requests: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp, stack(layout, Path(tmp)) as (api, events, headers):
+        with httpx.Client(headers=headers) as client:
+            for n in range(10):
+                client.post(
+                    api + "/api/accounts",
+                    json={"email": f"b{n}@example.com", "password": "pw-123456"},
+                )
+        timings(api, headers, 100)  # warm up
+        idle = timings(api, headers, requests)
+        opened = Streams(events, headers, streams)
+        opened.thread.start()
+        if not opened.ready.wait(120):
+            raise SystemExit(f"only {opened.open} of {streams} streams opened")
+        stop_writer = threading.Event()
+
+        def writer() -> None:  # one committed change per second: the streams carry events
+            n = 0
+            with httpx.Client(headers=headers) as client:
+                while not stop_writer.wait(1.0):
+                    client.put(
+                        api
+                        + "/api/accounts/"
+                        + client.get(api + "/api/accounts").json()["items"][0]["id"],
+                        json={"display_name": f"n{n}"},
+                    )
+                    n += 1
+
+        thread = threading.Thread(target=writer, daemon=True)
+        thread.start()
+        busy = timings(api, headers, requests)
+        stop_writer.set()
+        thread.join()
+        opened.stop.set()
+        return {
+            "layout": layout,
+            "streams": opened.open,
+            "events_received": opened.events,
+            "idle_ms": summary(idle),
+            "streams_ms": summary(busy),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=500)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--layout", choices=["separate", "embedded", "both"], default="both")
+    args = parser.parse_args()
+    layouts = ["separate", "embedded"] if args.layout == "both" else [args.layout]
+    print(f"GET /api/accounts, {args.requests} sequential requests; {args.streams} open streams")
+    print(
+        f"{'layout':<10} {'streams':>7} {'events':>7} {'p50 0':>9} {'p50 N':>9} "
+        f"{'p99 0':>9} {'p99 N':>9} {'p99 N/0':>8}"
+    )
+    for layout in layouts:
+        r = run(layout, args.streams, args.requests)
+        i, b = r["idle_ms"], r["streams_ms"]
+        print(
+            f"{layout:<10} {r['streams']:>7} {r['events_received']:>7} "
+            f"{i['p50']:>7.2f}ms {b['p50']:>7.2f}ms "
+            f"{i['p99']:>7.2f}ms {b['p99']:>7.2f}ms {b['p99'] / i['p99']:>8.2f}"
+        )
+        print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()
