@@ -218,10 +218,10 @@ def list_deliveries(webhook_id: uuid.UUID, query: PageQuery) -> DeliveryPage:
 
 
 @bp.post("/<uuid:webhook_id>/deliveries/<uuid:delivery_id>/resend")
-@bp.output({}, status_code=202)
+@bp.output(DeliveryOut, status_code=202)
 @bp.doc(responses=[404])
-def resend_delivery(webhook_id: uuid.UUID, delivery_id: uuid.UUID) -> tuple[str, int]:
+def resend_delivery(webhook_id: uuid.UUID, delivery_id: uuid.UUID) -> DeliveryOut:
     """Deliver an event again (same ``webhook-id``), with a fresh retry window."""
     with runtime().db.session() as session:
-        dispatch.resend(session, tenant_id(), webhook_id, delivery_id)
-    return "", 202
+        record = dispatch.resend(session, tenant_id(), webhook_id, delivery_id)
+    return DeliveryOut.model_validate(record)

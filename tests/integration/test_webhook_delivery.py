@@ -140,7 +140,7 @@ def test_resend_keeps_the_webhook_id(
     )
     assert foreign.status_code == 404
     again = client.post(f"/api/webhooks/{hook}/deliveries/{delivery['id']}/resend", headers=a)
-    assert again.status_code == 202
+    assert again.status_code == 202 and again.get_json()["webhook_id"] == delivery["webhook_id"]
     _pump(runtime, lambda: len(receiver.on("/ok")) == 2)
     first, second = receiver.on("/ok")
     assert first.headers["webhook-id"] == second.headers["webhook-id"] == delivery["webhook_id"]

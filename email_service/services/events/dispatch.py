@@ -40,7 +40,12 @@ from email_service.observability import metrics
 from email_service.security.crypto import Vault
 from email_service.services.events import feed
 from email_service.services.events.names import event_name, matches
-from email_service.services.events.webhooks import Status, WebhookPolicy
+from email_service.services.events.webhooks import (
+    DeliveryRecord,
+    Status,
+    WebhookPolicy,
+    delivery_record,
+)
 from email_service.store import change_log
 from email_service.store.change_log import ChangeType, Op
 from email_service.store.db import Database, changed
@@ -335,7 +340,9 @@ def _disable(session: Session, endpoint: WebhookEndpoint) -> None:
     )
 
 
-def resend(session: Session, tenant_id: str, webhook_id: uuid.UUID, delivery_id: uuid.UUID) -> None:
+def resend(
+    session: Session, tenant_id: str, webhook_id: uuid.UUID, delivery_id: uuid.UUID
+) -> DeliveryRecord:
     """Queue a delivery again, with a fresh retry window; its webhook-id stays the same."""
     delivery = session.scalar(
         select(WebhookDelivery).where(
@@ -349,6 +356,8 @@ def resend(session: Session, tenant_id: str, webhook_id: uuid.UUID, delivery_id:
     now = utcnow()
     delivery.state, delivery.next_attempt_at = DeliveryState.PENDING, now
     delivery.lease_expires_at, delivery.created_at = None, now
+    session.flush()
+    return delivery_record(delivery)
 
 
 def config_from(settings: Settings) -> DeliveryConfig:

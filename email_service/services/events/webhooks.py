@@ -274,23 +274,25 @@ def list_deliveries(
         )
     rows = list(session.scalars(query))
     more = len(rows) > limit
-    items = [
-        DeliveryRecord(
-            id=r.id,
-            webhook_id=f"msg_{r.id.hex}",
-            event_type=r.event_type,
-            state=r.state,
-            attempts=r.attempts,
-            last_status=r.last_status,
-            last_latency_ms=r.last_latency_ms,
-            last_error=r.last_error,
-            next_attempt_at=r.next_attempt_at,
-            created_at=r.created_at,
-            delivered_at=r.delivered_at,
-            attempt_log=list(r.attempt_log),
-            payload=dict(r.payload),
-        )
-        for r in rows[:limit]
-    ]
+    items = [delivery_record(r) for r in rows[:limit]]
     next_cursor = encode_cursor(items[-1].created_at, str(items[-1].id)) if more else None
     return Page(items, next_cursor)
+
+
+def delivery_record(row: WebhookDelivery) -> DeliveryRecord:
+    """A delivery as the API shows it; ``webhook_id`` is its ``webhook-id`` header."""
+    return DeliveryRecord(
+        id=row.id,
+        webhook_id=f"msg_{row.id.hex}",
+        event_type=row.event_type,
+        state=row.state,
+        attempts=row.attempts,
+        last_status=row.last_status,
+        last_latency_ms=row.last_latency_ms,
+        last_error=row.last_error,
+        next_attempt_at=row.next_attempt_at,
+        created_at=row.created_at,
+        delivered_at=row.delivered_at,
+        attempt_log=list(row.attempt_log),
+        payload=dict(row.payload),
+    )
