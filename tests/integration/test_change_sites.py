@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from email_service.services import compose, mailbox
-from email_service.services.compose import DraftFields
 from email_service.services.events import feed
+from email_service.services.outgoing import compose
+from email_service.services.outgoing.compose import DraftFields
+from email_service.services.sync import run
 from email_service.store.models import Folder, Message
 from tests.conftest import TENANT_A, TENANT_B
 from tests.support.accounts import register
@@ -33,7 +34,7 @@ def _now(runtime: Any, tenant: str) -> str:
 
 
 def _sync(runtime: Any, tenant: str, account_id: uuid.UUID) -> None:
-    mailbox.run_sync(runtime, tenant, account_id, owner=uuid.uuid4().hex)
+    run.run_sync(runtime, tenant, account_id, owner=uuid.uuid4().hex)
 
 
 def _stored(runtime: Any, account_id: uuid.UUID, folder: str | None = None) -> dict[int, str]:
