@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -47,6 +49,9 @@ STATUS = (
 )
 # A browser's EventSource reconnects after this many milliseconds when the stream ends.
 RETRY_MS = 3000
+# Seconds between attempts to listen when the embedded server's port is still taken.
+EMBEDDED_REBIND_S = 2.0
+log = logging.getLogger(__name__)
 
 
 def _problem(request: Request, exc: EmailServiceError) -> Response:
@@ -185,14 +190,24 @@ def embedded_wanted(settings: Settings) -> bool:
     return settings.embedded
 
 
+def _serve_embedded(runtime: Runtime) -> None:
+    """Serve, and bind again while the port is taken: a Gunicorn worker that replaces
+    another (max_requests) starts while the old one still holds the port."""
+    settings = runtime.settings
+    while True:
+        try:
+            serve(runtime, settings.events_host, settings.events_port)
+        except SystemExit:  # uvicorn's answer to a failed bind
+            log.warning(
+                "events server could not listen; retrying", extra={"port": settings.events_port}
+            )
+        time.sleep(EMBEDDED_REBIND_S)
+
+
 def start_embedded(runtime: Runtime) -> threading.Thread:
     """Serve events on EVENTS_HOST:EVENTS_PORT from a daemon thread of this process."""
-    settings = runtime.settings
     thread = threading.Thread(
-        target=serve,
-        args=(runtime, settings.events_host, settings.events_port),
-        name="events-server",
-        daemon=True,
+        target=_serve_embedded, args=(runtime,), name="events-server", daemon=True
     )
     thread.start()
     return thread

@@ -103,3 +103,34 @@ def test_errors_are_problems_before_the_stream(
         feed.prune(session, timedelta(days=1))
     gone = httpx.get(f"{events_url}/api/events", headers={**a, "Last-Event-ID": start})
     assert gone.status_code == 410 and gone.json()["code"] == "cannot_calculate_changes"
+
+
+def test_embedded_server_listens_once_its_port_is_free(make_settings: Any) -> None:
+    """A replacement Gunicorn worker starts while the old one still holds the port."""
+    import socket
+    import time
+
+    from email_service.api import events as events_api
+    from email_service.app import create_app
+    from tests.servers.ports import free_ports
+
+    port = free_ports(1)[0]
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    app = create_app(make_settings(events_port=port), configure_logs=False)
+    runtime = app.extensions["email_service"]
+    events_api.start_embedded(runtime)
+    time.sleep(0.5)  # the server's first bind fails while the port is held
+    holder.close()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the embedded server never listened"
+        time.sleep(0.1)
+    runtime.db.dispose()
