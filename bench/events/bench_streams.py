@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import socket
 import statistics
@@ -126,27 +127,49 @@ def timings(api: str, headers: dict[str, str], count: int) -> list[float]:
 
 
 class Streams:
-    """N open streams on an event loop in a thread; counts the events they receive."""
+    """N open streams on an event loop in a child process (the timing client keeps its own
+    interpreter); counts the streams open and the events they received."""
 
     def __init__(self, url: str, headers: dict[str, str], count: int) -> None:
         self.url, self.headers, self.count = url, headers, count
-        self.open = 0
-        self.events = 0
-        self.ready = threading.Event()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self.opened = multiprocessing.Value("i", 0)
+        self.received = multiprocessing.Value("i", 0)
+        self.stop = multiprocessing.Event()
+        self.process = multiprocessing.Process(target=self._run, daemon=True)
+
+    @property
+    def open(self) -> int:
+        return int(self.opened.value)
+
+    @property
+    def events(self) -> int:
+        return int(self.received.value)
+
+    def start(self) -> None:
+        self.process.start()
+
+    def wait_ready(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while self.open < self.count and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return self.open >= self.count
+
+    def close(self) -> None:
+        self.stop.set()
+        self.process.join(timeout=30)
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
 
     async def _one(self, client: httpx.AsyncClient) -> None:
         async with client.stream("GET", self.url + "/api/events") as response:
             assert response.status_code == 200
-            self.open += 1
-            if self.open == self.count:
-                self.ready.set()
+            with self.opened.get_lock():
+                self.opened.value += 1
             async for line in response.aiter_lines():
                 if line.startswith("event:"):
-                    self.events += 1
-                if self.stop.is_set():
-                    return
+                    with self.received.get_lock():
+                        self.received.value += 1
 
     async def _main(self) -> None:
         limits = httpx.Limits(max_connections=self.count + 10)
@@ -182,8 +205,8 @@ def run(layout: str, streams: int, requests: int) -> dict[str, Any]:
         timings(api, headers, 100)  # warm up
         idle = timings(api, headers, requests)
         opened = Streams(events, headers, streams)
-        opened.thread.start()
-        if not opened.ready.wait(120):
+        opened.start()
+        if not opened.wait_ready(120):
             raise SystemExit(f"only {opened.open} of {streams} streams opened")
         stop_writer = threading.Event()
 
@@ -204,11 +227,12 @@ def run(layout: str, streams: int, requests: int) -> dict[str, Any]:
         busy = timings(api, headers, requests)
         stop_writer.set()
         thread.join()
-        opened.stop.set()
+        received = opened.events
+        opened.close()
         return {
             "layout": layout,
             "streams": opened.open,
-            "events_received": opened.events,
+            "events_received": received,
             "idle_ms": summary(idle),
             "streams_ms": summary(busy),
         }
