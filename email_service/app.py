@@ -9,8 +9,10 @@ from apiflask import APIFlask
 from email_service import __version__
 from email_service.api import (
     accounts,
+    changes,
     compose,
     cors,
+    events,
     health,
     hooks,
     limits,
@@ -24,6 +26,7 @@ from email_service.api import (
     send,
     sync,
     web,
+    webhooks,
 )
 from email_service.api.auth import authenticate
 from email_service.api.context import EXTENSION
@@ -80,4 +83,8 @@ def create_app(
     app.register_blueprint(send.bp)
     app.register_blueprint(web.bp)  # the browser client at /
     app.register_blueprint(oauth.bp)
+    app.register_blueprint(changes.bp)
+    app.register_blueprint(webhooks.bp)
+    if background and events.embedded_wanted(settings):
+        events.start_embedded(runtime)  # `make run`: /api/events on EVENTS_PORT, same process
     return app

@@ -139,6 +139,19 @@ def beat() -> None:
 
 
 @main.command()
+def events() -> None:
+    """Serve GET /api/events (Server-Sent Events) on EVENTS_HOST:EVENTS_PORT (uvicorn)."""
+    from email_service.api import events as events_api
+
+    runtime = _runtime()
+    settings = runtime.settings
+    click.echo(
+        f"email-service events on http://{settings.events_host}:{settings.events_port}", err=True
+    )
+    events_api.serve(runtime, settings.events_host, settings.events_port)
+
+
+@main.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
     from email_service.store import migrate as migrations

@@ -125,6 +125,32 @@ class Settings(BaseSettings):
     # Non-public hosts/CIDRs accounts may point at (public addresses are always allowed).
     allowed_mail_hosts: Annotated[list[str], NoDecode] = []
 
+    # --- staying current: change log, event stream, webhooks ---
+    # Change-log rows are kept this many hours; an older state answers cannot_calculate_changes.
+    change_log_retention_hours: int = Field(7 * 24, ge=1, le=366 * 24)
+    # The events process (`email-service events`, SSE at /api/events) listens here.
+    events_host: str = "127.0.0.1"
+    events_port: int = Field(5001, ge=1, le=65535)
+    # `serve` also runs the events server in its worker (the embedded default); unset: only
+    # when embedded (no Redis), where no separate events process is deployed.
+    events_embedded: bool | None = None
+    # Seconds between an events process's looks at the change log for new rows.
+    events_poll_seconds: float = Field(0.5, gt=0, le=60)
+    # Seconds between SSE heartbeat comments on an idle stream (proxies drop silent ones).
+    events_heartbeat_seconds: float = Field(15, gt=0, le=300)
+    # Non-public hosts/CIDRs webhook URLs may point at (public addresses are always allowed).
+    allowed_webhook_hosts: Annotated[list[str], NoDecode] = []
+    # Seconds a webhook receiver has to answer before the attempt counts as failed.
+    webhook_timeout_seconds: float = Field(10, gt=0, le=120)
+    # Retries of a delivery back off exponentially (jittered) from here, capped, for ~24 h.
+    webhook_retry_base_seconds: float = Field(5, gt=0, le=3600)
+    webhook_retry_max_seconds: float = Field(3600, gt=0, le=24 * 3600)
+    webhook_max_age_hours: float = Field(24, gt=0, le=14 * 24)  # then the delivery has failed
+    # An endpoint whose deliveries have failed for this long is disabled.
+    webhook_disable_after_hours: float = Field(72, gt=0, le=90 * 24)
+    # Seconds between looks for new events and due retries (beat, or the embedded ticker).
+    webhook_dispatch_seconds: float = Field(2, gt=0, le=600)
+
     # --- Gunicorn ---
     gunicorn_workers: int = Field(4, ge=1, le=256)
     gunicorn_threads: int = Field(2, ge=1, le=1024)
@@ -200,7 +226,13 @@ class Settings(BaseSettings):
     # A send in progress holds its row this long; an expired lease means the worker died.
     send_lease_seconds: int = Field(300, ge=1, le=24 * 3600)
 
-    @field_validator("cors_origins", "allowed_mail_hosts", "encryption_key", mode="before")
+    @field_validator(
+        "cors_origins",
+        "allowed_mail_hosts",
+        "allowed_webhook_hosts",
+        "encryption_key",
+        mode="before",
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -219,7 +251,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a host name or address without spaces")
         return value
 
-    @field_validator("allowed_mail_hosts")
+    @field_validator("allowed_mail_hosts", "allowed_webhook_hosts")
     @classmethod
     def _allowed(cls, value: list[str]) -> list[str]:
         for entry in value:

@@ -16,6 +16,7 @@
     ├── NotFoundError                 no such object *for this tenant* (404)
     ├── ConflictError                 state forbids it, e.g. duplicate account (409)
     │   └── LeaseLostError            another worker took over a send (outgoing/delivery.py)
+    ├── CannotCalculateChangesError   a change-log state pruned away or never issued (410)
     ├── AuthError                     bad or missing credentials (401)
     │   └── ForbiddenError            authenticated, not allowed (403)
     ├── FeatureDisabledError          an ENABLE_* flag is off (503)
@@ -85,6 +86,12 @@ class ConflictError(EmailServiceError):
     """The current state forbids the operation."""
 
     code = "conflict"
+
+
+class CannotCalculateChangesError(EmailServiceError):
+    """A state string older than the change log keeps (JMAP's cannotCalculateChanges)."""
+
+    code = "cannot_calculate_changes"
 
 
 class AuthError(EmailServiceError):

@@ -14,6 +14,7 @@ from celery import Celery
 
 from email_service.config import Settings, load_settings
 from email_service.jobs import (
+    event_work,
     signals,  # noqa: F401 - connects the Celery signals on import
     work,
 )
@@ -27,6 +28,8 @@ from email_service.services.runtime import Runtime
 VISIBILITY_TIMEOUT_S = 15 * 60
 # How often beat looks for scheduled, stale or unreconciled sends (one indexed query).
 SEND_TICK_S = 15.0
+# How often beat prunes the change log (retention is counted in hours).
+PRUNE_TICK_S = 3600.0
 
 
 def broker_urls(settings: Settings) -> tuple[str, str]:
@@ -67,6 +70,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
         beat_schedule={
             "sync-due-accounts": {"task": "sync_due_accounts", "schedule": 60.0},
             "send-due-messages": {"task": "send_due_messages", "schedule": SEND_TICK_S},
+            "dispatch-webhooks": {
+                "task": "dispatch_webhooks",
+                "schedule": settings.webhook_dispatch_seconds,
+            },
+            "prune-change-log": {"task": "prune_change_log", "schedule": PRUNE_TICK_S},
         },
     )
     return app
@@ -97,8 +105,15 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
         "store_draft_copy": lambda job_id, draft_id, tenant_id, account_id, reason="": (
             work.store_draft_copy(runtime, draft_id, tenant_id, account_id, reason)
         ),
+        "deliver_webhook": lambda job_id, delivery_id: event_work.deliver_webhook(
+            runtime, delivery_id
+        ),
     }
     runtime.queue = EmbeddedQueue(handlers)
     if background:
         Ticker(60.0, lambda: work.sync_due(runtime)).start()
         Ticker(SEND_TICK_S, lambda: work.send_due(runtime)).start()
+        Ticker(
+            settings.webhook_dispatch_seconds, lambda: event_work.dispatch_webhooks(runtime)
+        ).start()
+        Ticker(PRUNE_TICK_S, lambda: event_work.prune_change_log(runtime)).start()

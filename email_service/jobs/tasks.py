@@ -8,7 +8,7 @@ from typing import Any
 from celery import Task, current_app, shared_task
 
 from email_service.errors import RemoteTemporaryError
-from email_service.jobs import work
+from email_service.jobs import event_work, work
 from email_service.jobs.queues import CeleryQueue
 
 # Temporary remote trouble is retried: 30 s, 60 s, 120 s ... capped at 10 min, jittered
@@ -83,3 +83,22 @@ def store_draft_copy(
 def parse_email_body(message_id: str, tenant_id: str) -> dict[str, Any]:
     """Parse HTML/plain-text email bodies (again) from the stored raw MIME."""
     return work.parse_email_body(_runtime(), message_id, tenant_id)
+
+
+@shared_task(name="dispatch_webhooks", acks_late=True, ignore_result=True)
+def dispatch_webhooks() -> dict[str, Any]:
+    """Beat's periodic job: new changes into webhook deliveries; queue those due."""
+    return event_work.dispatch_webhooks(_runtime())
+
+
+# The delivery row keeps attempts and decides on retries, not Celery.
+@shared_task(name="deliver_webhook", acks_late=True, ignore_result=True)
+def deliver_webhook(delivery_id: str) -> dict[str, Any]:
+    """POST one webhook delivery (Standard Webhooks signature) and record the outcome."""
+    return event_work.deliver_webhook(_runtime(), delivery_id)
+
+
+@shared_task(name="prune_change_log", acks_late=True)
+def prune_change_log() -> dict[str, Any]:
+    """Beat's periodic job: drop change-log rows older than the retention."""
+    return event_work.prune_change_log(_runtime())

@@ -64,6 +64,24 @@ CACHE_HITS = Counter("redis_cache_hits_total", "Lookups answered from the Redis 
 TASKS = Counter(
     "celery_tasks_total", "Background tasks finished, by task and state", ["task", "state"]
 )
+# Webhook attempts by outcome: succeeded, retrying (failed, will retry), failed (gave up).
+WEBHOOK_OUTCOMES = ("succeeded", "retrying", "failed")
+WEBHOOK_DELIVERIES = Counter(
+    "webhook_deliveries_total", "Webhook delivery attempts, by outcome", ["outcome"]
+)
+WEBHOOK_LATENCY = Histogram(
+    "webhook_delivery_seconds", "Time a webhook receiver took to answer", buckets=REQUEST_BUCKETS
+)
+# From a commit to its announcement: seconds on a live feed, hours when retries were needed.
+LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86400.0)
+CHANGE_LAG = Histogram(
+    "change_log_lag_seconds",
+    "Seconds from a change's commit to its delivery, by channel (events, webhooks)",
+    ["channel"],
+    buckets=LAG_BUCKETS,
+)
+for _outcome in WEBHOOK_OUTCOMES:
+    WEBHOOK_DELIVERIES.labels(_outcome)
 for _kind in EMAIL_KINDS:  # every kind shows from the start, at 0
     EMAILS.labels(_kind)
 
@@ -97,6 +115,19 @@ def count_cache_hit(n: int = 1) -> None:
 def count_task(task: str, state: str) -> None:
     """One background task finished in ``state`` (success, failure, retry)."""
     TASKS.labels(task, state).inc()
+
+
+def observe_webhook(outcome: str, seconds: float, lag: float | None) -> None:
+    """One webhook attempt: its outcome, the receiver's time, and (delivered) its lag."""
+    WEBHOOK_DELIVERIES.labels(outcome).inc()
+    WEBHOOK_LATENCY.observe(seconds)
+    if lag is not None:
+        CHANGE_LAG.labels("webhooks").observe(max(lag, 0.0))
+
+
+def observe_change_lag(channel: str, seconds: float) -> None:
+    """A change reached a client ``seconds`` after it was committed."""
+    CHANGE_LAG.labels(channel).observe(max(seconds, 0.0))
 
 
 class Families:

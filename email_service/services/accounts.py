@@ -26,6 +26,7 @@ from email_service.services.hosts import Endpoint, MailHostPolicy
 from email_service.services.oauth import tokens as oauth_tokens
 from email_service.services.oauth.tokens import TokenSet
 from email_service.services.paging import Page, decode_cursor, encode_cursor
+from email_service.store.change_log import ChangeType, Op, record
 from email_service.store.models import Account
 from email_service.store.states import AccountStatus, AuthKind
 from email_service.store.tenancy import not_found, tenant_row
@@ -142,6 +143,7 @@ def create_account(
     _set_credentials(row, data, vault)
     session.add(row)
     _flush_unique(session, data.email)
+    record(session, tenant_id, row.id, ChangeType.ACCOUNT, row.id, Op.CREATED)
     return _record(row)
 
 
@@ -241,6 +243,7 @@ def update_account(
         row.status = AccountStatus.ACTIVE  # new credentials deserve a new attempt
     _set_credentials(row, data, vault)
     _flush_unique(session, row.email)
+    record(session, tenant_id, row.id, ChangeType.ACCOUNT, row.id, Op.UPDATED)
     return _record(row)
 
 
@@ -248,6 +251,7 @@ def delete_account(session: Session, tenant_id: str, account_id: uuid.UUID) -> N
     """Remove the account and everything stored for it."""
     session.delete(_load(session, tenant_id, account_id))
     session.flush()
+    record(session, tenant_id, account_id, ChangeType.ACCOUNT, account_id, Op.DESTROYED)
 
 
 def account_password(session: Session, tenant_id: str, account_id: uuid.UUID, vault: Vault) -> str:

@@ -14,6 +14,7 @@ from email_service.errors import EmailServiceError, RemoteAuthError
 from email_service.mail.sasl import BearerToken
 from email_service.mail.smtp import SmtpSession, SmtpTarget
 from email_service.services import gateways
+from email_service.services.events import record as announce
 from email_service.services.hosts import Endpoint
 from email_service.services.runtime import Runtime
 from email_service.store.models import Account
@@ -79,8 +80,10 @@ def verify_account(runtime: Runtime, tenant_id: str, account_id: uuid.UUID) -> d
     result = {"imap": _imap(runtime, login), "smtp": _smtp(runtime, account, login.password)}
     with runtime.db.session() as session:
         row = session.get_one(Account, account_id)
+        before = row.status
         if result["imap"].ok and row.status == AccountStatus.AUTH_FAILED:
             row.status = AccountStatus.ACTIVE
         elif not result["imap"].ok and "refused the credentials" in result["imap"].detail:
             row.status = AccountStatus.AUTH_FAILED
+        announce.account_status(session, row, before)
     return result

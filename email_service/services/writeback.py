@@ -22,9 +22,11 @@ from sqlalchemy.orm import Session
 
 from email_service.errors import ValidationError
 from email_service.mail.imap.session import ImapSession
+from email_service.services.events import record as announce
 from email_service.services.gateways import account_login, open_imap
 from email_service.services.runtime import Runtime
 from email_service.services.sync.ingest import flag_values
+from email_service.store.change_log import Op
 from email_service.store.models import Folder, Message
 from email_service.store.tenancy import tenant_row, tenant_rows
 
@@ -90,6 +92,7 @@ def apply_locally(rows: list[Message], add: list[str], remove: list[str]) -> Non
         flags = (set(row.flags) | set(add)) - set(remove)
         for column, value in flag_values(flags).items():
             setattr(row, column, value)
+    announce.messages_changed(rows)
 
 
 def group_by_account(rows: list[Message]) -> dict[uuid.UUID, list[Message]]:
@@ -196,12 +199,15 @@ def _rekey(session: Session, rows: list[Message], target: Folder, mapping: dict[
     for row in rows:
         new_uid = mapping.get(row.uid)
         if new_uid is None or target.uidvalidity is None:
+            announce.message_rows(session, [row], Op.DESTROYED)
             session.delete(row)  # the next sync fetches it in its new folder
             continue
         try:
             with session.begin_nested():
                 row.folder_id, row.uid, row.uidvalidity = target.id, new_uid, target.uidvalidity
+            announce.message_rows(session, [row], Op.UPDATED)
         except IntegrityError:  # a sync stored it in the target already: keep that copy
+            announce.message_rows(session, [row], Op.DESTROYED)
             session.delete(row)
         moved += 1
     session.flush()
@@ -209,6 +215,7 @@ def _rekey(session: Session, rows: list[Message], target: Folder, mapping: dict[
 
 
 def _drop(session: Session, rows: list[Message]) -> int:
+    announce.message_rows(session, rows, Op.DESTROYED)
     for row in rows:
         session.delete(row)
     session.flush()

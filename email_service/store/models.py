@@ -433,3 +433,96 @@ class Outbox(Base):
         Index("idx_outbox_tenant_draft", "tenant_id", "draft_id"),
         Index("idx_outbox_state_due", "state", "next_attempt_at"),
     )
+
+
+class Change(Base):
+    """One created/updated/destroyed object, written in the transaction that changed it.
+
+    ``seq`` is the deployment's monotonic sequence; within a tenant rows commit in ``seq``
+    order (``store/change_log.py`` takes a per-tenant lock at commit), which is what makes
+    a tenant's highest ``seq`` a state string's safe position.
+    """
+
+    __tablename__ = "change_log"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # no FK: outlives the account
+    type: Mapped[str] = mapped_column(String(16))  # message, folder, draft, outbox, account, sync
+    entity_id: Mapped[str] = mapped_column(String(64))
+    op: Mapped[str] = mapped_column(String(16))  # created, updated, destroyed
+    detail: Mapped[str | None] = mapped_column(String(32))  # e.g. failed, sent, auth_failed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("idx_change_log_tenant_seq", "tenant_id", "seq"),
+        Index("idx_change_log_created", "created_at"),
+        {"sqlite_autoincrement": True},  # a pruned top sequence is never handed out again
+    )
+
+
+class ChangeHorizon(Base):
+    """The one row saying up to which sequence the change log may have been pruned."""
+
+    __tablename__ = "change_log_horizon"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    pruned_through: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WebhookEndpoint(Base):
+    """A tenant's webhook: where to POST which events, signed with its secret."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(String(200))
+    event_types: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    account_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("email_account.id", ondelete="CASCADE")
+    )
+    secret_ciphertext: Mapped[str] = mapped_column(Text)  # whsec_..., sealed by the Vault
+    secret_key_id: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="enabled")  # enabled | disabled
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    cursor_seq: Mapped[int] = mapped_column(BigInteger, default=0)  # change log read up to
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("idx_webhook_endpoint_tenant", "tenant_id", "created_at", "id"),)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint; ``id`` is its stable ``webhook-id`` across attempts."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_endpoint.id", ondelete="CASCADE")
+    )
+    change_seq: Mapped[int] = mapped_column(BigInteger)
+    event_type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_latency_ms: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "change_seq", name="uq_webhook_delivery_endpoint_seq"),
+        Index("idx_webhook_delivery_list", "tenant_id", "endpoint_id", "created_at", "id"),
+        Index("idx_webhook_delivery_due", "state", "next_attempt_at"),
+    )

@@ -24,11 +24,13 @@ from email_service.mail.mime.build import (
     reply_subject,
 )
 from email_service.mail.mime.parse import safe_filename
+from email_service.services.events import record as announce
 from email_service.services.messages import get_message
 from email_service.services.outgoing import drafts as drafts_view
 from email_service.services.outgoing.drafts import AttachmentRecord, DraftRecord
 from email_service.services.paging import Page, decode_cursor, encode_cursor, older_than
 from email_service.store.blobs import BlobStore
+from email_service.store.change_log import Op
 from email_service.store.models import Account, ComposeAttachment, Draft, Message, utcnow
 from email_service.store.tenancy import owned, tenant_row
 
@@ -108,6 +110,7 @@ def create_draft(session: Session, tenant_id: str, data: DraftFields) -> DraftRe
         _from_original(row, original, data)
     session.add(row)
     session.flush()
+    announce.draft(session, row, Op.CREATED)
     if not data.attachments:  # the common case: nothing more to read
         return drafts_view.draft_record(row, [])
     _attach(session, tenant_id, row, data.attachments)
@@ -203,6 +206,7 @@ def update_draft(
     if data.attachments is not None:
         _attach(session, tenant_id, row, data.attachments)
     session.flush()
+    announce.draft(session, row, Op.UPDATED)
     return get_draft(session, tenant_id, row.id)
 
 
@@ -256,6 +260,7 @@ def delete_draft(session: Session, tenant_id: str, draft_id: uuid.UUID) -> uuid.
     if row.outbox_id is not None:
         raise ConflictError("the draft is queued for sending; cancel it first")
     account_id = row.account_id
+    announce.draft(session, row, Op.DESTROYED)
     session.delete(row)
     session.flush()
     return account_id

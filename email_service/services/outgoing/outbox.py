@@ -47,10 +47,12 @@ from email_service.mail.mime.build import (
     new_message_id,
 )
 from email_service.services import gateways
+from email_service.services.events import record as announce
 from email_service.services.outgoing.drafts import OutboxRecord, outbox_record
 from email_service.services.paging import Page, decode_cursor, encode_cursor, older_than
 from email_service.services.runtime import Runtime
 from email_service.store.blobs import BlobStore
+from email_service.store.change_log import Op
 from email_service.store.db import changed
 from email_service.store.models import Account, ComposeAttachment, Draft, Outbox, utcnow
 from email_service.store.states import CANCELLABLE_OUTBOX_STATES, OutboxState
@@ -221,6 +223,7 @@ def freeze(session: Session, blobs: BlobStore, draft: Draft, key: str | None) ->
     session.add(row)
     session.flush()
     _claim_draft(session, draft.id, row.id)
+    announce.outbox(session, tenant_id, account.id, row.id, row.state, Op.CREATED)
     return row
 
 
@@ -252,6 +255,7 @@ def cancel(runtime: Runtime, tenant_id: str, outbox_id: uuid.UUID) -> OutboxReco
             raise ConflictError(f"cannot cancel a message that is {row.state}", state=row.state)
         release_draft(session, row)
         session.refresh(row)
+        announce.outbox(session, row.tenant_id, row.account_id, row.id, row.state)
         return outbox_record(row)
 
 

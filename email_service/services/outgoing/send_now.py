@@ -19,11 +19,13 @@ from sqlalchemy.orm import Session
 
 from email_service.mail.mime.build import envelope_address
 from email_service.mail.mime.raw import prepare_raw
+from email_service.services.events import record as announce
 from email_service.services.outgoing import compose, outbox
 from email_service.services.outgoing.compose import DraftFields
 from email_service.services.outgoing.outbox import Queued
 from email_service.services.runtime import Runtime
 from email_service.store.blobs import BlobStore
+from email_service.store.change_log import Op
 from email_service.store.models import Draft, Outbox, utcnow
 from email_service.store.states import OutboxState
 
@@ -100,6 +102,7 @@ def send_raw(
         blobs.flush()
         session.add(row)
         session.flush()
+        announce.outbox(session, tenant_id, account.id, row.id, row.state, Op.CREATED)
         return row
 
     return outbox.queue_new(runtime, tenant_id, key, make)

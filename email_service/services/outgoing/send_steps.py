@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session
 
 from email_service.errors import EmailServiceError, RemoteTemporaryError
 from email_service.services import gateways
+from email_service.services.events import record as announce
 from email_service.services.outgoing import draft_copy, outbox, sent_copy
 from email_service.services.runtime import Runtime
+from email_service.store.change_log import ChangeType, Op, record
 from email_service.store.db import changed
 from email_service.store.models import Account, Draft, Outbox, utcnow
 from email_service.store.states import OutboxState, SentCopyState
@@ -72,6 +74,8 @@ def settle(runtime: Runtime, row: Outbox, owner: str | None, **values: Any) -> b
         done = changed(session, statement.values(**values))
         if done and values.get("state") in (OutboxState.FAILED, OutboxState.CANCELLED):
             outbox.release_draft(session, row)
+        if done and "state" in values:
+            announce.outbox(session, row.tenant_id, row.account_id, row.id, values["state"])
         return done
 
 
@@ -82,6 +86,7 @@ def after_sent(session: Session, row: Outbox) -> bool:
     appending (``draft_copy``), or the draft was no longer there to ask. A message sent as
     the client built it had no draft (``Outbox.without_draft``) and so no copy.
     """
+    announce.outbox(session, row.tenant_id, row.account_id, row.id, "sent")
     if row.without_draft:
         sent_copy.flag_locally(session, row)
         return False
@@ -91,6 +96,8 @@ def after_sent(session: Session, row: Outbox) -> bool:
         .returning(Draft.imap_copy_started)
         .execution_options(synchronize_session=False)
     )
+    if marked is not None:
+        record(session, row.tenant_id, row.account_id, ChangeType.DRAFT, row.draft_id, Op.DESTROYED)
     sent_copy.flag_locally(session, row)
     return marked is None or bool(marked)
 

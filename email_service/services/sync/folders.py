@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from email_service.mail.imap.session import FetchedMessage
 from email_service.mail.imap.session import Folder as ServerFolder
+from email_service.services.events import record as announce
 from email_service.services.sync.ingest import (
     ROW_PARAM,
     flag_values,
@@ -18,6 +19,7 @@ from email_service.services.sync.ingest import (
     row_binds,
     row_params,
 )
+from email_service.store.change_log import Op
 from email_service.store.db import Database
 from email_service.store.models import Folder, Message, utcnow
 
@@ -33,6 +35,7 @@ def reconcile(
     seen: dict[str, uuid.UUID] = {}
     for remote in server:
         row = rows.get(remote.raw_name)
+        before = None if row is None else (row.name, row.role, row.selectable, row.attributes)
         if row is None:
             row = Folder(
                 tenant_id=tenant_id,
@@ -46,8 +49,11 @@ def reconcile(
         row.attributes, row.selectable = sorted(remote.flags), remote.selectable
         session.flush()
         seen[remote.raw_name] = row.id
+        if before != (row.name, row.role, row.selectable, row.attributes):
+            announce.folder(session, row, Op.CREATED if before is None else Op.UPDATED)
     for raw_name, row in rows.items():
         if raw_name not in seen:  # deleted or renamed on the server: its messages go too
+            announce.folder_removed(session, row)
             session.delete(row)
     return seen
 
@@ -132,6 +138,7 @@ def delete_rows(session: Session, ids: Sequence[uuid.UUID]) -> int:
     """Delete messages by id."""
     removed = 0
     for start in range(0, len(ids), 500):
+        announce.messages_by_id(session, ids[start : start + 500], Op.DESTROYED)
         result = session.execute(delete(Message).where(Message.id.in_(ids[start : start + 500])))
         removed += int(getattr(result, "rowcount", 0))
     return removed

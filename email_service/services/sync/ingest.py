@@ -29,8 +29,10 @@ from email_service.mail.mime.parse import (
     parse_message,
 )
 from email_service.observability import metrics
+from email_service.services.events import record as announce
 from email_service.services.sync import thread_ids
 from email_service.store.blobs import BlobStore
+from email_service.store.change_log import Op
 from email_service.store.copy_rows import copy_new_rows
 from email_service.store.models import Attachment, Message, ThreadLink
 from email_service.store.search.index import StoredVector, search_document, to_tsvector_text
@@ -182,6 +184,7 @@ def insert_batch(session: Session, batch: Sequence[Incoming]) -> int:
             .returning(Message.id)
         )
         inserted = set(session.connection().execute(stmt, rows).scalars())
+    announce.new_messages(session, rows, inserted)
     attachments = [a for item in batch if item.row["id"] in inserted for a in item.attachments]
     links = [link for link in links if link["message_id"] in inserted]
     for model, dependents in ((Attachment, attachments), (ThreadLink, links)):
@@ -203,6 +206,7 @@ def delete_uids(session: Session, folder_id: uuid.UUID, uids: Sequence[int]) -> 
     removed = 0
     for start in range(0, len(uids), 500):  # keep parameter lists under SQLite's limit
         chunk = list(uids[start : start + 500])
+        announce.messages_by_uid(session, folder_id, chunk, Op.DESTROYED)
         result = session.execute(
             delete(Message).where(Message.folder_id == folder_id, Message.uid.in_(chunk))
         )
@@ -262,4 +266,5 @@ def update_flags(
         for start in range(0, len(rows), FLAG_BATCH):
             result = session.execute(statement, rows[start : start + FLAG_BATCH])
             changed += int(getattr(result, "rowcount", 0))
+    announce.messages_by_uid(session, folder_id, sorted(changes), Op.UPDATED, uidvalidity)
     return changed

@@ -11,6 +11,7 @@ from email_service.errors import (
     RemoteAuthError,
     RemoteTemporaryError,
 )
+from email_service.services.events import record as announce
 from email_service.services.gateways import account_login, blob_store, open_imap
 from email_service.services.runtime import Runtime
 from email_service.services.sync import state as sync_state
@@ -87,5 +88,6 @@ def _finish(
         if account_status:
             row = session.get(Account, account_id)
             if row is not None and row.status != AccountStatus.DISABLED:
-                row.status = account_status
+                before, row.status = row.status, account_status
+                announce.account_status(session, row, before)
         sync_state.release(session, account_id, owner, state, error)

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from email_service.services.events import record as announce
 from email_service.store.models import Account, SyncState, utcnow
 from email_service.store.states import SyncRunState
 from email_service.store.tenancy import check_tenant_row
@@ -217,6 +218,7 @@ def release(
         row.last_success_at, row.failures = now, 0
     else:
         row.failures += 1
+    announce.sync_ended(session, row)
     session.commit()
 
 

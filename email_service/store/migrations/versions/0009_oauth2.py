@@ -1,7 +1,7 @@
 """OAuth2 accounts: auth kind, encrypted tokens, refresh lease; onboarding states
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-07
 
 ``email_account.auth_kind`` is ``password`` (existing rows) or ``oauth2``. An OAuth2
@@ -19,7 +19,7 @@ from alembic import op
 from email_service.store.models import UTCDateTime
 
 revision = '0009'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

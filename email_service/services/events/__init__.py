@@ -1,0 +1,1 @@
+"""Staying current: the change feed, event names, webhooks and their deliveries."""

@@ -1,0 +1,189 @@
+"""The change log: a row per created/updated/destroyed object, in the changing transaction.
+
+:func:`record` only notes a change on the session; the rows are inserted when that
+session commits (``before_commit``), so nothing is announced that did not commit and
+nothing committed goes unannounced. Before inserting, a PostgreSQL transaction takes a
+per-tenant advisory lock held until it commits: a tenant's rows therefore become visible
+in ``seq`` order, and a reader that has seen ``seq`` N of a tenant will never later find a
+row of that tenant below N. (SQLite has one writer at a time, so it needs no lock.) Taking
+the lock at commit, after every other write of the transaction, keeps it short and keeps
+it from waiting on row locks while held.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import delete, event, func, insert, select, text, update
+from sqlalchemy.orm import Session, SessionTransaction
+
+from email_service.store.models import Change, ChangeHorizon, utcnow
+
+_PENDING = "email_service.changes"
+
+
+class ChangeType(StrEnum):
+    """What kind of object changed."""
+
+    MESSAGE = "message"
+    FOLDER = "folder"
+    DRAFT = "draft"
+    OUTBOX = "outbox"
+    ACCOUNT = "account"
+    SYNC = "sync"
+
+
+class Op(StrEnum):
+    """What happened to it (JMAP's three lists)."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    DESTROYED = "destroyed"
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    """A committed change as readers see it."""
+
+    seq: int
+    tenant_id: str
+    account_id: uuid.UUID | None
+    type: str
+    entity_id: str
+    op: str
+    detail: str | None
+    created_at: datetime
+
+
+def record(
+    session: Session,
+    tenant_id: str,
+    account_id: uuid.UUID | None,
+    type_: ChangeType,
+    entity_id: uuid.UUID | str,
+    op: Op,
+    detail: str | None = None,
+) -> None:
+    """Note a change; it is written if, and when, this session's transaction commits."""
+    pending: list[dict[str, object]] = session.info.setdefault(_PENDING, [])
+    pending.append(
+        {
+            "tenant_id": tenant_id,
+            "account_id": account_id,
+            "type": type_.value,
+            "entity_id": str(entity_id),
+            "op": op.value,
+            "detail": detail,
+        }
+    )
+
+
+def record_many(
+    session: Session,
+    tenant_id: str,
+    account_id: uuid.UUID | None,
+    type_: ChangeType,
+    entity_ids: Sequence[uuid.UUID | str],
+    op: Op,
+) -> None:
+    """Note the same change of many objects (a batch of new or expunged messages)."""
+    for entity_id in entity_ids:
+        record(session, tenant_id, account_id, type_, entity_id, op)
+
+
+def _tenant_lock_key(tenant_id: str) -> int:
+    """A stable 31-bit key per tenant for pg_advisory_xact_lock."""
+    return zlib.crc32(b"change_log:" + tenant_id.encode()) & 0x7FFFFFFF
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    pending: list[dict[str, object]] = session.info.pop(_PENDING, [])
+    if not pending:
+        return
+    now = utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        for key in sorted({_tenant_lock_key(str(row["tenant_id"])) for row in pending}):
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    session.execute(insert(Change), [{**row, "created_at": now} for row in pending])
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending(session: Session, previous: SessionTransaction) -> None:
+    if previous.parent is None:  # the whole transaction; a savepoint's leaves the rest
+        session.info.pop(_PENDING, None)
+
+
+def pending_count(session: Session) -> int:
+    """Changes noted on this session and not yet committed (tests, assertions)."""
+    return len(session.info.get(_PENDING, []))
+
+
+def read(
+    session: Session,
+    tenant_id: str,
+    after: int,
+    limit: int,
+    account_id: uuid.UUID | None = None,
+    upto: int | None = None,
+) -> list[ChangeRow]:
+    """A tenant's changes with ``after < seq <= upto``, oldest first, at most ``limit``."""
+    query = (
+        select(Change)
+        .where(Change.tenant_id == tenant_id, Change.seq > after)
+        .order_by(Change.seq)
+        .limit(limit)
+    )
+    if upto is not None:
+        query = query.where(Change.seq <= upto)
+    if account_id is not None:
+        query = query.where(Change.account_id == account_id)
+    return [
+        ChangeRow(
+            r.seq, r.tenant_id, r.account_id, r.type, r.entity_id, r.op, r.detail, r.created_at
+        )
+        for r in session.scalars(query)
+    ]
+
+
+def latest(session: Session, tenant_id: str) -> int:
+    """The tenant's highest committed ``seq`` (0 if none)."""
+    value = session.scalar(select(func.max(Change.seq)).where(Change.tenant_id == tenant_id))
+    return int(value or 0)
+
+
+def horizon(session: Session) -> int:
+    """Rows up to this ``seq`` may have been pruned: older states cannot be answered."""
+    value = session.scalar(select(ChangeHorizon.pruned_through).where(ChangeHorizon.id == 1))
+    return int(value or 0)
+
+
+def recent_tops(session: Session, since: datetime) -> dict[str, int]:
+    """Each tenant's highest ``seq`` among rows written after ``since`` (stream wake-ups)."""
+    query = (
+        select(Change.tenant_id, func.max(Change.seq))
+        .where(Change.created_at >= since)
+        .group_by(Change.tenant_id)
+    )
+    return {tenant: int(top) for tenant, top in session.execute(query)}
+
+
+def prune(session: Session, before: datetime) -> int:
+    """Delete rows written before ``before``; raise the horizon. Returns rows deleted."""
+    top = session.scalar(select(func.max(Change.seq)).where(Change.created_at < before))
+    if top is None:
+        return 0
+    deleted = session.execute(delete(Change).where(Change.seq <= top)).rowcount  # type: ignore[attr-defined]
+    moved = session.execute(
+        update(ChangeHorizon)
+        .where(ChangeHorizon.id == 1, ChangeHorizon.pruned_through < top)
+        .values(pruned_through=top)
+    ).rowcount  # type: ignore[attr-defined]
+    if not moved and session.get(ChangeHorizon, 1) is None:
+        session.add(ChangeHorizon(id=1, pruned_through=top))
+    return int(deleted)

@@ -1,0 +1,120 @@
+"""/api/changes on both backends: states, collapsing, paging, retention, tenancy."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+
+from email_service.services.events import feed
+from email_service.store import change_log
+from email_service.store.change_log import ChangeType, Op
+from email_service.store.models import Change, utcnow
+from tests.conftest import TENANT_A, TENANT_B
+
+
+def _account(client: Any, headers: dict[str, str], email: str) -> str:
+    response = client.post(
+        "/api/accounts", json={"email": email, "password": "pw-123456"}, headers=headers
+    )
+    assert response.status_code == 201, response.get_json()
+    return str(response.get_json()["id"])
+
+
+def _changes(client: Any, headers: dict[str, str], **query: Any) -> Any:
+    return client.get("/api/changes", query_string=query, headers=headers)
+
+
+def test_start_then_created_updated_destroyed(client: Any, as_tenant: Any) -> None:
+    a = as_tenant(TENANT_A)
+    start = _changes(client, a).get_json()
+    assert start["old_state"] is None and not start["has_more_changes"]
+    assert all(
+        v == {"created": [], "updated": [], "destroyed": []} for v in start["changes"].values()
+    )
+    one = _account(client, a, "one@example.com")
+    two = _account(client, a, "two@example.com")
+    body = _changes(client, a, since=start["new_state"]).get_json()
+    assert sorted(body["changes"]["account"]["created"]) == sorted([one, two])
+    assert body["new_state"] != start["new_state"] and not body["has_more_changes"]
+    middle = body["new_state"]
+    client.put(f"/api/accounts/{one}", json={"display_name": "One"}, headers=a)
+    client.delete(f"/api/accounts/{two}", headers=a)
+    later = _changes(client, a, since=middle).get_json()["changes"]["account"]
+    assert later == {"created": [], "updated": [one], "destroyed": [two]}
+    # created and destroyed in the same window: left out (RFC 8620 §5.2)
+    whole = _changes(client, a, since=start["new_state"]).get_json()["changes"]["account"]
+    assert whole == {"created": [one], "updated": [], "destroyed": []}
+
+
+def test_other_tenant_sees_nothing(client: Any, as_tenant: Any) -> None:
+    a, b = as_tenant(TENANT_A), as_tenant(TENANT_B)
+    start_b = _changes(client, b).get_json()["new_state"]
+    start_a = _changes(client, a).get_json()["new_state"]
+    mine = _account(client, a, "mine@example.com")
+    body_b = _changes(client, b, since=start_b).get_json()
+    assert mine not in str(body_b)
+    assert body_b["changes"]["account"]["created"] == []
+    body_a = _changes(client, a, since=start_a).get_json()
+    assert body_a["changes"]["account"]["created"] == [mine]
+
+
+def test_paging_and_account_filter(client: Any, as_tenant: Any) -> None:
+    a = as_tenant(TENANT_A)
+    start = _changes(client, a).get_json()["new_state"]
+    ids = [_account(client, a, f"p{i}@example.com") for i in range(5)]
+    seen: list[str] = []
+    state, pages = start, 0
+    while True:
+        body = _changes(client, a, since=state, limit=2).get_json()
+        seen += body["changes"]["account"]["created"]
+        state, pages = body["new_state"], pages + 1
+        if not body["has_more_changes"]:
+            break
+    assert seen == ids and pages == 3
+    only = _changes(client, a, since=start, account_id=ids[3]).get_json()
+    assert only["changes"]["account"]["created"] == [ids[3]]
+
+
+def test_state_older_than_retention_cannot_be_calculated(
+    client: Any, as_tenant: Any, runtime: Any
+) -> None:
+    a = as_tenant(TENANT_A)
+    start = _changes(client, a).get_json()["new_state"]
+    _account(client, a, "old@example.com")
+    with runtime.db.session() as session:
+        session.execute(update(Change).values(created_at=utcnow() - timedelta(days=30)))
+    with runtime.db.session() as session:
+        assert feed.prune(session, timedelta(days=7)) == 1
+    gone = _changes(client, a, since=start)
+    assert gone.status_code == 410
+    assert gone.mimetype == "application/problem+json"
+    assert gone.get_json()["code"] == "cannot_calculate_changes"
+    fresh = _changes(client, a).get_json()["new_state"]
+    assert _changes(client, a, since=fresh).status_code == 200
+
+
+def test_bad_and_future_states(client: Any, as_tenant: Any) -> None:
+    a = as_tenant(TENANT_A)
+    bad = _changes(client, a, since="nonsense")
+    assert bad.status_code == 400 and bad.get_json()["code"] == "bad_request"
+    future = _changes(client, a, since=feed.encode_state(10**9))
+    assert future.status_code == 410
+    assert _changes(client, {}, since="x").status_code == 401
+
+
+def test_rolled_back_changes_are_never_written(runtime: Any) -> None:
+    entity = uuid.uuid4()
+    try:
+        with runtime.db.session() as session:
+            change_log.record(session, TENANT_A, None, ChangeType.DRAFT, entity, Op.CREATED)
+            raise RuntimeError("abort")
+    except RuntimeError:
+        pass
+    with runtime.db.session() as session:
+        change_log.record(session, TENANT_A, None, ChangeType.DRAFT, entity, Op.UPDATED)
+    with runtime.db.reading() as session:
+        rows = change_log.read(session, TENANT_A, 0, 10)
+    assert [(r.entity_id, r.op) for r in rows] == [(str(entity), "updated")]
