@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
 import shutil
@@ -63,6 +64,9 @@ def _exec(argv: list[str]) -> NoReturn:
 @click.version_option(package_name="email-service")
 def main() -> None:
     """Multi-tenant email backend."""
+    from email_service.files import private_umask
+
+    private_umask()  # DATA_DIR and LOG_DIR hold mail: private, in the programs run too
 
 
 @main.command()
@@ -230,6 +234,35 @@ def accounts_list(tenant: str) -> None:
                 click.echo(f"{r.id}\t{r.email}\t{r.imap_host}:{r.imap_port}\t{r.status}")
             if not (cursor := page.next_cursor):
                 break
+
+
+@main.group()
+def tenants() -> None:
+    """Operate on whole tenants."""
+
+
+@tenants.command("purge")
+@click.argument("tenant")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def tenants_purge(tenant: str, yes: bool) -> None:
+    """Remove every row and blob of TENANT (run again, or sweep, to finish an interrupted one)."""
+    from email_service.services import deletion
+
+    if not yes:
+        click.confirm(f"remove all accounts, mail and blobs of tenant {tenant!r}?", abort=True)
+    report = deletion.purge_tenant(_runtime(), tenant)
+    click.echo(json.dumps(report.as_dict()))
+
+
+@main.command()
+def sweep() -> None:
+    """Finish interrupted deletions; remove blobs no row names (older than BLOB_GRACE_SECONDS)."""
+    from email_service.services import deletion
+
+    report = deletion.sweep(_runtime())
+    click.echo(json.dumps(report.as_dict()))
+    if report.errors:
+        raise click.ClickException(f"{len(report.errors)} tenant(s) failed; see the log")
 
 
 @main.command()

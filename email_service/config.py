@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     mail_ca_file: Path | None = None
     # Sync raw MIME to disk before its row commits (survives power loss; costs an fsync each).
     blob_fsync: bool = True
+    # A blob no row refers to is removed once it is this old: longer than any write takes
+    # from storing a blob to committing its row (a sweep never takes one from its writer).
+    blob_grace_seconds: int = Field(3600, ge=0)
+    # How often the sweeper finishes deletions and collects unreferenced blobs.
+    blob_sweep_interval_seconds: int = Field(3600, ge=10)
     # Processes that parse a large sync's messages (unset: one per core; 0: parse inline).
     sync_parse_processes: int | None = Field(None, ge=0, le=64)
     # Minutes between beat's syncs of every active account.

@@ -191,7 +191,9 @@ def get_raw(message_id: uuid.UUID) -> Response:
     """The message exactly as the server has it."""
     rt = runtime()
     with rt.db.session() as session:
-        data = messages.raw_message(session, tenant_id(), message_id, mailbox.blob_store(rt))
+        data = messages.raw_message(
+            session, tenant_id(), message_id, mailbox.blob_store(rt, tenant_id())
+        )
     return Response(
         data,
         mimetype="message/rfc822",
@@ -209,7 +211,7 @@ def get_attachment(message_id: uuid.UUID, index: int) -> Response:
     rt = runtime()
     with rt.db.session() as session:
         info, data, filename = messages.attachment(
-            session, tenant_id(), message_id, index, mailbox.blob_store(rt)
+            session, tenant_id(), message_id, index, mailbox.blob_store(rt, tenant_id())
         )
     response = Response(data, mimetype=_safe_type(info.content_type))
     response.headers["Content-Disposition"] = content_disposition(filename)

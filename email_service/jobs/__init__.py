@@ -67,6 +67,10 @@ def make_celery(settings: Settings | None = None) -> Celery:
         beat_schedule={
             "sync-due-accounts": {"task": "sync_due_accounts", "schedule": 60.0},
             "send-due-messages": {"task": "send_due_messages", "schedule": SEND_TICK_S},
+            "sweep-blobs": {
+                "task": "sweep_blobs",
+                "schedule": float(settings.blob_sweep_interval_seconds),
+            },
         },
     )
     return app
@@ -97,8 +101,11 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
         "store_draft_copy": lambda job_id, draft_id, tenant_id, account_id, reason="": (
             work.store_draft_copy(runtime, draft_id, tenant_id, account_id, reason)
         ),
+        "finish_deletions": lambda job_id, tenant_id: work.finish_deletions(runtime, tenant_id),
     }
     runtime.queue = EmbeddedQueue(handlers)
     if background:
         Ticker(60.0, lambda: work.sync_due(runtime)).start()
         Ticker(SEND_TICK_S, lambda: work.send_due(runtime)).start()
+        sweep_every = float(settings.blob_sweep_interval_seconds)
+        Ticker(sweep_every, lambda: work.sweep_blobs(runtime)).start()

@@ -83,3 +83,15 @@ def store_draft_copy(
 def parse_email_body(message_id: str, tenant_id: str) -> dict[str, Any]:
     """Parse HTML/plain-text email bodies (again) from the stored raw MIME."""
     return work.parse_email_body(_runtime(), message_id, tenant_id)
+
+
+@shared_task(name="finish_deletions", acks_late=True)
+def finish_deletions(tenant_id: str) -> dict[str, Any]:
+    """Finish a tenant's deletions (after an account was deleted)."""
+    return work.finish_deletions(_runtime(), tenant_id)
+
+
+@shared_task(name="sweep_blobs", acks_late=True)
+def sweep_blobs() -> dict[str, Any]:
+    """Finish interrupted deletions; remove blobs no row names, past the grace period."""
+    return work.sweep_blobs(_runtime())

@@ -52,9 +52,9 @@ def account_login(
     return Login(endpoint, row.username, runtime.vault.decrypt(row.password_ciphertext))
 
 
-def blob_store(runtime: Runtime) -> BlobStore:
-    """The raw-MIME store under DATA_DIR."""
-    return BlobStore(runtime.settings.data_dir / "blobs", fsync=runtime.settings.blob_fsync)
+def blob_store(runtime: Runtime, tenant_id: str) -> BlobStore:
+    """The tenant's raw MIME and uploads (BLOB_STORE_URL; default DATA_DIR/blobs)."""
+    return runtime.blobs.tenant(tenant_id)
 
 
 def open_imap(runtime: Runtime, login: Login) -> ImapSession:
@@ -90,7 +90,7 @@ def run_sync(
             raise ConflictError("a sync of this account is already running")
     ctx = SyncContext(
         runtime.db,
-        blob_store(runtime),
+        blob_store(runtime, tenant_id),
         tenant_id,
         account_id,
         owner,

@@ -120,7 +120,7 @@ def queue_send(
             if earlier is not None:
                 return Queued(outbox_record(earlier), created=False)
             assert draft is not None  # no earlier send: _earlier loaded the draft
-            row = _freeze(session, mailbox.blob_store(runtime), draft, idempotency_key)
+            row = _freeze(session, mailbox.blob_store(runtime, tenant_id), draft, idempotency_key)
             record = outbox_record(row)
     except (IntegrityError, ConflictError):  # a concurrent request won the race
         with runtime.db.session() as session:

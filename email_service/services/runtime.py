@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from email_service.config import Settings
+from email_service.files import private_dir
 from email_service.security.crypto import Vault
 from email_service.services.hosts import MailHostPolicy
 from email_service.services.queue import JobQueue
+from email_service.store.blob_spaces import open_space
+from email_service.store.blobs import BlobSpace
 from email_service.store.db import Database
 
 
@@ -19,14 +22,17 @@ class Runtime:
     db: Database
     vault: Vault
     hosts: MailHostPolicy
+    blobs: BlobSpace  # raw MIME and uploads, one namespace per tenant
     queue: JobQueue | None = field(default=None)  # wired by the app or worker
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         """Create the collaborators (settings must already carry the secrets)."""
+        private_dir(settings.data_dir)  # SQLite, blobs and secrets: 0700 whatever the umask
         return cls(
             settings=settings,
             db=Database(settings.sqlalchemy_url),
             vault=Vault(settings.encryption_key),
             hosts=MailHostPolicy.from_settings(settings),
+            blobs=open_space(settings),
         )

@@ -10,7 +10,7 @@ import pytest
 
 from email_service.errors import NotFoundError
 from email_service.store import blobs
-from email_service.store.blobs import BlobStore
+from email_service.store.blobs import FileBlobStore as BlobStore
 
 
 def test_put_names_by_sha256_and_is_idempotent(tmp_path: Path) -> None:
