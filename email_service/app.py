@@ -25,7 +25,6 @@ from email_service.api import (
 from email_service.api.auth import authenticate
 from email_service.api.context import EXTENSION
 from email_service.config import Settings, load_settings, with_generated_secrets
-from email_service.files import private_umask
 from email_service.jobs import wire_queue
 from email_service.observability.logging import configure_logging
 from email_service.services.runtime import Runtime
@@ -41,7 +40,6 @@ def create_app(
     settings: Settings | None = None, configure_logs: bool = True, background: bool = False
 ) -> APIFlask:
     """The WSGI application."""
-    private_umask()  # what the API writes (SQLite, blobs, logs) is private
     settings = settings or load_settings()
     if configure_logs:
         configure_logging(settings.log_level, settings.log_dir)

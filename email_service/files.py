@@ -2,8 +2,8 @@
 
 Every entry point (the command, the WSGI app, the Celery app, Gunicorn's config) calls
 ``private_umask`` first, so whatever the umask it was started with, what it creates is
-0700 (directories) and 0600 (files); ``private_dir`` also tightens a directory an earlier
-version made, which keeps what is inside it out of other users' reach.
+0700 (directories) and 0600 (files). A DATA_DIR or LOG_DIR that exists already keeps its
+mode (it may be shared); the service warns when others can enter it.
 """
 
 from __future__ import annotations
@@ -22,15 +22,22 @@ def private_umask() -> None:
     os.umask(PRIVATE_UMASK)
 
 
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) 0700, or make an existing one 0700; returns it."""
+def private_dir(path: Path) -> bool:
+    """Create ``path`` and its missing parents 0700; True if it was missing.
+
+    An existing directory is left as it is (it may be shared, like /tmp): ``open_to_others``
+    tells the caller whether to warn.
+    """
     missing = [p for p in (path, *path.parents) if not p.exists()]
     for directory in reversed(missing):  # mkdir(parents=True) would use the umask's modes
         with contextlib.suppress(FileExistsError):
             directory.mkdir(mode=DIR_MODE)
-    if path.stat().st_mode & 0o777 != DIR_MODE:
-        path.chmod(DIR_MODE)
-    return path
+    return bool(missing)
+
+
+def open_to_others(path: Path) -> bool:
+    """True if group or others may enter or read the directory."""
+    return bool(path.stat().st_mode & 0o077)
 
 
 def private_file(fd: int) -> None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from email_service.config import Settings
-from email_service.files import private_dir
+from email_service.files import open_to_others, private_dir
 from email_service.security.crypto import Vault
 from email_service.services.hosts import MailHostPolicy
 from email_service.services.queue import JobQueue
 from email_service.store.blob_spaces import open_space
 from email_service.store.blobs import BlobSpace
 from email_service.store.db import Database
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,7 +31,8 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         """Create the collaborators (settings must already carry the secrets)."""
-        private_dir(settings.data_dir)  # SQLite, blobs and secrets: 0700 whatever the umask
+        if not private_dir(settings.data_dir) and open_to_others(settings.data_dir):
+            log.warning("DATA_DIR %s is open to other users; chmod 700 it", settings.data_dir)
         return cls(
             settings=settings,
             db=Database(settings.sqlalchemy_url),
