@@ -162,6 +162,7 @@ def collect(runtime: Runtime, tenant_id: str, legacy: BlobStore | None = None) -
         ]
     report.blobs_removed = sum(store.delete(digest) for digest in candidates)
     store.remove_temporaries(cutoff)
+    store.prune()
     if legacy is not None:
         report.blobs_rehomed = _rehome(store, legacy, referenced - present)
     covered = started - timedelta(seconds=runtime.settings.blob_grace_seconds)

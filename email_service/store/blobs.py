@@ -78,6 +78,10 @@ class BlobStore(ABC):
         """Remove what writers that died left half-written (none where writes are atomic)."""
         return 0
 
+    @abstractmethod
+    def prune(self) -> None:
+        """Drop what an empty namespace leaves behind (directories; nothing in object stores)."""
+
 
 class BlobSpace(ABC):
     """Where every tenant's blobs live; ``tenant`` opens one namespace."""
@@ -148,6 +152,17 @@ class FileBlobStore(BlobStore):
         with contextlib.suppress(FileNotFoundError):
             os.utime(target)  # already stored: young again, so no sweep takes it now
             return digest
+        try:
+            self._write(directory, target, data)
+        except FileNotFoundError:  # a sweep pruned the directory since we last saw it
+            self._directories.discard(directory)
+            self._write(directory, target, data)
+        with self._lock:
+            self._unsynced.append(target)
+        return digest
+
+    def _write(self, directory: str, target: str, data: bytes) -> None:
+        """Write ``target`` atomically, making its fan-out directory if needed."""
         if directory not in self._directories:
             if not os.path.isdir(directory):
                 if not os.path.isdir(self._root):
@@ -167,9 +182,6 @@ class FileBlobStore(BlobStore):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        with self._lock:
-            self._unsynced.append(target)
-        return digest
 
     def flush(self) -> None:
         """Make every blob written so far durable; call before committing rows that use them.
@@ -234,6 +246,15 @@ class FileBlobStore(BlobStore):
                             os.unlink(entry.path)
                             removed += 1
         return removed
+
+    def prune(self) -> None:
+        """Remove empty fan-out directories, and the namespace itself once empty."""
+        for fan in _scan(self.root):
+            if fan.is_dir(follow_symlinks=False) and len(fan.name) == 2:
+                with contextlib.suppress(OSError):  # not empty: a writer got there first
+                    os.rmdir(fan.path)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.root)
 
     def destroy(self) -> None:
         """Remove the whole directory."""
