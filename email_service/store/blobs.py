@@ -214,8 +214,8 @@ class FileBlobStore(BlobStore):
             raise NotFoundError("no such blob") from None
 
     def exists(self, digest: str) -> bool:
-        """True if the blob is stored."""
-        return self.path(digest).exists()
+        """True if the blob is stored (False for a name that is no digest)."""
+        return bool(HEX64.match(digest)) and self.path(digest).exists()
 
     def delete(self, digest: str) -> bool:
         """Remove a blob from this store (never from the fallback); False if it was not there."""
