@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 
 from email_service.services import deletion, mailbox
 from email_service.services.runtime import Runtime
+from email_service.store.blob_s3 import S3BlobSpace, client
 from email_service.store.models import Deletion, Message
 from tests.conftest import TENANT_A, TENANT_B
 from tests.support import canary
@@ -47,9 +48,9 @@ def _message(subject: str, text: str, attachment: bytes | None = None) -> bytes:
 
 
 @pytest.fixture
-def app(make_settings: Any) -> Iterator[tuple[FlaskClient, Runtime]]:
+def app(make_settings: Any, blob_backend: dict[str, str]) -> Iterator[tuple[FlaskClient, Runtime]]:
     """An app collecting blobs at once (no grace period) and keeping drafts local."""
-    settings = make_settings(blob_grace_seconds=0, save_drafts_to_imap=False)
+    settings = make_settings(blob_grace_seconds=0, save_drafts_to_imap=False, **blob_backend)
     with running_app(settings) as (api, runtime):
         yield api, runtime
 
@@ -65,6 +66,17 @@ def _raw_of(api: FlaskClient, headers: dict[str, str], account_id: uuid.UUID) ->
     return [
         api.get(f"/api/messages/{m['id']}/raw", headers=headers).get_data() for m in page["items"]
     ]
+
+
+def _stored(runtime: Runtime, needle: bytes) -> dict[str, int]:
+    """The canary's occurrences in DATA_DIR's files, the object store and the database."""
+    found = {"files": sum(canary.in_files(runtime.settings.data_dir, needle).values())}
+    if isinstance(runtime.blobs, S3BlobSpace):
+        location = runtime.blobs.location
+        objects = canary.in_objects(client(location), location.bucket, location.prefix, needle)
+        found["objects"] = sum(objects.values())
+    found["database"] = _database_count(runtime, needle)
+    return found
 
 
 def _database_count(runtime: Runtime, needle: bytes) -> int:
@@ -118,17 +130,15 @@ def test_deleting_an_account_leaves_no_trace_of_its_mail(
         },
     )
     assert draft.status_code == 201, draft.get_json()
-    data_dir = runtime.settings.data_dir
     needle = secret.encode()
-    assert canary.in_files(data_dir, needle)  # the test can fail: the canary is stored
-    if runtime.db.dialect == "postgresql":
-        assert _database_count(runtime, needle) > 0
+    before = _stored(runtime, needle)  # the test can fail: the canary is stored
+    assert before["database" if runtime.db.dialect == "postgresql" else "files"] > 0
+    assert before.get("objects", 1) > 0
 
     assert api.delete(f"/api/accounts/{doomed}", headers=headers).status_code == 204
     deletion.finish_deletions(runtime, TENANT_A)  # (the job the API queued may be first)
 
-    assert canary.in_files(data_dir, needle) == {}
-    assert _database_count(runtime, needle) == 0
+    assert _stored(runtime, needle) == dict.fromkeys(before, 0)
     # the tenant keeps one blob: the shared message its other account still has
     assert [d for d, _ in runtime.blobs.tenant(TENANT_A).listing()] == [_sha(shared)]
     with runtime.db.session() as session:

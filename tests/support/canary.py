@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import redis
+from minio import Minio
 
 
 def in_files(root: Path, needle: bytes) -> dict[str, int]:
@@ -64,3 +65,20 @@ def _values(client: redis.Redis, key: bytes) -> list[bytes]:
     if kind == b"stream":
         return [repr(entry).encode() for entry in client.xrange(key)]
     return []
+
+
+def in_objects(client: Minio, bucket: str, prefix: str, needle: bytes) -> dict[str, int]:
+    """Occurrences per object under ``prefix`` of an S3 bucket (only objects that have some)."""
+    found: dict[str, int] = {}
+    for item in client.list_objects(bucket, prefix, recursive=True):
+        if item.is_dir or not item.object_name:
+            continue
+        response = client.get_object(bucket, item.object_name)
+        try:
+            count = response.read().count(needle)
+        finally:
+            response.close()
+            response.release_conn()
+        if count:
+            found[item.object_name] = count
+    return found
