@@ -11,6 +11,7 @@ from email_service.api import (
     accounts,
     compose,
     cors,
+    export,
     health,
     hooks,
     limits,
@@ -69,6 +70,7 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(accounts.bp)
+    app.register_blueprint(export.bp)
     app.register_blueprint(sync.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(search.bp)

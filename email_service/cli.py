@@ -236,6 +236,34 @@ def accounts_list(tenant: str) -> None:
                 break
 
 
+@accounts.command("export")
+@click.argument("account_id")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def accounts_export(account_id: str, file: str, quiet: bool) -> None:
+    """Write the account's mail to FILE as an mbox (mboxrd; '-' for standard output)."""
+    from tqdm import tqdm
+
+    from email_service.errors import EmailServiceError
+    from email_service.services import accounts as account_service
+    from email_service.services import export
+
+    runtime = _runtime()
+    try:
+        with runtime.db.session() as session:
+            tenant = account_service.tenant_of(session, uuid.UUID(account_id))
+        total = export.count(runtime, tenant, uuid.UUID(account_id))
+        with (
+            click.open_file(file, "wb", atomic=file != "-") as out,
+            tqdm(total=total, unit="msg", disable=quiet or file == "-", file=sys.stderr) as bar,
+        ):
+            for chunk in export.mbox(runtime, tenant, uuid.UUID(account_id)):
+                out.write(chunk)
+                bar.update(1)
+    except (EmailServiceError, ValueError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from None
+
+
 @main.group()
 def tenants() -> None:
     """Operate on whole tenants."""
