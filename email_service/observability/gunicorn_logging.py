@@ -30,7 +30,7 @@ def _file(path: Path, level: str) -> dict[str, Any]:
 
 
 def logconfig(level: str, log_dir: Path) -> dict[str, Any]:
-    """Gunicorn's ``logconfig_dict``: JSON to stderr and the spec's three files."""
+    """Gunicorn's ``logconfig_dict``: JSON to stderr and the three log files."""
     private_umask()  # the master opens the log files before any app code runs
     private_dir(log_dir)
     stderr = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}

@@ -22,8 +22,9 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from email_service.services import deletion, mailbox
+from email_service.services import deletion
 from email_service.services.runtime import Runtime
+from email_service.services.sync.run import run_sync
 from email_service.store.blob_s3 import S3BlobSpace, client
 from email_service.store.models import Deletion, Message
 from tests.conftest import TENANT_A, TENANT_B
@@ -57,7 +58,7 @@ def app(make_settings: Any, blob_backend: dict[str, str]) -> Iterator[tuple[Flas
 
 def _synced(runtime: Runtime, tenant: str, dovecot: Any, user: Any) -> uuid.UUID:
     account_id = register(runtime, tenant, dovecot, user)
-    mailbox.run_sync(runtime, tenant, account_id, owner=uuid.uuid4().hex)
+    run_sync(runtime, tenant, account_id, owner=uuid.uuid4().hex)
     return account_id
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from email_service.services import mailbox
+from email_service.services.sync.run import run_sync
 from tests.conftest import TENANT_A, TENANT_B
 from tests.support.accounts import register
 from tests.support.mailgen import append, fetch_raw, imap_login, make_message
@@ -66,7 +66,7 @@ def synced(runtime: Any, dovecot: Any, mail_user: Any) -> uuid.UUID:
                 n += 1
         append(client, "INBOX", TRICKY)
     account = register(runtime, TENANT_A, dovecot, mail_user)
-    mailbox.run_sync(runtime, TENANT_A, account, owner=uuid.uuid4().hex)
+    run_sync(runtime, TENANT_A, account, owner=uuid.uuid4().hex)
     return account
 
 
