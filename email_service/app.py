@@ -12,6 +12,7 @@ from email_service.api import (
     compose,
     cors,
     export,
+    headers,
     health,
     hooks,
     limits,
@@ -71,6 +72,7 @@ def create_app(
     app.register_blueprint(metrics.bp)
     app.register_blueprint(accounts.bp)
     app.register_blueprint(export.bp)
+    app.register_blueprint(headers.bp)
     app.register_blueprint(sync.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(search.bp)
