@@ -14,6 +14,7 @@ from flask import Response, url_for
 from pydantic import BaseModel, Field
 
 from email_service.api.context import runtime, tenant_id
+from email_service.api.headers import ListFields
 from email_service.api.schemas import MAX_PAGE_SIZE, JsonUUID, QueryInput, StrictInput
 from email_service.services import gateways, messages, parsing, writeback
 
@@ -118,6 +119,7 @@ class MessageOut(MessageSummary):
     remote_images_blocked: int
     attachments: list[AttachmentOut]
     parse_error: str | None
+    list_headers: ListFields = Field(description="List-Unsubscribe and the like, parsed")
 
 
 class ThreadOut(BaseModel):

@@ -1,4 +1,5 @@
-"""GET /api/messages/{id}/headers on a message synced from the real Dovecot, both backends."""
+"""GET /api/messages/{id}/headers, and the parsed list fields of the message detail, on a
+message synced from the real Dovecot, both backends."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ def test_headers_in_order_with_the_list_fields_parsed(
         "precedence": "bulk",
         "authentication_results": ["mx.example.test; dkim=pass header.d=news.example"],
     }
+    detail = client.get(f"/api/messages/{message['id']}", headers=as_tenant(TENANT_A))
+    assert detail.get_json()["list_headers"] == body["parsed"]  # the same, from the row
     foreign = client.get(url, headers=as_tenant(TENANT_B))
     assert foreign.status_code == 404
     assert foreign.mimetype == "application/problem+json"
