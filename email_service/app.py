@@ -13,6 +13,8 @@ from email_service.api import (
     compose,
     cors,
     events,
+    export,
+    headers,
     health,
     hooks,
     limits,
@@ -75,6 +77,8 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(accounts.bp)
+    app.register_blueprint(export.bp)
+    app.register_blueprint(headers.bp)
     app.register_blueprint(sync.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(search.bp)

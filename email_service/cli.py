@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
 import shutil
@@ -63,6 +64,9 @@ def _exec(argv: list[str]) -> NoReturn:
 @click.version_option(package_name="email-service")
 def main() -> None:
     """Multi-tenant email backend."""
+    from email_service.files import private_umask
+
+    private_umask()  # DATA_DIR and LOG_DIR hold mail: private, in the programs run too
 
 
 @main.command()
@@ -272,6 +276,63 @@ def accounts_list(tenant: str) -> None:
                 click.echo(f"{r.id}\t{r.email}\t{r.imap_host}:{r.imap_port}\t{r.status}")
             if not (cursor := page.next_cursor):
                 break
+
+
+@accounts.command("export")
+@click.argument("account_id")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def accounts_export(account_id: str, file: str, quiet: bool) -> None:
+    """Write the account's mail to FILE as an mbox (mboxrd; '-' for standard output)."""
+    from tqdm import tqdm
+
+    from email_service.errors import EmailServiceError
+    from email_service.services import accounts as account_service
+    from email_service.services import export
+
+    runtime = _runtime()
+    try:
+        with runtime.db.session() as session:
+            tenant = account_service.tenant_of(session, uuid.UUID(account_id))
+        total = export.count(runtime, tenant, uuid.UUID(account_id))
+        with (
+            click.open_file(file, "wb", atomic=file != "-") as out,
+            tqdm(total=total, unit="msg", disable=quiet or file == "-", file=sys.stderr) as bar,
+        ):
+            for chunk in export.mbox(runtime, tenant, uuid.UUID(account_id)):
+                out.write(chunk)
+                bar.update(1)
+    except (EmailServiceError, ValueError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from None
+
+
+@main.group()
+def tenants() -> None:
+    """Operate on whole tenants."""
+
+
+@tenants.command("purge")
+@click.argument("tenant")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def tenants_purge(tenant: str, yes: bool) -> None:
+    """Remove every row and blob of TENANT (run again, or sweep, to finish an interrupted one)."""
+    from email_service.services import deletion
+
+    if not yes:
+        click.confirm(f"remove all accounts, mail and blobs of tenant {tenant!r}?", abort=True)
+    report = deletion.purge_tenant(_runtime(), tenant)
+    click.echo(json.dumps(report.as_dict()))
+
+
+@main.command()
+def sweep() -> None:
+    """Finish interrupted deletions; remove blobs no row names (older than BLOB_GRACE_SECONDS)."""
+    from email_service.services import deletion
+
+    report = deletion.sweep(_runtime())
+    click.echo(json.dumps(report.as_dict()))
+    if report.errors:
+        raise click.ClickException(f"{len(report.errors)} tenant(s) failed; see the log")
 
 
 @main.command()

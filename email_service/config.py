@@ -111,6 +111,20 @@ class Settings(BaseSettings):
     mail_ca_file: Path | None = None
     # Sync raw MIME to disk before its row commits (survives power loss; costs an fsync each).
     blob_fsync: bool = True
+    # A blob no row refers to is removed once it is this old: longer than any write takes
+    # from storing a blob to committing its row (a sweep never takes one from its writer).
+    blob_grace_seconds: int = Field(3600, ge=0)
+    # How often the sweeper finishes deletions and collects unreferenced blobs.
+    blob_sweep_interval_seconds: int = Field(3600, ge=10)
+    # Where raw MIME and uploads live: unset, files under DATA_DIR/blobs (one host); or
+    # s3://bucket/prefix, an S3-compatible object store shared by every host.
+    blob_store_url: str | None = Field(
+        None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+    )
+    s3_endpoint_url: str | None = None  # e.g. http://seaweedfs:8333; unset: AWS S3
+    s3_access_key: str | None = None  # credentials of the object store
+    s3_secret_key: str | None = None
+    s3_region: str = "us-east-1"  # signing region (S3-compatible servers accept this one)
     # Processes that parse a large sync's messages (unset: one per core; 0: parse inline).
     sync_parse_processes: int | None = Field(None, ge=0, le=64)
     # Minutes between beat's syncs of every active account.

@@ -14,7 +14,7 @@ from email_service.api.context import runtime, tenant_id
 from email_service.api.oauth_schemas import OAuthTokens, oauth_fields
 from email_service.api.schemas import EmailAddress, PageQuery, StrictInput
 from email_service.config import Security
-from email_service.services import accounts, verify
+from email_service.services import accounts, deletion, verify
 from email_service.services.accounts import AccountFields, AccountRecord
 from email_service.store.states import AccountStatus
 
@@ -174,8 +174,7 @@ def update_account(account_id: uuid.UUID, body: AccountUpdate) -> AccountRecord:
 @bp.doc(responses=[404])
 def delete_account(account_id: uuid.UUID) -> tuple[str, int]:
     """Remove an account and everything stored for it."""
-    with runtime().db.session() as session:
-        accounts.delete_account(session, tenant_id(), account_id)
+    deletion.delete_account(runtime(), tenant_id(), account_id)  # blobs: by the sweeper
     return "", 204
 
 

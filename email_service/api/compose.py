@@ -185,7 +185,7 @@ def upload_attachment(form: UploadIn) -> tuple[AttachmentRecord, int]:
     with rt.db.session() as session:
         record = compose.add_attachment(
             session,
-            gateways.blob_store(rt),
+            gateways.blob_store(rt, tenant_id()),
             tenant_id(),
             form.file.filename or "attachment",
             form.file.mimetype,

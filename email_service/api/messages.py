@@ -14,6 +14,7 @@ from flask import Response, url_for
 from pydantic import BaseModel, Field
 
 from email_service.api.context import runtime, tenant_id
+from email_service.api.headers import ListFields
 from email_service.api.schemas import MAX_PAGE_SIZE, JsonUUID, QueryInput, StrictInput
 from email_service.services import gateways, messages, parsing, writeback
 
@@ -118,6 +119,7 @@ class MessageOut(MessageSummary):
     remote_images_blocked: int
     attachments: list[AttachmentOut]
     parse_error: str | None
+    list_headers: ListFields = Field(description="List-Unsubscribe and the like, parsed")
 
 
 class ThreadOut(BaseModel):
@@ -191,7 +193,9 @@ def get_raw(message_id: uuid.UUID) -> Response:
     """The message exactly as the server has it."""
     rt = runtime()
     with rt.db.session() as session:
-        data = messages.raw_message(session, tenant_id(), message_id, gateways.blob_store(rt))
+        data = messages.raw_message(
+            session, tenant_id(), message_id, gateways.blob_store(rt, tenant_id())
+        )
     return Response(
         data,
         mimetype="message/rfc822",
@@ -209,7 +213,7 @@ def get_attachment(message_id: uuid.UUID, index: int) -> Response:
     rt = runtime()
     with rt.db.session() as session:
         info, data, filename = messages.attachment(
-            session, tenant_id(), message_id, index, gateways.blob_store(rt)
+            session, tenant_id(), message_id, index, gateways.blob_store(rt, tenant_id())
         )
     response = Response(data, mimetype=_safe_type(info.content_type))
     response.headers["Content-Disposition"] = content_disposition(filename)

@@ -75,6 +75,10 @@ def make_celery(settings: Settings | None = None) -> Celery:
                 "schedule": settings.webhook_dispatch_seconds,
             },
             "prune-change-log": {"task": "prune_change_log", "schedule": PRUNE_TICK_S},
+            "sweep-blobs": {
+                "task": "sweep_blobs",
+                "schedule": float(settings.blob_sweep_interval_seconds),
+            },
         },
     )
     return app
@@ -108,6 +112,7 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
         "deliver_webhook": lambda job_id, delivery_id: event_work.deliver_webhook(
             runtime, delivery_id
         ),
+        "finish_deletions": lambda job_id, tenant_id: work.finish_deletions(runtime, tenant_id),
     }
     runtime.queue = EmbeddedQueue(handlers)
     if background:
@@ -117,3 +122,5 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
             settings.webhook_dispatch_seconds, lambda: event_work.dispatch_webhooks(runtime)
         ).start()
         Ticker(PRUNE_TICK_S, lambda: event_work.prune_change_log(runtime)).start()
+        sweep_every = float(settings.blob_sweep_interval_seconds)
+        Ticker(sweep_every, lambda: work.sweep_blobs(runtime)).start()

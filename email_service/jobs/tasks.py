@@ -102,3 +102,15 @@ def deliver_webhook(delivery_id: str) -> dict[str, Any]:
 def prune_change_log() -> dict[str, Any]:
     """Beat's periodic job: drop change-log rows older than the retention."""
     return event_work.prune_change_log(_runtime())
+
+
+@shared_task(name="finish_deletions", acks_late=True)
+def finish_deletions(tenant_id: str) -> dict[str, Any]:
+    """Finish a tenant's deletions (after an account was deleted)."""
+    return work.finish_deletions(_runtime(), tenant_id)
+
+
+@shared_task(name="sweep_blobs", acks_late=True)
+def sweep_blobs() -> dict[str, Any]:
+    """Finish interrupted deletions; remove blobs no row names, past the grace period."""
+    return work.sweep_blobs(_runtime())

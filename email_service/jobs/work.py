@@ -11,7 +11,7 @@ from typing import Any
 
 from email_service.config import load_settings, with_generated_secrets
 from email_service.errors import ConflictError, NotFoundError
-from email_service.services import gateways, parsing, writeback
+from email_service.services import deletion, gateways, parsing, writeback
 from email_service.services.outgoing import delivery, draft_copy, reconcile
 from email_service.services.runtime import Runtime
 from email_service.services.sync import schedule as sync_jobs
@@ -76,7 +76,7 @@ def parse_email_body(runtime: Runtime, message_id: str, tenant_id: str) -> dict[
         return {"skipped": "ENABLE_EMAIL_PARSING is false"}
     with runtime.db.session() as session:
         return parsing.reparse(
-            session, gateways.blob_store(runtime), tenant_id, uuid.UUID(message_id)
+            session, gateways.blob_store(runtime, tenant_id), tenant_id, uuid.UUID(message_id)
         )
 
 
@@ -120,3 +120,13 @@ def _requeue(runtime: Runtime, job_id: str, kwargs: dict[str, str]) -> None:
 def send_due(runtime: Runtime) -> dict[str, Any]:
     """Queue every send that is due, stale, to reconcile or missing its Sent copy."""
     return {"queued": reconcile.send_due(runtime)}
+
+
+def finish_deletions(runtime: Runtime, tenant_id: str) -> dict[str, Any]:
+    """Finish the tenant's recorded deletions (an account's blobs, a tenant purge)."""
+    return deletion.finish_deletions(runtime, tenant_id).as_dict()
+
+
+def sweep_blobs(runtime: Runtime) -> dict[str, Any]:
+    """Finish every deletion left and collect unreferenced blobs past the grace period."""
+    return deletion.sweep(runtime).as_dict()

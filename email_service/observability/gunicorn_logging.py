@@ -11,6 +11,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger  # type: ignore[import-untyped]
 
+from email_service.files import private_dir, private_umask
 from email_service.observability.logging import ROTATE_BYTES, ROTATE_KEEP, TENANT_ENVIRON
 
 FORMATTER = "email_service.observability.logging.json_formatter"
@@ -30,7 +31,8 @@ def _file(path: Path, level: str) -> dict[str, Any]:
 
 def logconfig(level: str, log_dir: Path) -> dict[str, Any]:
     """Gunicorn's ``logconfig_dict``: JSON to stderr and the three log files."""
-    log_dir.mkdir(parents=True, exist_ok=True)
+    private_umask()  # the master opens the log files before any app code runs
+    private_dir(log_dir)
     stderr = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     return {
         "version": 1,

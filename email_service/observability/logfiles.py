@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from email_service.files import private_file
+
 
 class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
     """RotatingFileHandler that several processes can write and rotate safely."""
@@ -33,6 +35,7 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
 
     def _open(self) -> Any:
         stream = super()._open()
+        private_file(stream.fileno())  # log lines quote mail: 0600 whatever the umask
         found = os.fstat(stream.fileno())
         self.opened = (found.st_dev, found.st_ino)
         return stream

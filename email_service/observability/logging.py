@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from email_service.files import private_dir
 from email_service.observability.logfiles import SharedRotatingFileHandler
 
 SERVICE = "email_service"
@@ -115,7 +116,7 @@ def configure_logging(level: str = "INFO", log_dir: Path | None = None) -> None:
     formatter = json_formatter()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(log_dir)
         handlers.append(log_file(log_dir / "email-service.log", logging.DEBUG))
         handlers.append(log_file(log_dir / "error.log", logging.ERROR))
     root = logging.getLogger()

@@ -39,9 +39,9 @@ def account_login(
     return Login(endpoint, row.username, oauth_tokens.login_secret(runtime, row))
 
 
-def blob_store(runtime: Runtime) -> BlobStore:
-    """The raw-MIME store under DATA_DIR."""
-    return BlobStore(runtime.settings.data_dir / "blobs", fsync=runtime.settings.blob_fsync)
+def blob_store(runtime: Runtime, tenant_id: str) -> BlobStore:
+    """The tenant's raw MIME and uploads (BLOB_STORE_URL; default DATA_DIR/blobs)."""
+    return runtime.blobs.tenant(tenant_id)
 
 
 def open_imap(runtime: Runtime, login: Login) -> ImapSession:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from email_service.errors import NotFoundError, ValidationError
 from email_service.mail.mime.html import sanitize_html
+from email_service.mail.mime.list_headers import client_headers
 from email_service.mail.mime.parse import AttachmentInfo, extract_part, safe_filename
 from email_service.services.paging import Page, decode_cursor, encode_cursor, older_than
 from email_service.store.blobs import BlobStore
@@ -115,6 +116,8 @@ def detail_view(shown: RenderedMessage, attachment_url: str) -> dict[str, Any]:
             for a in shown.attachments
         ],
         "parse_error": row.parse_error,
+        # what a client acts on (unsubscribe, list, automated), from the stored fields
+        "list_headers": asdict(client_headers(list(row.headers.items()))),
     }
 
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from email_service.config import Settings
+from email_service.files import open_to_others, private_dir
 from email_service.security.crypto import Vault
+from email_service.services.blob_spaces import open_space
 from email_service.services.hosts import MailHostPolicy
 from email_service.services.queue import JobQueue
+from email_service.store.blobs import BlobSpace
 from email_service.store.db import Database
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -19,14 +25,18 @@ class Runtime:
     db: Database
     vault: Vault
     hosts: MailHostPolicy
+    blobs: BlobSpace  # raw MIME and uploads, one namespace per tenant
     queue: JobQueue | None = field(default=None)  # wired by the app or worker
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         """Create the collaborators (settings must already carry the secrets)."""
+        if not private_dir(settings.data_dir) and open_to_others(settings.data_dir):
+            log.warning("DATA_DIR %s is open to other users; chmod 700 it", settings.data_dir)
         return cls(
             settings=settings,
             db=Database(settings.sqlalchemy_url),
             vault=Vault(settings.encryption_key),
             hosts=MailHostPolicy.from_settings(settings),
+            blobs=open_space(settings),
         )

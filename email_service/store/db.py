@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from email_service.files import FILE_MODE, private_dir
 
 # SQLite waits this long (ms) for a writer lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -31,6 +34,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
     cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe with WAL
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed: deleted mail goes
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
 
@@ -40,7 +44,9 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_dir(Path(parsed.database).parent)
+            # Mail text lives here, and SQLite gives the -wal and -shm files its mode.
+            os.close(os.open(parsed.database, os.O_CREAT | os.O_WRONLY, FILE_MODE))
         engine = create_engine(
             url,
             echo=echo,

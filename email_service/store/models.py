@@ -526,3 +526,24 @@ class WebhookDelivery(Base):
         Index("idx_webhook_delivery_list", "tenant_id", "endpoint_id", "created_at", "id"),
         Index("idx_webhook_delivery_due", "state", "next_attempt_at"),
     )
+
+
+class Deletion(Base):
+    """A deletion under way: written before anything goes, removed when its blobs are gone.
+
+    ``kind`` is ``account`` (its rows are deleted in the same transaction; its blobs are
+    collected once they are past the grace period) or ``tenant`` (a purge: rows table by
+    table, then the tenant's blob namespace).
+    """
+
+    __tablename__ = "deletion"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # no FK: the account is gone
+    kind: Mapped[str] = mapped_column(String(16))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("idx_deletion_tenant", "tenant_id"),)

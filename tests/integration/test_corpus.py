@@ -57,7 +57,7 @@ def test_every_corpus_message_is_stored_parsed_or_raw(
         blobs = list(session.scalars(select(Message.blob_sha256)))
     assert stored == len(raws)
     assert unparsed is not None and unparsed < len(raws)  # the odd ones are flagged, kept
-    store = gateways.blob_store(runtime)
+    store = gateways.blob_store(runtime, TENANT_A)
     assert all(store.exists(digest) for digest in blobs)
 
 

@@ -117,7 +117,7 @@ def test_first_sync_matches_the_server(runtime: Any, dovecot: Any, mailbox_user:
         assert session.scalar(select(func.count(Attachment.id))) == 6  # n % 4 == 0 of 21
         names = set(session.scalars(select(Attachment.filename)))
         assert "rapport-é-0.pdf" in names
-        blob = gateways.blob_store(runtime).get(first.blob_sha256)
+        blob = gateways.blob_store(runtime, TENANT_A).get(first.blob_sha256)
     with imap_login(dovecot, mailbox_user) as client:
         assert blob == fetch_raw(client, "INBOX", first.uid)
     with runtime.db.session() as session:
@@ -347,7 +347,7 @@ def _prepare_again(
     runtime: Any, message: Message, uid: int, flags: frozenset[str], tsvector: bool = False
 ) -> ingest.Incoming:
     """A stored message's raw MIME through ``ingest.prepare`` again, in this process."""
-    blobs = gateways.blob_store(runtime)
+    blobs = gateways.blob_store(runtime, TENANT_A)
     raw = blobs.get(message.blob_sha256)
     scope = {
         "tenant_id": TENANT_A,

@@ -62,7 +62,9 @@ def test_sync_with_and_without_parsing(
         ).all()
     assert len(rows) == MESSAGES
     assert all(row.subject and row.from_email and row.message_id for row in rows)  # headers
-    assert all(gateways.blob_store(runtime).get(row.blob_sha256) for row in rows)  # raw MIME
+    assert all(
+        gateways.blob_store(runtime, TENANT_A).get(row.blob_sha256) for row in rows
+    )  # raw MIME
     delta = {kind: after[kind] - before[kind] for kind in after}
     assert delta["synced"] == MESSAGES
     if parsing:

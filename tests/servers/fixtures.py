@@ -34,9 +34,11 @@ import pytest
 
 from tests.servers import dovecot as dovecot_mod
 from tests.servers import postfix as postfix_mod
+from tests.servers import seaweedfs as seaweed_mod
 from tests.servers.dovecot import DovecotServer, MailAccount
 from tests.servers.oauth_provider import OAuthProvider
 from tests.servers.postfix import PostfixServer
+from tests.servers.seaweedfs import SeaweedServer
 
 # Domain of the accounts ``mail_user`` creates; Postfix delivers it to Dovecot.
 MAIL_DOMAIN = "example.test"
@@ -117,3 +119,32 @@ def mail_user(dovecot: DovecotServer) -> MailAccount:
     """A fresh account on ``dovecot`` (unique address, random password)."""
     email = f"user-{secrets.token_hex(6)}@{MAIL_DOMAIN}"
     return dovecot.add_user(email, secrets.token_urlsafe(12))
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """A running SeaweedFS with S3 on loopback and the tests' bucket."""
+    reason = seaweed_mod.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with server_root(tmp_path_factory, "seaweedfs") as root:
+        server = SeaweedServer(root)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(params=["files", "s3"])
+def blob_backend(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings that keep blobs in DATA_DIR's files, or in SeaweedFS under a fresh prefix."""
+    if request.param == "files":
+        return {}
+    server: SeaweedServer = request.getfixturevalue("seaweedfs")
+    return {
+        "blob_store_url": f"s3://{seaweed_mod.BUCKET}/{secrets.token_hex(6)}",
+        "s3_endpoint_url": server.endpoint_url,
+        "s3_access_key": server.access_key,
+        "s3_secret_key": server.secret_key,
+    }

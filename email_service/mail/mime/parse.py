@@ -58,6 +58,7 @@ INTEREST_HEADERS = (
     "x-priority",
     "return-path",
     "x-spam-flag",
+    "authentication-results",  # RFC 8601: the first (topmost, our receiver's) is kept
 )
 # RFC 5322 section 2.1.1 line limit: longer values of these fields are junk, and columns need a cap.
 MAX_FIELD_CHARS = 998

@@ -254,7 +254,7 @@ def _transmit(runtime: Runtime, job: Job, owner: str) -> SendOutcome:
     utf8 = any(not a.rpartition("@")[0].isascii() for a in [row.sender, *recipients])
     try:
         target = _target(runtime, job)
-        data = gateways.blob_store(runtime).get(row.mime_blob_sha256)
+        data = gateways.blob_store(runtime, row.tenant_id).get(row.mime_blob_sha256)
         reply = smtp_pool(runtime).send(
             target,
             row.sender,

@@ -143,7 +143,7 @@ def store_copy(
             return CopyResult("queued")
         if draft.imap_saved_at == draft.updated_at and draft.imap_uid is not None:
             return CopyResult("unchanged", draft.imap_uid)
-        out = outbox.outgoing(session, gateways.blob_store(runtime), draft, account)
+        out = outbox.outgoing(session, gateways.blob_store(runtime, tenant_id), draft, account)
         out = dataclasses.replace(out, message_id=message_id, date=draft.updated_at, draft=True)
         data = build_message(out)
         if not _mark_copy_started(runtime, session, draft):

@@ -120,7 +120,7 @@ def queue_send(
             if earlier is not None:
                 return Queued(outbox_record(earlier), created=False)
             assert draft is not None  # no earlier send: _earlier loaded the draft
-            row = freeze(session, gateways.blob_store(runtime), draft, idempotency_key)
+            row = freeze(session, gateways.blob_store(runtime, tenant_id), draft, idempotency_key)
             record = outbox_record(row)
     except (IntegrityError, ConflictError):  # a concurrent request won the race
         with runtime.db.session() as session:
@@ -145,7 +145,7 @@ def queue_new(
             earlier = _by_key(session, tenant_id, key)
             if earlier is not None:
                 return Queued(outbox_record(earlier), created=False)
-            record = outbox_record(make(session, gateways.blob_store(runtime)))
+            record = outbox_record(make(session, gateways.blob_store(runtime, tenant_id)))
     except IntegrityError:  # a concurrent request with the same key won the race
         with runtime.db.session() as session:
             earlier = _by_key(session, tenant_id, key)

@@ -117,7 +117,7 @@ def copy_to_sent(runtime: Runtime, job: Job, data: bytes | None = None) -> None:
     """The Sent copy (and the flag on the server); pending again on temporary trouble."""
     row = job.row
     try:
-        data = data or gateways.blob_store(runtime).get(row.mime_blob_sha256)
+        data = data or gateways.blob_store(runtime, row.tenant_id).get(row.mime_blob_sha256)
         copy = sent_copy.store_sent_copy(runtime, row, data, job.login, job.origin)
     except RemoteTemporaryError as exc:
         too_old = row.sent_at is not None and utcnow() - row.sent_at > SENT_COPY_GIVE_UP

@@ -22,7 +22,6 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from email_service.mail.imap.session import FetchedMessage
@@ -63,8 +62,8 @@ class _Worker:
     options: ParseOptions
 
 
-def _init(root: str, fsync: bool, options: ParseOptions) -> None:
-    _Worker.blobs = BlobStore(Path(root), fsync=fsync)
+def _init(blobs: BlobStore, options: ParseOptions) -> None:
+    _Worker.blobs = blobs  # a copy made from the store's arguments (its __reduce__)
     _Worker.options = options
 
 
@@ -105,11 +104,7 @@ class Preparer:
                 self.processes,
                 mp_context=context,
                 initializer=_init,
-                initargs=(
-                    str(self.blobs.root.resolve()),  # the fork server keeps its own cwd
-                    self.blobs.fsync,
-                    self.options,
-                ),
+                initargs=(self.blobs, self.options),
             )
         except OSError as exc:  # no semaphores (/dev/shm), no processes left
             log.warning("parsing inline: no process pool (%s)", exc)

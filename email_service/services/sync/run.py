@@ -37,7 +37,7 @@ def run_sync(
             raise ConflictError("a sync of this account is already running")
     ctx = SyncContext(
         runtime.db,
-        blob_store(runtime),
+        blob_store(runtime, tenant_id),
         tenant_id,
         account_id,
         owner,
