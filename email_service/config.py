@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None  # when set, tokens must carry this `aud`
     jwt_issuer: str | None = None  # when set, tokens must carry this `iss`
     jwt_leeway: int = Field(30, ge=0, le=600)  # seconds of clock skew tolerated
+    # Longest token lifetime (exp - iat) accepted and minted; revocations are kept this long.
+    jwt_max_ttl_seconds: int = Field(24 * 3600, ge=60, le=366 * 24 * 3600)
 
     # --- logging ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -21,7 +21,8 @@ def authenticate() -> None:
     """before_request hook: verify the token and pick the tenant for /api/* requests."""
     if not request.path.startswith(API_PREFIX) or request.method == "OPTIONS":
         return
-    settings = runtime().settings
+    rt = runtime()
+    settings = rt.settings
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -33,7 +34,10 @@ def authenticate() -> None:
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
         leeway=settings.jwt_leeway,
+        max_ttl=settings.jwt_max_ttl_seconds,
     )
+    if rt.revoked is not None and rt.revoked.is_revoked(principal.jti):
+        raise AuthError("token revoked")
     tenant = _requested_tenant(settings.tenant_id_header, settings.default_tenant_id)
     if tenant not in principal.tenants:
         raise ForbiddenError(f"token does not grant access to tenant {tenant!r}")
@@ -51,7 +55,7 @@ def _requested_tenant(header_name: str, default: str) -> str:
             f"{header_name} given more than once", field=header_name, location="header"
         )
     value = values[0].strip()
-    if not tokens.TENANT_RE.match(value):
+    if not tokens.valid_tenant(value):
         raise BadRequestError(
             f"{header_name} must be 1-64 letters, digits, '.', '_' or '-'",
             field=header_name,

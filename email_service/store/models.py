@@ -401,3 +401,14 @@ class Outbox(Base):
         Index("idx_outbox_tenant_draft", "tenant_id", "draft_id"),
         Index("idx_outbox_state_due", "state", "next_attempt_at"),
     )
+
+
+class RevokedToken(Base):
+    """A revoked API token's ``jti`` (``email-service token --revoke``), kept until every
+    token that could carry it has expired. Not a tenant's row: a token spans tenants."""
+
+    __tablename__ = "revoked_token"
+
+    jti: Mapped[str] = mapped_column(String(128), primary_key=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
