@@ -18,10 +18,11 @@ from email_service.errors import (
     EmailServiceError,
     NotFoundError,
     RemoteAuthError,
+    RemoteError,
     RemoteTemporaryError,
 )
 from email_service.mail.imap import ImapSession
-from email_service.services import sync_state, writeback
+from email_service.services import caller_errors, sync_state, writeback
 from email_service.services.hosts import Endpoint
 from email_service.services.ingest_pool import parse_processes
 from email_service.services.runtime import Runtime
@@ -99,20 +100,30 @@ def run_sync(
         parse_bodies=runtime.settings.enable_email_parsing,
         parse_processes=parse_processes(runtime.settings.sync_parse_processes),
     )
+    connected = False
     try:
         with open_imap(runtime, login) as imap:
+            connected = True
             report = SyncEngine(ctx, imap).run()
     except RemoteAuthError as exc:
         _finish(
             runtime, account_id, owner, "auth_failed", exc.message, account_status="auth_failed"
         )
         raise
+    except RemoteError as exc:
+        if connected:
+            _finish(runtime, account_id, owner, "error", exc.message)
+            raise
+        told = caller_errors.before_login("IMAP", exc)  # no port scan through sync status
+        _finish(runtime, account_id, owner, "error", told)
+        raise type(exc)(told, **exc.details) from exc
     except EmailServiceError as exc:
         _finish(runtime, account_id, owner, "error", exc.message)
         raise
     except OSError as exc:  # socket trouble not already mapped by the protocol layer
-        _finish(runtime, account_id, owner, "error", f"connection failed: {exc}")
-        raise RemoteTemporaryError(f"connection failed: {exc}") from exc
+        told = f"connection failed: {exc}" if connected else caller_errors.before_login("IMAP", exc)
+        _finish(runtime, account_id, owner, "error", told)
+        raise RemoteTemporaryError(told) from exc
     except BaseException:
         _finish(runtime, account_id, owner, "error", "internal error during sync")
         raise

@@ -10,9 +10,9 @@ import uuid
 from dataclasses import dataclass
 
 from email_service.config import Security
-from email_service.errors import EmailServiceError, RemoteAuthError
+from email_service.errors import EmailServiceError
 from email_service.mail.smtp import SmtpSession, SmtpTarget
-from email_service.services import mailbox
+from email_service.services import caller_errors, mailbox
 from email_service.services.hosts import Endpoint
 from email_service.services.runtime import Runtime
 from email_service.store.models import Account
@@ -26,12 +26,6 @@ class Check:
     detail: str
 
 
-def _describe(exc: EmailServiceError) -> str:
-    if isinstance(exc, RemoteAuthError):
-        return "the server refused the credentials"
-    return exc.message
-
-
 def _imap(runtime: Runtime, login: mailbox.Login) -> Check:
     try:
         with mailbox.open_imap(runtime, login) as imap:
@@ -40,10 +34,8 @@ def _imap(runtime: Runtime, login: mailbox.Login) -> Check:
                     c for c in imap.capabilities if c in {"CONDSTORE", "QRESYNC", "MOVE", "UIDPLUS"}
                 )
             )
-    except EmailServiceError as exc:
-        return Check(False, _describe(exc))
-    except OSError as exc:
-        return Check(False, f"connection failed: {exc.strerror or type(exc).__name__}")
+    except (EmailServiceError, OSError) as exc:
+        return Check(False, caller_errors.before_login("IMAP", exc))
     return Check(True, f"logged in ({caps or 'basic IMAP'})")
 
 
@@ -62,10 +54,8 @@ def _smtp(runtime: Runtime, account: Account, password: str) -> Check:
             ca_file=str(ca_file) if ca_file else None,
         )
         SmtpSession(target).close()
-    except EmailServiceError as exc:
-        return Check(False, _describe(exc))
-    except OSError as exc:
-        return Check(False, f"connection failed: {exc.strerror or type(exc).__name__}")
+    except (EmailServiceError, OSError) as exc:
+        return Check(False, caller_errors.before_login("SMTP", exc))
     return Check(True, "logged in")
 
 
