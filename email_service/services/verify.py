@@ -50,7 +50,7 @@ def _smtp(runtime: Runtime, account: Account, password: str) -> Check:
             username=account.username,
             password=password,
             timeout=runtime.settings.smtp_timeout,
-            connect_address=runtime.hosts.addresses(endpoint)[0],
+            connect_address=runtime.hosts.addresses(endpoint, "smtp")[0],
             ca_file=str(ca_file) if ca_file else None,
         )
         SmtpSession(target).close()
