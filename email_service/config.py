@@ -7,6 +7,7 @@ Unknown values stop start-up with one line naming the variable: see :func:`load_
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import secrets
 import time
@@ -21,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from email_service.errors import ConfigError
+from email_service.security import interpreter
 
 # Words that mark a secret as a placeholder copied from documentation.
 PLACEHOLDER_WORDS = ("change", "your-", "example", "placeholder", "secret-key", "default")
@@ -105,6 +107,8 @@ class Settings(BaseSettings):
     jwt_leeway: int = Field(30, ge=0, le=600)  # seconds of clock skew tolerated
     # Longest token lifetime (exp - iat) accepted and minted; revocations are kept this long.
     jwt_max_ttl_seconds: int = Field(24 * 3600, ge=60, le=366 * 24 * 3600)
+    # Start in production on a Python without the CVE-2024-4032/-6923 fixes (logged instead).
+    allow_unpatched_python: bool = False
 
     # --- logging ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -279,8 +283,10 @@ def with_generated_secrets(settings: Settings, warn: Callable[[str], None]) -> S
     """Fill a missing JWT_SECRET/ENCRYPTION_KEY from files in DATA_DIR, creating them once.
 
     Never in production (the validator has refused that already). Files are 0600 and
-    created with O_EXCL, so concurrent starters agree on one value.
+    created with O_EXCL, so concurrent starters agree on one value. Every process passes
+    here first, so this is also where an unpatched interpreter is refused in production.
     """
+    check_interpreter(settings)
     updates: dict[str, object] = {}
     if not settings.jwt_secret:
         updates["jwt_secret"] = _read_or_create(
@@ -292,6 +298,21 @@ def with_generated_secrets(settings: Settings, warn: Callable[[str], None]) -> S
         )
         updates["encryption_key"] = [key]
     return settings.model_copy(update=updates) if updates else settings
+
+
+def check_interpreter(settings: Settings) -> None:
+    """Refuse (production) or log a warning about a Python without the fixes the service
+    relies on (:mod:`email_service.security.interpreter`)."""
+    found = interpreter.problems()
+    if not found:
+        return
+    if settings.flask_env == "production" and not settings.allow_unpatched_python:
+        raise ConfigError(
+            f"invalid configuration: PYTHON: {'; '.join(found)}; upgrade Python, or set "
+            "ALLOW_UNPATCHED_PYTHON=true to start anyway"
+        )
+    for problem in found:
+        logging.getLogger("email_service").warning("unpatched Python: %s", problem)
 
 
 def _read_or_create(path: Path, make: Callable[[], str], warn: Callable[[str], None]) -> str:

@@ -8,7 +8,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from typing import Any
 
 import pytest
@@ -39,10 +39,8 @@ def chatty_port() -> Iterator[int]:
             with conn:
                 conn.sendall(b"220 internal.example ESMTP Postfix\r\n")
                 conn.settimeout(1)
-                try:
+                with suppress(OSError):
                     conn.recv(1024)
-                except OSError:
-                    pass
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
