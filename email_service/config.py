@@ -145,6 +145,8 @@ class Settings(BaseSettings):
     log_dir: Path = Path("logs")  # access.log, error.log, email-service.log
     # Prometheus multiprocess files of the API's and workers' processes; unset: DATA_DIR/metrics.
     metrics_dir: Path | None = None
+    # Bearer token for GET /metrics; unset: /metrics is off in production, open in development.
+    metrics_token: str | None = None
     # A Celery worker serves its processes' metrics on this port at /metrics (0: off).
     celery_metrics_port: int = Field(0, ge=0, le=65535)
     max_request_bytes: int = Field(25 * 1024 * 1024, ge=1024)  # request body cap

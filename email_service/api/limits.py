@@ -12,7 +12,8 @@
   window, also at a window's edge.
 - Redis down: fail open to per-process memory limits (Flask-Limiter's in-memory fallback)
   and use Redis again once it answers; the API stays up and each process still limits.
-- Exempt: ``/health``, ``/health/ready``, ``/metrics`` and CORS preflights.
+- Exempt: ``/health`` (liveness), ``/metrics`` (the operator's, behind METRICS_TOKEN) and
+  CORS preflights; ``/health/ready`` touches the database and Redis, so it is limited.
 - A breach answers 429 problem+json with ``Retry-After``; every limited response carries
   ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` of the tightest limit.
 """
@@ -31,7 +32,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from email_service.api.problems import problem
 from email_service.config import Settings
 
-EXEMPT_PATHS = frozenset({"/health", "/health/ready", "/metrics"})
+EXEMPT_PATHS = frozenset({"/health", "/metrics"})
 # A limit check must not hang a request thread when Redis stalls: fail over to memory fast.
 REDIS_TIMEOUT_S = 1
 # Exact across workers: a moving window admits at most the limit in any window.

@@ -87,9 +87,9 @@ def test_one_trusted_proxy_reads_its_entry_not_the_clients(sqlite_settings: Any)
     assert other_client.status_code == 200  # another real client behind the same proxy
 
 
-def test_health_ready_and_metrics_are_exempt(sqlite_settings: Any) -> None:
+def test_health_and_metrics_are_exempt(sqlite_settings: Any) -> None:
     client = _client(_app(sqlite_settings, rate_limit_requests_per_minute=1))
-    for path in ("/health", "/health/ready", "/metrics"):
+    for path in ("/health", "/metrics"):
         assert set(_statuses(client, 5, path)) == {200}, path
         assert "X-RateLimit-Limit" not in client.get(path).headers
     assert _statuses(client, 2) == [200, 429]
