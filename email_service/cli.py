@@ -68,8 +68,10 @@ def main() -> None:
 @main.command()
 def serve() -> None:
     """Run the API under Gunicorn (gthread) with the environment's settings."""
+    from email_service.private_files import private_dir
+
     settings = _runtime().settings  # every check a worker would make, before forking any
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.log_dir)
     config = os.environ.get("GUNICORN_CONFIG", str(GUNICORN_CONFIG))
     host = "127.0.0.1" if settings.flask_host in ("0.0.0.0", "::") else settings.flask_host  # noqa: S104
     url = f"http://{host}:{settings.flask_port}"

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from email_service.errors import ConfigError
+from email_service.private_files import private_dir
 from email_service.security import interpreter
 
 # Words that mark a secret as a placeholder copied from documentation.
@@ -318,7 +319,7 @@ def check_interpreter(settings: Settings) -> None:
 
 
 def _read_or_create(path: Path, make: Callable[[], str], warn: Callable[[str], None]) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

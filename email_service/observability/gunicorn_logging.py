@@ -12,6 +12,7 @@ from typing import Any
 from gunicorn.glogging import Logger  # type: ignore[import-untyped]
 
 from email_service.observability.logging import ROTATE_BYTES, ROTATE_KEEP, TENANT_ENVIRON
+from email_service.private_files import private_dir
 
 FORMATTER = "email_service.observability.logging.json_formatter"
 HANDLER = "email_service.observability.logfiles.SharedRotatingFileHandler"
@@ -30,7 +31,7 @@ def _file(path: Path, level: str) -> dict[str, Any]:
 
 def logconfig(level: str, log_dir: Path) -> dict[str, Any]:
     """Gunicorn's ``logconfig_dict``: JSON to stderr and the spec's three files."""
-    log_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(log_dir)
     stderr = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     return {
         "version": 1,

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from email_service.private_files import open_append
+
 
 class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
     """RotatingFileHandler that several processes can write and rotate safely."""
@@ -32,7 +34,7 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
         self.opened: tuple[int, int] | None = None  # (device, inode) of our stream's file
 
     def _open(self) -> Any:
-        stream = super()._open()
+        stream: Any = open_append(self.baseFilename, self.encoding, self.errors)  # 0600
         found = os.fstat(stream.fileno())
         self.opened = (found.st_dev, found.st_ino)
         return stream

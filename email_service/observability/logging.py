@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from email_service.observability.logfiles import SharedRotatingFileHandler
+from email_service.private_files import private_dir
 
 SERVICE = "email_service"
 # Keys whose values are never logged, whatever their level.
@@ -115,7 +116,7 @@ def configure_logging(level: str = "INFO", log_dir: Path | None = None) -> None:
     formatter = json_formatter()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(log_dir)
         handlers.append(log_file(log_dir / "email-service.log", logging.DEBUG))
         handlers.append(log_file(log_dir / "error.log", logging.ERROR))
     root = logging.getLogger()

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from email_service.errors import NotFoundError
+from email_service.private_files import DIR_MODE, private_dir
 
 # Up to this many new files per flush are fsync'd one by one (with their directories);
 # beyond it one sync(2) is cheaper. sync(2) writes back every dirty page of the machine,
@@ -37,7 +38,7 @@ class BlobStore:
         self._lock = threading.Lock()  # puts and flush may run on different threads
         self._root = str(root)
         self._directories: set[str] = set()  # fan-out directories known to exist
-        root.mkdir(parents=True, exist_ok=True)
+        private_dir(root)
 
     def path(self, digest: str) -> Path:
         """Where a blob lives (written by an earlier version: where it was put then)."""
@@ -59,7 +60,7 @@ class BlobStore:
             return digest
         if directory not in self._directories:
             if not os.path.isdir(directory):
-                os.makedirs(directory, exist_ok=True)
+                os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
                 with self._lock:
                     self._new_directories.append(directory)
             self._directories.add(directory)

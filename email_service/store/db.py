@@ -12,6 +12,8 @@ from sqlalchemy import CursorResult, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from email_service.private_files import private_dir, private_file
+
 # SQLite waits this long (ms) for a writer lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # Connections per process: Gunicorn threads + headroom for health checks.
@@ -40,7 +42,9 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only: SQLite gives the -wal and -shm files the database file's mode.
+            private_dir(Path(parsed.database).parent)
+            private_file(Path(parsed.database))
         engine = create_engine(
             url,
             echo=echo,
