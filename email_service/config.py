@@ -23,7 +23,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from email_service.errors import ConfigError
 from email_service.private_files import private_dir
-from email_service.security import interpreter
+from email_service.security import interpreter, strength
+from email_service.security.crypto import is_fernet_key
 
 # Words that mark a secret as a placeholder copied from documentation.
 PLACEHOLDER_WORDS = ("change", "your-", "example", "placeholder", "secret-key", "default")
@@ -103,6 +104,9 @@ class Settings(BaseSettings):
     # --- secrets ---
     # Comma-separated; the first encrypts, all decrypt (MultiFernet key rotation).
     encryption_key: Annotated[list[str], NoDecode] = []
+    # scrypt salt for ENCRYPTION_KEY passphrases, one per deployment (unset in development:
+    # generated into DATA_DIR when a passphrase is used; required with one in production).
+    encryption_salt: str | None = Field(None, min_length=16)
     jwt_audience: str | None = None  # when set, tokens must carry this `aud`
     jwt_issuer: str | None = None  # when set, tokens must carry this `iss`
     jwt_leeway: int = Field(30, ge=0, le=600)  # seconds of clock skew tolerated
@@ -197,15 +201,25 @@ class Settings(BaseSettings):
     def _production_secrets(self) -> Settings:
         if self.flask_env != "production":
             return self
-        if not self.jwt_secret or _looks_default(self.jwt_secret):
+        weak = _weakness(self.jwt_secret) if self.jwt_secret else "unset"
+        if weak:
             raise ValueError(
-                "JWT_SECRET: FLASK_ENV=production needs a real secret "
-                f"(at least {MIN_SECRET_LENGTH} random characters)"
+                f"JWT_SECRET: FLASK_ENV=production needs a real secret ({weak}); e.g. "
+                'python3 -c "import secrets; print(secrets.token_urlsafe(48))"'
             )
-        if not self.encryption_key or any(_looks_default(k) for k in self.encryption_key):
+        if not self.encryption_key:
+            raise ValueError("ENCRYPTION_KEY: FLASK_ENV=production needs a real key (unset)")
+        for key in self.encryption_key:
+            weak = _weakness(key)
+            if weak:
+                raise ValueError(
+                    f"ENCRYPTION_KEY: FLASK_ENV=production needs a real key ({weak}); "
+                    "a Fernet key from `email-service rotate-key --generate`"
+                )
+        if not self.encryption_salt and not all(is_fernet_key(k) for k in self.encryption_key):
             raise ValueError(
-                "ENCRYPTION_KEY: FLASK_ENV=production needs a real key "
-                "(a Fernet key from `email-service rotate-key --generate`)"
+                "ENCRYPTION_SALT: an ENCRYPTION_KEY passphrase needs this deployment's own "
+                "salt (16+ random characters, the same on every replica)"
             )
         return self
 
@@ -226,6 +240,11 @@ class Settings(BaseSettings):
                 url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
             return url
         return f"sqlite:///{(self.data_dir / 'email-service.db').resolve()}"
+
+    @property
+    def encryption_salt_bytes(self) -> bytes | None:
+        """ENCRYPTION_SALT as bytes for scrypt (None: the fixed salt of earlier versions)."""
+        return self.encryption_salt.encode() if self.encryption_salt else None
 
     @property
     def broker_url(self) -> str | None:
@@ -254,9 +273,14 @@ class Settings(BaseSettings):
         return origins
 
 
-def _looks_default(secret: str) -> bool:
+def _weakness(secret: str) -> str | None:
+    """Why a production secret is refused: a placeholder, too short, or guessable."""
     lowered = secret.lower()
-    return len(secret) < MIN_SECRET_LENGTH or any(w in lowered for w in PLACEHOLDER_WORDS)
+    if any(w in lowered for w in PLACEHOLDER_WORDS):
+        return "a placeholder from the documentation"
+    if len(secret) < MIN_SECRET_LENGTH and not is_fernet_key(secret):
+        return f"under {MIN_SECRET_LENGTH} characters"
+    return strength.weakness(secret)
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -295,11 +319,18 @@ def with_generated_secrets(settings: Settings, warn: Callable[[str], None]) -> S
         updates["jwt_secret"] = _read_or_create(
             settings.data_dir / "jwt_secret", lambda: secrets.token_urlsafe(48), warn
         )
-    if not settings.encryption_key:
-        key = _read_or_create(
-            settings.data_dir / "encryption_key", lambda: Fernet.generate_key().decode(), warn
+    keys = settings.encryption_key
+    if not keys:
+        keys = [
+            _read_or_create(
+                settings.data_dir / "encryption_key", lambda: Fernet.generate_key().decode(), warn
+            )
+        ]
+        updates["encryption_key"] = keys
+    if not settings.encryption_salt and not all(is_fernet_key(k) for k in keys):
+        updates["encryption_salt"] = _read_or_create(
+            settings.data_dir / "encryption_salt", lambda: secrets.token_urlsafe(24), warn
         )
-        updates["encryption_key"] = [key]
     return settings.model_copy(update=updates) if updates else settings
 
 

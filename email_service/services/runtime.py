@@ -30,7 +30,7 @@ class Runtime:
         return cls(
             settings=settings,
             db=db,
-            vault=Vault(settings.encryption_key),
+            vault=Vault(settings.encryption_key, salt=settings.encryption_salt_bytes),
             hosts=MailHostPolicy.from_settings(settings),
             revoked=denylist(settings, db),
         )

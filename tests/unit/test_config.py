@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 import threading
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from email_service.config import Settings, load_settings, with_generated_secrets
 from email_service.errors import ConfigError
@@ -43,7 +45,11 @@ SPEC_REQUIRED = [
     "JWT_SECRET",
     "ENCRYPTION_KEY",
 ]
-GOOD_SECRETS = {"JWT_SECRET": "Zq8" * 16, "ENCRYPTION_KEY": "k9Vd" * 10}
+# Random values: production refuses repeats and sequences (security/strength.py).
+GOOD_SECRETS = {
+    "JWT_SECRET": secrets.token_urlsafe(48),
+    "ENCRYPTION_KEY": Fernet.generate_key().decode(),
+}
 
 
 @pytest.fixture(autouse=True)
