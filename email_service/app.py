@@ -63,7 +63,7 @@ def create_app(
     openapi.configure(app, settings.tenant_id_header)
     problems.register(app)
     cors.configure(app, settings)
-    limits.trust_proxies(app, settings.trusted_proxies)
+    limits.trust_proxies(app, settings.trusted_proxies, settings.forwarded_allow_ips)
     app.before_request(hooks.start_request)
     limits.guard_ip(app, settings)  # before the token check: guessing tokens is limited too
     app.before_request(authenticate)

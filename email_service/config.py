@@ -19,7 +19,13 @@ from typing import Annotated, Literal
 
 from cryptography.fernet import Fernet
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 from email_service.errors import ConfigError
 from email_service.private_files import private_dir
@@ -38,6 +44,18 @@ class Security(StrEnum):
     SSL = "ssl"  # TLS from the first byte (IMAPS 993, SMTPS 465)
     STARTTLS = "starttls"  # plaintext greeting, then STARTTLS (RFC 2595, RFC 3207)
     NONE = "none"  # plaintext; only when an account asks for it
+
+
+# Compose mounts secrets here, one file per setting (jwt_secret, encryption_key, ...).
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
+
+
+def secrets_dir() -> Path | None:
+    """Where settings are read from files: SECRETS_DIR, else /run/secrets if present."""
+    given = os.environ.get("SECRETS_DIR")
+    if given:
+        return Path(given)
+    return DEFAULT_SECRETS_DIR if DEFAULT_SECRETS_DIR.is_dir() else None
 
 
 def _split_csv(value: object) -> object:
@@ -140,6 +158,8 @@ class Settings(BaseSettings):
     # Reverse proxies in front of the API that append to X-Forwarded-For: the client IP is
     # the entry this many hops from the right. 0: trust none, the client is the socket peer.
     trusted_proxies: int = Field(0, ge=0, le=10)
+    # Socket peers (addresses or CIDRs: the proxy's network) whose X-Forwarded-* are read.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = ["127.0.0.1", "::1"]
 
     # --- multi-tenancy ---
     tenant_id_header: str = Field("X-Tenant-ID", pattern=r"^[A-Za-z0-9-]{1,64}$")
@@ -168,7 +188,27 @@ class Settings(BaseSettings):
     # A send in progress holds its row this long; an expired lease means the worker died.
     send_lease_seconds: int = Field(300, ge=1, le=24 * 3600)
 
-    @field_validator("cors_origins", "allowed_mail_hosts", "encryption_key", mode="before")
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then .env, then secrets files (compose)."""
+        directory = secrets_dir()
+        files = (
+            SecretsSettingsSource(settings_cls, secrets_dir=directory)
+            if directory
+            else file_secret_settings
+        )
+        return init_settings, env_settings, dotenv_settings, files
+
+    @field_validator(
+        "cors_origins", "allowed_mail_hosts", "encryption_key", "forwarded_allow_ips", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -178,6 +218,13 @@ class Settings(BaseSettings):
     def _host(cls, value: str) -> str:
         if not value or any(c.isspace() for c in value):
             raise ValueError("must be a host name or address without spaces")
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
         return value
 
     @field_validator("allowed_mail_hosts")
@@ -263,7 +310,10 @@ class Settings(BaseSettings):
 
     @property
     def cors_origin_urls(self) -> list[str]:
-        """CORS_ORIGINS as exact origins (scheme://host[:port])."""
+        """CORS_ORIGINS as exact origins (scheme://host[:port]); in production only the ones
+        set explicitly (the development default admits none there)."""
+        if self.flask_env == "production" and "cors_origins" not in self.model_fields_set:
+            return []
         origins: list[str] = []
         for entry in self.cors_origins:
             if "://" in entry:

@@ -43,5 +43,8 @@ def finish_request(response: Response) -> Response:
         tenant_id=g.get("tenant_id"),
     )
     request.environ[TENANT_ENVIRON] = g.get("tenant_id")  # for Gunicorn's access log line
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.path.startswith("/api/"):  # tenant data: never kept by a cache on the way
+        response.headers["Cache-Control"] = "no-store"
     metrics.record(response.status_code)
     return response

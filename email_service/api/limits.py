@@ -20,9 +20,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
+from typing import Any
 
 from apiflask import APIFlask
 from flask import Response, current_app, g, request
@@ -87,10 +89,30 @@ def _limiter(settings: Settings, prefix: str, limit: ApplicationLimit) -> Limite
     return limiter
 
 
-def trust_proxies(app: APIFlask, hops: int) -> None:
-    """Take the client IP and scheme from X-Forwarded-* set by ``hops`` trusted proxies."""
+def trust_proxies(app: APIFlask, hops: int, allow: list[str]) -> None:
+    """Take the client IP and scheme from X-Forwarded-* set by ``hops`` trusted proxies,
+    when the socket peer is one of them (``FORWARDED_ALLOW_IPS``); anyone else's
+    X-Forwarded-* is ignored and the peer is the client."""
     if hops > 0:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+        app.wsgi_app = _FromProxies(app.wsgi_app, hops, allow)  # type: ignore[method-assign]
+
+
+class _FromProxies:
+    """ProxyFix for requests whose socket peer is in the proxy networks; as-is otherwise."""
+
+    def __init__(self, app: Any, hops: int, allow: list[str]) -> None:
+        self.app = app
+        self.fixed = ProxyFix(app, x_for=hops, x_proto=hops)
+        self.networks = [ipaddress.ip_network(entry, strict=False) for entry in allow]
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            peer = ipaddress.ip_address(str(environ.get("REMOTE_ADDR", "")).split("%", 1)[0])
+        except ValueError:
+            return self.app(environ, start_response)
+        if any(peer in net for net in self.networks if net.version == peer.version):
+            return self.fixed(environ, start_response)
+        return self.app(environ, start_response)
 
 
 def guard_ip(app: APIFlask, settings: Settings) -> None:

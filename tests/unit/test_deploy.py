@@ -202,14 +202,15 @@ def test_every_interpolated_variable_is_in_env_example() -> None:
 
 def test_every_setting_is_in_env_example_and_readme() -> None:
     assert not SETTINGS - _env_example_names(), "missing from .env.example"
-    readme = (REPO / "README.md").read_text()
+    # The README's configuration table, or a settings table of a page under docs/.
+    readme = "\n".join(p.read_text() for p in [REPO / "README.md", *(REPO / "docs").glob("*.md")])
     rows = set(re.findall(r"^\| `([A-Z0-9_]+)`", readme, flags=re.M))
     rows |= {
         n
         for row in re.findall(r"^\| (`[A-Z0-9_]+`(?: / `[A-Z0-9_]+`)+)", readme, flags=re.M)
         for n in re.findall(r"`([A-Z0-9_]+)`", row)
     }
-    assert not SETTINGS - rows, f"missing from README's configuration table: {SETTINGS - rows}"
+    assert not SETTINGS - rows, f"missing from the configuration tables: {SETTINGS - rows}"
 
 
 def _env_example_names() -> set[str]:
