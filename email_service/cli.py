@@ -195,7 +195,10 @@ def _revoke(value: str) -> None:
 
         migrations.upgrade(runtime.db.engine)  # the embedded default: SQLite may be new
     assert runtime.revoked is not None
-    runtime.revoked.revoke(jti)
+    try:
+        runtime.revoked.revoke(jti)
+    except Exception as exc:  # noqa: BLE001 - Redis or the database: one line, not a trace
+        raise click.ClickException(f"revocation not stored: {type(exc).__name__}: {exc}") from None
     kept = runtime.settings.jwt_max_ttl_seconds + runtime.settings.jwt_leeway
     click.echo(f"revoked jti {jti} (remembered for {kept} s, the longest a token lives)")
 
