@@ -199,12 +199,15 @@ def test_derived_values(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.sqlalchemy_url.startswith("sqlite:///") and settings.sqlalchemy_url.endswith(
         "data/email-service.db"
     )
-    assert settings.cors_origin_urls == [
+    assert settings.cors_origin_urls == []  # production admits no origin unless told
+    monkeypatch.setenv("FLASK_ENV", "development")
+    assert load_settings().cors_origin_urls == [
         "http://localhost:3000",
         "https://localhost:3000",
         "http://emailclient.local:3000",
         "https://emailclient.local:3000",
     ]
+    monkeypatch.setenv("FLASK_ENV", "production")
     monkeypatch.setenv("DATABASE_URL", "postgres://u@h/db")
     monkeypatch.setenv("REDIS_URL", "redis://r:6379/0")
     settings = load_settings()
