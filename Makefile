@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+	$(TOOLS)/bin/pip install --quiet --require-hashes --no-deps -r deploy/uv-requirements.txt
 
 # --compile-bytecode, and compileall for our own (editable) package: where the environment
 # sets PYTHONDONTWRITEBYTECODE no .pyc is ever written, so every process (each CLI run,

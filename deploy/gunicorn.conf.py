@@ -39,7 +39,8 @@ errorlog = "-"
 # X-Forwarded-Proto and friends only from trusted proxies: none by default. Behind
 # TRUSTED_PROXIES proxies the API must be reachable only through them (the client IP is
 # then taken by ProxyFix, which counts hops instead of trusting addresses).
-forwarded_allow_ips = "*" if _settings.trusted_proxies else ""
+# X-Forwarded-* only from the proxy's network (FORWARDED_ALLOW_IPS), never from anyone.
+forwarded_allow_ips = ",".join(_settings.forwarded_allow_ips) if _settings.trusted_proxies else ""
 
 
 def on_starting(server: Any) -> None:

@@ -9,6 +9,7 @@ from apiflask import APIFlask
 from email_service import __version__
 from email_service.api import (
     accounts,
+    bodies,
     changes,
     compose,
     cors,
@@ -62,17 +63,20 @@ def create_app(
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["JSON_SORT_KEYS"] = False
+    app.request_class = bodies.ApiRequest
+    app.json = bodies.JSONProvider(app)
     runtime = Runtime.build(settings)
     wire_queue(runtime, background=background)
     app.extensions[EXTENSION] = runtime
     openapi.configure(app, settings.tenant_id_header)
     problems.register(app)
     cors.configure(app, settings)
-    limits.trust_proxies(app, settings.trusted_proxies)
+    limits.trust_proxies(app, settings.trusted_proxies, settings.forwarded_allow_ips)
     app.before_request(hooks.start_request)
     limits.guard_ip(app, settings)  # before the token check: guessing tokens is limited too
     app.before_request(authenticate)
     limits.guard_tenant(app, settings)  # after it: the tenant is the verified one
+    app.before_request(bodies.check_body)  # only a client past the limits and token is parsed
     app.after_request(hooks.finish_request)
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)

@@ -72,8 +72,10 @@ def main() -> None:
 @main.command()
 def serve() -> None:
     """Run the API under Gunicorn (gthread) with the environment's settings."""
+    from email_service.files import private_dir
+
     settings = _runtime().settings  # every check a worker would make, before forking any
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.log_dir)
     config = os.environ.get("GUNICORN_CONFIG", str(GUNICORN_CONFIG))
     host = "127.0.0.1" if settings.flask_host in ("0.0.0.0", "::") else settings.flask_host  # noqa: S104
     url = f"http://{host}:{settings.flask_port}"
@@ -166,14 +168,20 @@ def migrate() -> None:
 
 
 @main.command()
-@click.option("--tenant", "tenants", multiple=True, required=True, help="repeat for several")
+@click.option("--tenant", "tenants", multiple=True, help="repeat for several")
 @click.option("--sub", default="cli", show_default=True, help="subject (who the token is for)")
 @click.option("--ttl", type=int, default=24 * 3600, show_default=True, help="seconds")
-def token(tenants: tuple[str, ...], sub: str, ttl: int) -> None:
-    """Print a JWT for the given tenant(s), signed with JWT_SECRET."""
+@click.option("--revoke", metavar="JTI", help="revoke a token by its jti (or the token itself)")
+def token(tenants: tuple[str, ...], sub: str, ttl: int, revoke: str | None) -> None:
+    """Print a JWT for the given tenant(s), signed with JWT_SECRET; or revoke one."""
     from email_service.errors import EmailServiceError
     from email_service.security import tokens
 
+    if revoke is not None:
+        _revoke(revoke)
+        return
+    if not tenants:
+        raise click.UsageError("give --tenant (repeat for several) or --revoke JTI")
     settings = _settings()
     assert settings.jwt_secret is not None
     try:
@@ -185,10 +193,31 @@ def token(tenants: tuple[str, ...], sub: str, ttl: int) -> None:
                 ttl,
                 settings.jwt_audience,
                 settings.jwt_issuer,
+                max_ttl=settings.jwt_max_ttl_seconds,
             )
         )
     except EmailServiceError as exc:
         raise click.ClickException(exc.message) from None
+
+
+def _revoke(value: str) -> None:
+    from email_service.security import tokens
+
+    jti = tokens.unverified_jti(value) if value.count(".") == 2 else value.strip()
+    if not jti or len(jti) > tokens.MAX_JTI_LENGTH:
+        raise click.ClickException("--revoke needs a jti (1-128 characters) or a token with one")
+    runtime = _runtime()
+    if runtime.settings.redis_url is None and runtime.settings.database_url is None:
+        from email_service.store import migrate as migrations
+
+        migrations.upgrade(runtime.db.engine)  # the embedded default: SQLite may be new
+    assert runtime.revoked is not None
+    try:
+        runtime.revoked.revoke(jti)
+    except Exception as exc:  # noqa: BLE001 - Redis or the database: one line, not a trace
+        raise click.ClickException(f"revocation not stored: {type(exc).__name__}: {exc}") from None
+    kept = runtime.settings.jwt_max_ttl_seconds + runtime.settings.jwt_leeway
+    click.echo(f"revoked jti {jti} (remembered for {kept} s, the longest a token lives)")
 
 
 @main.group()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import secrets
 import time
@@ -26,9 +27,18 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 from email_service.errors import ConfigError
+from email_service.files import private_dir
+from email_service.security import interpreter, strength
+from email_service.security.crypto import is_fernet_key
 
 # Words that mark a secret as a placeholder copied from documentation.
 PLACEHOLDER_WORDS = ("change", "your-", "example", "placeholder", "secret-key", "default")
@@ -64,6 +74,18 @@ class OAuthProviderSettings(BaseModel):
     smtp_host: str | None = None
     smtp_port: int | None = Field(None, ge=1, le=65535)
     smtp_security: Security | None = None
+
+
+# Compose mounts secrets here, one file per setting (jwt_secret, encryption_key, ...).
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
+
+
+def secrets_dir() -> Path | None:
+    """Where settings are read from files: SECRETS_DIR, else /run/secrets if present."""
+    given = os.environ.get("SECRETS_DIR")
+    if given:
+        return Path(given)
+    return DEFAULT_SECRETS_DIR if DEFAULT_SECRETS_DIR.is_dir() else None
 
 
 def _split_csv(value: object) -> object:
@@ -173,9 +195,16 @@ class Settings(BaseSettings):
     # --- secrets ---
     # Comma-separated; the first encrypts, all decrypt (MultiFernet key rotation).
     encryption_key: Annotated[list[str], NoDecode] = []
+    # scrypt salt for ENCRYPTION_KEY passphrases, one per deployment (unset in development:
+    # generated into DATA_DIR when a passphrase is used; required with one in production).
+    encryption_salt: str | None = Field(None, min_length=16)
     jwt_audience: str | None = None  # when set, tokens must carry this `aud`
     jwt_issuer: str | None = None  # when set, tokens must carry this `iss`
     jwt_leeway: int = Field(30, ge=0, le=600)  # seconds of clock skew tolerated
+    # Longest token lifetime (exp - iat) accepted and minted; revocations are kept this long.
+    jwt_max_ttl_seconds: int = Field(24 * 3600, ge=60, le=366 * 24 * 3600)
+    # Start in production on a Python without the CVE-2024-4032/-6923 fixes (logged instead).
+    allow_unpatched_python: bool = False
 
     # --- logging ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -202,6 +231,8 @@ class Settings(BaseSettings):
     # Reverse proxies in front of the API that append to X-Forwarded-For: the client IP is
     # the entry this many hops from the right. 0: trust none, the client is the socket peer.
     trusted_proxies: int = Field(0, ge=0, le=10)
+    # Socket peers (addresses or CIDRs: the proxy's network) whose X-Forwarded-* are read.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = ["127.0.0.1", "::1"]
 
     # --- OAuth2 mailboxes (docs/oauth2.md) ---
     # JSON object: provider name -> settings (presets "google", "microsoft"; others OIDC).
@@ -224,6 +255,8 @@ class Settings(BaseSettings):
     log_dir: Path = Path("logs")  # access.log, error.log, email-service.log
     # Prometheus multiprocess files of the API's and workers' processes; unset: DATA_DIR/metrics.
     metrics_dir: Path | None = None
+    # Bearer token for GET /metrics; unset: /metrics is off in production, open in development.
+    metrics_token: str | None = None
     # A Celery worker serves its processes' metrics on this port at /metrics (0: off).
     celery_metrics_port: int = Field(0, ge=0, le=65535)
     max_request_bytes: int = Field(25 * 1024 * 1024, ge=1024)  # request body cap
@@ -240,11 +273,30 @@ class Settings(BaseSettings):
     # A send in progress holds its row this long; an expired lease means the worker died.
     send_lease_seconds: int = Field(300, ge=1, le=24 * 3600)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then .env, then secrets files (compose)."""
+        directory = secrets_dir()
+        files = (
+            SecretsSettingsSource(settings_cls, secrets_dir=directory)
+            if directory
+            else file_secret_settings
+        )
+        return init_settings, env_settings, dotenv_settings, files
+
     @field_validator(
         "cors_origins",
         "allowed_mail_hosts",
         "allowed_webhook_hosts",
         "encryption_key",
+        "forwarded_allow_ips",
         mode="before",
     )
     @classmethod
@@ -263,6 +315,13 @@ class Settings(BaseSettings):
     def _host(cls, value: str) -> str:
         if not value or any(c.isspace() for c in value):
             raise ValueError("must be a host name or address without spaces")
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
         return value
 
     @field_validator("allowed_mail_hosts", "allowed_webhook_hosts")
@@ -286,15 +345,25 @@ class Settings(BaseSettings):
     def _production_secrets(self) -> Settings:
         if self.flask_env != "production":
             return self
-        if not self.jwt_secret or _looks_default(self.jwt_secret):
+        weak = _weakness(self.jwt_secret) if self.jwt_secret else "unset"
+        if weak:
             raise ValueError(
-                "JWT_SECRET: FLASK_ENV=production needs a real secret "
-                f"(at least {MIN_SECRET_LENGTH} random characters)"
+                f"JWT_SECRET: FLASK_ENV=production needs a real secret ({weak}); e.g. "
+                'python3 -c "import secrets; print(secrets.token_urlsafe(48))"'
             )
-        if not self.encryption_key or any(_looks_default(k) for k in self.encryption_key):
+        if not self.encryption_key:
+            raise ValueError("ENCRYPTION_KEY: FLASK_ENV=production needs a real key (unset)")
+        for key in self.encryption_key:
+            weak = _weakness(key)
+            if weak:
+                raise ValueError(
+                    f"ENCRYPTION_KEY: FLASK_ENV=production needs a real key ({weak}); "
+                    "a Fernet key from `email-service rotate-key --generate`"
+                )
+        if not self.encryption_salt and not all(is_fernet_key(k) for k in self.encryption_key):
             raise ValueError(
-                "ENCRYPTION_KEY: FLASK_ENV=production needs a real key "
-                "(a Fernet key from `email-service rotate-key --generate`)"
+                "ENCRYPTION_SALT: an ENCRYPTION_KEY passphrase needs this deployment's own "
+                "salt (16+ random characters, the same on every replica)"
             )
         return self
 
@@ -317,6 +386,11 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'email-service.db').resolve()}"
 
     @property
+    def encryption_salt_bytes(self) -> bytes | None:
+        """ENCRYPTION_SALT as bytes for scrypt (None: the fixed salt of earlier versions)."""
+        return self.encryption_salt.encode() if self.encryption_salt else None
+
+    @property
     def broker_url(self) -> str | None:
         """Celery broker: CELERY_BROKER_URL, else REDIS_URL."""
         return self.celery_broker_url or self.redis_url
@@ -333,7 +407,10 @@ class Settings(BaseSettings):
 
     @property
     def cors_origin_urls(self) -> list[str]:
-        """CORS_ORIGINS as exact origins (scheme://host[:port])."""
+        """CORS_ORIGINS as exact origins (scheme://host[:port]); in production only the ones
+        set explicitly (the development default admits none there)."""
+        if self.flask_env == "production" and "cors_origins" not in self.model_fields_set:
+            return []
         origins: list[str] = []
         for entry in self.cors_origins:
             if "://" in entry:
@@ -343,9 +420,14 @@ class Settings(BaseSettings):
         return origins
 
 
-def _looks_default(secret: str) -> bool:
+def _weakness(secret: str) -> str | None:
+    """Why a production secret is refused: a placeholder, too short, or guessable."""
     lowered = secret.lower()
-    return len(secret) < MIN_SECRET_LENGTH or any(w in lowered for w in PLACEHOLDER_WORDS)
+    if any(w in lowered for w in PLACEHOLDER_WORDS):
+        return "a placeholder from the documentation"
+    if len(secret) < MIN_SECRET_LENGTH and not is_fernet_key(secret):
+        return f"under {MIN_SECRET_LENGTH} characters"
+    return strength.weakness(secret)
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -375,23 +457,47 @@ def with_generated_secrets(settings: Settings, warn: Callable[[str], None]) -> S
     """Fill a missing JWT_SECRET/ENCRYPTION_KEY from files in DATA_DIR, creating them once.
 
     Never in production (the validator has refused that already). Files are 0600 and
-    created with O_EXCL, so concurrent starters agree on one value.
+    created with O_EXCL, so concurrent starters agree on one value. Every process passes
+    here first, so this is also where an unpatched interpreter is refused in production.
     """
+    check_interpreter(settings)
     updates: dict[str, object] = {}
     if not settings.jwt_secret:
         updates["jwt_secret"] = _read_or_create(
             settings.data_dir / "jwt_secret", lambda: secrets.token_urlsafe(48), warn
         )
-    if not settings.encryption_key:
-        key = _read_or_create(
-            settings.data_dir / "encryption_key", lambda: Fernet.generate_key().decode(), warn
+    keys = settings.encryption_key
+    if not keys:
+        keys = [
+            _read_or_create(
+                settings.data_dir / "encryption_key", lambda: Fernet.generate_key().decode(), warn
+            )
+        ]
+        updates["encryption_key"] = keys
+    if not settings.encryption_salt and not all(is_fernet_key(k) for k in keys):
+        updates["encryption_salt"] = _read_or_create(
+            settings.data_dir / "encryption_salt", lambda: secrets.token_urlsafe(24), warn
         )
-        updates["encryption_key"] = [key]
     return settings.model_copy(update=updates) if updates else settings
 
 
+def check_interpreter(settings: Settings) -> None:
+    """Refuse (production) or log a warning about a Python without the fixes the service
+    relies on (:mod:`email_service.security.interpreter`)."""
+    found = interpreter.problems()
+    if not found:
+        return
+    if settings.flask_env == "production" and not settings.allow_unpatched_python:
+        raise ConfigError(
+            f"invalid configuration: PYTHON: {'; '.join(found)}; upgrade Python, or set "
+            "ALLOW_UNPATCHED_PYTHON=true to start anyway"
+        )
+    for problem in found:
+        logging.getLogger("email_service").warning("unpatched Python: %s", problem)
+
+
 def _read_or_create(path: Path, make: Callable[[], str], warn: Callable[[str], None]) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -10,6 +10,7 @@ from apiflask import APIBlueprint
 from flask import url_for
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from email_service.api.compose_schemas import OneLine
 from email_service.api.context import runtime, tenant_id
 from email_service.api.oauth_schemas import OAuthTokens, oauth_fields
 from email_service.api.schemas import EmailAddress, PageQuery, StrictInput
@@ -31,7 +32,7 @@ Host = Annotated[
 ]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Password = Annotated[str, Field(min_length=1, max_length=1024, description="never returned")]
-Name = Annotated[str, Field(max_length=200)]
+Name = Annotated[str, OneLine, Field(max_length=200)]  # the From header's display name
 Username = Annotated[str, Field(min_length=1, max_length=320)]
 Status = Literal["active", "disabled"]
 # Literal, not the Security enum: strict validation of a JSON string into an enum fails.

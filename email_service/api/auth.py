@@ -25,7 +25,8 @@ def authenticate() -> None:
         return
     if request.path in PUBLIC_PATHS and "Authorization" not in request.headers:
         return  # the OAuth2 provider's redirect: its single-use state names the tenant
-    settings = runtime().settings
+    rt = runtime()
+    settings = rt.settings
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -37,7 +38,10 @@ def authenticate() -> None:
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
         leeway=settings.jwt_leeway,
+        max_ttl=settings.jwt_max_ttl_seconds,
     )
+    if rt.revoked is not None and rt.revoked.is_revoked(principal.jti):
+        raise AuthError("token revoked")
     tenant = _requested_tenant(settings.tenant_id_header, settings.default_tenant_id)
     if tenant not in principal.tenants:
         raise ForbiddenError(f"token does not grant access to tenant {tenant!r}")
@@ -55,7 +59,7 @@ def _requested_tenant(header_name: str, default: str) -> str:
             f"{header_name} given more than once", field=header_name, location="header"
         )
     value = values[0].strip()
-    if not tokens.TENANT_RE.match(value):
+    if not tokens.valid_tenant(value):
         raise BadRequestError(
             f"{header_name} must be 1-64 letters, digits, '.', '_' or '-'",
             field=header_name,

@@ -1,8 +1,7 @@
-"""Per-request plumbing: request id, log context, body checks, timing."""
+"""Per-request plumbing: request id, log context, timing."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -11,37 +10,21 @@ import structlog
 from flask import Response, g, request
 
 from email_service.api import metrics
-from email_service.errors import BadRequestError
 from email_service.observability.logging import TENANT_ENVIRON, get_logger
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accept a caller's id only if it is short and printable; otherwise make our own.
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 log = get_logger("email_service.http")
 
 
 def start_request() -> None:
-    """Bind the request id, start the clock, refuse malformed JSON bodies early."""
+    """Bind the request id and start the clock (bodies are checked after auth: api/bodies)."""
     g.started = time.perf_counter()
     given = request.headers.get(REQUEST_ID_HEADER, "")
     g.request_id = given if REQUEST_ID_RE.match(given) else str(uuid.uuid4())
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=g.request_id)
-    if request.method in BODY_METHODS and request.is_json and request.content_length:
-        _check_json()
-
-
-def _check_json() -> None:
-    try:
-        json.loads(request.get_data(cache=True))
-    except UnicodeDecodeError:
-        raise BadRequestError("request body is not UTF-8", field="(body)") from None
-    except json.JSONDecodeError as exc:
-        raise BadRequestError(
-            f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-            field="(body)",
-        ) from None
 
 
 def finish_request(response: Response) -> Response:
@@ -60,5 +43,8 @@ def finish_request(response: Response) -> Response:
         tenant_id=g.get("tenant_id"),
     )
     request.environ[TENANT_ENVIRON] = g.get("tenant_id")  # for Gunicorn's access log line
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.path.startswith("/api/"):  # tenant data: never kept by a cache on the way
+        response.headers["Cache-Control"] = "no-store"
     metrics.record(response.status_code)
     return response

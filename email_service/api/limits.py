@@ -12,16 +12,19 @@
   window, also at a window's edge.
 - Redis down: fail open to per-process memory limits (Flask-Limiter's in-memory fallback)
   and use Redis again once it answers; the API stays up and each process still limits.
-- Exempt: ``/health``, ``/health/ready``, ``/metrics`` and CORS preflights.
+- Exempt: ``/health`` (liveness), ``/metrics`` (the operator's, behind METRICS_TOKEN) and
+  CORS preflights; ``/health/ready`` touches the database and Redis, so it is limited.
 - A breach answers 429 problem+json with ``Retry-After``; every limited response carries
   ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` of the tightest limit.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
+from typing import Any
 
 from apiflask import APIFlask
 from flask import Response, current_app, g, request
@@ -31,7 +34,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from email_service.api.problems import problem
 from email_service.config import Settings
 
-EXEMPT_PATHS = frozenset({"/health", "/health/ready", "/metrics"})
+EXEMPT_PATHS = frozenset({"/health", "/metrics"})
 # A limit check must not hang a request thread when Redis stalls: fail over to memory fast.
 REDIS_TIMEOUT_S = 1
 # Exact across workers: a moving window admits at most the limit in any window.
@@ -86,10 +89,30 @@ def _limiter(settings: Settings, prefix: str, limit: ApplicationLimit) -> Limite
     return limiter
 
 
-def trust_proxies(app: APIFlask, hops: int) -> None:
-    """Take the client IP and scheme from X-Forwarded-* set by ``hops`` trusted proxies."""
+def trust_proxies(app: APIFlask, hops: int, allow: list[str]) -> None:
+    """Take the client IP and scheme from X-Forwarded-* set by ``hops`` trusted proxies,
+    when the socket peer is one of them (``FORWARDED_ALLOW_IPS``); anyone else's
+    X-Forwarded-* is ignored and the peer is the client."""
     if hops > 0:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+        app.wsgi_app = _FromProxies(app.wsgi_app, hops, allow)  # type: ignore[method-assign]
+
+
+class _FromProxies:
+    """ProxyFix for requests whose socket peer is in the proxy networks; as-is otherwise."""
+
+    def __init__(self, app: Any, hops: int, allow: list[str]) -> None:
+        self.app = app
+        self.fixed = ProxyFix(app, x_for=hops, x_proto=hops)
+        self.networks = [ipaddress.ip_network(entry, strict=False) for entry in allow]
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            peer = ipaddress.ip_address(str(environ.get("REMOTE_ADDR", "")).split("%", 1)[0])
+        except ValueError:
+            return self.app(environ, start_response)
+        if any(peer in net for net in self.networks if net.version == peer.version):
+            return self.fixed(environ, start_response)
+        return self.app(environ, start_response)
 
 
 def guard_ip(app: APIFlask, settings: Settings) -> None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from email_service.api.context import runtime, tenant_id
 from email_service.api.headers import ListFields
 from email_service.api.schemas import MAX_PAGE_SIZE, JsonUUID, QueryInput, StrictInput
+from email_service.errors import NotFoundError
 from email_service.services import gateways, messages, parsing, writeback
 
 bp = APIBlueprint("messages", __name__, url_prefix="/api", tag="Messages")
@@ -27,10 +28,24 @@ RAW_RESPONSES: Responses = {
     },
     404: {"description": "Not found"},
 }
+# Attachment types served as themselves (inline): passive formats a browser renders without
+# running anything from our origin. Everything else is application/octet-stream, attachment.
+INLINE_TYPES = frozenset(
+    {"image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp"}
+    | {"application/pdf", "text/plain"}
+)
+OCTET_STREAM = "application/octet-stream"
+# Attachments and the raw message: no script, no subresource, a unique origin.
+SANDBOX_CSP = "default-src 'none'; sandbox"
+# Largest part index a 32-bit integer column holds; larger ones are no attachment (404).
+MAX_PART_INDEX = 2**31 - 1
 ATTACHMENT_RESPONSES: Responses = {
     200: {
-        "description": "the attachment's bytes",
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "the attachment's bytes: inline if its type is passive, else as bytes",
+        "content": {
+            t: {"schema": {"type": "string", "format": "binary"}}
+            for t in sorted(INLINE_TYPES | {OCTET_STREAM})
+        },
     },
     404: {"description": "Not found"},
 }
@@ -202,6 +217,7 @@ def get_raw(message_id: uuid.UUID) -> Response:
         headers={
             "Content-Disposition": f'attachment; filename="{message_id}.eml"',
             "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": SANDBOX_CSP,
         },
     )
 
@@ -210,34 +226,36 @@ def get_raw(message_id: uuid.UUID) -> Response:
 @bp.doc(responses=ATTACHMENT_RESPONSES)
 def get_attachment(message_id: uuid.UUID, index: int) -> Response:
     """One attachment, decoded, with its content type and a safe file name."""
+    if not 0 <= index <= MAX_PART_INDEX:  # a part index the database column cannot hold
+        raise NotFoundError("no such attachment", index=index)
     rt = runtime()
     with rt.db.session() as session:
         info, data, filename = messages.attachment(
             session, tenant_id(), message_id, index, gateways.blob_store(rt, tenant_id())
         )
-    response = Response(data, mimetype=_safe_type(info.content_type))
-    response.headers["Content-Disposition"] = content_disposition(filename)
+    mimetype = served_type(info.content_type)
+    kind = "inline" if mimetype != OCTET_STREAM else "attachment"
+    response = Response(data, mimetype=mimetype)
+    response.headers["Content-Disposition"] = content_disposition(filename, kind)
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Content-Security-Policy"] = SANDBOX_CSP
     return response
 
 
-def content_disposition(filename: str) -> str:
-    """``attachment`` with an ASCII fallback name and the exact one (RFC 6266, RFC 8187)."""
+def content_disposition(filename: str, kind: str = "attachment") -> str:
+    """``kind`` with an ASCII fallback name and the exact one (RFC 6266, RFC 8187)."""
     fallback = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
     fallback = "".join(c if c.isalnum() or c in " ._-()" else "_" for c in fallback).strip()
     return (
-        f'attachment; filename="{fallback or "attachment"}"; '
+        f'{kind}; filename="{fallback or "attachment"}"; '
         f"filename*=UTF-8''{quote(filename, safe='')}"
     )
 
 
-def _safe_type(content_type: str) -> str:
-    """Never serve active content types inline from our origin."""
-    lowered = content_type.lower()
-    if any(t in lowered for t in ("html", "javascript", "xml", "svg")) or "/" not in lowered:
-        return "application/octet-stream"
-    return lowered
+def served_type(content_type: str) -> str:
+    """The type an attachment is served as: its own if passive (allow-list), else bytes."""
+    essence = content_type.split(";", 1)[0].strip().lower()
+    return essence if essence in INLINE_TYPES else OCTET_STREAM
 
 
 @bp.get("/threads/<string:thread_id>")

@@ -1,7 +1,14 @@
-"""GET /metrics (Prometheus text format, no auth) and the per-request recording."""
+"""GET /metrics (Prometheus text format) and the per-request recording.
+
+Only the operator reads metrics: with ``METRICS_TOKEN`` set, a scrape needs
+``Authorization: Bearer <METRICS_TOKEN>`` (401 otherwise); unset, /metrics answers 404 in
+production and is open in development. Label values never name a tenant or an account:
+sync lag is a histogram over all active accounts.
+"""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from typing import Any
@@ -9,10 +16,11 @@ from typing import Any
 import redis
 from apiflask import APIBlueprint
 from flask import Response, g, request
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from email_service.api.context import runtime
+from email_service.errors import AuthError, NotFoundError
 from email_service.observability import metrics
 from email_service.services import monitoring
 
@@ -22,12 +30,16 @@ log = logging.getLogger(__name__)
 CELERY_QUEUE = "celery"
 # A scrape must answer well inside Prometheus' default 10 s scrape timeout.
 REDIS_TIMEOUT_S = 2
+# Sync lag buckets (seconds): a minute to a week; beat syncs hourly by default.
+LAG_BOUNDS = (60.0, 300.0, 900.0, 3600.0, 7200.0, 21600.0, 86400.0, 604800.0)
 # The OpenAPI description of the answer: Prometheus text, not JSON.
 TEXT_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Prometheus text exposition format",
         "content": {"text/plain": {"schema": {"type": "string"}}},
-    }
+    },
+    401: {"description": "METRICS_TOKEN is set and the bearer token is not it"},
+    404: {"description": "production without METRICS_TOKEN: metrics are off"},
 }
 
 
@@ -36,9 +48,24 @@ TEXT_RESPONSE: dict[int | str, dict[str, Any]] = {
     security=[], summary="Prometheus metrics", responses=TEXT_RESPONSE, operation_id="get_metrics"
 )
 def scrape() -> Response:
-    """Every API process's metrics, sync lag per account and the queue depth."""
+    """Every API process's metrics, sync lag over all accounts and the queue depth."""
+    _authorize()
     body, content_type = metrics.render([*_sync_lag(), *_queue_depth()])
     return Response(body, content_type=content_type)
+
+
+def _authorize() -> None:
+    settings = runtime().settings
+    expected = settings.metrics_token
+    if not expected:
+        if settings.flask_env == "production":
+            raise NotFoundError("metrics are off: set METRICS_TOKEN to scrape them")
+        return
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), expected.encode()
+    ):
+        raise AuthError("metrics need Authorization: Bearer <METRICS_TOKEN>")
 
 
 def record(status: int) -> None:
@@ -51,20 +78,19 @@ def record(status: int) -> None:
 
 
 def _sync_lag() -> list[Metric]:
-    lag = GaugeMetricFamily(
-        "sync_lag_seconds",
-        "Seconds since the account's last successful sync (the most lagging accounts)",
-        labels=["tenant_id", "account_id"],
-    )
-    worst = GaugeMetricFamily("sync_lag_max_seconds", "The largest sync lag of any account")
     try:
-        lags = monitoring.sync_lags(runtime().db)
+        found = monitoring.sync_lag_histogram(runtime().db, LAG_BOUNDS)
     except Exception as exc:  # noqa: BLE001 - a scrape still shows the process metrics
         log.warning("sync lag unavailable: %s", type(exc).__name__)
         return []
-    for item in lags:
-        lag.add_metric([item.tenant_id, str(item.account_id)], item.seconds)
-    worst.add_metric([], max((item.seconds for item in lags), default=0.0))
+    lag = HistogramMetricFamily(
+        "sync_lag_seconds",
+        "Active accounts by seconds since their last successful sync (since added, if never)",
+    )
+    buckets = [(f"{b:g}", float(n)) for b, n in zip(found.bounds, found.counts, strict=True)]
+    lag.add_metric([], [*buckets, ("+Inf", float(found.total))], sum_value=None)
+    worst = GaugeMetricFamily("sync_lag_max_seconds", "The largest sync lag of any account")
+    worst.add_metric([], found.worst)
     return [lag, worst]
 
 

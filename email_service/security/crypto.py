@@ -3,7 +3,10 @@
 Each ciphertext is stored with the id of the key that made it, so a rotation can tell
 which rows still need re-encrypting. Keys come from ENCRYPTION_KEY (comma-separated,
 first one encrypts). A value that is not a Fernet key is treated as a passphrase and
-stretched with scrypt, so free-form ``ENCRYPTION_KEY`` passphrases still work.
+stretched with scrypt, so free-form ``ENCRYPTION_KEY`` passphrases still work. The
+scrypt salt is the deployment's own (``ENCRYPTION_SALT``); a passphrase's key under the
+old fixed salt is kept for decryption only, so rows written before still read and
+``email-service rotate-key`` moves them to the salted key.
 """
 
 from __future__ import annotations
@@ -36,20 +39,25 @@ def key_id(fernet_key: bytes) -> str:
     return hashlib.sha256(fernet_key).hexdigest()[:12]
 
 
-def _as_fernet_key(value: str) -> bytes:
+def is_fernet_key(value: str) -> bool:
+    """True if ``value`` is a Fernet key (32 bytes, URL-safe base64), not a passphrase."""
     raw = value.strip().encode()
     try:
-        if len(base64.urlsafe_b64decode(raw)) == 32 and len(raw) == 44:
-            return raw
+        return len(base64.urlsafe_b64decode(raw)) == 32 and len(raw) == 44
     except (binascii.Error, ValueError):
-        pass
+        return False
+
+
+def _as_fernet_key(value: str, salt: bytes = SCRYPT_SALT) -> bytes:
+    if is_fernet_key(value):
+        return value.strip().encode()
     if len(value) < MIN_PASSPHRASE_LENGTH:
         raise ConfigError(
             "invalid configuration: ENCRYPTION_KEY: each key must be a Fernet key or a "
             f"passphrase of at least {MIN_PASSPHRASE_LENGTH} characters"
         )
     derived = hashlib.scrypt(
-        value.encode(), salt=SCRYPT_SALT, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32
+        value.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32
     )
     return base64.urlsafe_b64encode(derived)
 
@@ -66,11 +74,13 @@ class Sealed:
 class Vault:
     """Encrypts with the first key, decrypts with any (MultiFernet)."""
 
-    def __init__(self, keys: list[str]) -> None:
+    def __init__(self, keys: list[str], salt: bytes | None = None) -> None:
         if not keys:
             raise ConfigError("invalid configuration: ENCRYPTION_KEY: no key configured")
-        fernet_keys = [_as_fernet_key(k) for k in keys]
-        self._multi = MultiFernet([Fernet(k) for k in fernet_keys])
+        fernet_keys = [_as_fernet_key(k, salt or SCRYPT_SALT) for k in keys]
+        # Passphrases under the fixed salt of earlier versions: decrypt only, tried last.
+        legacy = [_as_fernet_key(k) for k in keys if salt and not is_fernet_key(k)]
+        self._multi = MultiFernet([Fernet(k) for k in fernet_keys + legacy])
         self.primary_key_id = key_id(fernet_keys[0])
         self.key_ids = [key_id(k) for k in fernet_keys]
 

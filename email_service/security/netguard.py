@@ -4,8 +4,12 @@ A host name is resolved and *every* address it yields must be public (globally r
 or admitted by the operator's allow-list (``ALLOWED_MAIL_HOSTS``: host names and CIDRs).
 Numeric spellings such as ``127.1``, ``2130706433`` or ``0x7f.0.0.1`` are resolved by the
 system resolver like any name, so they meet the same check; IPv4-mapped IPv6 addresses
-are judged by the IPv4 address inside. Refusals never say whether a port is open: the
-guard decides before any connection is attempted.
+are judged by the IPv4 address inside, and so are 6to4 (2002::/16) and NAT64
+(64:ff9b::/96) addresses. "Public" is decided by our own table of the IANA special-purpose
+registries (:data:`SPECIAL_PURPOSE`), not by ``ipaddress.is_global`` alone, whose answers
+changed between patch releases (CVE-2024-4032: 3.11.7 called ``192.0.0.8`` and
+``2002:7f00:1::1`` global). Refusals never say whether a port is open: the guard decides
+before any connection is attempted.
 """
 
 from __future__ import annotations
@@ -32,15 +36,64 @@ def system_resolve(host: str) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# IANA IPv4 and IPv6 Special-Purpose Address Registries (RFC 6890 and later), plus
+# multicast, reserved and deprecated ranges: never an account's mail server.
+SPECIAL_PURPOSE: tuple[_Network, ...] = tuple(
+    ipaddress.ip_network(cidr)
+    for cidr in (
+        "0.0.0.0/8",  # this network (RFC 791)
+        "10.0.0.0/8",  # private (RFC 1918)
+        "100.64.0.0/10",  # shared address space, CGNAT (RFC 6598)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link local
+        "172.16.0.0/12",  # private
+        "192.0.0.0/24",  # IETF protocol assignments (RFC 6890), all of it
+        "192.0.2.0/24",  # TEST-NET-1
+        "192.31.196.0/24",  # AS112-v4
+        "192.52.193.0/24",  # AMT
+        "192.88.99.0/24",  # deprecated 6to4 relay anycast (RFC 7526)
+        "192.168.0.0/16",  # private
+        "192.175.48.0/24",  # direct delegation AS112
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # TEST-NET-2
+        "203.0.113.0/24",  # TEST-NET-3
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, and the limited broadcast address
+        "::/96",  # unspecified, loopback, deprecated IPv4-compatible (RFC 4291)
+        "64:ff9b:1::/48",  # local-use IPv4/IPv6 translation (RFC 8215)
+        "100::/64",  # discard-only (RFC 6666)
+        "2001::/23",  # IETF protocol assignments: Teredo, benchmarking, ORCHID, ...
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation (RFC 9637)
+        "5f00::/16",  # SRv6 SIDs (RFC 9602)
+        "fc00::/7",  # unique local
+        "fe80::/10",  # link local
+        "fec0::/10",  # deprecated site local
+        "ff00::/8",  # multicast
+    )
+)
+SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")  # RFC 3056: bits 16-47 are an IPv4 address
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the last 32 bits are IPv4
+
+
 def _unmapped(address: IPAddress) -> IPAddress:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+    """The IPv4 address inside an IPv4-mapped, 6to4 or NAT64 address, else the address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address in SIX_TO_FOUR:
+            return ipaddress.IPv4Address((int(address) >> 80) & 0xFFFFFFFF)
+        if address in NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
 
 
 def is_public(address: IPAddress) -> bool:
     """True for globally routable unicast addresses (not loopback, private, CGNAT, ...)."""
     address = _unmapped(address)
+    if any(address in net for net in SPECIAL_PURPOSE if net.version == address.version):
+        return False
     return address.is_global and not address.is_multicast and not address.is_reserved
 
 

@@ -1,10 +1,12 @@
 """API tokens: HS256 JWTs (RFC 7519) that name the tenants a caller may act for.
 
 Claims: ``sub`` (who), ``tenants`` (list of tenant ids; a single ``tenant`` string is
-accepted too), ``exp`` (required), ``iat``/``nbf`` (checked when present), ``aud``/``iss``
-(required and checked when the service is configured with them). Only HS256 is
-accepted, so ``alg: none`` and RS/HS confusion fail; PyJWT >= 2.12 refuses unknown
-``crit`` extensions (RFC 7515 §4.1.11).
+accepted too), ``exp``, ``iat`` and ``jti`` (required), ``nbf`` (checked when present),
+``aud``/``iss`` (required and checked when the service is configured with them). Only
+HS256 is accepted, so ``alg: none`` and RS/HS confusion fail; PyJWT >= 2.12 refuses
+unknown ``crit`` extensions (RFC 7515 §4.1.11). ``exp``, ``iat`` and ``nbf`` must be JSON
+numbers, and ``exp - iat`` at most ``max_ttl`` (``JWT_MAX_TTL_SECONDS``): a token cannot
+outlive the cap, so a revocation list only has to remember a ``jti`` that long.
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ import jwt
 from email_service.errors import AuthError, ValidationError
 
 ALGORITHM = "HS256"
-TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Matched whole (fullmatch): "$" would also match before a trailing newline.
+TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # A day: long enough for a dev session, short enough that a leaked token expires.
 DEFAULT_TTL = 24 * 3600
-MAX_TTL = 366 * 24 * 3600
+# The longest lifetime (exp - iat) accepted unless the caller says otherwise.
+MAX_TTL = 24 * 3600
+# A jti is an opaque id (ours are 32 hex digits); bounded so a denylist key stays small.
+MAX_JTI_LENGTH = 128
+TIME_CLAIMS = ("exp", "iat", "nbf")
 # Tokens already verified, per process: a client sends the same token with every request,
 # and checking its signature and claims costs more than the rest of a small request.
 VERIFIED_CACHE_SIZE = 1024
@@ -35,6 +42,13 @@ class Principal:
 
     subject: str
     tenants: frozenset[str]
+    jti: str = ""
+    expires: float = 0.0
+
+
+def valid_tenant(value: str) -> bool:
+    """True if ``value`` is a whole tenant id (1-64 letters, digits, '.', '_', '-')."""
+    return TENANT_RE.fullmatch(value) is not None
 
 
 def mint(
@@ -44,15 +58,16 @@ def mint(
     ttl: int = DEFAULT_TTL,
     audience: str | None = None,
     issuer: str | None = None,
+    max_ttl: int = MAX_TTL,
 ) -> str:
-    """Sign a token for ``tenants``, valid ``ttl`` seconds from now."""
+    """Sign a token for ``tenants``, valid ``ttl`` seconds (at most ``max_ttl``) from now."""
     if not tenants:
         raise ValidationError("at least one tenant is required", field="tenant")
     for tenant in tenants:
-        if not TENANT_RE.match(tenant):
+        if not valid_tenant(tenant):
             raise ValidationError(f"invalid tenant id {tenant!r}", field="tenant")
-    if not 0 < ttl <= MAX_TTL:
-        raise ValidationError(f"ttl must be between 1 and {MAX_TTL} seconds", field="ttl")
+    if not 0 < ttl <= max_ttl:
+        raise ValidationError(f"ttl must be between 1 and {max_ttl} seconds", field="ttl")
     now = int(time.time())
     claims: dict[str, object] = {
         "sub": subject,
@@ -122,25 +137,50 @@ def verify(
     audience: str | None = None,
     issuer: str | None = None,
     leeway: int = 30,
+    max_ttl: int = MAX_TTL,
 ) -> Principal:
     """Check signature and claims; return the principal or raise AuthError.
 
     A token verified before under the same settings is answered from :data:`VERIFIED`
-    (its expiry checked again), without a second signature check.
+    (its expiry checked again), without a second signature check. Revocation is the
+    caller's check (:attr:`Principal.jti`), made on every request.
     """
-    key = (token, secret, audience, issuer, leeway)
+    key = (token, secret, audience, issuer, leeway, max_ttl)
     cached = VERIFIED.get(key, time.time(), leeway)
     if cached is not None:
         return cached
-    principal, claims = _decode(token, secret, audience, issuer, leeway)
+    principal, claims = _decode(token, secret, audience, issuer, leeway, max_ttl)
     VERIFIED.put(key, principal, claims)
     return principal
 
 
+def unverified_jti(token: str) -> str | None:
+    """The ``jti`` a token names, without checking it (to revoke a token given whole)."""
+    try:
+        value = jwt.decode(token, options={"verify_signature": False}).get("jti")
+    except jwt.InvalidTokenError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _check_times(claims: dict[str, object], max_ttl: int) -> float:
+    for name in TIME_CLAIMS:
+        value = claims.get(name)
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise AuthError(f"invalid token: {name} must be a number")
+    expires, issued = float(claims["exp"]), float(claims["iat"])  # type: ignore[arg-type]
+    if expires - issued > max_ttl:
+        raise AuthError(f"invalid token: lifetime (exp - iat) over {max_ttl} seconds")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
+        raise AuthError(f"invalid token: jti must be a string of 1-{MAX_JTI_LENGTH} characters")
+    return expires
+
+
 def _decode(
-    token: str, secret: str, audience: str | None, issuer: str | None, leeway: int
+    token: str, secret: str, audience: str | None, issuer: str | None, leeway: int, max_ttl: int
 ) -> tuple[Principal, dict[str, object]]:
-    required = ["exp"] + (["aud"] if audience else []) + (["iss"] if issuer else [])
+    required = ["exp", "iat", "jti"] + (["aud"] if audience else []) + (["iss"] if issuer else [])
     try:
         claims = jwt.decode(
             token,
@@ -157,7 +197,14 @@ def _decode(
         raise AuthError("token not yet valid") from None
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from None
-    return Principal(subject=str(claims.get("sub", "")), tenants=_tenants(claims)), claims
+    expires = _check_times(claims, max_ttl)
+    principal = Principal(
+        subject=str(claims.get("sub", "")),
+        tenants=_tenants(claims),
+        jti=str(claims["jti"]),
+        expires=expires,
+    )
+    return principal, claims
 
 
 def _tenants(claims: dict[str, object]) -> frozenset[str]:
@@ -165,6 +212,6 @@ def _tenants(claims: dict[str, object]) -> frozenset[str]:
     values = [raw] if isinstance(raw, str) else raw
     if not isinstance(values, list) or not values:
         raise AuthError("invalid token: no tenants claim")
-    if not all(isinstance(t, str) and TENANT_RE.match(t) for t in values):
+    if not all(isinstance(t, str) and valid_tenant(t) for t in values):
         raise AuthError("invalid token: malformed tenants claim")
     return frozenset(values)

@@ -125,8 +125,8 @@ def create_account(
         data.smtp_port or hosts.smtp_default.port,
         data.smtp_security or hosts.smtp_default.security,
     )
-    hosts.check(imap)
-    hosts.check(smtp)
+    hosts.check(imap, "imap")
+    hosts.check(smtp, "smtp")
     row = Account(
         tenant_id=tenant_id,
         email=data.email,
@@ -232,10 +232,10 @@ def update_account(
         value = getattr(data, name)
         if value is not None:
             setattr(row, name, value.value)
-    if data.imap_host is not None or data.imap_port is not None:
-        hosts.check(Endpoint(row.imap_host, row.imap_port, Security(row.imap_security)))
-    if data.smtp_host is not None or data.smtp_port is not None:
-        hosts.check(Endpoint(row.smtp_host, row.smtp_port, Security(row.smtp_security)))
+    if any(getattr(data, f"imap_{n}") is not None for n in ("host", "port", "security")):
+        hosts.check(Endpoint(row.imap_host, row.imap_port, Security(row.imap_security)), "imap")
+    if any(getattr(data, f"smtp_{n}") is not None for n in ("host", "port", "security")):
+        hosts.check(Endpoint(row.smtp_host, row.smtp_port, Security(row.smtp_security)), "smtp")
     credentials = ("password", "oauth", "username", "imap_host", "imap_port", "imap_security")
     if row.status == AccountStatus.AUTH_FAILED and any(
         getattr(data, n) is not None for n in credentials

@@ -46,7 +46,7 @@ def blob_store(runtime: Runtime, tenant_id: str) -> BlobStore:
 
 def open_imap(runtime: Runtime, login: Login) -> ImapSession:
     """Connect to a vetted address of the account's server and log in."""
-    addresses = runtime.hosts.addresses(login.endpoint)
+    addresses = runtime.hosts.addresses(login.endpoint, "imap")
     ca_file = runtime.settings.mail_ca_file
     return ImapSession(
         login.endpoint.host,

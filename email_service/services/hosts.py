@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from email_service.config import Security, Settings
 from email_service.security.netguard import AllowList, Resolver, check_host, system_resolve
+
+Protocol = Literal["imap", "smtp"]
 
 
 @dataclass(frozen=True)
@@ -35,18 +38,31 @@ class MailHostPolicy:
             allow=AllowList.parse(settings.allowed_mail_hosts),
         )
 
-    def addresses(self, endpoint: Endpoint) -> list[str]:
+    def default(self, protocol: Protocol) -> Endpoint:
+        """The operator's default endpoint for ``protocol``."""
+        return self.imap_default if protocol == "imap" else self.smtp_default
+
+    def addresses(self, endpoint: Endpoint, protocol: Protocol) -> list[str]:
         """The vetted addresses to dial for an endpoint (checked again at connect time,
-        so a name that now resolves elsewhere is refused: DNS rebinding)."""
-        defaults = {(d.host.lower(), d.port) for d in (self.imap_default, self.smtp_default)}
-        if (endpoint.host.lower(), endpoint.port) in defaults:
+        so a name that now resolves elsewhere is refused: DNS rebinding).
+
+        Only ``protocol``'s own default endpoint (host, port and security all equal) is
+        exempt from the check: the SMTP default's port is no IMAP server to trust.
+        """
+        default = self.default(protocol)
+        same = (endpoint.host.lower().rstrip("."), endpoint.port, endpoint.security) == (
+            default.host.lower().rstrip("."),
+            default.port,
+            default.security,
+        )
+        if same:
             return self.resolve(endpoint.host)
         return check_host(endpoint.host, self.allow, self.resolve)
 
-    def check(self, endpoint: Endpoint) -> None:
-        """Raise BlockedHostError unless the endpoint may be dialled.
+    def check(self, endpoint: Endpoint, protocol: Protocol) -> None:
+        """Raise BlockedHostError unless the endpoint may be dialled for ``protocol``.
 
-        The operator's own default endpoints (exact host and port) are trusted as
-        configured; anything else must resolve to public or allow-listed addresses.
+        The operator's own default endpoint of that protocol is trusted as configured;
+        anything else must resolve to public or allow-listed addresses.
         """
-        self.addresses(endpoint)
+        self.addresses(endpoint, protocol)

@@ -10,10 +10,10 @@ import uuid
 from dataclasses import dataclass
 
 from email_service.config import Security
-from email_service.errors import EmailServiceError, RemoteAuthError
+from email_service.errors import EmailServiceError
 from email_service.mail.sasl import BearerToken
 from email_service.mail.smtp import SmtpSession, SmtpTarget
-from email_service.services import gateways
+from email_service.services import caller_errors, gateways
 from email_service.services.events import record as announce
 from email_service.services.hosts import Endpoint
 from email_service.services.runtime import Runtime
@@ -29,12 +29,6 @@ class Check:
     detail: str
 
 
-def _describe(exc: EmailServiceError) -> str:
-    if isinstance(exc, RemoteAuthError):
-        return "the server refused the credentials"
-    return exc.message
-
-
 def _imap(runtime: Runtime, login: gateways.Login) -> Check:
     try:
         with gateways.open_imap(runtime, login) as imap:
@@ -43,10 +37,8 @@ def _imap(runtime: Runtime, login: gateways.Login) -> Check:
                     c for c in imap.capabilities if c in {"CONDSTORE", "QRESYNC", "MOVE", "UIDPLUS"}
                 )
             )
-    except EmailServiceError as exc:
-        return Check(False, _describe(exc))
-    except OSError as exc:
-        return Check(False, f"connection failed: {exc.strerror or type(exc).__name__}")
+    except (EmailServiceError, OSError) as exc:
+        return Check(False, caller_errors.before_login("IMAP", exc))
     return Check(True, f"logged in ({caps or 'basic IMAP'})")
 
 
@@ -61,14 +53,12 @@ def _smtp(runtime: Runtime, account: Account, password: str | BearerToken) -> Ch
             username=account.username,
             password=password,
             timeout=runtime.settings.smtp_timeout,
-            connect_address=runtime.hosts.addresses(endpoint)[0],
+            connect_address=runtime.hosts.addresses(endpoint, "smtp")[0],
             ca_file=str(ca_file) if ca_file else None,
         )
         SmtpSession(target).close()
-    except EmailServiceError as exc:
-        return Check(False, _describe(exc))
-    except OSError as exc:
-        return Check(False, f"connection failed: {exc.strerror or type(exc).__name__}")
+    except (EmailServiceError, OSError) as exc:
+        return Check(False, caller_errors.before_login("SMTP", exc))
     return Check(True, "logged in")
 
 

@@ -547,3 +547,14 @@ class Deletion(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("idx_deletion_tenant", "tenant_id"),)
+
+
+class RevokedToken(Base):
+    """A revoked API token's ``jti`` (``email-service token --revoke``), kept until every
+    token that could carry it has expired. Not a tenant's row: a token spans tenants."""
+
+    __tablename__ = "revoked_token"
+
+    jti: Mapped[str] = mapped_column(String(128), primary_key=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

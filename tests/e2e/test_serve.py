@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import stat
 import subprocess
 import urllib.request
@@ -92,7 +93,8 @@ def test_postgres_and_redis_with_two_workers(serve: Any, tmp_path: Path, pg_url:
     [
         ({"GUNICORN_WORKERS": "abc"}, "GUNICORN_WORKERS"),
         ({"FLASK_ENV": "production"}, "JWT_SECRET"),
-        ({"FLASK_ENV": "production", "JWT_SECRET": "J" * 40}, "ENCRYPTION_KEY"),
+        ({"FLASK_ENV": "production", "JWT_SECRET": "J" * 40}, "JWT_SECRET"),  # repeats
+        ({"FLASK_ENV": "production", "JWT_SECRET": secrets.token_urlsafe(48)}, "ENCRYPTION_KEY"),
         ({"ENCRYPTION_KEY": "too-short"}, "ENCRYPTION_KEY"),
     ],
 )

@@ -326,6 +326,7 @@ def _jwt_matrix(tenant: str) -> dict[str, str]:
         "iat": now,
         "nbf": now,
         "exp": now + 600,
+        "jti": "matrix",
         "aud": JWT_AUDIENCE,
         "iss": JWT_ISSUER,
     }

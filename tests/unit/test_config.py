@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 import threading
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from email_service.config import Settings, load_settings, with_generated_secrets
 from email_service.errors import ConfigError
@@ -43,7 +45,11 @@ SPEC_REQUIRED = [
     "JWT_SECRET",
     "ENCRYPTION_KEY",
 ]
-GOOD_SECRETS = {"JWT_SECRET": "Zq8" * 16, "ENCRYPTION_KEY": "k9Vd" * 10}
+# Random values: production refuses repeats and sequences (security/strength.py).
+GOOD_SECRETS = {
+    "JWT_SECRET": secrets.token_urlsafe(48),
+    "ENCRYPTION_KEY": Fernet.generate_key().decode(),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -193,12 +199,15 @@ def test_derived_values(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.sqlalchemy_url.startswith("sqlite:///") and settings.sqlalchemy_url.endswith(
         "data/email-service.db"
     )
-    assert settings.cors_origin_urls == [
+    assert settings.cors_origin_urls == []  # production admits no origin unless told
+    monkeypatch.setenv("FLASK_ENV", "development")
+    assert load_settings().cors_origin_urls == [
         "http://localhost:3000",
         "https://localhost:3000",
         "http://emailclient.local:3000",
         "https://emailclient.local:3000",
     ]
+    monkeypatch.setenv("FLASK_ENV", "production")
     monkeypatch.setenv("DATABASE_URL", "postgres://u@h/db")
     monkeypatch.setenv("REDIS_URL", "redis://r:6379/0")
     settings = load_settings()

@@ -378,26 +378,26 @@ def test_ci_workflow_runs_make_test_with_the_pinned_actions() -> None:
     workflow = _load(REPO / ".github/workflows/ci.yml")
     text = (REPO / ".github/workflows/ci.yml").read_text()
     for action in (
-        "actions/checkout@v6",
-        "actions/cache@v5",
-        "actions/upload-artifact@v7",
-        "github/codeql-action/init@v4",
-        "github/codeql-action/analyze@v4",
+        "actions/checkout@d23441a48e516b6c34aea4fa41551a30e30af803 # v6",
+        "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae # v5",
+        "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f # v7",
+        "github/codeql-action/init@8aad20d150bbac5944a9f9d289da16a4b0d87c1e # v4",
+        "github/codeql-action/analyze@8aad20d150bbac5944a9f9d289da16a4b0d87c1e # v4",
     ):
         assert action in text, action
     uses = set(re.findall(r"uses: (\S+)", text))
-    assert all(u.split("@")[1].startswith("v") for u in uses)
+    assert all(re.fullmatch(r"[0-9a-f]{40}", u.split("@")[1]) for u in uses)  # by commit
     steps = [s.get("run", "") for job in workflow["jobs"].values() for s in job["steps"]]
     assert any(run.strip() == "make test" for run in steps)
     assert "make test" in (REPO / ".ci/run").read_text()
 
 
-def test_dependabot_watches_pip_docker_and_actions() -> None:
+def test_dependabot_watches_uv_docker_compose_and_actions() -> None:
     config = _load(REPO / ".github/dependabot.yml")
     ecosystems = {
         u["package-ecosystem"]: u.get("directories") or [u["directory"]] for u in config["updates"]
     }
-    assert {"pip", "docker", "github-actions"} <= set(ecosystems)
+    assert {"uv", "docker", "docker-compose", "github-actions"} <= set(ecosystems)
     watched = {(REPO / d.lstrip("/") / "Dockerfile") for d in ecosystems["docker"]}
     dockerfiles = {
         DOCKERFILE,

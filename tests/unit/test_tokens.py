@@ -24,7 +24,7 @@ def _b64(data: dict[str, Any]) -> str:
 
 def _claims(**extra: Any) -> dict[str, Any]:
     now = int(time.time())
-    return {"sub": "u", "tenants": ["t1"], "iat": now, "exp": now + 300, **extra}
+    return {"sub": "u", "tenants": ["t1"], "iat": now, "exp": now + 300, "jti": "j1", **extra}
 
 
 def test_minted_token_verifies() -> None:

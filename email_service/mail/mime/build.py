@@ -36,8 +36,10 @@ from email_service.errors import HeaderInjectionError, ValidationError
 from email_service.mail.mime.headers import decode_words
 from email_service.mail.mime.html import html_to_text
 
-# CR, LF and NUL end or corrupt a header line (RFC 5322 §2.2, §2.2.3).
-FORBIDDEN = re.compile(r"[\r\n\x00]")
+# CR, LF and NUL end or corrupt a header line (RFC 5322 §2.2, §2.2.3); so does every other
+# character str.splitlines() breaks on (VT, FF, FS, GS, RS, NEL, U+2028, U+2029) once the
+# email package folds or re-parses the header.
+FORBIDDEN = re.compile("[\r\n\x00\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 # Characters no unquoted addr-spec contains (RFC 5322 §3.4.1): specials and whitespace.
 ADDRESS_SPECIALS = re.compile(r'[\s<>()\[\]\\,;:"\x00-\x1f\x7f]')
 # A msg-id as we write and accept it: one <left@right> token (RFC 5322 §3.6.4).
@@ -118,10 +120,10 @@ class Outgoing:
 def check_text(value: str, name: str) -> str:
     """``value`` unless it holds CR, LF or NUL, raw or RFC 2047-encoded (HeaderInjectionError)."""
     if FORBIDDEN.search(value):
-        raise HeaderInjectionError(f"{name} must not contain CR, LF or NUL", field=name)
+        raise HeaderInjectionError(f"{name} must not contain a line break or NUL", field=name)
     if "=?" in value and FORBIDDEN.search(_decoded(value)):
         raise HeaderInjectionError(
-            f"{name} must not contain an encoded CR, LF or NUL (RFC 2047)", field=name
+            f"{name} must not contain an encoded line break or NUL (RFC 2047)", field=name
         )
     return value
 

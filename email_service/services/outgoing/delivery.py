@@ -212,7 +212,7 @@ def _target(runtime: Runtime, job: Job) -> SmtpTarget:
     password = job.login.password  # the one credential serves IMAP and SMTP
     endpoint = Endpoint(account.smtp_host, account.smtp_port, Security(account.smtp_security))
     try:
-        addresses = runtime.hosts.addresses(endpoint)  # SSRF guard, checked at each send
+        addresses = runtime.hosts.addresses(endpoint, "smtp")  # SSRF guard, checked at each send
     except ValidationError as exc:  # the name does not resolve (now)
         raise RemoteTemporaryError(exc.message) from None
     ca_file = runtime.settings.mail_ca_file

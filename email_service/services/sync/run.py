@@ -9,8 +9,10 @@ from email_service.errors import (
     ConflictError,
     EmailServiceError,
     RemoteAuthError,
+    RemoteError,
     RemoteTemporaryError,
 )
+from email_service.services import caller_errors
 from email_service.services.events import record as announce
 from email_service.services.gateways import account_login, blob_store, open_imap
 from email_service.services.runtime import Runtime
@@ -46,12 +48,14 @@ def run_sync(
         parse_bodies=runtime.settings.enable_email_parsing,
         parse_processes=parse_processes(runtime.settings.sync_parse_processes),
     )
+    connected = False
     try:
         # Inside the lock: an OAuth2 login may refresh its token, and a refused grant
         # ends this run as auth_failed like a refused password.
         with runtime.db.session() as session:
             login = account_login(session, runtime, tenant_id, account_id)
         with open_imap(runtime, login) as imap:
+            connected = True
             report = SyncEngine(ctx, imap).run()
     except RemoteAuthError as exc:
         _finish(
@@ -63,12 +67,20 @@ def run_sync(
             AccountStatus.AUTH_FAILED,
         )
         raise
+    except RemoteError as exc:
+        if connected:
+            _finish(runtime, account_id, owner, SyncRunState.ERROR, exc.message)
+            raise
+        told = caller_errors.before_login("IMAP", exc)  # no port scan through sync status
+        _finish(runtime, account_id, owner, SyncRunState.ERROR, told)
+        raise type(exc)(told, **exc.details) from exc
     except EmailServiceError as exc:
         _finish(runtime, account_id, owner, SyncRunState.ERROR, exc.message)
         raise
     except OSError as exc:  # socket trouble not already mapped by the protocol layer
-        _finish(runtime, account_id, owner, SyncRunState.ERROR, f"connection failed: {exc}")
-        raise RemoteTemporaryError(f"connection failed: {exc}") from exc
+        told = f"connection failed: {exc}" if connected else caller_errors.before_login("IMAP", exc)
+        _finish(runtime, account_id, owner, SyncRunState.ERROR, told)
+        raise RemoteTemporaryError(told) from exc
     except BaseException:
         _finish(runtime, account_id, owner, SyncRunState.ERROR, "internal error during sync")
         raise

@@ -1,0 +1,168 @@
+"""Findings 6 and 7: tenant ids are matched whole (no trailing newline); token lifetimes are
+capped by JWT_MAX_TTL_SECONDS with numeric exp/iat/nbf, every token carries a jti, and a
+jti revoked with ``email-service token --revoke`` is refused at once (the database in the
+embedded default, Redis when REDIS_URL is set)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import redis
+
+from email_service.app import create_app
+from email_service.errors import AuthError, ValidationError
+from email_service.security import tokens
+from email_service.store import migrate
+from tests.conftest import JWT_SECRET, REDIS_URL, TENANT_A, TENANT_B
+
+SECRET = "s" * 48
+REVIEW_REDIS = REDIS_URL.rsplit("/", 1)[0] + "/1"  # the DB number these tests may use
+
+
+def _claims(**extra: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {
+        "sub": "u",
+        "tenants": ["t1"],
+        "iat": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+        **extra,
+    }
+
+
+def _verify(claims: dict[str, Any], **options: Any) -> tokens.Principal:
+    return tokens.verify(jwt.encode(claims, SECRET, "HS256"), SECRET, **options)
+
+
+# --- finding 6 ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tenant", ["A\n", "tenant-a\n", "a\r\n"])
+def test_tenant_with_a_trailing_newline_is_malformed(tenant: str) -> None:
+    with pytest.raises(AuthError, match="malformed tenants"):
+        _verify(_claims(tenants=[tenant]))
+    with pytest.raises(ValidationError):
+        tokens.mint(SECRET, [tenant])
+    assert not tokens.valid_tenant(tenant)
+
+
+# --- finding 7: lifetime and claim types ----------------------------------------------------
+
+
+def test_exp_far_in_the_future_is_refused() -> None:
+    now = int(time.time())
+    with pytest.raises(AuthError, match="lifetime"):
+        _verify(_claims(exp=1e30))
+    with pytest.raises(AuthError, match="lifetime"):
+        _verify(_claims(exp=now + 24 * 3600 + 60))
+    with pytest.raises(AuthError, match="lifetime"):
+        _verify(_claims(exp=now + 3600), max_ttl=600)
+    assert _verify(_claims(exp=now + 600), max_ttl=600).tenants == {"t1"}
+
+
+@pytest.mark.parametrize(
+    "claim, value",
+    [("exp", "9999999999"), ("iat", "0"), ("nbf", "0"), ("exp", True), ("iat", [1])],
+)
+def test_time_claims_must_be_numbers(claim: str, value: Any) -> None:
+    with pytest.raises(AuthError):
+        _verify(_claims(**{claim: value}))
+
+
+@pytest.mark.parametrize("claim", ["iat", "jti", "exp"])
+def test_iat_jti_and_exp_are_required(claim: str) -> None:
+    claims = _claims()
+    del claims[claim]
+    with pytest.raises(AuthError):
+        _verify(claims)
+
+
+def test_jti_must_be_a_short_string() -> None:
+    for jti in (123, "", "x" * 300):
+        with pytest.raises(AuthError):
+            _verify(_claims(jti=jti))
+
+
+def test_mint_refuses_a_ttl_over_the_cap() -> None:
+    with pytest.raises(ValidationError):
+        tokens.mint(SECRET, ["t1"], ttl=3601, max_ttl=3600)
+    assert tokens.verify(tokens.mint(SECRET, ["t1"], ttl=3600, max_ttl=3600), SECRET, max_ttl=3600)
+
+
+# --- finding 7: revocation ------------------------------------------------------------------
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "FLASK_ENV": "development",
+        "JWT_SECRET": JWT_SECRET,
+        "DATA_DIR": str(tmp_path / "data"),
+        "LOG_DIR": str(tmp_path / "logs"),
+        **extra,
+    }
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    program = Path(sys.executable).parent / "email-service"
+    return subprocess.run(
+        [str(program), *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _revocation_case(settings: Any, env: dict[str, str]) -> None:
+    app = create_app(settings, configure_logs=False)
+    migrate.upgrade(app.extensions["email_service"].db.engine)
+    client = app.test_client()
+    minted = _cli(env, "token", "--tenant", TENANT_A, "--tenant", TENANT_B)
+    assert minted.returncode == 0, minted.stderr
+    token = minted.stdout.strip()
+    other = tokens.mint(JWT_SECRET, [TENANT_A])
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+
+    def status(value: str, tenant: str = TENANT_A) -> int:
+        headers = {"Authorization": f"Bearer {value}", "X-Tenant-ID": tenant}
+        return int(client.get("/api/accounts", headers=headers).status_code)
+
+    assert status(token) == 200 and status(token, TENANT_B) == 200  # now in the verified cache
+    revoked = _cli(env, "token", "--revoke", jti)
+    assert revoked.returncode == 0, revoked.stderr
+    assert jti in revoked.stdout
+    answer = client.get(
+        "/api/accounts", headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": TENANT_A}
+    )
+    assert answer.status_code == 401
+    assert answer.get_json()["detail"] == "token revoked"
+    assert status(token, TENANT_B) == 401
+    assert status(other) == 200  # another token of the same tenant is untouched
+    again = _cli(env, "token", "--revoke", token)  # a whole token names its jti too
+    assert again.returncode == 0 and jti in again.stdout
+
+
+def test_revoked_jti_is_refused_embedded(tmp_path: Path, sqlite_settings: Any) -> None:
+    settings = sqlite_settings()
+    env = _env(tmp_path)
+    assert str(settings.data_dir) == env["DATA_DIR"]
+    _revocation_case(settings, env)
+
+
+@pytest.mark.redis
+def test_revoked_jti_is_refused_with_redis(tmp_path: Path, sqlite_settings: Any) -> None:
+    try:
+        redis.Redis.from_url(REVIEW_REDIS, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis not reachable at {REVIEW_REDIS}: {exc}")
+    settings = sqlite_settings(redis_url=REVIEW_REDIS)
+    env = _env(tmp_path, REDIS_URL=REVIEW_REDIS)
+    _revocation_case(settings, env)
+    keys = redis.Redis.from_url(REVIEW_REDIS).keys("email-service:revoked:*")
+    assert keys  # kept in Redis, with an expiry
+    assert all(redis.Redis.from_url(REVIEW_REDIS).ttl(k) > 0 for k in keys)
