@@ -14,6 +14,7 @@ from celery import Celery
 
 from email_service.config import Settings, load_settings
 from email_service.jobs import (
+    push,
     signals,  # noqa: F401 - connects the Celery signals on import
     work,
 )
@@ -94,6 +95,9 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
         "apply_message_changes": lambda job_id, account_id, tenant_id, change: work.apply_changes(
             runtime, account_id, tenant_id, change
         ),
+        "sync_imap_folder": lambda job_id, account_id, tenant_id, folder: work.sync_folder(
+            runtime, account_id, tenant_id, folder, job_id
+        ),
         "store_draft_copy": lambda job_id, draft_id, tenant_id, account_id, reason="": (
             work.store_draft_copy(runtime, draft_id, tenant_id, account_id, reason)
         ),
@@ -102,3 +106,4 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
     if background:
         Ticker(60.0, lambda: work.sync_due(runtime)).start()
         Ticker(SEND_TICK_S, lambda: work.send_due(runtime)).start()
+        push.start_embedded(runtime)  # jobs run here, so does the watcher

@@ -102,6 +102,7 @@ class SyncContext:
     lock_ttl: timedelta = sync_state.LOCK_TTL
     parse_bodies: bool = True  # ENABLE_EMAIL_PARSING: false stores raw MIME + headers only
     parse_processes: int = 0  # SYNC_PARSE_PROCESSES: a pool for large runs; 0 parses inline
+    only_folder: str | None = None  # a pushed change: this folder (raw name) alone
 
 
 class SyncEngine:
@@ -133,8 +134,9 @@ class SyncEngine:
         server = self.imap.list_folders(with_status=True)
         with self.ctx.db.session() as session:
             rows = folders_repo.reconcile(session, self.ctx.tenant_id, self.ctx.account_id, server)
+        only = self.ctx.only_folder
         for remote in sorted(server, key=_folder_order):
-            if remote.selectable:
+            if remote.selectable and only in (None, remote.raw_name):
                 self._sync_folder(remote, rows[remote.raw_name])
         self.report.folders = len(server)
         self.report.seconds = time.monotonic() - started
