@@ -29,7 +29,7 @@ from tests.support.accounts import register
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], what: str, timeout: float = 60) -> T:
+def wait_for(predicate: Callable[[], T | None], what: str, timeout: float = 60) -> T:
     """Poll until ``predicate`` is truthy; fail naming ``what`` (not a timing assertion)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -61,7 +61,7 @@ class PushStack:
         settings = Settings(
             _env_file=None,
             flask_env="development",
-            database_url=pg_url,  # type: ignore[call-arg]
+            database_url=pg_url,
             redis_url=redis_url,
             jwt_secret=JWT_SECRET,
             encryption_key=[key],
@@ -98,7 +98,7 @@ class PushStack:
 
     def metric(self, proc: subprocess.Popen[Any], name: str) -> float:
         """A sample of a watcher's /metrics (0 while it is not up yet)."""
-        port = dict((p.pid, port) for p, port in self.watchers)[proc.pid]
+        port = {p.pid: port for p, port in self.watchers}[proc.pid]
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
                 text = r.read().decode()
@@ -116,10 +116,10 @@ class PushStack:
 
     def holders(self) -> dict[str, str]:
         """Account id -> holder id of every live lease."""
-        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        client: Any = redis.Redis.from_url(self.redis_url, decode_responses=True)
         keys = list(client.scan_iter(LEASE_PREFIX + "*"))
         values = client.mget(keys) if keys else []
-        return {k.removeprefix(LEASE_PREFIX): v for k, v in zip(keys, values) if v}
+        return {k.removeprefix(LEASE_PREFIX): v for k, v in zip(keys, values, strict=True) if v}
 
     def add_account(self, tenant: str, dovecot: Any, user: Any) -> uuid.UUID:
         """Register a Dovecot user as an account of ``tenant``."""
@@ -151,8 +151,6 @@ class PushStack:
         for proc in self.procs:
             stop(proc)
         self.runtime.db.engine.dispose()
-
-
 
 
 def message(subject: str) -> bytes:

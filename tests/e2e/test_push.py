@@ -5,6 +5,7 @@ store because the server told a watcher, which queued a folder sync."""
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,7 @@ def test_a_watcher_killed_hard_hands_its_accounts_over(stack: Any, dovecot: Any)
             with imap_login(dovecot, user) as client:
                 append(client, "INBOX", message(f"after takeover {account}"))
     for account in moved:
-        wait_for(lambda a=account: stack.count(a, f"after takeover {a}"), "mail after takeover")
+        wait_for(partial(stack.count, account, f"after takeover {account}"), "mail after takeover")
 
 
 def test_dovecot_restart_under_idle_loses_nothing(
@@ -116,7 +117,7 @@ def test_dovecot_restart_under_idle_loses_nothing(
             with imap_login(own, user) as client:
                 append(client, "INBOX", message("after restart"))
             for subject in ("while reconnecting", "after restart"):
-                wait_for(lambda s=subject: stack.count(account, s), subject)
+                wait_for(partial(stack.count, account, subject), subject)
             assert stack.metric(watcher, "imap_push_reconnects_total") >= 1
             assert stack.count(account) == 3
         finally:
