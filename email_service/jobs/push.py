@@ -57,16 +57,40 @@ def run_watcher(runtime: Runtime) -> None:
     asyncio.run(main())
 
 
-def start_embedded(runtime: Runtime) -> threading.Thread | None:
-    """In the service process (no watcher processes): watch every account on a thread."""
+class EmbeddedWatcher:
+    """The watcher on a daemon thread of the service process; ``stop()`` ends it."""
+
+    def __init__(self, runtime: Runtime, leases: LocalLeases | RedisLeases) -> None:
+        self.runtime = runtime
+        self.leases = leases
+        self.ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, name="imap-push", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        self.ready.set()
+        await _serve(self.runtime, self.stopping, self.leases)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the connections, give the leases back, end the thread."""
+        self.ready.wait(timeout)
+        if self.loop is not None and self.stopping is not None:
+            self.loop.call_soon_threadsafe(self.stopping.set)
+        self.thread.join(timeout)
+
+
+def start_embedded(runtime: Runtime) -> EmbeddedWatcher | None:
+    """In the service process (no watcher processes): watch the accounts on a thread."""
     if not push_enabled(runtime):
         return None
     url = _redis(runtime)
     leases = RedisLeases(url, runtime.settings.watch_lease_seconds) if url else LocalLeases()
-    thread = threading.Thread(
-        target=lambda: asyncio.run(_serve(runtime, asyncio.Event(), leases)),
-        name="imap-push",
-        daemon=True,
-    )
-    thread.start()
-    return thread
+    watcher = EmbeddedWatcher(runtime, leases)
+    watcher.thread.start()
+    return watcher
