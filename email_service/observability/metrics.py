@@ -126,6 +126,11 @@ def set_push(watched: int, idle: int) -> None:
     PUSH_IDLE.set(idle)
 
 
+def set_push_idle(idle: int) -> None:
+    """This watcher's open IDLE connections (updated as they open and close)."""
+    PUSH_IDLE.set(idle)
+
+
 def count_push_reconnect() -> None:
     """One watch connection dropped (or failed to open) and will be retried."""
     PUSH_RECONNECTS.inc()

@@ -14,6 +14,8 @@ Embedded (no Redis), :class:`LocalLeases` holds every account in this process.
 from __future__ import annotations
 
 import math
+import os
+import socket
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -81,7 +83,8 @@ class RedisLeases:
     def __init__(self, url: str, lease_seconds: float, holder: str | None = None) -> None:
         self.client: Any = aioredis.Redis.from_url(url)
         self.lease_ms = int(lease_seconds * 1000)
-        self.holder = holder or uuid.uuid4().hex
+        # host:pid:random: an operator can tell which process holds an account
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._renew = self.client.register_script(_RENEW)
         self._release = self.client.register_script(_RELEASE)
 

@@ -32,6 +32,10 @@ ACCOUNTS_REFRESH_S = 10.0
 # over at most one tick after its leases expired.
 TICKS_PER_LEASE = 10
 
+# Changes reported within this window are queued together, one per account and folder
+# (one server action can answer with several responses: EXISTS, then FETCH FLAGS).
+BURST_S = 0.02
+
 QueueSync = Callable[[WatchedAccount, str], None]  # blocking: runs on the enqueue thread
 
 
@@ -144,12 +148,18 @@ class Supervisor:
         """Mark each change's (account, folder); queue a sync only if the mark is new."""
         loop = asyncio.get_running_loop()
         while True:
-            account, folder, at = await self.changes.get()
-            try:
-                if await self.pending.mark(account.id, folder, at):
-                    await loop.run_in_executor(self._enqueuer, self.queue_sync, account, folder)
-            except Exception:
-                log.exception("could not queue a pushed change", extra={"folder": folder})
+            first = await self.changes.get()
+            await asyncio.sleep(BURST_S)
+            burst = {(first[0].id, first[1]): first}
+            while not self.changes.empty():
+                change = self.changes.get_nowait()
+                burst.setdefault((change[0].id, change[1]), change)  # keep the earliest time
+            for account, folder, at in burst.values():
+                try:
+                    if await self.pending.mark(account.id, folder, at):
+                        await loop.run_in_executor(self._enqueuer, self.queue_sync, account, folder)
+                except Exception:
+                    log.exception("could not queue a pushed change", extra={"folder": folder})
 
     async def _shutdown(self) -> None:
         tasks = [task for _account, task in self.watches.values()]

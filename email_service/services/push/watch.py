@@ -115,6 +115,7 @@ class AccountWatch:
         elif not connected and key in self.stats.connected:
             self.stats.connected.discard(key)
             self.stats.idle -= 1
+        metrics.set_push_idle(self.stats.idle)
 
     def _retry_delay(self, exc: BaseException, attempt: int) -> float:
         text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
