@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ SELECTED_EVENTS = frozenset({"EXISTS", "EXPUNGE", "VANISHED", "FETCH"})
 # MessageExpunge must be asked together, FlagChange needs both.
 NOTIFY_EVENTS = b"(MessageNew MessageExpunge FlagChange)"
 INBOX = "INBOX"
+# TCP keepalive: first probe after 60 s of silence, then every 20 s, 3 unanswered probes
+# end the connection (about 2 min; Dovecot itself says "* OK Still here" every 2 min).
+KEEPALIVE = (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 20), ("TCP_KEEPCNT", 3))
 
 ChangeHandler = Callable[[str], None]  # the changed folder's raw (server) name
 
@@ -79,6 +83,7 @@ class PushClient:
         self.notify = False  # NOTIFY SET accepted: every personal mailbox is heard
         self._tag = 0
         self._on_change: ChangeHandler | None = None
+        self._next: asyncio.Future[Response] | None = None  # a read in progress
 
     # --- connection set-up ----------------------------------------------------------
     @classmethod
@@ -99,6 +104,7 @@ class PushClient:
             )
         except (OSError, TimeoutError) as exc:
             raise RemoteTemporaryError(f"IMAP connection failed: {exc!r}") from exc
+        keep_alive(writer)
         client = cls(reader, writer, login.timeout)
         try:
             await client._set_up(login, context)
@@ -210,9 +216,19 @@ class PushClient:
             self._untagged(response)
 
     async def read(self, timeout: float | None = None) -> Response:
-        """The next response; TimeoutError after ``timeout`` (default: the I/O timeout)."""
+        """The next response; TimeoutError after ``timeout`` (default: the I/O timeout).
+
+        A timeout never cuts a response in half: the read goes on in its task and the next
+        call picks it up (IDLE's renewal times out reads on purpose).
+        """
         wait = self.timeout if timeout is None else timeout
-        return await asyncio.wait_for(self._read_response(), wait)
+        if self._next is None:
+            self._next = asyncio.ensure_future(self._read_response())
+        done, _pending = await asyncio.wait({self._next}, timeout=wait)
+        if not done:
+            raise TimeoutError("no response from the IMAP server")
+        task, self._next = self._next, None
+        return task.result()
 
     async def _read_response(self) -> Response:
         texts: list[bytes] = []
@@ -251,6 +267,9 @@ class PushClient:
 
     def close(self) -> None:
         """Drop the connection (no LOGOUT: the watcher is going away or reconnecting)."""
+        if self._next is not None:
+            self._next.cancel()
+            self._next = None
         self.writer.close()
 
     async def logout(self) -> None:
@@ -261,6 +280,18 @@ class PushClient:
             pass
         finally:
             self.close()
+
+
+def keep_alive(writer: asyncio.StreamWriter) -> None:
+    """TCP keepalive probes: a peer gone without a FIN (a host lost, a NAT that forgot
+    us) is noticed in minutes, not at the next IDLE renewal."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in KEEPALIVE:
+        if hasattr(socket, name):  # Linux names; other systems keep their defaults
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
 def changed_folder(response: Response, selected: str | None) -> str | None:
