@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from email_service.mail.mime import MAX_FIELD_CHARS, Limits
+from email_service.mail.mime.parse import MAX_FIELD_CHARS, Limits
 from tests.hardening import corpus, figures
 from tests.hardening.stack import SERVICE_GROUP, Service, group_pids
 from tests.support.mailgen import fetch_raw, imap_login, make_message, status

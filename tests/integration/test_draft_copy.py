@@ -19,7 +19,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
-from email_service.services import draft_copy
+from email_service.services.outgoing import draft_copy
 from email_service.store.models import Draft
 from tests.conftest import TENANT_A
 from tests.support.compose_api import add_account, running_app, send, wait_for, wait_state

@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 from email_service.store import migrate
 from email_service.store.db import Database
 from email_service.store.models import Base
-from email_service.store.search_index import include_object
+from email_service.store.search.index import include_object
 
 
 def test_models_match_migrations(runtime: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from email_service.errors import RemoteAuthError
-from email_service.mail.imap_idle import PushClient, PushLogin
+from email_service.mail.imap.idle import PushClient, PushLogin
 from tests.support.mailgen import make_message
 
 pytestmark = [pytest.mark.dovecot]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from email_service.app import create_app
-from email_service.services import sync_state
+from email_service.services.sync import state as sync_state
 from email_service.store import migrate
 from tests.conftest import TENANT_A, TENANT_B
 from tests.support.mailgen import append, imap_login, make_message

@@ -17,7 +17,7 @@ from email_service.store.models import Base
 
 # Ends a wait for the background sender; never reached when the code is right.
 WAIT_S = 90.0
-# The spec's composition example.
+# The documented composition example (docs/sending.md).
 SPEC_BODY = {
     "to": ["recipient@example.com"],
     "subject": "Email Subject",
@@ -66,7 +66,7 @@ def add_account(api: FlaskClient, headers: dict[str, str], email: str, **servers
 
 
 def compose(api: FlaskClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:
-    """POST /api/compose with the spec's body, changed by ``body``."""
+    """POST /api/compose with the documented body, changed by ``body``."""
     response = api.post("/api/compose", headers=headers, json={**SPEC_BODY, **body})
     assert response.status_code == 201, response.get_json()
     return dict(response.get_json())

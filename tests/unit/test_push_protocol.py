@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from email_service.mail.imap_idle import _literal_size, changed_folder
-from email_service.mail.imap_parse import parse_segments
+from email_service.mail.imap.idle import _literal_size, changed_folder
+from email_service.mail.imap.parse import parse_segments
 from email_service.services.push.leases import fair_share
 from email_service.services.push.watch import BACKOFF_MAX_S, backoff
 

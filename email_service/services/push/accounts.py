@@ -9,10 +9,11 @@ from datetime import datetime
 from sqlalchemy import select
 
 from email_service.config import Security
-from email_service.mail.imap_idle import PushLogin
+from email_service.mail.imap.idle import PushLogin
 from email_service.services.hosts import Endpoint
 from email_service.services.runtime import Runtime
 from email_service.store.models import Account
+from email_service.store.states import AccountStatus
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def active_accounts(runtime: Runtime) -> dict[uuid.UUID, WatchedAccount]:
                 Account.username,
                 Account.password_ciphertext,
                 Account.updated_at,
-            ).where(Account.status == "active")
+            ).where(Account.status == AccountStatus.ACTIVE)
         ).all()
     return {row[0]: WatchedAccount(*row) for row in rows}
 

@@ -17,10 +17,11 @@ from sqlalchemy.exc import IntegrityError
 
 from email_service.errors import ConflictError, NotFoundError
 from email_service.observability import metrics
-from email_service.services import mailbox, sync_state
 from email_service.services.push.pending import Pending
 from email_service.services.push.supervisor import FOLDER_SYNC_TASK
 from email_service.services.runtime import Runtime
+from email_service.services.sync import state as sync_state
+from email_service.services.sync.run import run_sync
 
 log = logging.getLogger(__name__)
 # Seconds before a change that met a running sync is tried again (syncs of an unchanged
@@ -43,9 +44,7 @@ def sync_pushed_folder(
     event_at = pending.take(account_id, folder)
     _ensure_state(runtime, tenant_id, account_id)
     try:
-        report = mailbox.run_sync(
-            runtime, tenant_id, account_id, owner=job_id, folder=folder or None
-        )
+        report = run_sync(runtime, tenant_id, account_id, owner=job_id, folder=folder or None)
     except ConflictError:
         if pending.mark(account_id, folder, event_at or time.time()):
             assert runtime.queue is not None, "no job queue wired"

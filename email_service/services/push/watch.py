@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from email_service.errors import BlockedHostError, EmailServiceError, RemoteAuthError
-from email_service.mail.imap_idle import PushClient, PushLogin
+from email_service.mail.imap.idle import PushClient, PushLogin
 from email_service.observability import metrics
 from email_service.services.push.accounts import WatchedAccount
 from email_service.services.push.pending import ALL_FOLDERS
