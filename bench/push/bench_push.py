@@ -30,6 +30,7 @@ import json
 import os
 import random
 import resource
+import signal
 import statistics
 import sys
 import tempfile
@@ -109,11 +110,17 @@ def append(dovecot: DovecotServer, user: Any, raw: bytes) -> None:
 
 
 def prime(dovecot: DovecotServer, user: Any) -> None:
-    """Log in once and LIST: Dovecot makes the mailbox and its autocreated folders."""
+    """Open every folder once: Dovecot makes the mailbox, its autocreated folders and their
+    indexes at first use, and NOTIFY would report each of those as a change."""
     client = imaplib.IMAP4(dovecot.host, dovecot.imap_port)
     try:
         client.login(user.email, user.password)
-        client.list()
+        _typ, lines = client.list()
+        for line in lines:
+            if not isinstance(line, bytes):
+                continue
+            name = line.decode().rsplit(' "/" ', 1)[-1].strip('"')
+            client.select(f'"{name}"', readonly=True)
     finally:
         client.logout()
 
@@ -193,7 +200,7 @@ def many_accounts(stack: PushStack, dovecot: DovecotServer, args: argparse.Names
     lat = load(stack, dovecot, users, args)
     print(f"  APPEND -> stored at {args.rate}/s across {args.accounts} accounts: {summary(lat)}")
     print(f"  watcher RSS under load {proc_rss_mb(watcher.pid):.1f} MB")
-    takeover(stack, watcher, args.accounts + 1)  # and the latency account
+    takeover(stack, watcher, args.accounts + (1 if args.messages else 0))
 
 
 def load(
@@ -289,6 +296,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--worker-concurrency", type=int, default=6)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the stack on the way out
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
@@ -307,8 +315,9 @@ def main() -> None:
         stack = PushStack(tmp / "stack", pg_url, redis_server.url, SYNC_PARSE_PROCESSES="0")
         stack.worker(concurrency=args.worker_concurrency)
         print(f"push bench (Dovecot {dovecot.imap_port}, {BIN / 'email-service'})")
-        print("1. APPEND -> listed by GET /api/messages, one account, one at a time")
-        print(f"  {summary(api_latency(stack, dovecot, args.messages))}")
+        if args.messages:
+            print("1. APPEND -> listed by GET /api/messages, one account, one at a time")
+            print(f"  {summary(api_latency(stack, dovecot, args.messages))}")
         print(f"2. one watcher, {args.accounts} accounts")
         many_accounts(stack, dovecot, args)
     finally:
