@@ -1,4 +1,4 @@
-"""The ``email-service`` command: serve, worker, beat, migrate, token, accounts, rotate-key."""
+"""The ``email-service`` command: serve, worker, beat, watch, migrate, token, accounts, ..."""
 
 from __future__ import annotations
 
@@ -123,6 +123,24 @@ def worker(concurrency: int) -> None:
             settings.log_level,
         ]
     )
+
+
+@main.command()
+def watch() -> None:
+    """Hold IMAP IDLE/NOTIFY connections for a share of the accounts; queue folder syncs."""
+    from email_service.errors import ConfigError
+    from email_service.jobs import push
+    from email_service.jobs.app import celery_app
+    from email_service.jobs.queues import CeleryQueue
+
+    runtime = _runtime()
+    if not push.push_enabled(runtime):
+        raise click.ClickException("push is off (ENABLE_IMAP_PUSH or ENABLE_IMAP_SYNC is false)")
+    runtime.queue = CeleryQueue(celery_app)
+    try:
+        push.run_watcher(runtime)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 @main.command()

@@ -221,6 +221,16 @@ class Settings(BaseSettings):
     # visibility timeout (a countdown past it would be delivered again).
     draft_copy_delay_seconds: float = Field(5, ge=0, le=300)
 
+    # --- push (IMAP IDLE/NOTIFY watchers) ---
+    # Watch active accounts over IDLE and queue a folder sync on every change they report.
+    enable_imap_push: bool = True
+    # A watcher's hold on an account; a watcher killed without a word loses it after this.
+    watch_lease_seconds: int = Field(30, ge=3, le=3600)
+    # IDLE is re-issued this often (RFC 2177 §3: servers may drop a client idle 30 min).
+    imap_idle_renew_seconds: int = Field(25 * 60, ge=10, le=29 * 60)
+    # `email-service watch` serves its metrics on this port at /metrics (0: off).
+    watch_metrics_port: int = Field(0, ge=0, le=65535)
+
     # --- rate limiting (per client IP, plus per tenant) ---
     rate_limit_enabled: bool = True
     rate_limit_requests_per_minute: int = Field(60, ge=1)

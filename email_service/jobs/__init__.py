@@ -15,6 +15,7 @@ from celery import Celery
 from email_service.config import Settings, load_settings
 from email_service.jobs import (
     event_work,
+    push,
     signals,  # noqa: F401 - connects the Celery signals on import
     work,
 )
@@ -106,6 +107,9 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
         "apply_message_changes": lambda job_id, account_id, tenant_id, change: work.apply_changes(
             runtime, account_id, tenant_id, change
         ),
+        "sync_imap_folder": lambda job_id, account_id, tenant_id, folder: work.sync_folder(
+            runtime, account_id, tenant_id, folder, job_id
+        ),
         "store_draft_copy": lambda job_id, draft_id, tenant_id, account_id, reason="": (
             work.store_draft_copy(runtime, draft_id, tenant_id, account_id, reason)
         ),
@@ -124,3 +128,4 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
         Ticker(PRUNE_TICK_S, lambda: event_work.prune_change_log(runtime)).start()
         sweep_every = float(settings.blob_sweep_interval_seconds)
         Ticker(sweep_every, lambda: work.sweep_blobs(runtime)).start()
+        push.start_embedded(runtime)  # jobs run here, so does the watcher

@@ -42,6 +42,15 @@ def sync_imap_account(self: Task[Any, Any], account_id: str, tenant_id: str) -> 
     return work.sync_account(_runtime(), account_id, tenant_id, job_id)
 
 
+@shared_task(name="sync_imap_folder", bind=True, **REMOTE_TASK)
+def sync_imap_folder(
+    self: Task[Any, Any], account_id: str, tenant_id: str, folder: str
+) -> dict[str, Any]:
+    """Sync one folder the IMAP server reported changed (queued by a watcher)."""
+    job_id = str(self.request.id or uuid.uuid4().hex)
+    return work.sync_folder(_runtime(), account_id, tenant_id, folder, job_id)
+
+
 @shared_task(name="sync_due_accounts", acks_late=True)
 def sync_due_accounts() -> dict[str, Any]:
     """Beat's periodic job: queue a sync of every account that is due."""

@@ -13,6 +13,7 @@ from email_service.config import load_settings, with_generated_secrets
 from email_service.errors import ConflictError, NotFoundError
 from email_service.services import deletion, gateways, parsing, writeback
 from email_service.services.outgoing import delivery, draft_copy, reconcile
+from email_service.services.push import folder_sync, pending
 from email_service.services.runtime import Runtime
 from email_service.services.sync import schedule as sync_jobs
 from email_service.services.sync.run import run_sync
@@ -53,6 +54,16 @@ def sync_account(runtime: Runtime, account_id: str, tenant_id: str, job_id: str)
         "flag_updates": report.flag_updates,
         "seconds": round(report.seconds, 3),
     }
+
+
+def sync_folder(
+    runtime: Runtime, account_id: str, tenant_id: str, folder: str, job_id: str
+) -> dict[str, Any]:
+    """Sync one folder after the server pushed a change ("" : the whole account)."""
+    redis_url = pending.push_redis_url(runtime.settings.redis_url, runtime.settings.broker_url)
+    return folder_sync.sync_pushed_folder(
+        runtime, pending.pending_for(redis_url), tenant_id, uuid.UUID(account_id), folder, job_id
+    )
 
 
 def apply_changes(runtime: Runtime, account_id: str, tenant_id: str, change: str) -> dict[str, Any]:

@@ -82,6 +82,27 @@ CHANGE_LAG = Histogram(
 )
 for _outcome in WEBHOOK_OUTCOMES:
     WEBHOOK_DELIVERIES.labels(_outcome)
+# From a server's push to the end of the folder sync it queued: IDLE answers at once,
+# the rest is the queue and the sync (target p95 <= 2 s, issue 19).
+PUSH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+PUSH_WATCHED = Gauge(
+    "imap_push_watched_accounts",
+    "Accounts whose lease this watcher holds",
+    multiprocess_mode="livesum",
+)
+PUSH_IDLE = Gauge(
+    "imap_push_idle_connections",
+    "IMAP connections in IDLE (logged in, listening)",
+    multiprocess_mode="livesum",
+)
+PUSH_RECONNECTS = Counter(
+    "imap_push_reconnects_total", "Watch connections that dropped or failed and were retried"
+)
+PUSH_LATENCY = Histogram(
+    "imap_push_sync_latency_seconds",
+    "Seconds from a change reported over IDLE to the end of the folder sync it queued",
+    buckets=PUSH_BUCKETS,
+)
 for _kind in EMAIL_KINDS:  # every kind shows from the start, at 0
     EMAILS.labels(_kind)
 
@@ -128,6 +149,27 @@ def observe_webhook(outcome: str, seconds: float, lag: float | None) -> None:
 def observe_change_lag(channel: str, seconds: float) -> None:
     """A change reached a client ``seconds`` after it was committed."""
     CHANGE_LAG.labels(channel).observe(max(seconds, 0.0))
+
+
+def set_push(watched: int, idle: int) -> None:
+    """This watcher's leased accounts and open IDLE connections."""
+    PUSH_WATCHED.set(watched)
+    PUSH_IDLE.set(idle)
+
+
+def set_push_idle(idle: int) -> None:
+    """This watcher's open IDLE connections (updated as they open and close)."""
+    PUSH_IDLE.set(idle)
+
+
+def count_push_reconnect() -> None:
+    """One watch connection dropped (or failed to open) and will be retried."""
+    PUSH_RECONNECTS.inc()
+
+
+def observe_push_latency(seconds: float) -> None:
+    """A pushed change reached the store ``seconds`` after the server reported it."""
+    PUSH_LATENCY.observe(max(0.0, seconds))
 
 
 class Families:

@@ -34,10 +34,12 @@ import pytest
 
 from tests.servers import dovecot as dovecot_mod
 from tests.servers import postfix as postfix_mod
+from tests.servers import redis as redis_mod
 from tests.servers import seaweedfs as seaweed_mod
 from tests.servers.dovecot import DovecotServer, MailAccount
 from tests.servers.oauth_provider import OAuthProvider
 from tests.servers.postfix import PostfixServer
+from tests.servers.redis import RedisServer
 from tests.servers.seaweedfs import SeaweedServer
 
 # Domain of the accounts ``mail_user`` creates; Postfix delivers it to Dovecot.
@@ -107,6 +109,21 @@ def postfix(
         pytest.skip(reason)
     with server_root(tmp_path_factory, "postfix") as root:
         server = PostfixServer(root, dovecot)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private redis-server on a free port (its keyspace is the test's to flush)."""
+    reason = redis_mod.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with server_root(tmp_path_factory, "redis") as root:
+        server = RedisServer(root)
         try:
             server.start()
             yield server

@@ -106,6 +106,7 @@ class SyncContext:
     lock_ttl: timedelta = sync_state.LOCK_TTL
     parse_bodies: bool = True  # ENABLE_EMAIL_PARSING: false stores raw MIME + headers only
     parse_processes: int = 0  # SYNC_PARSE_PROCESSES: a pool for large runs; 0 parses inline
+    only_folder: str | None = None  # a pushed change: this folder (raw name) alone
 
 
 class SyncEngine:
@@ -137,7 +138,12 @@ class SyncEngine:
         server = self.imap.list_folders(with_status=True)
         with self.ctx.db.session() as session:
             rows = folders_repo.reconcile(session, self.ctx.tenant_id, self.ctx.account_id, server)
-        ordered = [f for f in sorted(server, key=_folder_order) if f.selectable]
+        only = self.ctx.only_folder  # a pushed change syncs just its folder
+        ordered = [
+            f
+            for f in sorted(server, key=_folder_order)
+            if f.selectable and only in (None, f.raw_name)
+        ]
         for remote in ordered:  # every folder counts towards the run's percent from the start
             self._note(remote.name, 0, remote.status.messages if remote.status else 0)
         for remote in ordered:

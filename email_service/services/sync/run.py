@@ -29,8 +29,9 @@ def run_sync(
     account_id: uuid.UUID,
     owner: str,
     progress: Progress | None = None,
+    folder: str | None = None,
 ) -> SyncReport:
-    """Sync the account now, in this thread; raises if another run holds the lock."""
+    """Sync the account (or one folder, by raw name) now; raises if a run holds the lock."""
     with runtime.db.session() as session:
         sync_state.ensure(session, tenant_id, account_id)  # NotFoundError before the lock
     ttl = timedelta(seconds=runtime.settings.sync_lock_ttl_seconds)
@@ -47,6 +48,7 @@ def run_sync(
         lock_ttl=ttl,
         parse_bodies=runtime.settings.enable_email_parsing,
         parse_processes=parse_processes(runtime.settings.sync_parse_processes),
+        only_folder=folder,
     )
     connected = False
     try:

@@ -1,0 +1,94 @@
+"""Watcher leases on a real (private) Redis: one holder, renewal, expiry, fair share."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+import redis
+
+from email_service.services.push.leases import RedisLeases, fair_share, lease_key
+from email_service.services.push.pending import RedisPending, key
+
+pytestmark = [pytest.mark.redis]
+ACCOUNTS = [uuid.uuid4() for _ in range(10)]
+
+
+@pytest.fixture
+def url(redis_server: Any) -> str:
+    redis.Redis.from_url(redis_server.url).flushdb()
+    return str(redis_server.url)
+
+
+def test_each_account_has_exactly_one_holder(url: str) -> None:
+    async def scenario() -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+        a, b = RedisLeases(url, 30), RedisLeases(url, 30)
+        got_a, got_b = await asyncio.gather(a.acquire(ACCOUNTS, 10), b.acquire(ACCOUNTS, 10))
+        await a.close()
+        await b.close()
+        return got_a, got_b
+
+    got_a, got_b = asyncio.run(scenario())
+    assert sorted(got_a + got_b) == sorted(ACCOUNTS)
+    assert not set(got_a) & set(got_b)
+
+
+def test_renewal_keeps_leases_and_reports_lost_ones(url: str) -> None:
+    async def scenario() -> tuple[set[uuid.UUID], list[uuid.UUID], set[uuid.UUID]]:
+        a, b = RedisLeases(url, 1), RedisLeases(url, 30)
+        held = await a.acquire(ACCOUNTS[:4], 4)
+        for _ in range(3):  # renewed every 0.4 s: never expires
+            await asyncio.sleep(0.4)
+            assert await a.renew(held) == set()
+        taken_by_b = await b.acquire(ACCOUNTS[:4], 4)
+        await asyncio.sleep(1.2)  # a stops renewing: its leases expire ...
+        taken_after = await b.acquire(ACCOUNTS[:4], 4)  # ... and b takes them
+        lost = await a.renew(held)
+        await a.close()
+        await b.close()
+        return set(taken_by_b), taken_after, lost
+
+    taken_before, taken_after, lost = asyncio.run(scenario())
+    assert taken_before == set()
+    assert sorted(taken_after) == sorted(ACCOUNTS[:4])
+    assert lost == set(ACCOUNTS[:4])
+    client = redis.Redis.from_url(url)
+    assert all(client.pttl(lease_key(a)) > 1000 for a in ACCOUNTS[:4])  # b's 30 s leases
+
+
+def test_release_only_frees_own_leases_and_watchers_are_counted(url: str) -> None:
+    async def scenario() -> tuple[int, int, list[uuid.UUID]]:
+        a, b = RedisLeases(url, 30), RedisLeases(url, 30)
+        await a.heartbeat()
+        both = await b.heartbeat()
+        held = await a.acquire(ACCOUNTS, 5)
+        await b.release(held)  # not b's: nothing happens
+        assert await b.acquire(held, 5) == []
+        await a.release(held)
+        await a.leave()
+        alone = await b.heartbeat()
+        taken = await b.acquire(held, 5)
+        await a.close()
+        await b.close()
+        return both, alone, taken
+
+    both, alone, taken = asyncio.run(scenario())
+    assert (both, alone) == (2, 1)
+    assert len(taken) == 5
+    assert fair_share(1000, 3) == 334 and fair_share(0, 0) == 0
+
+
+def test_pending_marks_coalesce_until_taken(url: str) -> None:
+    marks = RedisPending(url)
+    account = uuid.uuid4()
+    now = time.time()
+    assert marks.mark(account, "INBOX", now)
+    assert not marks.mark(account, "INBOX", now + 1)  # coalesced into the first
+    assert marks.mark(account, "Other", now)  # another folder: its own mark
+    assert marks.take(account, "INBOX") == pytest.approx(now)
+    assert marks.take(account, "INBOX") is None
+    assert marks.mark(account, "INBOX", now + 2)  # after the job took it: queued again
+    assert redis.Redis.from_url(url).ttl(key(account, "INBOX")) > 0
