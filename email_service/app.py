@@ -9,30 +9,23 @@ from apiflask import APIFlask
 from email_service import __version__
 from email_service.api import (
     accounts,
-    bodies,
     changes,
-    compose,
-    cors,
     events,
     export,
     headers,
     health,
-    hooks,
-    limits,
     messages,
     metrics,
     oauth,
-    openapi,
-    outbox,
-    problems,
     search,
-    send,
     sync,
     web,
     webhooks,
 )
-from email_service.api.auth import authenticate
-from email_service.api.context import EXTENSION
+from email_service.api.http import bodies, cors, hooks, limits, openapi, problems
+from email_service.api.http.auth import authenticate
+from email_service.api.http.context import EXTENSION
+from email_service.api.outgoing import compose, outbox, send
 from email_service.config import Settings, load_settings, with_generated_secrets
 from email_service.jobs import wire_queue
 from email_service.observability.logging import configure_logging

@@ -335,7 +335,7 @@ def accounts_export(account_id: str, file: str, quiet: bool) -> None:
 
     from email_service.errors import EmailServiceError
     from email_service.services import accounts as account_service
-    from email_service.services import export
+    from email_service.services.lifecycle import export
 
     runtime = _runtime()
     try:
@@ -363,7 +363,7 @@ def tenants() -> None:
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 def tenants_purge(tenant: str, yes: bool) -> None:
     """Remove every row and blob of TENANT (run again, or sweep, to finish an interrupted one)."""
-    from email_service.services import deletion
+    from email_service.services.lifecycle import deletion
 
     if not yes:
         click.confirm(f"remove all accounts, mail and blobs of tenant {tenant!r}?", abort=True)
@@ -374,7 +374,7 @@ def tenants_purge(tenant: str, yes: bool) -> None:
 @main.command()
 def sweep() -> None:
     """Finish interrupted deletions; remove blobs no row names (older than BLOB_GRACE_SECONDS)."""
-    from email_service.services import deletion
+    from email_service.services.lifecycle import deletion
 
     report = deletion.sweep(_runtime())
     click.echo(json.dumps(report.as_dict()))

@@ -10,13 +10,14 @@ from apiflask import APIBlueprint
 from flask import url_for
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from email_service.api.compose_schemas import OneLine
-from email_service.api.context import runtime, tenant_id
+from email_service.api.http.context import runtime, tenant_id
+from email_service.api.http.schemas import EmailAddress, PageQuery, StrictInput
 from email_service.api.oauth_schemas import OAuthTokens, oauth_fields
-from email_service.api.schemas import EmailAddress, PageQuery, StrictInput
+from email_service.api.outgoing.compose_schemas import OneLine
 from email_service.config import Security
-from email_service.services import accounts, deletion, verify
+from email_service.services import accounts, verify
 from email_service.services.accounts import AccountFields, AccountRecord
+from email_service.services.lifecycle import deletion
 from email_service.store.states import AccountStatus
 
 bp = APIBlueprint("accounts", __name__, url_prefix="/api/accounts", tag="Accounts")

@@ -7,8 +7,8 @@ import uuid
 from apiflask import APIBlueprint
 from pydantic import BaseModel, Field
 
-from email_service.api.context import runtime, tenant_id
-from email_service.api.schemas import QueryInput
+from email_service.api.http.context import runtime, tenant_id
+from email_service.api.http.schemas import QueryInput
 from email_service.services.events import feed
 
 bp = APIBlueprint("changes", __name__, url_prefix="/api/changes", tag="Changes")

@@ -7,8 +7,8 @@ import uuid
 from apiflask import APIBlueprint
 from flask import Response
 
-from email_service.api.context import runtime, tenant_id
-from email_service.services import export
+from email_service.api.http.context import runtime, tenant_id
+from email_service.services.lifecycle import export
 
 bp = APIBlueprint("export", __name__, url_prefix="/api/accounts", tag="Accounts")
 

@@ -7,7 +7,7 @@ import uuid
 from apiflask import APIBlueprint
 from pydantic import BaseModel
 
-from email_service.api.context import runtime, tenant_id
+from email_service.api.http.context import runtime, tenant_id
 from email_service.services import gateways, headers
 
 bp = APIBlueprint("headers", __name__, url_prefix="/api/messages", tag="Messages")

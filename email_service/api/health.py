@@ -8,8 +8,8 @@ import redis
 from apiflask import APIBlueprint
 from flask import Response, jsonify
 
-from email_service.api.context import runtime
-from email_service.api.problems import problem
+from email_service.api.http.context import runtime
+from email_service.api.http.problems import problem
 from email_service.store import migrate
 
 bp = APIBlueprint("health", __name__, tag="Health")

@@ -13,9 +13,9 @@ from apiflask import APIBlueprint
 from flask import Response, url_for
 from pydantic import BaseModel, Field
 
-from email_service.api.context import runtime, tenant_id
 from email_service.api.headers import ListFields
-from email_service.api.schemas import MAX_PAGE_SIZE, JsonUUID, QueryInput, StrictInput
+from email_service.api.http.context import runtime, tenant_id
+from email_service.api.http.schemas import MAX_PAGE_SIZE, JsonUUID, QueryInput, StrictInput
 from email_service.errors import NotFoundError
 from email_service.services import gateways, messages, parsing, writeback
 

@@ -19,7 +19,7 @@ from flask import Response, g, request
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from email_service.api.context import runtime
+from email_service.api.http.context import runtime
 from email_service.errors import AuthError, NotFoundError
 from email_service.observability import metrics
 from email_service.services import monitoring

@@ -16,9 +16,9 @@ from flask import g
 from pydantic import BaseModel, Field
 
 from email_service.api.accounts import AccountOut
-from email_service.api.context import runtime, tenant_id
+from email_service.api.http.context import runtime, tenant_id
+from email_service.api.http.schemas import QueryInput, StrictInput
 from email_service.api.oauth_schemas import OAuthTokens
-from email_service.api.schemas import QueryInput, StrictInput
 from email_service.services.accounts import AccountRecord
 from email_service.services.oauth import credentials, onboarding
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from email_service.api.schemas import StrictInput
+from email_service.api.http.schemas import StrictInput
 from email_service.config import Settings
 from email_service.services.accounts import AccountFields
 from email_service.services.oauth import credentials

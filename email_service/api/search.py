@@ -8,9 +8,9 @@ from typing import Literal
 from apiflask import APIBlueprint
 from pydantic import BaseModel, Field
 
-from email_service.api.context import runtime, tenant_id
+from email_service.api.http.context import runtime, tenant_id
+from email_service.api.http.schemas import MAX_PAGE_SIZE, QueryInput
 from email_service.api.messages import MessageSummary
-from email_service.api.schemas import MAX_PAGE_SIZE, QueryInput
 from email_service.services import messages, search
 
 bp = APIBlueprint("search", __name__, url_prefix="/api/sync", tag="Search")

@@ -9,7 +9,7 @@ from apiflask import APIBlueprint
 from flask import url_for
 from pydantic import BaseModel, Field
 
-from email_service.api.context import runtime, tenant_id
+from email_service.api.http.context import runtime, tenant_id
 from email_service.services.sync import schedule as sync_jobs
 from email_service.services.sync import state as sync_state
 from email_service.store.states import SyncRunState

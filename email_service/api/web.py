@@ -15,8 +15,8 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response, request, send_from_directory
 
-from email_service.api.context import runtime
-from email_service.api.problems import problem
+from email_service.api.http.context import runtime
+from email_service.api.http.problems import problem
 from email_service.errors import ValidationError
 from email_service.security import tokens
 

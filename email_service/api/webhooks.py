@@ -10,8 +10,8 @@ from apiflask import APIBlueprint
 from flask import url_for
 from pydantic import BaseModel, ConfigDict, Field
 
-from email_service.api.context import runtime, tenant_id
-from email_service.api.schemas import JsonUUID, PageQuery, StrictInput
+from email_service.api.http.context import runtime, tenant_id
+from email_service.api.http.schemas import JsonUUID, PageQuery, StrictInput
 from email_service.services.events import dispatch, webhooks
 from email_service.services.events.names import EVENT_TYPES
 from email_service.services.events.webhooks import WebhookFields, WebhookPolicy, WebhookRecord

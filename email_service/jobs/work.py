@@ -11,7 +11,8 @@ from typing import Any
 
 from email_service.config import load_settings, with_generated_secrets
 from email_service.errors import ConflictError, NotFoundError
-from email_service.services import deletion, gateways, parsing, writeback
+from email_service.services import gateways, parsing, writeback
+from email_service.services.lifecycle import deletion
 from email_service.services.outgoing import delivery, draft_copy, reconcile
 from email_service.services.push import folder_sync, pending
 from email_service.services.runtime import Runtime

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from email_service.config import Settings
 from email_service.files import open_to_others, private_dir
 from email_service.security.crypto import Vault
-from email_service.services.blob_spaces import open_space
 from email_service.services.hosts import MailHostPolicy
+from email_service.services.lifecycle.blob_spaces import open_space
 from email_service.services.queue import JobQueue
 from email_service.services.revocation import Denylist, denylist
 from email_service.store.blobs import BlobSpace

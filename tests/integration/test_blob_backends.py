@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from email_service.errors import NotFoundError
-from email_service.services.blob_spaces import open_space
+from email_service.services.lifecycle.blob_spaces import open_space
 from email_service.store.blobs import BlobSpace
 from tests.conftest import TENANT_A, TENANT_B
 

@@ -22,7 +22,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from email_service.services import deletion
+from email_service.services.lifecycle import deletion
 from email_service.services.runtime import Runtime
 from email_service.services.sync.run import run_sync
 from email_service.store.blob_s3 import S3BlobSpace, client

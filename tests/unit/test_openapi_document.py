@@ -11,7 +11,7 @@ import pytest
 from apiflask import APIFlask
 from pydantic import BaseModel
 
-from email_service.api import openapi
+from email_service.api.http import openapi
 from email_service.app import create_app
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}

@@ -25,9 +25,9 @@ import flask_swagger_ui
 from apiflask import APIBlueprint, APIFlask
 from flask import Response, send_from_directory
 
-from email_service.api.auth import PUBLIC_PATHS
-from email_service.api.problems import PROBLEM_MIMETYPE, TITLES
-from email_service.api.schemas import Problem
+from email_service.api.http.auth import PUBLIC_PATHS
+from email_service.api.http.problems import PROBLEM_MIMETYPE, TITLES
+from email_service.api.http.schemas import Problem
 
 SWAGGER_DIST = Path(flask_swagger_ui.__file__).parent / "dist"
 ASSETS = "/docs/assets"

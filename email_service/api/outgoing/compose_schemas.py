@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from apiflask.fields import UploadFile
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
-from email_service.api.schemas import MAX_PAGE_SIZE, EmailAddress, QueryInput, StrictInput
+from email_service.api.http.schemas import MAX_PAGE_SIZE, EmailAddress, QueryInput, StrictInput
 from email_service.services.outgoing.compose import check_text
 from email_service.store.states import DraftState, OutboxState, SentCopyState
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import structlog
 from flask import g, request
 
-from email_service.api.context import runtime
+from email_service.api.http.context import runtime
 from email_service.errors import AuthError, BadRequestError, ForbiddenError
 from email_service.security import tokens
 

@@ -10,9 +10,9 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import request
 
-from email_service.api.compose import accepted, draft_fields, idempotency_key
-from email_service.api.compose_schemas import OutboxOut, RawSendQuery, SendIn
-from email_service.api.context import runtime, tenant_id
+from email_service.api.http.context import runtime, tenant_id
+from email_service.api.outgoing.compose import accepted, draft_fields, idempotency_key
+from email_service.api.outgoing.compose_schemas import OutboxOut, RawSendQuery, SendIn
 from email_service.errors import BadRequestError, ValidationError
 from email_service.services.outgoing import send_now
 

@@ -31,7 +31,7 @@ from flask import Response, current_app, g, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from email_service.api.problems import problem
+from email_service.api.http.problems import problem
 from email_service.config import Settings
 
 EXEMPT_PATHS = frozenset({"/health", "/metrics"})

@@ -11,7 +11,9 @@ from flask import request, url_for
 from pydantic import BaseModel
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from email_service.api.compose_schemas import (
+from email_service.api.http.context import runtime, tenant_id
+from email_service.api.http.schemas import PageQuery
+from email_service.api.outgoing.compose_schemas import (
     AddressIn,
     ComposeIn,
     DraftOut,
@@ -22,8 +24,6 @@ from email_service.api.compose_schemas import (
     UploadIn,
     UploadOut,
 )
-from email_service.api.context import runtime, tenant_id
-from email_service.api.schemas import PageQuery
 from email_service.errors import BadRequestError
 from email_service.services import gateways
 from email_service.services.outgoing import compose, draft_copy, outbox

@@ -6,8 +6,8 @@ import uuid
 
 from apiflask import APIBlueprint
 
-from email_service.api.compose_schemas import OutboxOut, OutboxPage, OutboxQuery
-from email_service.api.context import runtime, tenant_id
+from email_service.api.http.context import runtime, tenant_id
+from email_service.api.outgoing.compose_schemas import OutboxOut, OutboxPage, OutboxQuery
 from email_service.services.outgoing import outbox
 from email_service.services.outgoing.drafts import OutboxRecord
 

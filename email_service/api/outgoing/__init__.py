@@ -1,0 +1,1 @@
+"""Sending over HTTP: compose and drafts, one-request sends, the outbox."""

@@ -1,0 +1,1 @@
+"""What happens to stored mail over time: per-tenant blob spaces, deletion, export."""
