@@ -64,7 +64,8 @@ def test_openapi_document(client: Any) -> None:
     assert "application/problem+json" in create["responses"]["422"]["content"]
     assert paths["/health"]["get"]["security"] == []
     body_schema = spec["components"]["schemas"]["AccountCreate"]
-    assert set(body_schema["required"]) == {"email", "password"}
+    assert set(body_schema["required"]) == {"email"}  # and a password or OAuth2 tokens
+    assert {"password", "oauth"} <= body_schema["properties"].keys()
     assert "password" not in spec["components"]["schemas"]["AccountOut"]["properties"]
 
 

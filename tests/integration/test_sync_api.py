@@ -61,7 +61,8 @@ def test_trigger_returns_at_once_then_status_reports_progress(
     done = _wait_done(client, headers, account_id)
     assert done["state"] == "ok", done
     assert done["job_id"] == job["job_id"]
-    assert done["folders"]["INBOX"] == {"done": 5, "total": 5}
+    assert done["folders"]["INBOX"] == {"done": 5, "total": 5, "percent": 100.0}
+    assert done["percent"] == 100.0
     assert done["messages_synced"] == 5 and done["bytes_synced"] > 0
     assert done["started_at"] <= done["finished_at"]
 
