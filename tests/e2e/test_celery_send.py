@@ -8,7 +8,6 @@ with SIGKILL mid-send: the message is delivered at most once.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import uuid
@@ -27,8 +26,10 @@ from email_service.services import reconcile
 from email_service.store import migrate
 from email_service.store.models import Outbox, utcnow
 from tests.conftest import JWT_SECRET, TENANT_A, TENANT_B, bearer
-from tests.e2e.conftest import BIN, base_env, stop
-from tests.support.compose_api import add_account, compose, send, wait_for
+from tests.servers.process import kill_tree
+from tests.servers.service import base_env, spawn
+from tests.servers.wait import wait_for
+from tests.support.compose_api import add_account, compose, send
 from tests.support.smtp_seam import Seam, smtp_seam
 
 pytestmark = [
@@ -98,19 +99,11 @@ class Stack:
         self.worker: subprocess.Popen[Any] | None = None
 
     def start_worker(self) -> None:
-        handle = self.log.open("ab")
-        self.worker = subprocess.Popen(
-            [str(BIN / "email-service"), "worker", "--concurrency", "1"],
-            env=self.env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.worker = spawn(self.env, self.log, "worker", "--concurrency", "1")
 
     def kill_worker(self) -> None:
         assert self.worker is not None
-        os.killpg(self.worker.pid, signal.SIGKILL)
-        self.worker.wait()
+        kill_tree(self.worker, signal.SIGKILL)
 
     def row(self, outbox_id: str) -> Outbox:
         with self.runtime.db.session() as session:
@@ -118,7 +111,7 @@ class Stack:
 
     def close(self) -> None:
         if self.worker is not None:
-            stop(self.worker)
+            kill_tree(self.worker)
         self.runtime.db.dispose()
 
 

@@ -18,7 +18,6 @@ from tests.conftest import TENANT_A, TENANT_B
 from tests.support.accounts import register
 from tests.support.mailgen import append, imap_login, status
 
-pytestmark = pytest.mark.dovecot
 CORPUS = Path(sysconfig.get_paths()["stdlib"]) / "test" / "test_email" / "data"
 
 

@@ -22,11 +22,11 @@ from email_service.services import mailbox
 from email_service.services.runtime import Runtime
 from email_service.store.models import Folder, Message
 from tests.conftest import TENANT_A, TENANT_B
-from tests.support.compose_api import add_account, running_app, send, wait_for, wait_state
+from tests.servers.wait import wait_for
+from tests.support.compose_api import add_account, running_app, send, wait_state
 from tests.support.mailgen import imap_login, quote
 from tests.support.smtp_seam import smtp_seam
 
-pytestmark = [pytest.mark.postfix, pytest.mark.dovecot]
 Headers = Callable[[str], dict[str, str]]
 
 

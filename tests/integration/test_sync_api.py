@@ -5,15 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
-
 from email_service.app import create_app
 from email_service.services import sync_state
 from email_service.store import migrate
 from tests.conftest import TENANT_A, TENANT_B
 from tests.support.mailgen import append, imap_login, make_message
 
-pytestmark = pytest.mark.dovecot
 # The embedded runner works in the background; a small mailbox syncs in well under this.
 WAIT_S = 60
 

@@ -14,7 +14,6 @@ from tests.conftest import TENANT_A, TENANT_B
 from tests.support.accounts import register
 from tests.support.mailgen import append, imap_login, make_message, status
 
-pytestmark = pytest.mark.dovecot
 WAIT_S = 30
 
 

@@ -1,14 +1,12 @@
-"""Pytest plugin: real Dovecot and Postfix for the tests that need them.
+"""Pytest plugin: real Dovecot, Postfix, Redis and PostgreSQL for the tests that need them.
 
 Registered by the top-level conftest (``pytest_plugins = ["tests.servers.fixtures"]``).
-Use the fixtures by name::
+Use the fixtures by name (a test that uses one gets its mark, ``FIXTURE_MARKS``)::
 
-    @pytest.mark.dovecot
     def test_login(dovecot, mail_user):
         with imaplib.IMAP4(dovecot.host, dovecot.imap_port) as imap:
             imap.login(mail_user.email, mail_user.password)
 
-    @pytest.mark.postfix
     def test_delivery(postfix, dovecot, mail_user):
         with smtplib.SMTP(postfix.host, postfix.smtp_port) as smtp:
             smtp.sendmail("someone@elsewhere.test", [mail_user.email], message)
@@ -17,7 +15,10 @@ One instance of each per test process (so each pytest-xdist worker has its own, 
 own ports and in its own temporary directory), started on first use and stopped at the
 end of the session; the logs and configs are kept in pytest's temporary directory
 (``<basetemp>/dovecot-logs0``, ``postfix-logs0``). Without the packages the fixtures
-skip, naming the install script.
+skip, naming the install script (or fail, with ``REQUIRE_SERVERS=1``: tests/servers/require.py).
+
+``redis_server`` is a Redis of our own per test process, for tests that flush or restart
+it; ``pg_url`` a fresh database on the shared PostgreSQL for one test.
 """
 
 from __future__ import annotations
@@ -36,7 +37,18 @@ from tests.servers import dovecot as dovecot_mod
 from tests.servers import postfix as postfix_mod
 from tests.servers.dovecot import DovecotServer, MailAccount
 from tests.servers.postfix import PostfixServer
+from tests.servers.postgres import pg_database, require_postgres
+from tests.servers.redis import RedisServer
+from tests.servers.require import server_missing
 
+# The mark of each server fixture, given to every test that uses it (tests/marks.py).
+FIXTURE_MARKS = {
+    "dovecot": pytest.mark.dovecot,
+    "postfix": pytest.mark.postfix,
+    "redis_server": pytest.mark.redis,
+    "pg_database": pytest.mark.postgres,
+    "pg_url": pytest.mark.postgres,
+}
 # Domain of the accounts ``mail_user`` creates; Postfix delivers it to Dovecot.
 MAIL_DOMAIN = "example.test"
 # Files worth keeping after the session for a post-mortem (the rest is mail and queue).
@@ -68,7 +80,7 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]
     """A running Dovecot: IMAP/IMAPS/POP3 on loopback, LMTP and auth for Postfix."""
     reason = dovecot_mod.missing_reason()
     if reason:
-        pytest.skip(reason)
+        server_missing(reason)
     with server_root(tmp_path_factory, "dovecot") as root:
         server = DovecotServer(root)
         try:
@@ -85,7 +97,7 @@ def postfix(
     """A running Postfix delivering example.test and example2.test to ``dovecot``."""
     reason = postfix_mod.missing_reason()
     if reason:
-        pytest.skip(reason)
+        server_missing(reason)
     with server_root(tmp_path_factory, "postfix") as root:
         server = PostfixServer(root, dovecot)
         try:
@@ -100,3 +112,23 @@ def mail_user(dovecot: DovecotServer) -> MailAccount:
     """A fresh account on ``dovecot`` (unique address, random password)."""
     email = f"user-{secrets.token_hex(6)}@{MAIL_DOMAIN}"
     return dovecot.add_user(email, secrets.token_urlsafe(12))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of our own (never the shared one: tests flush and restart it)."""
+    reason = RedisServer.missing()
+    if reason:
+        server_missing(reason)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty database on the shared PostgreSQL for one test, dropped afterwards."""
+    require_postgres()
+    with pg_database(prefix="es_e2e") as url:
+        yield url

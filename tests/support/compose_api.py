@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,9 +13,8 @@ from email_service.config import Settings
 from email_service.services.runtime import Runtime
 from email_service.store import migrate
 from email_service.store.models import Base
+from tests.servers.wait import wait_for
 
-# Ends a wait for the background sender; never reached when the code is right.
-WAIT_S = 90.0
 # The spec's composition example.
 SPEC_BODY = {
     "to": ["recipient@example.com"],
@@ -77,17 +75,6 @@ def send(api: FlaskClient, headers: dict[str, str], draft_id: str) -> dict[str, 
     response = api.post(f"/api/compose/send/{draft_id}", headers=headers)
     assert response.status_code == 202, response.get_json()
     return dict(response.get_json())
-
-
-def wait_for(predicate: Any, what: str, timeout: float = WAIT_S) -> Any:
-    """Poll until ``predicate()`` is truthy; its value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_state(api: FlaskClient, headers: dict[str, str], outbox_id: str, *states: str) -> Any:

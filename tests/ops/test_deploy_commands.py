@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from email_service.security.crypto import generate_key
-from tests.e2e.conftest import BIN, base_env, cli
-from tests.e2e.ops_support import running
-from tests.unit.test_deploy import COMPOSE, DOCKERFILE, _dockerfile_env, _load, _stages
+from tests.ops.test_deploy import COMPOSE, DOCKERFILE, _dockerfile_env, _load, _stages
+from tests.servers.service import BIN, base_env, cli, running
 
 pytestmark = pytest.mark.slow
 

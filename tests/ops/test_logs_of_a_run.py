@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from email_service.security.crypto import generate_key
-from tests.e2e.conftest import base_env, cli
-from tests.e2e.ops_support import Server, call, running
+from tests.ops.client import call
+from tests.servers.service import Server, base_env, cli, running
 from tests.support.mailgen import append, imap_login
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.slow]

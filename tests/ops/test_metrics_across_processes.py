@@ -17,9 +17,10 @@ import redis
 from email_service.config import Settings
 from email_service.jobs import make_celery
 from tests.conftest import REDIS_URL
-from tests.e2e.conftest import base_env, cli, free_port
-from tests.e2e.ops_support import call, running
+from tests.ops.client import call
 from tests.ops.test_metrics import value
+from tests.servers.ports import free_port
+from tests.servers.service import base_env, cli, running
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 WORKERS = 4
