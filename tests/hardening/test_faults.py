@@ -109,8 +109,8 @@ def sync_until_ok(service: Service, account_id: str, timeout: float = 120) -> di
     """Trigger syncs until one ends ok. A killed run's job stays "running" until its lock
     expires (SYNC_LOCK_TTL_SECONDS); a trigger before that returns that dead job, so each
     wait is bounded and the trigger repeated."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def synced_ok() -> dict[str, Any] | None:
         try:
             trigger = service.call("POST", f"/api/sync/imap/{account_id}", TENANT)
             if trigger.status_code == 202:
@@ -122,8 +122,9 @@ def sync_until_ok(service: Service, account_id: str, timeout: float = 120) -> di
                     return dict(final)
         except (OSError, ValueError, AssertionError):
             pass  # the service is coming back, or the job died with its worker
-        time.sleep(0.5)
-    raise AssertionError(f"no successful sync of {account_id} within {timeout} s")
+        return None
+
+    return wait_for(synced_ok, f"a successful sync of {account_id}", timeout, interval=0.5)
 
 
 def _finished(state: dict[str, Any], job: str) -> dict[str, Any] | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import redis
 from email_service.security.crypto import generate_key
 from tests.ops.client import call
 from tests.servers.service import Server, base_env, cli, running
+from tests.servers.wait import wait_for
 from tests.support.mailgen import append, imap_login
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
@@ -74,16 +74,13 @@ class Api:
         headers = {**self._auth(), "X-Request-ID": request_id}
         status, sent, _ = call(self.server.port, "POST", f"/api/sync/imap/{account_id}", headers)
         assert status == 202 and sent["X-Request-ID"] == request_id
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            _, _, raw = call(
-                self.server.port, "GET", f"/api/sync/status/{account_id}", self._auth()
-            )
-            state: dict[str, Any] = json.loads(raw)
-            if state["state"] in ("ok", "error", "auth_failed"):
-                return state
-            time.sleep(0.2)
-        raise AssertionError(f"sync of {account_id} did not finish")
+
+        def finished() -> dict[str, Any] | None:
+            path = f"/api/sync/status/{account_id}"
+            state: dict[str, Any] = json.loads(call(self.server.port, "GET", path, self._auth())[2])
+            return state if state["state"] in ("ok", "error", "auth_failed") else None
+
+        return wait_for(finished, f"the sync of {account_id}", WAIT_S, interval=0.2)
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}

@@ -5,7 +5,7 @@ worker's pool children add up on its own metrics port."""
 
 from __future__ import annotations
 
-import time
+import contextlib
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +21,7 @@ from tests.ops.client import call
 from tests.ops.test_metrics import value
 from tests.servers.ports import free_port
 from tests.servers.service import base_env, cli, running
+from tests.servers.wait import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 WORKERS = 4
@@ -103,18 +104,20 @@ def test_a_restarted_server_starts_from_zero(tmp_path: Path) -> None:
 
 
 def _wait_metric(port: int, name: str, expected: float, **labels: str) -> float:
-    deadline = time.monotonic() + 60
-    found = -1.0
-    while time.monotonic() < deadline:
+    """The metric once it reaches ``expected``, or the last value seen (-1: no answer)."""
+    found = [-1.0]
+
+    def reached() -> bool:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                found = value(r.read().decode(), name, **labels)
+                found[0] = value(r.read().decode(), name, **labels)
         except OSError:
-            found = -1.0
-        if found >= expected:
-            return found
-        time.sleep(0.2)
-    return found
+            found[0] = -1.0
+        return found[0] >= expected
+
+    with contextlib.suppress(AssertionError):  # the caller asserts on the value
+        wait_for(reached, f"{name} to reach {expected}", 60, interval=0.2)
+    return found[0]
 
 
 def test_celery_pool_children_add_up_on_the_workers_port(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from tests.servers.process import (
     log_tail,
     make_traversable,
     register,
+    start_retrying,
     unregister,
     wait_for_greeting,
 )
@@ -39,8 +40,6 @@ BASE_CONF = DEPLOY_DIR / "dovecot.conf"
 TEST_CONF_TEMPLATE = DEPLOY_DIR / "test.conf.in"
 # Protocol binaries the shared config enables (dovecot-imapd, -pop3d, -lmtpd packages).
 PROTOCOL_BINARIES = ("imap", "pop3", "lmtp")
-# Another process may grab a port between choosing and binding it: try again this often.
-START_ATTEMPTS = 3
 # passwd-file fields are separated by ':' and records by newlines.
 FORBIDDEN_IN_CREDENTIALS = (":", "\n", "\r")
 
@@ -210,15 +209,10 @@ class DovecotServer:
         if reason:
             raise ServerStartError(reason)
         self._prepare_dirs()
-        for attempt in range(1, START_ATTEMPTS + 1):
-            try:
-                self._start_once()
-                return
-            except ServerStartError as exc:
-                self.stop()
-                if attempt == START_ATTEMPTS or "in use" not in str(exc):
-                    raise
-                self._ports = _Ports.choose()
+        start_retrying(self._start_once, self.stop, self._choose_ports)
+
+    def _choose_ports(self) -> None:
+        self._ports = _Ports.choose()
 
     def stop(self) -> None:
         """Stop Dovecot and all its processes (idempotent)."""

@@ -37,6 +37,7 @@ from tests.servers.process import (
     log_tail,
     make_traversable,
     register,
+    start_retrying,
     unregister,
     wait_for_greeting,
     wait_gone,
@@ -48,8 +49,6 @@ TEST_PART_TEMPLATE = DEPLOY_DIR / "test.cf.in"
 DEFAULT_DOMAINS = ("example.test", "example2.test")
 # Queue subdirectories that hold messages not yet delivered (see postfix-files).
 PENDING_QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
-# Another process may grab a port between choosing and binding it: try again this often.
-START_ATTEMPTS = 3
 MAIL_OWNER = "postfix"
 
 
@@ -81,7 +80,7 @@ class PostfixServer:
         self.queue_dir = root / "queue"
         self.data_dir = root / "data"
         self.log_file = root / "postfix.log"
-        self.smtp_port, self.submission_port = free_ports(2)
+        self._choose_ports()
         self._master_pid: int | None = None
         self._reaper: Reaper | None = None
 
@@ -111,15 +110,10 @@ class PostfixServer:
                 "start Dovecot first: Postfix delivers to it and asks it for AUTH"
             )
         self._prepare_dirs()
-        for attempt in range(1, START_ATTEMPTS + 1):
-            try:
-                self._start_once()
-                return
-            except ServerStartError as exc:
-                self.stop()
-                if attempt == START_ATTEMPTS or "in use" not in str(exc):
-                    raise
-                self.smtp_port, self.submission_port = free_ports(2)
+        start_retrying(self._start_once, self.stop, self._choose_ports)
+
+    def _choose_ports(self) -> None:
+        self.smtp_port, self.submission_port = free_ports(2)
 
     def stop(self) -> None:
         """``postfix stop``, then make sure no process of the instance is left (idempotent)."""

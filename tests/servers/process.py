@@ -31,6 +31,8 @@ LOG_TAIL_LINES = 40
 # Daemons live in sbin, which is not on a normal user's PATH.
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 INSTALL_HINT = "run `sudo scripts/install-test-deps.sh` to enable these tests"
+# Another process may grab a port between choosing and binding it: try again this often.
+START_ATTEMPTS = 3
 
 
 class ServerStartError(RuntimeError):
@@ -99,6 +101,21 @@ def wait_for_greeting(
         return ServerStartError(f"{message}: {where} ({last_error[0]})\n{describe()}")
 
     wait_for(greeted, "the greeting", timeout, interval=0.05, error=failed)
+
+
+def start_retrying(
+    start_once: Callable[[], None], stop: Callable[[], None], new_ports: Callable[[], None]
+) -> None:
+    """Run ``start_once``; if a port was taken meanwhile, stop, choose new ports, try again."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            start_once()
+            return
+        except ServerStartError as exc:
+            stop()
+            if attempt == START_ATTEMPTS or "in use" not in str(exc):
+                raise
+            new_ports()
 
 
 def group_pids(pgid: int) -> set[int]:
