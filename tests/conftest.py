@@ -23,7 +23,6 @@ from email_service.services.runtime import Runtime
 from email_service.store import migrate
 from email_service.store.models import Base
 from tests import marks
-from tests.servers import fixtures as server_fixtures
 from tests.servers import postgres
 from tests.servers.postgres import require_postgres
 
@@ -33,12 +32,13 @@ TENANT_A, TENANT_B = "tenant-a", "tenant-b"
 BACKENDS = ["sqlite", "postgres"]
 # Real Dovecot, Postfix, Redis and PostgreSQL for the tests that need them (tests/servers/);
 # pytester runs the suite's own plugins in a child session (tests/unit/test_require_servers.py).
-pytest_plugins = ["tests.servers.fixtures", "pytester"]
+SERVER_FIXTURES = "tests.servers.fixtures"
+pytest_plugins = [SERVER_FIXTURES, "pytester"]
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
     """Give each test the marks of its folders and of the server fixtures it uses."""
-    marks.apply(item, [server_fixtures])
+    marks.apply(item, [item.config.pluginmanager.get_plugin(SERVER_FIXTURES)])
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from sqlalchemy import select
 
 from email_service.app import create_app
@@ -32,18 +31,8 @@ from tests.servers.wait import wait_for
 from tests.support.compose_api import add_account, compose, send
 from tests.support.smtp_seam import Seam, smtp_seam
 
-pytestmark = [
-    pytest.mark.redis,
-    pytest.mark.postgres,
-    pytest.mark.dovecot,
-    pytest.mark.xdist_group("celery"),
-]
-# A Redis database per test (flushed before use): the two tests may run at the same time
-# on two xdist workers, and each test's worker must only see its own tasks.
-BROKERS = {
-    "test_worker_killed_after_the_final_dot_never_resends": "redis://127.0.0.1:6379/12",
-    "test_worker_killed_before_data_is_retried_and_delivered_once": "redis://127.0.0.1:6379/14",
-}
+# Each test has a Redis of its own (``redis_url``): its worker sees only its own tasks.
+pytestmark = pytest.mark.xdist_group("celery")
 LEASE_S = 2
 
 
@@ -53,7 +42,6 @@ class Stack:
     def __init__(
         self, tmp_path: Path, pg_url: str, seam: Seam, dovecot: Any, user: Any, broker: str
     ):
-        redis.Redis.from_url(broker).flushdb()
         key = generate_key()
         self.log = tmp_path / "worker.log"
         self.env = base_env(
@@ -117,13 +105,12 @@ class Stack:
 
 @pytest.fixture
 def make_stack(
-    tmp_path: Path, pg_url: str, dovecot: Any, mail_user: Any, request: pytest.FixtureRequest
+    tmp_path: Path, pg_url: str, dovecot: Any, mail_user: Any, redis_url: str
 ) -> Iterator[Any]:
     stacks: list[Stack] = []
-    broker = BROKERS[request.node.name]
 
     def build(seam: Seam) -> Stack:
-        stacks.append(Stack(tmp_path, pg_url, seam, dovecot, mail_user, broker))
+        stacks.append(Stack(tmp_path, pg_url, seam, dovecot, mail_user, redis_url))
         return stacks[-1]
 
     yield build

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from sqlalchemy import select
 
 from email_service.app import create_app
@@ -24,13 +23,7 @@ from tests.servers.service import base_env, spawn
 from tests.servers.wait import wait_for
 from tests.support.mailgen import append, imap_login, make_message, status
 
-pytestmark = [
-    pytest.mark.dovecot,
-    pytest.mark.redis,
-    pytest.mark.postgres,
-    pytest.mark.xdist_group("celery"),
-]
-BROKER = "redis://127.0.0.1:6379/13"  # a database of its own; flushed before use
+pytestmark = pytest.mark.xdist_group("celery")
 MESSAGES = 1500
 LOCK_TTL_S = 3
 # A sync of MESSAGES on a loaded 2-core machine; only bounds a hang.
@@ -38,9 +31,8 @@ WAIT_S = 90
 
 
 def test_worker_killed_mid_sync_resumes_without_loss_or_duplicates(
-    tmp_path: Path, pg_url: str, dovecot: Any, mail_user: Any
+    tmp_path: Path, pg_url: str, dovecot: Any, mail_user: Any, redis_url: str
 ) -> None:
-    redis.Redis.from_url(BROKER).flushdb()
     with imap_login(dovecot, mail_user) as client:
         for i in range(MESSAGES):
             append(client, "INBOX", make_message(i, attachment=i % 50 == 0))
@@ -49,7 +41,7 @@ def test_worker_killed_mid_sync_resumes_without_loss_or_duplicates(
     env = base_env(
         tmp_path,
         DATABASE_URL=pg_url,
-        REDIS_URL=BROKER,
+        REDIS_URL=redis_url,
         JWT_SECRET=JWT_SECRET,
         ENCRYPTION_KEY=key,
         ALLOWED_MAIL_HOSTS="127.0.0.1/8",
@@ -60,7 +52,7 @@ def test_worker_killed_mid_sync_resumes_without_loss_or_duplicates(
         _env_file=None,
         flask_env="development",
         database_url=pg_url,  # type: ignore[call-arg]
-        redis_url=BROKER,
+        redis_url=redis_url,
         jwt_secret=JWT_SECRET,
         encryption_key=[key],
         data_dir=tmp_path / "data",

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from email_service.security.crypto import generate_key
 from tests.ops.client import call
@@ -22,7 +21,6 @@ from tests.support.mailgen import append, imap_login
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
 FIELDS = ("timestamp", "level", "service", "request_id", "tenant_id", "message")
-BROKER = "redis://127.0.0.1:6379/9"  # the Celery run's own database, flushed before use
 WAIT_S = 90
 
 
@@ -170,12 +168,10 @@ def test_embedded_run_logs_json_only_and_no_secret(
     assert all(e["tenant_id"] == "default" for e in synced if e["message"] != "request")
 
 
-@pytest.mark.redis
 def test_celery_worker_logs_carry_the_api_request_id(
-    tmp_path: Path, dovecot: Any, mail_user: Any, body_canary: str
+    tmp_path: Path, dovecot: Any, mail_user: Any, body_canary: str, redis_url: str
 ) -> None:
-    redis.Redis.from_url(BROKER).flushdb()
-    env = _env(tmp_path, REDIS_URL=BROKER, GUNICORN_WORKERS="2")
+    env = _env(tmp_path, REDIS_URL=redis_url, GUNICORN_WORKERS="2")
     canary = f"Pw-canary-{secrets.token_hex(8)}"
     cli(env, "migrate")
     token = cli(env, "token", "--tenant", "default").stdout.strip()

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from email_service.config import Settings
 from email_service.jobs import make_celery
@@ -25,8 +24,6 @@ from tests.servers.wait import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 WORKERS = 4
-# Redis database of the Celery part: its own, flushed before use.
-BROKER = "redis://127.0.0.1:6379/10"
 TASKS = 24
 
 
@@ -120,14 +117,13 @@ def _wait_metric(port: int, name: str, expected: float, **labels: str) -> float:
     return found[0]
 
 
-def test_celery_pool_children_add_up_on_the_workers_port(tmp_path: Path) -> None:
-    redis.Redis.from_url(BROKER).flushdb()
+def test_celery_pool_children_add_up_on_the_workers_port(tmp_path: Path, redis_url: str) -> None:
     metrics_port = free_port()
-    env = base_env(tmp_path, REDIS_URL=BROKER, CELERY_METRICS_PORT=str(metrics_port))
+    env = base_env(tmp_path, REDIS_URL=redis_url, CELERY_METRICS_PORT=str(metrics_port))
     cli(env, "migrate")
     celery: Any = make_celery(
         Settings(
-            _env_file=None, redis_url=BROKER, data_dir=tmp_path / "data", flask_env="development"
+            _env_file=None, redis_url=redis_url, data_dir=tmp_path / "data", flask_env="development"
         )  # type: ignore[call-arg]
     )
     with running(env, tmp_path / "worker.out", "worker", "--concurrency", "2") as worker:

@@ -18,7 +18,8 @@ end of the session; the logs and configs are kept in pytest's temporary director
 skip, naming the install script (or fail, with ``REQUIRE_SERVERS=1``: tests/servers/require.py).
 
 ``redis_server`` is a Redis of our own per test process, for tests that flush or restart
-it; ``pg_url`` a fresh database on the shared PostgreSQL for one test.
+it, ``redis_url`` one for a single test (a Celery broker); ``pg_url`` a fresh database on
+the shared PostgreSQL for one test.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ FIXTURE_MARKS = {
     "dovecot": pytest.mark.dovecot,
     "postfix": pytest.mark.postfix,
     "redis_server": pytest.mark.redis,
+    "redis_url": pytest.mark.redis,
     "pg_database": pytest.mark.postgres,
     "pg_url": pytest.mark.postgres,
 }
@@ -123,6 +125,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
     yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """The URL of a Redis of this test's own, started for it: a broker no other test (or
+    other developer's run) shares, so no task of theirs is taken and no flush hits them."""
+    reason = RedisServer.missing()
+    if reason:
+        server_missing(reason)
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server.url
     server.stop()
 
 

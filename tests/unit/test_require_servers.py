@@ -41,7 +41,7 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Py
 
 
 def test_missing_servers_skip_by_default(run: pytest.Pytester) -> None:
-    result = run.runpytest("-p", "tests.servers.fixtures", "-rs")
+    result = run.runpytest("--assert=plain", "-p", "tests.servers.fixtures", "-rs")
     result.assert_outcomes(skipped=3)
     result.stdout.fnmatch_lines([f"*{MISSING}*", "*no frobnicator on this machine*"])
 
@@ -50,7 +50,7 @@ def test_with_require_servers_missing_servers_fail(
     run: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(REQUIRE_ENV, "1")
-    result = run.runpytest("-p", "tests.servers.fixtures", "-rA")
+    result = run.runpytest("--assert=plain", "-p", "tests.servers.fixtures", "-rA")
     result.assert_outcomes(errors=1, failed=1, skipped=1)  # the fixture errs, the test fails
     result.stdout.fnmatch_lines(
         [
@@ -67,4 +67,4 @@ def test_only_the_value_1_requires_servers(
     run: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
     monkeypatch.setenv(REQUIRE_ENV, value)
-    run.runpytest("-p", "tests.servers.fixtures").assert_outcomes(skipped=3)
+    run.runpytest("--assert=plain", "-p", "tests.servers.fixtures").assert_outcomes(skipped=3)
