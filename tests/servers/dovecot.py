@@ -22,15 +22,13 @@ from string import Template
 from tests.servers.ports import LOOPBACK, free_ports
 from tests.servers.process import (
     INSTALL_HINT,
-    Reaper,
+    GuardedServer,
     ServerStartError,
     find_binary,
     kill_group,
     log_tail,
     make_traversable,
-    register,
     start_retrying,
-    unregister,
     wait_for_greeting,
 )
 from tests.servers.tls import TLSFiles, make_tls_files
@@ -105,7 +103,7 @@ class _Identity:
         return cls(os.geteuid(), os.getegid(), me, group, me)
 
 
-class DovecotServer:
+class DovecotServer(GuardedServer):
     """One Dovecot instance under ``root``; ``start()``, use, ``stop()``."""
 
     host = LOOPBACK
@@ -121,7 +119,6 @@ class DovecotServer:
         self.mail_root = root / "mail"
         self._ports = _Ports.choose()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._reaper: Reaper | None = None
 
     def __repr__(self) -> str:
         return f"<DovecotServer {self.root} imap={self.imap_port}>"
@@ -220,10 +217,7 @@ class DovecotServer:
         if proc is not None:
             kill_group(proc.pid)
             proc.wait()
-        if self._reaper is not None:
-            self._reaper.release()
-            self._reaper = None
-        unregister(self)
+        self._unguard()
 
     def _prepare_dirs(self) -> None:
         for sub in ("run", "state"):
@@ -243,8 +237,7 @@ class DovecotServer:
                 stderr=stderr,
                 start_new_session=True,
             )
-        register(self)
-        self._reaper = Reaper(self._proc.pid)
+        self._guard(self._proc.pid)
         for port, greeting in ((self.imap_port, b"* OK"), (self.lmtp_port, b"220 ")):
             wait_for_greeting(
                 self.host, port, greeting, describe=self._describe, alive=lambda: self.running

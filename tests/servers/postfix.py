@@ -29,16 +29,14 @@ from tests.servers.process import (
     INSTALL_HINT,
     START_TIMEOUT,
     STOP_TIMEOUT,
-    Reaper,
+    GuardedServer,
     ServerStartError,
     find_binary,
     group_alive,
     kill_group,
     log_tail,
     make_traversable,
-    register,
     start_retrying,
-    unregister,
     wait_for_greeting,
     wait_gone,
 )
@@ -65,7 +63,7 @@ def missing_reason() -> str | None:
     return None
 
 
-class PostfixServer:
+class PostfixServer(GuardedServer):
     """One Postfix instance under ``root`` delivering ``domains`` to ``dovecot``."""
 
     host = LOOPBACK
@@ -82,7 +80,6 @@ class PostfixServer:
         self.log_file = root / "postfix.log"
         self._choose_ports()
         self._master_pid: int | None = None
-        self._reaper: Reaper | None = None
 
     def __repr__(self) -> str:
         return f"<PostfixServer {self.root} smtp={self.smtp_port}>"
@@ -124,10 +121,7 @@ class PostfixServer:
             )
             if not wait_gone(pid, STOP_TIMEOUT):
                 kill_group(pid)
-        if self._reaper is not None:
-            self._reaper.release()
-            self._reaper = None
-        unregister(self)
+        self._unguard()
 
     def _prepare_dirs(self) -> None:
         # queue_directory belongs to root; "postfix start" creates its subdirectories
@@ -156,8 +150,7 @@ class PostfixServer:
             )
         pid_file = self.queue_dir / "pid" / "master.pid"
         self._master_pid = int(pid_file.read_text().split()[0])
-        register(self)
-        self._reaper = Reaper(self._master_pid)
+        self._guard(self._master_pid)
         for port in (self.smtp_port, self.submission_port):
             wait_for_greeting(
                 self.host, port, b"220 ", describe=self._describe, alive=lambda: self.running

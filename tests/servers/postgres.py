@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 
 from tests.servers.ports import free_port
-from tests.servers.process import Reaper
+from tests.servers.process import GuardedServer
 from tests.servers.require import server_missing
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -62,7 +62,7 @@ def pg_database(admin_url: str = PG_ADMIN_URL, prefix: str = "es_test") -> Itera
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-class PgCluster:
+class PgCluster(GuardedServer):
     """A throwaway PostgreSQL cluster (initdb + pg_ctl as ``postgres``) on a free port.
 
     Never the shared server: a fault test stops and starts this one under load.
@@ -73,7 +73,6 @@ class PgCluster:
         self.root = Path(tempfile.mkdtemp(prefix="es-test-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "pg.log"
-        self._reaper: Reaper | None = None
 
     @staticmethod
     def missing() -> str | None:
@@ -122,16 +121,14 @@ class PgCluster:
             "-o", f"'{options}'", "start",
         )  # fmt: skip
         postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
-        self._reaper = Reaper(os.getpgid(postmaster))  # the postmaster leads its own group
+        self._guard(os.getpgid(postmaster))  # the postmaster leads its own group
 
     def stop(self, mode: str = "fast") -> None:
         """pg_ctl stop (``fast`` cuts the sessions, ``immediate`` is a crash)."""
         self._as_postgres(
             _pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False
         )
-        if self._reaper is not None:
-            self._reaper.release()
-            self._reaper = None
+        self._unguard()
 
     def destroy(self) -> None:
         self.stop("immediate")

@@ -269,6 +269,27 @@ def kill_tree(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: f
         reaper.release()
 
 
+class GuardedServer:
+    """A server this process started: stopped at exit and reaped if this process dies."""
+
+    _reaper: Reaper | None = None
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _guard(self, pgid: int) -> None:
+        """Register for the exit hook; have process group ``pgid`` reaped."""
+        register(self)
+        self._reaper = Reaper(pgid)
+
+    def _unguard(self) -> None:
+        """The server is stopped: release its reaper, forget it."""
+        if self._reaper is not None:
+            self._reaper.release()
+            self._reaper = None
+        unregister(self)
+
+
 _running: list[Stoppable] = []
 
 
