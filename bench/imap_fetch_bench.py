@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from email_service.mail.imap import FETCH_BATCH, FETCH_PIPELINE, ImapSession
+from email_service.mail.imap.session import FETCH_BATCH, FETCH_PIPELINE, ImapSession
 
 RAW_CLIENT = Path(__file__).resolve().parents[2] / "shared" / "bench" / "imap_raw.py"
 # Loopback answers in microseconds; this only turns a dead server into an error.

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
-from email_service.mail.mime import parse_message
+from email_service.mail.mime.parse import parse_message
 
 DEFAULT_GEN = Path(__file__).resolve().parents[2] / "shared" / "bench" / "gen_mailbox.py"
 FOLDERS = (("INBOX", 0.7), ("Archive", 0.2), ("Sent", 0.1))

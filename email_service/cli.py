@@ -240,7 +240,7 @@ def sync(account_id: str, foreground: bool, quiet: bool) -> None:
     """Sync one account in this process, with progress, and print a summary line."""
     from email_service.errors import EmailServiceError
     from email_service.services import accounts as account_service
-    from email_service.services import mailbox
+    from email_service.services.sync.run import run_sync
 
     runtime = _runtime()
     try:
@@ -251,7 +251,7 @@ def sync(account_id: str, foreground: bool, quiet: bool) -> None:
         tenant = account_service.tenant_of(session, wanted)
     bars = ProgressBars(disabled=quiet)
     try:
-        report = mailbox.run_sync(runtime, tenant, wanted, f"cli-{os.getpid()}", bars.update)
+        report = run_sync(runtime, tenant, wanted, f"cli-{os.getpid()}", bars.update)
     except EmailServiceError as exc:
         raise click.ClickException(exc.message) from None
     finally:

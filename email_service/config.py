@@ -1,4 +1,4 @@
-"""Settings: every variable of the spec, typed, validated and defaulted.
+"""Settings: every variable of docs/configuration.md, typed, validated and defaulted.
 
 Read from the environment (and a ``.env`` file in the working directory, if any).
 Unknown values stop start-up with one line naming the variable: see :func:`load_settings`.
@@ -49,7 +49,7 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
 
-    # --- required in production (spec: "Required Variables") ---
+    # --- required in production (docs/configuration.md) ---
     database_url: str | None = None  # unset: SQLite in DATA_DIR (embedded default)
     redis_url: str | None = None  # unset: in-process jobs, in-memory limits
     celery_broker_url: str | None = None  # unset: REDIS_URL
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
 
     # --- Flask ---
     flask_env: Literal["production", "development"] = "production"
-    flask_host: str = "0.0.0.0"  # noqa: S104 - the spec's default: listen on every interface
+    flask_host: str = "0.0.0.0"  # noqa: S104 - a container's default: listen on every interface
     flask_port: int = Field(5000, ge=1, le=65535)
 
     # --- CORS: exact origins; "host:port" entries get http:// and https:// ---
@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     imap_pool_size: int = Field(10, ge=1, le=1000)  # IMAP connections per worker process
     smtp_pool_size: int = Field(5, ge=1, le=1000)  # SMTP connections reused per worker
 
-    # Account defaults: the spec's `{"email", "password"}` body takes its servers from here.
+    # Account defaults: a `{"email", "password"}` body takes its servers from here.
     imap_host: str = "localhost"
     imap_port: int = Field(993, ge=1, le=65535)
     imap_security: Security = Security.SSL
@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     sync_interval_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
     # A running sync renews its account lock; a dead worker's lock frees after this.
     sync_lock_ttl_seconds: int = Field(300, ge=2, le=24 * 3600)
+    # Most syncs beat queues per tick (a minute): 1,000 x 60 ticks covers 60,000 accounts an
+    # hour at the default interval, most overdue first, without a thundering herd.
+    sync_due_batch: int = Field(1000, ge=1, le=100_000)
     # A search's statements stop after this many seconds (0: no limit of ours).
     search_timeout_seconds: float = Field(10, ge=0, le=3600)
     # Non-public hosts/CIDRs accounts may point at (public addresses are always allowed).

@@ -5,9 +5,11 @@
     EmailServiceError                 base; never raised itself
     ├── ValidationError               input that breaks a rule (422)
     │   ├── BadRequestError           a malformed request: header, body encoding (400)
+    │   │   └── QuerySyntaxError      a search query that does not parse (mail/query_ast.py)
     │   └── HeaderInjectionError      CR/LF where a header value is built (400)
     ├── NotFoundError                 no such object *for this tenant* (404)
     ├── ConflictError                 state forbids it, e.g. duplicate account (409)
+    │   └── LeaseLostError            another worker took over a send (outgoing/delivery.py)
     ├── AuthError                     bad or missing credentials (401)
     │   └── ForbiddenError            authenticated, not allowed (403)
     ├── FeatureDisabledError          an ENABLE_* flag is off (503)
@@ -15,9 +17,15 @@
     ├── ConfigError                   settings that cannot start the service
     ├── RemoteError                   a mail server misbehaved
     │   ├── RemoteTemporaryError      worth retrying (timeouts, 4xx, connection loss)
-    │   └── RemotePermanentError      not worth retrying (5xx, refused login)
-    │       └── RemoteAuthError       the server refused our credentials
+    │   ├── RemotePermanentError      not worth retrying (5xx, refused login)
+    │   │   ├── RemoteAuthError       the server refused our credentials
+    │   │   └── ImapProtocolError     a reply the IMAP grammar does not allow (mail/imap/parse.py)
+    │   └── SmtpAmbiguousError        no reply after the final dot: maybe sent (mail/smtp.py)
+    ├── DecryptError                  a stored secret no configured key opens (security/crypto.py)
     └── BlockedHostError              a mail host the operator does not allow
+
+Errors that belong to one concept live beside it (the module in brackets) and are
+subclasses of this tree, so the API maps them by their place in it.
 
 Only ``email_service.api`` maps these to HTTP statuses (``api/problems.py``).
 A foreign tenant's object is a :class:`NotFoundError`, never a 403.

@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import JSON, Column
 
 from email_service.store.models import Attachment, Message
-from email_service.store.search_index import search_document, to_tsvector_text
+from email_service.store.search.index import search_document, to_tsvector_text
 
 GEN_PATH = Path(__file__).resolve().parents[3] / "shared" / "bench" / "gen_mailbox.py"
 # Folder shares of the generator's Maildir (INBOX 70 %, Archive 20 %, Sent 10 %).

@@ -41,7 +41,7 @@ from email_service.store import migrate
 from email_service.store.db import Database
 from email_service.store.keyset import older_than
 from email_service.store.models import Account, Folder, Message
-from email_service.store.search import count_messages, search_messages
+from email_service.store.search.backend import count_messages, search_messages
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # A fixed "now" so that newer_than:/after: select the same share on every run (generated

@@ -1,4 +1,4 @@
-"""/api/accounts: register and manage mailboxes (the spec's five routes)."""
+"""/api/accounts: register and manage mailboxes (five routes)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from email_service.api.schemas import EmailAddress, PageQuery, StrictInput
 from email_service.config import Security
 from email_service.services import accounts, verify
 from email_service.services.accounts import AccountFields, AccountRecord
+from email_service.store.states import AccountStatus
 
 bp = APIBlueprint("accounts", __name__, url_prefix="/api/accounts", tag="Accounts")
 
@@ -83,7 +84,7 @@ class AccountOut(BaseModel):
     smtp_host: str
     smtp_port: int
     smtp_security: Security
-    status: str
+    status: AccountStatus
     created_at: datetime
     updated_at: datetime
 

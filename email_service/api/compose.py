@@ -1,4 +1,4 @@
-"""/api/compose: drafts, uploads and sending (the spec's three routes and what they imply)."""
+"""/api/compose: drafts, uploads and sending (docs/sending.md)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ from email_service.api.compose_schemas import (
 from email_service.api.context import runtime, tenant_id
 from email_service.api.schemas import PageQuery
 from email_service.errors import BadRequestError
-from email_service.services import compose, draft_copy, mailbox, outbox
-from email_service.services.compose import DraftFields
-from email_service.services.drafts_view import AttachmentRecord, DraftRecord
+from email_service.services import gateways
+from email_service.services.outgoing import compose, draft_copy, outbox
+from email_service.services.outgoing.compose import DraftFields
+from email_service.services.outgoing.drafts import AttachmentRecord, DraftRecord
 
 bp = APIBlueprint("compose", __name__, url_prefix="/api/compose", tag="Compose")
 # Idempotency-Key (draft-ietf-httpapi-idempotency-key-header): an opaque string; printable
@@ -178,7 +179,7 @@ def upload_attachment(form: UploadIn) -> tuple[AttachmentRecord, int]:
     with rt.db.session() as session:
         record = compose.add_attachment(
             session,
-            mailbox.blob_store(rt),
+            gateways.blob_store(rt),
             tenant_id(),
             form.file.filename or "attachment",
             form.file.mimetype,

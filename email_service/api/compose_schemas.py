@@ -10,7 +10,8 @@ from apiflask.fields import UploadFile
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from email_service.api.schemas import MAX_PAGE_SIZE, EmailAddress, QueryInput, StrictInput
-from email_service.services.compose import check_text
+from email_service.services.outgoing.compose import check_text
+from email_service.store.states import DraftState, OutboxState, SentCopyState
 
 # JSON carries ids and times as strings: strict models would refuse them.
 Id = Annotated[uuid.UUID, Field(strict=False)]
@@ -37,9 +38,6 @@ OneLine = BeforeValidator(_one_line)
 Name = Annotated[str, OneLine, Field(max_length=200)]
 Address = Annotated[EmailAddress, OneLine]
 Subject = Annotated[str, OneLine, Field(max_length=MAX_SUBJECT)]
-OutboxState = Literal[
-    "queued", "sending", "retrying", "needs_reconciliation", "sent", "failed", "cancelled"
-]
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -63,7 +61,7 @@ Recipients = Annotated[list[Recipient], Field(max_length=MAX_RECIPIENTS)]
 
 
 class ComposeIn(StrictInput):
-    """A message to write: the spec's ``{to, cc, bcc, subject, body}`` and more."""
+    """A message to write: ``{to, cc, bcc, subject, body}`` and more."""
 
     account_id: Id | None = Field(None, description="sending account; default: the first")
     to: Recipients = Field(default_factory=list, description="addresses or {email, name}")
@@ -151,7 +149,7 @@ class DraftOut(BaseModel):
     references: list[str]
     attachments: list[AttachmentOut]
     send_at: datetime | None
-    state: Literal["editing", "queued"]
+    state: DraftState
     outbox_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
@@ -186,7 +184,7 @@ class OutboxOut(BaseModel):
     last_smtp_code: int | None
     last_smtp_reply: str | None
     last_error: str | None
-    sent_copy: str | None = Field(description="pending, appended, server_copy, no_folder or failed")
+    sent_copy: SentCopyState | None
     created_at: datetime
     updated_at: datetime
 

@@ -1,4 +1,4 @@
-"""/health (liveness, no auth, the spec's body) and /health/ready (each dependency)."""
+"""/health (liveness, no auth, a fixed body) and /health/ready (each dependency)."""
 
 from __future__ import annotations
 

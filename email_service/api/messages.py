@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from email_service.api.context import runtime, tenant_id
 from email_service.api.schemas import MAX_PAGE_SIZE, JsonUUID, QueryInput, StrictInput
-from email_service.services import mailbox, messages, parsing, writeback
+from email_service.services import gateways, messages, parsing, writeback
 
 bp = APIBlueprint("messages", __name__, url_prefix="/api", tag="Messages")
 Responses = dict[int | str, dict[str, str | dict[str, dict[str, Any]]]]
@@ -191,7 +191,7 @@ def get_raw(message_id: uuid.UUID) -> Response:
     """The message exactly as the server has it."""
     rt = runtime()
     with rt.db.session() as session:
-        data = messages.raw_message(session, tenant_id(), message_id, mailbox.blob_store(rt))
+        data = messages.raw_message(session, tenant_id(), message_id, gateways.blob_store(rt))
     return Response(
         data,
         mimetype="message/rfc822",
@@ -209,7 +209,7 @@ def get_attachment(message_id: uuid.UUID, index: int) -> Response:
     rt = runtime()
     with rt.db.session() as session:
         info, data, filename = messages.attachment(
-            session, tenant_id(), message_id, index, mailbox.blob_store(rt)
+            session, tenant_id(), message_id, index, gateways.blob_store(rt)
         )
     response = Response(data, mimetype=_safe_type(info.content_type))
     response.headers["Content-Disposition"] = content_disposition(filename)

@@ -8,8 +8,8 @@ from apiflask import APIBlueprint
 
 from email_service.api.compose_schemas import OutboxOut, OutboxPage, OutboxQuery
 from email_service.api.context import runtime, tenant_id
-from email_service.services import outbox
-from email_service.services.drafts_view import OutboxRecord
+from email_service.services.outgoing import outbox
+from email_service.services.outgoing.drafts import OutboxRecord
 
 bp = APIBlueprint("outbox", __name__, url_prefix="/api/outbox", tag="Compose")
 

@@ -93,15 +93,8 @@ def problem(
     return response
 
 
-# Errors whose code alone decides the status (raised below the API by modules it may not
-# import): a search query that does not parse is a malformed request, not a rule broken.
-STATUS_BY_CODE = {"query_syntax": 400}
-
-
 def _from_service_error(exc: errors.EmailServiceError) -> Response:
-    status = STATUS_BY_CODE.get(exc.code) or next(
-        (s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 500
-    )
+    status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 500)
     field = getattr(exc, "field", None)
     location = str(exc.details.get("location", "json"))
     found = [{"field": field, "location": location, "message": exc.message}] if field else None

@@ -1,4 +1,4 @@
-"""GET /api/sync/search: the spec's search route, Gmail-style syntax, per tenant or account."""
+"""GET /api/sync/search: search with the Gmail-style syntax, per tenant or account."""
 
 from __future__ import annotations
 

@@ -1,28 +1,27 @@
-"""/api/sync: trigger an account's IMAP sync and read its status (the spec's routes)."""
+"""/api/sync: trigger an account's IMAP sync and read its status."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
 
 from apiflask import APIBlueprint
 from flask import url_for
 from pydantic import BaseModel
 
 from email_service.api.context import runtime, tenant_id
-from email_service.services import sync_jobs, sync_state
+from email_service.services.sync import schedule as sync_jobs
+from email_service.services.sync import state as sync_state
+from email_service.store.states import SyncRunState
 
 bp = APIBlueprint("sync", __name__, url_prefix="/api/sync", tag="Sync")
-
-State = Literal["idle", "queued", "running", "ok", "error", "auth_failed"]
 
 
 class TriggerOut(BaseModel):
     """The job that syncs the account."""
 
     job_id: str
-    state: State
+    state: SyncRunState
     already_running: bool
     status_url: str
 
@@ -38,7 +37,7 @@ class StatusOut(BaseModel):
     """Where an account's sync stands."""
 
     account_id: uuid.UUID
-    state: State
+    state: SyncRunState
     job_id: str | None
     queued_at: datetime | None
     started_at: datetime | None

@@ -35,6 +35,12 @@ class CeleryQueue:
         """Publish the task with a countdown: a worker holds it until it is due."""
         self.app.send_task(task, kwargs=kwargs, task_id=job_id, countdown=seconds)
 
+    def enqueue_many(self, task: str, jobs: list[tuple[str, dict[str, str]]]) -> None:
+        """Publish every job over one producer (one broker connection, no per-task setup)."""
+        with self.app.producer_or_acquire() as producer:
+            for job_id, kwargs in jobs:
+                self.app.send_task(task, kwargs=kwargs, task_id=job_id, producer=producer)
+
 
 class EmbeddedQueue:
     """Runs tasks on a small thread pool inside this process (no broker).
@@ -58,6 +64,11 @@ class EmbeddedQueue:
     def enqueue_later(self, seconds: float, task: str, job_id: str, **kwargs: str) -> None:
         """Run the handler once ``seconds`` have passed (dropped if the queue shuts down)."""
         self._later(seconds, task, job_id, 1, kwargs)
+
+    def enqueue_many(self, task: str, jobs: list[tuple[str, dict[str, str]]]) -> None:
+        """Run each job soon on the pool."""
+        for job_id, kwargs in jobs:
+            self.enqueue(task, job_id, **kwargs)
 
     def _submit(
         self,

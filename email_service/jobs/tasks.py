@@ -1,4 +1,4 @@
-"""Celery tasks, named as the spec writes them; thin wrappers over ``jobs.work``."""
+"""Celery tasks under their public names (docs/operations.md); thin wrappers over ``jobs.work``."""
 
 from __future__ import annotations
 

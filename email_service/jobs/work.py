@@ -11,8 +11,11 @@ from typing import Any
 
 from email_service.config import load_settings, with_generated_secrets
 from email_service.errors import ConflictError, NotFoundError
-from email_service.services import delivery, draft_copy, mailbox, parsing, reconcile, sync_jobs
+from email_service.services import gateways, parsing, writeback
+from email_service.services.outgoing import delivery, draft_copy, reconcile
 from email_service.services.runtime import Runtime
+from email_service.services.sync import schedule as sync_jobs
+from email_service.services.sync.run import run_sync
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,7 @@ def worker_runtime() -> Runtime:
 def sync_account(runtime: Runtime, account_id: str, tenant_id: str, job_id: str) -> dict[str, Any]:
     """Run one sync; an account already being synced or gone is not an error."""
     try:
-        report = mailbox.run_sync(runtime, tenant_id, uuid.UUID(account_id), owner=job_id)
+        report = run_sync(runtime, tenant_id, uuid.UUID(account_id), owner=job_id)
     except ConflictError:
         log.info("sync skipped: already running", extra={"account_id": account_id})
         return {"skipped": "already running"}
@@ -54,7 +57,7 @@ def sync_account(runtime: Runtime, account_id: str, tenant_id: str, job_id: str)
 
 def apply_changes(runtime: Runtime, account_id: str, tenant_id: str, change: str) -> dict[str, Any]:
     """Apply a client's flag/move/delete change on the server, then to the store."""
-    return mailbox.apply_changes(runtime, tenant_id, uuid.UUID(account_id), change)
+    return writeback.apply_changes(runtime, tenant_id, uuid.UUID(account_id), change)
 
 
 def store_draft_copy(
@@ -73,7 +76,7 @@ def parse_email_body(runtime: Runtime, message_id: str, tenant_id: str) -> dict[
         return {"skipped": "ENABLE_EMAIL_PARSING is false"}
     with runtime.db.session() as session:
         return parsing.reparse(
-            session, mailbox.blob_store(runtime), tenant_id, uuid.UUID(message_id)
+            session, gateways.blob_store(runtime), tenant_id, uuid.UUID(message_id)
         )
 
 

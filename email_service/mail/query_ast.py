@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from email_service.errors import ValidationError
+from email_service.errors import BadRequestError
 
 # Fields a Term may search; None is all text (see the module docstring).
 TEXT_FIELDS = frozenset({"from", "to", "cc", "bcc", "subject", "filename"})
@@ -111,7 +111,7 @@ DELIMITERS = frozenset('()"|')
 _WORD = re.compile(r"[^\W_]+")
 
 
-class QuerySyntaxError(ValidationError):
+class QuerySyntaxError(BadRequestError):
     """A search query that does not parse; ``position`` is the 0-based offending index."""
 
     code = "query_syntax"

@@ -29,7 +29,7 @@ def _file(path: Path, level: str) -> dict[str, Any]:
 
 
 def logconfig(level: str, log_dir: Path) -> dict[str, Any]:
-    """Gunicorn's ``logconfig_dict``: JSON to stderr and the spec's three files."""
+    """Gunicorn's ``logconfig_dict``: JSON to stderr and the three log files."""
     log_dir.mkdir(parents=True, exist_ok=True)
     stderr = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     return {

@@ -1,4 +1,4 @@
-"""JSON structured logs: one object per line with the spec's fields.
+"""JSON structured logs: one object per line, fixed fields first.
 
 ``timestamp``, ``level``, ``service``, ``request_id``, ``tenant_id``, ``message`` and, for
 timed events, ``duration_ms``. Standard-library loggers (Gunicorn, Celery, SQLAlchemy) go
@@ -29,7 +29,7 @@ SECRET_TEXT = re.compile(r"(?i:bearer\s+)\S+|eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*|gAA
 # ciphertexts): the statement stays, the values go.
 SQL_PARAMETERS = re.compile(r"^\[parameters: .*\]$", re.MULTILINE)
 REDACTED = "[redacted]"
-# Rotate at 10 MiB, keep 10 files: the spec's json-file logging options.
+# Rotate at 10 MiB, keep 10 files: the same as the containers' json-file logging options.
 ROTATE_BYTES = 10 * 1024 * 1024
 ROTATE_KEEP = 10
 # Loggers whose lower levels print data, not events: SQLAlchemy's INFO/DEBUG lines carry
@@ -50,7 +50,7 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
 
 
 def _shape(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Put the spec's fields first, in the spec's order; the rest follow."""
+    """Put the fixed fields first, in their order; the rest follow."""
     shaped: dict[str, Any] = {
         "timestamp": event.pop("timestamp", None),
         "level": str(event.pop("level", "info")).upper(),
@@ -98,7 +98,7 @@ class _FormatOnce(structlog.stdlib.ProcessorFormatter):
 
 
 def json_formatter() -> structlog.stdlib.ProcessorFormatter:
-    """The formatter of every line: one JSON object with the spec's fields first."""
+    """The formatter of every line: one JSON object with the fixed fields first."""
     return _FormatOnce(
         foreign_pre_chain=_processors(),
         processors=[

@@ -1,4 +1,4 @@
-"""Prometheus metrics with the spec's names, and the scrape that renders them.
+"""Prometheus metrics (docs/operations.md), and the scrape that renders them.
 
 Every process records into the module-level metrics below. Under ``email-service serve``
 and ``email-service worker`` (with ``CELERY_METRICS_PORT``) the processes of one server
@@ -30,7 +30,7 @@ from prometheus_client.metrics_core import Metric
 from email_service.observability import metrics_files
 
 # What happens to a message: stored by a sync, parsed, sent, or failed (a parse error or
-# a send that gave up); the spec's labels.
+# a send that gave up); the public labels.
 EMAIL_KINDS = ("synced", "parsed", "sent", "failed")
 # From 5 ms (a keyset page) to 60 s (a slow credential check against a remote server).
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -3,7 +3,7 @@
 Each ciphertext is stored with the id of the key that made it, so a rotation can tell
 which rows still need re-encrypting. Keys come from ENCRYPTION_KEY (comma-separated,
 first one encrypts). A value that is not a Fernet key is treated as a passphrase and
-stretched with scrypt, so the spec's free-form ``ENCRYPTION_KEY`` strings still work.
+stretched with scrypt, so free-form ``ENCRYPTION_KEY`` passphrases still work.
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ from email_service.security.crypto import Vault
 from email_service.services.hosts import Endpoint, MailHostPolicy
 from email_service.services.paging import Page, decode_cursor, encode_cursor
 from email_service.store.models import Account
+from email_service.store.states import AccountStatus
+from email_service.store.tenancy import not_found, tenant_row
 
 # Characters that would let a display name smuggle a header line (RFC 5322 §2.2).
 FORBIDDEN_IN_HEADERS = ("\r", "\n", "\x00")
@@ -97,12 +99,7 @@ def _reject_header_breaks(data: AccountFields) -> None:
 
 
 def _load(session: Session, tenant_id: str, account_id: uuid.UUID) -> Account:
-    row = session.scalar(
-        select(Account).where(Account.tenant_id == tenant_id, Account.id == account_id)
-    )
-    if row is None:
-        raise NotFoundError("account not found", account_id=str(account_id))
-    return row
+    return tenant_row(session, Account, tenant_id, account_id, account_id=str(account_id))
 
 
 def create_account(
@@ -138,7 +135,7 @@ def create_account(
         smtp_host=smtp.host,
         smtp_port=smtp.port,
         smtp_security=smtp.security.value,
-        status=data.status or "active",
+        status=data.status or AccountStatus.ACTIVE,
     )
     session.add(row)
     _flush_unique(session, data.email)
@@ -157,7 +154,7 @@ def get_account(session: Session, tenant_id: str, account_id: uuid.UUID) -> Acco
     """One account of this tenant, or NotFoundError."""
     row = session.execute(_ONE, {"tenant_id": tenant_id, "account_id": account_id}).first()
     if row is None:
-        raise NotFoundError("account not found", account_id=str(account_id))
+        raise not_found(Account, account_id=str(account_id))
     return AccountRecord(*row)
 
 
@@ -218,8 +215,10 @@ def update_account(
     if data.smtp_host is not None or data.smtp_port is not None:
         hosts.check(Endpoint(row.smtp_host, row.smtp_port, Security(row.smtp_security)))
     credentials = ("password", "username", "imap_host", "imap_port", "imap_security")
-    if row.status == "auth_failed" and any(getattr(data, n) is not None for n in credentials):
-        row.status = "active"  # new credentials deserve a new attempt
+    if row.status == AccountStatus.AUTH_FAILED and any(
+        getattr(data, n) is not None for n in credentials
+    ):
+        row.status = AccountStatus.ACTIVE  # new credentials deserve a new attempt
     if data.password is not None:
         sealed = vault.encrypt(data.password)
         row.password_ciphertext, row.password_key_id = sealed.ciphertext, sealed.key_id

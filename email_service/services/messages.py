@@ -15,11 +15,12 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from email_service.errors import NotFoundError, ValidationError
-from email_service.mail.html import sanitize_html
-from email_service.mail.mime import AttachmentInfo, extract_part, safe_filename
+from email_service.mail.mime.html import sanitize_html
+from email_service.mail.mime.parse import AttachmentInfo, extract_part, safe_filename
 from email_service.services.paging import Page, decode_cursor, encode_cursor, older_than
 from email_service.store.blobs import BlobStore
 from email_service.store.models import Account, Attachment, Folder, Message
+from email_service.store.tenancy import check_tenant_row, tenant_row
 
 
 @dataclass(frozen=True)
@@ -119,13 +120,7 @@ def detail_view(shown: RenderedMessage, attachment_url: str) -> dict[str, Any]:
 
 def list_folders(session: Session, tenant_id: str, account_id: uuid.UUID) -> list[Folder]:
     """The account's folders: inbox first, then by role, then by name."""
-    if (
-        session.scalar(
-            select(Account.id).where(Account.tenant_id == tenant_id, Account.id == account_id)
-        )
-        is None
-    ):
-        raise NotFoundError("account not found")
+    check_tenant_row(session, Account, tenant_id, account_id)
     rows = list(
         session.scalars(
             select(Folder).where(Folder.tenant_id == tenant_id, Folder.account_id == account_id)
@@ -181,12 +176,7 @@ def list_messages(
 
 def get_message(session: Session, tenant_id: str, message_id: uuid.UUID) -> Message:
     """One message of this tenant, or NotFoundError."""
-    row = session.scalar(
-        select(Message).where(Message.tenant_id == tenant_id, Message.id == message_id)
-    )
-    if row is None:
-        raise NotFoundError("message not found")
-    return row
+    return tenant_row(session, Message, tenant_id, message_id)
 
 
 def attachments_of(session: Session, message: Message) -> list[Attachment]:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from email_service.store.db import Database
 from email_service.store.models import Account, SyncState, utcnow
+from email_service.store.states import AccountStatus
 
 # One series per account would grow without bound; the most lagging accounts are the ones
 # worth a graph, and the maximum covers the rest.
@@ -33,7 +34,7 @@ def sync_lags(
     query = (
         select(Account.tenant_id, Account.id, SyncState.last_success_at, Account.created_at)
         .outerjoin(SyncState, SyncState.account_id == Account.id)
-        .where(Account.status != "disabled")
+        .where(Account.status != AccountStatus.DISABLED)
         .order_by(since.asc(), Account.id)
         .limit(limit)
     )

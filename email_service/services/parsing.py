@@ -13,13 +13,13 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from email_service.errors import FeatureDisabledError
-from email_service.mail.mime import Limits, parse_message
-from email_service.services.ingest import parsed_columns
+from email_service.mail.mime.parse import Limits, parse_message
 from email_service.services.messages import get_message
 from email_service.services.runtime import Runtime
+from email_service.services.sync.ingest import parsed_columns
 from email_service.store.blobs import BlobStore
 from email_service.store.models import Attachment
-from email_service.store.search_index import search_document
+from email_service.store.search.index import search_document
 
 PARSE_TASK = "parse_email_body"
 

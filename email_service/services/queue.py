@@ -17,3 +17,6 @@ class JobQueue(Protocol):
 
     def enqueue_later(self, seconds: float, task: str, job_id: str, **kwargs: str) -> None:
         """Queue ``task(**kwargs)`` under ``job_id``, to run ``seconds`` from now."""
+
+    def enqueue_many(self, task: str, jobs: list[tuple[str, dict[str, str]]]) -> None:
+        """Queue ``task`` once per ``(job_id, kwargs)``, in one go where the queue can."""

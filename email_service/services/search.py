@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from email_service.mail.query import parse
-from email_service.store.search import Order, SearchPage, search_messages
+from email_service.store.search.backend import Order, SearchPage, search_messages
 
 
 def search(

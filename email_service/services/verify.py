@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from email_service.config import Security
 from email_service.errors import EmailServiceError, RemoteAuthError
 from email_service.mail.smtp import SmtpSession, SmtpTarget
-from email_service.services import mailbox
+from email_service.services import gateways
 from email_service.services.hosts import Endpoint
 from email_service.services.runtime import Runtime
 from email_service.store.models import Account
+from email_service.store.states import AccountStatus
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,9 @@ def _describe(exc: EmailServiceError) -> str:
     return exc.message
 
 
-def _imap(runtime: Runtime, login: mailbox.Login) -> Check:
+def _imap(runtime: Runtime, login: gateways.Login) -> Check:
     try:
-        with mailbox.open_imap(runtime, login) as imap:
+        with gateways.open_imap(runtime, login) as imap:
             caps = " ".join(
                 sorted(
                     c for c in imap.capabilities if c in {"CONDSTORE", "QRESYNC", "MOVE", "UIDPLUS"}
@@ -72,13 +73,13 @@ def _smtp(runtime: Runtime, account: Account, password: str) -> Check:
 def verify_account(runtime: Runtime, tenant_id: str, account_id: uuid.UUID) -> dict[str, Check]:
     """Log in to both servers; a working IMAP login clears an ``auth_failed`` status."""
     with runtime.db.session() as session:
-        login = mailbox.account_login(session, runtime, tenant_id, account_id)
+        login = gateways.account_login(session, runtime, tenant_id, account_id)
         account = session.get_one(Account, account_id)
     result = {"imap": _imap(runtime, login), "smtp": _smtp(runtime, account, login.password)}
     with runtime.db.session() as session:
         row = session.get_one(Account, account_id)
-        if result["imap"].ok and row.status == "auth_failed":
-            row.status = "active"
+        if result["imap"].ok and row.status == AccountStatus.AUTH_FAILED:
+            row.status = AccountStatus.ACTIVE
         elif not result["imap"].ok and "refused the credentials" in result["imap"].detail:
-            row.status = "auth_failed"
+            row.status = AccountStatus.AUTH_FAILED
     return result

@@ -20,11 +20,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from email_service.errors import NotFoundError, ValidationError
-from email_service.mail.imap import ImapSession
-from email_service.services.ingest import flag_values
+from email_service.errors import ValidationError
+from email_service.mail.imap.session import ImapSession
+from email_service.services.gateways import account_login, open_imap
 from email_service.services.runtime import Runtime
+from email_service.services.sync.ingest import flag_values
 from email_service.store.models import Folder, Message
+from email_service.store.tenancy import tenant_row, tenant_rows
 
 WRITEBACK_TASK = "apply_message_changes"
 # IMAP keywords are atoms (RFC 9051 §4.1); a safe subset, no backslash (system flags).
@@ -71,26 +73,15 @@ def load_messages(session: Session, tenant_id: str, ids: list[uuid.UUID]) -> lis
     """The tenant's messages with these ids; NotFoundError if any is missing."""
     if len(ids) > MAX_BULK_IDS:
         raise ValidationError(f"at most {MAX_BULK_IDS} ids per request", field="ids")
-    rows = list(
-        session.scalars(select(Message).where(Message.tenant_id == tenant_id, Message.id.in_(ids)))
-    )
-    if len(rows) != len(set(ids)):
-        raise NotFoundError("message not found")
-    return rows
+    return tenant_rows(session, Message, tenant_id, ids)
 
 
 def destination(
     session: Session, tenant_id: str, account_id: uuid.UUID, folder_id: uuid.UUID
 ) -> Folder:
     """A folder of the same account to move into."""
-    folder = session.scalar(
-        select(Folder).where(
-            Folder.tenant_id == tenant_id, Folder.account_id == account_id, Folder.id == folder_id
-        )
-    )
-    if folder is None:
-        raise NotFoundError("folder not found", field="folder_id")
-    return folder
+    same_account = Folder.account_id == account_id
+    return tenant_row(session, Folder, tenant_id, folder_id, same_account, field="folder_id")
 
 
 def apply_locally(rows: list[Message], add: list[str], remove: list[str]) -> None:
@@ -222,3 +213,14 @@ def _drop(session: Session, rows: list[Message]) -> int:
         session.delete(row)
     session.flush()
     return len(rows)
+
+
+def apply_changes(
+    runtime: Runtime, tenant_id: str, account_id: uuid.UUID, change_json: str
+) -> dict[str, int]:
+    """The write-back job: apply a client's change on the server, then to the store."""
+    change = Change.from_json(change_json)
+    with runtime.db.session() as session:
+        login = account_login(session, runtime, tenant_id, account_id)
+    with open_imap(runtime, login) as imap, runtime.db.session() as session:
+        return apply_on_server(session, imap, change)

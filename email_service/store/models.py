@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from email_service.store.search_index import SearchText
+from email_service.store.search.index import SearchText
 
 # Stable constraint names so Alembic migrations are the same on PostgreSQL and SQLite.
 NAMING = {

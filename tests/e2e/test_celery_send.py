@@ -21,7 +21,7 @@ from sqlalchemy import select
 from email_service.app import create_app
 from email_service.config import Settings
 from email_service.security.crypto import generate_key
-from email_service.services import reconcile
+from email_service.services.outgoing import reconcile
 from email_service.store import migrate
 from email_service.store.models import Outbox, utcnow
 from tests.conftest import JWT_SECRET, TENANT_A, TENANT_B, bearer

@@ -34,7 +34,7 @@ import redis as redis_lib
 
 from email_service.app import create_app
 from email_service.config import Settings
-from email_service.services import reconcile
+from email_service.services.outgoing import reconcile
 from tests.conftest import JWT_SECRET
 from tests.hardening import figures
 from tests.hardening.recorder import recording_proxy

@@ -1,4 +1,4 @@
-"""Load: `wrk` against `email-service serve` (the spec's 4 workers x 2 threads, PostgreSQL
+"""Load: `wrk` against `email-service serve` (4 workers x 2 threads as deployed, PostgreSQL
 and Redis, loopback), authenticated GET /api/accounts and a search, next to a bare Flask
 hello-world under the same Gunicorn settings in the same run as the ceiling, and to the
 floor (``floor_app.py``): the least an authenticated list endpoint costs in Flask.
@@ -165,7 +165,7 @@ def hello(tmp_path: Path) -> Iterator[str]:
 def loaded(
     tmp_path: Path, redis_server: RedisServer, dovecot: Any, fresh_user: Any
 ) -> Iterator[Service]:
-    """The service as the spec deploys it (4 x 2, PostgreSQL, Redis), with data to read."""
+    """The service as deployed (4 x 2, PostgreSQL, Redis), with data to read."""
     require_postgres()
     redis_url = redis_server.url.rsplit("/", 1)[0] + "/7"
     with pg_database() as url:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from email_service.mail.mime import MAX_FIELD_CHARS, Limits
+from email_service.mail.mime.parse import MAX_FIELD_CHARS, Limits
 from tests.hardening import corpus, figures
 from tests.hardening.stack import Service
 from tests.servers.process import group_pids

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from email_service.app import create_app
-from email_service.services import mailbox
+from email_service.services import gateways
+from email_service.services.sync.run import run_sync
 from email_service.store import migrate
 from email_service.store.models import Message
 from tests.conftest import TENANT_A, TENANT_B
@@ -41,7 +42,7 @@ def test_every_corpus_message_is_stored_parsed_or_raw(
             append(imap, "INBOX", raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
         on_server = status(imap, "INBOX")["MESSAGES"]
     account_id = _account(runtime, dovecot, mail_user)
-    report = mailbox.run_sync(runtime, TENANT_A, account_id, owner="corpus")
+    report = run_sync(runtime, TENANT_A, account_id, owner="corpus")
     assert on_server == len(raws) == report.new_messages
     with runtime.db.session() as session:
         stored = session.scalar(
@@ -55,7 +56,7 @@ def test_every_corpus_message_is_stored_parsed_or_raw(
         blobs = list(session.scalars(select(Message.blob_sha256)))
     assert stored == len(raws)
     assert unparsed is not None and unparsed < len(raws)  # the odd ones are flagged, kept
-    store = mailbox.blob_store(runtime)
+    store = gateways.blob_store(runtime)
     assert all(store.exists(digest) for digest in blobs)
 
 
@@ -70,7 +71,7 @@ def test_parse_email_body_reparses_from_raw(
             b"text/plain; charset=utf-8\r\n\r\nBody text \xc3\xa9\r\n",
         )
     account_id = _account(runtime, dovecot, mail_user)
-    mailbox.run_sync(runtime, TENANT_A, account_id, owner="t")
+    run_sync(runtime, TENANT_A, account_id, owner="t")
     with runtime.db.session() as session:
         row = session.scalars(select(Message).where(Message.account_id == account_id)).one()
         row.body_text, row.snippet, row.subject = None, "", "(lost)"  # as if never parsed

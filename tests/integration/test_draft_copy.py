@@ -19,7 +19,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
-from email_service.services import draft_copy
+from email_service.services.outgoing import draft_copy
 from email_service.store.models import Draft
 from tests.conftest import TENANT_A
 from tests.servers.wait import wait_for

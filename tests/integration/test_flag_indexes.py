@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 
 from email_service.mail.query import parse
 from email_service.services.messages import MessageFilter, list_messages
-from email_service.store.search import search_messages
+from email_service.store.search.backend import search_messages
 from tests.conftest import TENANT_A
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)

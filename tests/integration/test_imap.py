@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from email_service.errors import HeaderInjectionError, RemoteAuthError, RemotePermanentError
-from email_service.mail.imap import (
+from email_service.mail.imap.session import (
     FetchedMessage,
     ImapSession,
     decode_folder_name,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from email_service.services import mailbox
+from email_service.services.sync.run import run_sync
 from tests.conftest import TENANT_A, TENANT_B
 from tests.support.accounts import register
 from tests.support.mailgen import append, fetch_raw, imap_login, make_message
@@ -67,7 +67,7 @@ def synced(runtime: Any, dovecot: Any, mail_user: Any) -> dict[str, Any]:
         append(client, "Sent", _reply(root_id, 1), "\\Seen")
         raw = fetch_raw(client, "INBOX", rich_uid)
     account_id = register(runtime, TENANT_A, dovecot, mail_user)
-    mailbox.run_sync(runtime, TENANT_A, account_id, owner="test")
+    run_sync(runtime, TENANT_A, account_id, owner="test")
     return {
         "account_id": str(account_id),
         "raw": raw,

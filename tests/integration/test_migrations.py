@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 from email_service.store import migrate
 from email_service.store.db import Database
 from email_service.store.models import Base
-from email_service.store.search_index import include_object
+from email_service.store.search.index import include_object
 from tests.servers.postgres import pg_database
 
 

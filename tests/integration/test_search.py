@@ -18,14 +18,14 @@ from sqlalchemy import text, update
 
 from email_service.errors import ValidationError
 from email_service.mail.query import parse
-from email_service.store import search
 from email_service.store.models import Attachment, Folder, Message
-from email_service.store.search import (
+from email_service.store.search import backend as search
+from email_service.store.search.backend import (
     SEARCH_RANDOM_PAGE_COST,
     refresh_search_text,
     search_messages,
 )
-from email_service.store.search_index import search_document
+from email_service.store.search.index import search_document
 from tests.conftest import TENANT_A, TENANT_B
 from tests.integration.search_corpus import (
     CANARY,

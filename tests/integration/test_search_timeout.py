@@ -20,10 +20,10 @@ from sqlalchemy import text
 from email_service.config import Settings
 from email_service.errors import SearchTimeoutError
 from email_service.mail.query import parse
-from email_service.store import search as search_store
 from email_service.store.models import Folder, Message
-from email_service.store.search import count_messages, search_messages
-from email_service.store.search_index import search_document
+from email_service.store.search import backend as search_store
+from email_service.store.search.backend import count_messages, search_messages
+from email_service.store.search.index import search_document
 from tests.conftest import TENANT_A
 from tests.integration.search_corpus import add_account
 

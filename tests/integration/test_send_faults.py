@@ -16,7 +16,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
-from email_service.services import delivery, reconcile
+from email_service.services.outgoing import delivery, reconcile
 from email_service.services.runtime import Runtime
 from email_service.store.models import Outbox, utcnow
 from tests.conftest import TENANT_A, TENANT_B

@@ -18,8 +18,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from email_service.services import mailbox
 from email_service.services.runtime import Runtime
+from email_service.services.sync.run import run_sync
 from email_service.store.models import Folder, Message
 from tests.conftest import TENANT_A, TENANT_B
 from tests.servers.wait import wait_for
@@ -108,7 +108,7 @@ def mail(api: FlaskClient, headers: dict[str, str], body: dict[str, Any]) -> dic
 
 
 def sync(runtime: Runtime, tenant: str, account_id: str) -> None:
-    mailbox.run_sync(runtime, tenant, uuid.UUID(account_id), owner=uuid.uuid4().hex)
+    run_sync(runtime, tenant, uuid.UUID(account_id), owner=uuid.uuid4().hex)
 
 
 def stored(runtime: Runtime, account_id: str, message_id: str) -> list[tuple[str, Message]]:

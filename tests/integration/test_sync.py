@@ -14,10 +14,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import undefer
 
 from email_service.errors import RemoteAuthError
-from email_service.mail.imap import FetchedMessage
-from email_service.mail.mime import Limits
-from email_service.services import accounts, ingest, ingest_pool, mailbox, sync_state
+from email_service.mail.imap.session import FetchedMessage
+from email_service.mail.mime.parse import Limits
+from email_service.services import accounts, gateways
 from email_service.services.accounts import AccountFields
+from email_service.services.sync import ingest, ingest_pool
+from email_service.services.sync import state as sync_state
+from email_service.services.sync.run import run_sync
 from email_service.store.models import Attachment, Folder, Message, SyncState
 from tests.conftest import TENANT_A
 from tests.support.accounts import register
@@ -54,7 +57,7 @@ def _account(runtime: Any, dovecot: Any, user: Any, **extra: Any) -> uuid.UUID:
 
 
 def _sync(runtime: Any, account_id: uuid.UUID) -> Any:
-    return mailbox.run_sync(runtime, TENANT_A, account_id, owner=uuid.uuid4().hex)
+    return run_sync(runtime, TENANT_A, account_id, owner=uuid.uuid4().hex)
 
 
 def _local_counts(runtime: Any, account_id: uuid.UUID) -> dict[str, int]:
@@ -75,7 +78,7 @@ def _server_counts(dovecot: Any, user: Any) -> dict[str, int]:
 
 def _hide_capabilities(monkeypatch: pytest.MonkeyPatch, hidden: set[str]) -> None:
     """The server's capabilities as the engine sees them, without ``hidden``."""
-    from email_service.mail.imap import ImapSession
+    from email_service.mail.imap.session import ImapSession
 
     real = ImapSession.capabilities
     monkeypatch.setattr(
@@ -112,7 +115,7 @@ def test_first_sync_matches_the_server(runtime: Any, dovecot: Any, mailbox_user:
         assert session.scalar(select(func.count(Attachment.id))) == 6  # n % 4 == 0 of 21
         names = set(session.scalars(select(Attachment.filename)))
         assert "rapport-é-0.pdf" in names
-        blob = mailbox.blob_store(runtime).get(first.blob_sha256)
+        blob = gateways.blob_store(runtime).get(first.blob_sha256)
     with imap_login(dovecot, mailbox_user) as client:
         assert blob == fetch_raw(client, "INBOX", first.uid)
     with runtime.db.session() as session:
@@ -202,9 +205,9 @@ def test_wrong_password_is_auth_failed_without_retry(
         assert current.last_error
         assert "wrong" not in current.last_error
         assert accounts.get_account(session, TENANT_A, account_id).status == "auth_failed"
-    from email_service.services import sync_jobs
+    from email_service.services.sync import schedule as sync_jobs
 
-    assert (account_id, TENANT_A) not in sync_jobs.due_accounts(runtime)
+    assert (account_id, TENANT_A) not in sync_jobs.due_accounts(runtime, limit=1000)
 
 
 def test_second_run_while_locked_is_refused(runtime: Any, dovecot: Any, mail_user: Any) -> None:
@@ -342,7 +345,7 @@ def _prepare_again(
     runtime: Any, message: Message, uid: int, flags: frozenset[str], tsvector: bool = False
 ) -> ingest.Incoming:
     """A stored message's raw MIME through ``ingest.prepare`` again, in this process."""
-    blobs = mailbox.blob_store(runtime)
+    blobs = gateways.blob_store(runtime)
     raw = blobs.get(message.blob_sha256)
     scope = {
         "tenant_id": TENANT_A,

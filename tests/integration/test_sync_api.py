@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from email_service.app import create_app
-from email_service.services import sync_state
+from email_service.services.sync import state as sync_state
 from email_service.store import migrate
 from tests.conftest import TENANT_A, TENANT_B
 from tests.servers.wait import wait_for

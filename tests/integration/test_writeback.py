@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from email_service.services import mailbox
+from email_service.services.sync.run import run_sync
 from tests.conftest import TENANT_A, TENANT_B
 from tests.servers.wait import wait_for
 from tests.support.accounts import register
@@ -23,7 +23,7 @@ def world(runtime: Any, dovecot: Any, mail_user: Any, client: Any, as_tenant: An
         for i in range(4):
             append(imap, "INBOX", make_message(i))
     account_id = register(runtime, TENANT_A, dovecot, mail_user)
-    mailbox.run_sync(runtime, TENANT_A, account_id, owner="test")
+    run_sync(runtime, TENANT_A, account_id, owner="test")
     headers = as_tenant(TENANT_A)
     folders = {
         f["role"] or f["name"]: f
@@ -127,7 +127,7 @@ def test_move_keeps_the_row_and_a_resync_agrees(client: Any, world: Any, runtime
         ),
         "local re-key",
     )
-    report = mailbox.run_sync(runtime, TENANT_A, world["account_id"], owner="resync")
+    report = run_sync(runtime, TENANT_A, world["account_id"], owner="resync")
     assert report.new_messages == 0 and report.deleted == 0  # the store already agreed
     listing = client.get(
         "/api/messages", query_string={"folder_id": archive["id"]}, headers=world["headers"]

@@ -10,7 +10,7 @@ import pytest
 
 from email_service.app import create_app
 from email_service.jobs.queues import CeleryQueue, EmbeddedQueue
-from email_service.services import sync_jobs
+from email_service.services.sync import schedule as sync_jobs
 from email_service.store import migrate
 from tests.conftest import REDIS_URL, TENANT_A, bearer
 

@@ -1,7 +1,7 @@
 """The container image, compose stack, CI and docs, checked without a Docker engine.
 
 The compose files parse and reference files that exist; every variable they give the
-service is one Settings reads; every setting is in .env.example and the README table;
+service is one Settings reads; every setting is in .env.example and docs/configuration.md;
 the Dockerfile's build stage runs as a script in a clean virtual environment, downloading
 from the package index (skipped only when the index cannot be reached from here).
 (PyYAML comes with the dev dependencies, through schemathesis.)
@@ -41,7 +41,7 @@ LONG_RUNNING = (
     "postfix",
     "dovecot",
 )
-# The spec's port table: service -> published "host:container" pairs.
+# The documented port table (docs/deployment.md): service -> published "host:container" pairs.
 SPEC_PORTS = {
     "email-service": {"5000:5000"},
     "postgres": {"5433:5432"},
@@ -207,16 +207,16 @@ def test_every_interpolated_variable_is_in_env_example() -> None:
         assert used <= example, f"{path.name}: not in .env.example: {used - example}"
 
 
-def test_every_setting_is_in_env_example_and_readme() -> None:
+def test_every_setting_is_in_env_example_and_the_docs() -> None:
     assert not SETTINGS - _env_example_names(), "missing from .env.example"
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs/configuration.md").read_text()
     rows = set(re.findall(r"^\| `([A-Z0-9_]+)`", readme, flags=re.M))
     rows |= {
         n
         for row in re.findall(r"^\| (`[A-Z0-9_]+`(?: / `[A-Z0-9_]+`)+)", readme, flags=re.M)
         for n in re.findall(r"`([A-Z0-9_]+)`", row)
     }
-    assert not SETTINGS - rows, f"missing from README's configuration table: {SETTINGS - rows}"
+    assert not SETTINGS - rows, f"missing from docs/configuration.md: {SETTINGS - rows}"
 
 
 def _env_example_names() -> set[str]:
@@ -429,14 +429,14 @@ def test_dependabot_watches_pip_docker_and_actions() -> None:
     assert watched == dockerfiles and all(p.is_file() for p in watched)
 
 
-def test_readme_has_the_operations_sections() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_the_docs_have_the_operations_sections() -> None:
+    readme = (REPO / "docs/deployment.md").read_text() + (REPO / "docs/operations.md").read_text()
     for heading in (
-        "## Deployment",
-        "### Scale-out",
-        "### Backups",
-        "### Upgrade",
-        "### Log rotation",
+        "# Deployment",
+        "## Scale-out",
+        "## Backups",
+        "## Upgrade",
+        "## Log rotation",
         "## Production checklist",
         "## Troubleshooting",
         "## Metrics",

@@ -1,4 +1,4 @@
-"""JSON log lines: the spec's fields, secrets masked, SQL parameters never logged, files
+"""JSON log lines: the fixed fields, secrets masked, SQL parameters never logged, files
 rotated safely by several processes, the request id carried into background jobs."""
 
 from __future__ import annotations

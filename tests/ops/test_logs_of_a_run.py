@@ -1,5 +1,5 @@
 """Logs of a real run at LOG_LEVEL=DEBUG: every line of every log file and of the server's
-output is JSON with the spec's fields, a sync's lines carry the request id of the API call
+output is JSON with the fixed fields, a sync's lines carry the request id of the API call
 that triggered it (in-process jobs and a Celery worker), and no password, its base64, the
 bearer token or a message body appears anywhere."""
 

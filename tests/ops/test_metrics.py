@@ -1,4 +1,4 @@
-"""Metrics: the spec's names, route templates as labels, sync lag and queue depth read at
+"""Metrics: the documented names, route templates as labels, sync lag and queue depth read at
 scrape time, and the multiprocess files of real processes adding up after they exit."""
 
 from __future__ import annotations

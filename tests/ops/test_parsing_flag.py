@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from email_service.app import create_app
 from email_service.observability import metrics
-from email_service.services import mailbox
+from email_service.services import gateways
+from email_service.services.sync.run import run_sync
 from email_service.store import migrate
 from email_service.store.models import Attachment, Base, Message
 from tests.conftest import TENANT_A
@@ -50,7 +51,7 @@ def test_sync_with_and_without_parsing(
     migrate.upgrade(runtime.db.engine)
     account_id = register(runtime, TENANT_A, dovecot, mail_user)
     before = _counts()
-    report = mailbox.run_sync(runtime, TENANT_A, account_id, owner=uuid.uuid4().hex)
+    report = run_sync(runtime, TENANT_A, account_id, owner=uuid.uuid4().hex)
     after = _counts()
     assert report.new_messages == MESSAGES
     with runtime.db.session() as session:
@@ -60,7 +61,7 @@ def test_sync_with_and_without_parsing(
         ).all()
     assert len(rows) == MESSAGES
     assert all(row.subject and row.from_email and row.message_id for row in rows)  # headers
-    assert all(mailbox.blob_store(runtime).get(row.blob_sha256) for row in rows)  # raw MIME
+    assert all(gateways.blob_store(runtime).get(row.blob_sha256) for row in rows)  # raw MIME
     delta = {kind: after[kind] - before[kind] for kind in after}
     assert delta["synced"] == MESSAGES
     if parsing:

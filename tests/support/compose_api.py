@@ -15,7 +15,7 @@ from email_service.store import migrate
 from email_service.store.models import Base
 from tests.servers.wait import wait_for
 
-# The spec's composition example.
+# The documented composition example (docs/sending.md).
 SPEC_BODY = {
     "to": ["recipient@example.com"],
     "subject": "Email Subject",
@@ -64,7 +64,7 @@ def add_account(api: FlaskClient, headers: dict[str, str], email: str, **servers
 
 
 def compose(api: FlaskClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:
-    """POST /api/compose with the spec's body, changed by ``body``."""
+    """POST /api/compose with the documented body, changed by ``body``."""
     response = api.post("/api/compose", headers=headers, json={**SPEC_BODY, **body})
     assert response.status_code == 201, response.get_json()
     return dict(response.get_json())

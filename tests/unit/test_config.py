@@ -1,4 +1,4 @@
-"""Settings: the spec's variables and defaults, one-line errors, production secrets."""
+"""Settings: the documented variables and defaults, one-line errors, production secrets."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from email_service.mail.query import words
-from email_service.store.search_index import (
+from email_service.store.search.index import (
     FILLER,
     MAX_OCCURRENCES,
     MAX_POSITIONS,

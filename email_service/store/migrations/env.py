@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from email_service.store.models import Base
-from email_service.store.search_index import include_object
+from email_service.store.search.index import include_object
 
 config = context.config
 target_metadata = Base.metadata

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 import pytest
 
 from email_service.errors import HeaderInjectionError, ValidationError
-from email_service.mail.compose import (
+from email_service.mail.mime.build import (
     MAX_REFERENCES,
     FilePart,
     Mailbox,
@@ -25,7 +25,7 @@ from email_service.mail.compose import (
     reply_subject,
     verify_headers,
 )
-from email_service.mail.mime import extract_part, parse_message
+from email_service.mail.mime.parse import extract_part, parse_message
 
 WHEN = dt.datetime(2026, 11, 21, 9, 30, tzinfo=dt.UTC)
 ALICE = Mailbox("alice@example.test", "Alice")

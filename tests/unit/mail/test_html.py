@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from email_service.mail.html import MAX_HTML_DEPTH, SanitizedHtml, html_to_text, sanitize_html
-from email_service.mail.html_policy import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
+from email_service.mail.mime.html import MAX_HTML_DEPTH, SanitizedHtml, html_to_text, sanitize_html
+from email_service.mail.mime.html_policy import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
 
 CID_URLS = {"logo@x": "/api/messages/7/attachments/3", "remote@x": "https://cdn.example/l.png"}
 SET_ATTRIBUTES = {"a": {"target", "rel"}, "img": {"referrerpolicy"}}

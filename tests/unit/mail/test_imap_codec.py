@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from email_service.errors import HeaderInjectionError, ValidationError
-from email_service.mail.imap_codec import (
+from email_service.mail.imap.codec import (
     MAX_SET_CHARS,
     Literal,
     astring,
@@ -28,7 +28,7 @@ from email_service.mail.imap_codec import (
     search_string,
     uid_set_chunks,
 )
-from email_service.mail.imap_parse import ImapProtocolError, tokenize
+from email_service.mail.imap.parse import ImapProtocolError, tokenize
 
 
 @pytest.mark.parametrize(

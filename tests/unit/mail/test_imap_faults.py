@@ -19,7 +19,7 @@ from email_service.errors import (
     RemotePermanentError,
     RemoteTemporaryError,
 )
-from email_service.mail.imap import ImapProtocolError, ImapSession
+from email_service.mail.imap.session import ImapProtocolError, ImapSession
 from tests.unit.mail.imap_fake import PASSWORD, USER, FakeServer, Peer, Script, fake_server
 
 __all__ = ["fake_server"]  # the fixture, imported to be found

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from email_service.mail.imap_folders import ListEntry, assign_roles, build_folders, parse_list
-from email_service.mail.imap_parse import ImapProtocolError, parse_segments
-from email_service.mail.imap_types import FolderStatus
+from email_service.mail.imap.folders import ListEntry, assign_roles, build_folders, parse_list
+from email_service.mail.imap.parse import ImapProtocolError, parse_segments
+from email_service.mail.imap.types import FolderStatus
 
 
 def entry(raw: str, *flags: str, delimiter: str | None = "/") -> ListEntry:

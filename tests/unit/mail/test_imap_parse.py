@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from email_service.errors import RemoteTemporaryError
-from email_service.mail.imap_parse import (
+from email_service.mail.imap.parse import (
     ImapProtocolError,
     Response,
     ResponseReader,

@@ -9,7 +9,7 @@ import email.policy
 import pytest
 
 from email_service.errors import NotFoundError
-from email_service.mail.mime import (
+from email_service.mail.mime.parse import (
     Address,
     AttachmentInfo,
     Limits,

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from email_service.mail.mime import Address, extract_part, parse_message
+from email_service.mail.mime.parse import Address, extract_part, parse_message
 from tests.unit.mail.mime_samples import msg
 
 

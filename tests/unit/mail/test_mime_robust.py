@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from email_service.errors import NotFoundError
-from email_service.mail.mime import Limits, ParsedMessage, extract_part, parse_message
+from email_service.mail.mime.parse import Limits, ParsedMessage, extract_part, parse_message
 
 CPYTHON_DATA = Path(sysconfig.get_paths()["stdlib"]) / "test" / "test_email" / "data"
 CPYTHON_MESSAGES = sorted(CPYTHON_DATA.glob("msg_*.txt")) if CPYTHON_DATA.is_dir() else []

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from email_service.mail.mime import make_snippet, safe_filename
+from email_service.mail.mime.parse import make_snippet, safe_filename
 
 
 @pytest.mark.parametrize(

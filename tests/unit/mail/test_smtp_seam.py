@@ -15,7 +15,7 @@ from email_service.errors import (
     RemotePermanentError,
     RemoteTemporaryError,
 )
-from email_service.mail.compose import Mailbox, Outgoing, build_message, envelope_recipients
+from email_service.mail.mime.build import Mailbox, Outgoing, build_message, envelope_recipients
 from email_service.mail.smtp import SmtpAmbiguousError, SmtpSession, SmtpTarget
 from email_service.mail.smtp_pool import SmtpPool
 from tests.support.smtp_seam import Seam, smtp_seam

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from email_service.store.pg_storage import compress_with_lz4
-from email_service.store.search_index import SearchText
+from email_service.store.search.index import SearchText
 
 revision = '0003'
 down_revision = '0002'

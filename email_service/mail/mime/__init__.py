@@ -1,0 +1,1 @@
+"""MIME: parse with limits, headers and charsets, bodies and parts, HTML, build."""

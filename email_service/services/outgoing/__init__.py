@@ -1,0 +1,1 @@
+"""Sending: compose, drafts and their IMAP copies, the outbox, delivery, Sent copies."""

@@ -1,0 +1,397 @@
+"""``send_email``: move one outbox row along its state machine (drawn in ``outbox.py``).
+
+At most one delivery, whatever dies when:
+
+1. **Claim**: ``UPDATE ... SET state='sending', stage='connecting', lease_owner=me`` where the
+   row is queued/retrying and due — committed before any SMTP, so exactly one worker wins.
+2. **Fence**: after the body and right before the final "." of DATA, ``UPDATE ... SET
+   stage='data_end'`` where I still own the row. If that fails (someone recovered the row
+   while I was slow) the connection is dropped unfinished and the server keeps nothing.
+3. **Result**: written where I still own the row.
+
+A lease that expires in ``connecting`` was lost before the server could have the message:
+the row goes back to ``retrying``. One that expires in ``data_end`` may have been
+delivered: ``needs_reconciliation``, looked for by Message-ID, never resent blindly.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import random
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from email_service.config import Security
+from email_service.errors import (
+    BlockedHostError,
+    ConflictError,
+    EmailServiceError,
+    RemoteError,
+    RemotePermanentError,
+    RemoteTemporaryError,
+    ValidationError,
+)
+from email_service.mail.smtp import SmtpAmbiguousError, SmtpReply, SmtpTarget
+from email_service.mail.smtp_pool import SmtpPool
+from email_service.observability import metrics
+from email_service.services import gateways
+from email_service.services.hosts import Endpoint
+from email_service.services.outgoing import reconcile
+from email_service.services.outgoing.send_steps import (
+    Job,
+    SendOutcome,
+    after_sent,
+    copy_to_sent,
+    copy_to_sent_for_row,
+    drop_draft_copy,
+    job_for,
+    settle,
+    smtp_answer,
+)
+from email_service.services.runtime import Runtime
+from email_service.store.db import changed
+from email_service.store.models import Outbox, utcnow
+from email_service.store.states import (
+    ACTIVE_OUTBOX_STATES,
+    CLAIMABLE_OUTBOX_STATES,
+    OutboxState,
+    SentCopyState,
+)
+
+log = logging.getLogger(__name__)
+# A task for a row not due yet is dropped (the row's own retry or beat will come), unless
+# it is this close: a retry timer firing early by a worker's clock.
+EARLY_TOLERANCE_S = 2.0
+
+
+class LeaseLostError(ConflictError):
+    """Another worker recovered this row while we were still sending."""
+
+    code = "lease_lost"
+
+
+@functools.cache
+def _pool(pid: int, size: int) -> SmtpPool:
+    return SmtpPool(size)
+
+
+def smtp_pool(runtime: Runtime) -> SmtpPool:
+    """This process's SMTP pool (a forked worker gets its own)."""
+    return _pool(os.getpid(), runtime.settings.smtp_pool_size)
+
+
+def send_email(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID) -> SendOutcome:
+    """Advance the draft's current send one step (the ``send_email`` task)."""
+    if runtime.settings.enable_smtp_send:  # the common case first: a due send, claimed
+        owner = uuid.uuid4().hex
+        job = _claim(runtime, tenant_id, draft_id, owner)
+        if job is not None:
+            return _transmit(runtime, job, owner)
+    with runtime.db.session() as session:
+        row = _current(session, tenant_id, draft_id)
+    if row is None:
+        return SendOutcome("none", detail="nothing to send for this draft")
+    if row.state == OutboxState.SENDING:
+        if not _recover_stale(runtime, row):
+            return SendOutcome(OutboxState.SENDING, detail="being sent by another worker")
+        with runtime.db.session() as session:
+            row = session.get_one(Outbox, row.id)
+    if row.state in (OutboxState.QUEUED, OutboxState.RETRYING):
+        return _attempt(runtime, row)
+    if row.state == OutboxState.NEEDS_RECONCILIATION:
+        return reconcile.reconcile(runtime, row)
+    if row.state == OutboxState.SENT and row.sent_copy == SentCopyState.PENDING:
+        copy_to_sent_for_row(runtime, row.id)
+    return SendOutcome(row.state)
+
+
+def _current(session: Session, tenant_id: str, draft_id: uuid.UUID) -> Outbox | None:
+    return session.scalar(
+        select(Outbox)
+        .where(Outbox.tenant_id == tenant_id, Outbox.draft_id == draft_id)
+        .where(
+            or_(
+                Outbox.state.in_(ACTIVE_OUTBOX_STATES),
+                (Outbox.state == OutboxState.SENT) & (Outbox.sent_copy == SentCopyState.PENDING),
+            )
+        )
+        .order_by(Outbox.created_at.desc())
+        .limit(1)
+    )
+
+
+def _recover_stale(runtime: Runtime, row: Outbox) -> bool:
+    """Take back a row whose worker's lease expired (see the module docstring)."""
+    now = utcnow()
+    stale = update(Outbox).where(
+        Outbox.id == row.id, Outbox.state == OutboxState.SENDING, Outbox.lease_expires_at < now
+    )
+    with runtime.db.session() as session:
+        if changed(
+            session,
+            stale.where(Outbox.stage == "connecting").values(
+                state=OutboxState.RETRYING,
+                stage=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                next_attempt_at=now,
+                last_error="the worker stopped before the end of the message; safe to resend",
+            ),
+        ):
+            return True
+        return changed(
+            session,
+            stale.where(Outbox.stage == "data_end").values(
+                state=OutboxState.NEEDS_RECONCILIATION,
+                last_error="the worker stopped after the end of the message was sent: "
+                "the server may have it; looking for it by Message-ID, not resending",
+            ),
+        )
+
+
+def _attempt(runtime: Runtime, row: Outbox) -> SendOutcome:
+    settings = runtime.settings
+    if not settings.enable_smtp_send:
+        return SendOutcome(row.state, detail="sending is disabled (ENABLE_SMTP_SEND=false)")
+    if row.attempts >= settings.send_max_attempts:
+        return _end(
+            runtime, row, None, OutboxState.FAILED, f"gave up after {row.attempts} attempts"
+        )
+    early = (row.next_attempt_at - utcnow()).total_seconds() if row.next_attempt_at else 0.0
+    if early > EARLY_TOLERANCE_S:  # a duplicate task: the row's own retry (or beat) comes
+        return SendOutcome(row.state, detail="not due yet")
+    if early > 0:  # a retry timer that fired a hair early (clocks of two hosts)
+        return SendOutcome(row.state, retry_in=early)
+    owner = uuid.uuid4().hex
+    job = _claim(runtime, row.tenant_id, row.draft_id, owner)
+    if job is None:
+        return SendOutcome(row.state, detail="claimed by another worker")
+    return _transmit(runtime, job, owner)
+
+
+def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) -> Job | None:
+    """Take the draft's due send for this worker, in one UPDATE (at most one row matches)."""
+    now = utcnow()
+    lease = timedelta(seconds=runtime.settings.send_lease_seconds)
+    with runtime.db.session() as session:
+        claimed = changed(
+            session,
+            update(Outbox)
+            .where(Outbox.tenant_id == tenant_id, Outbox.draft_id == draft_id)
+            .where(Outbox.state.in_(CLAIMABLE_OUTBOX_STATES))
+            .where(or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= now))
+            .where(Outbox.attempts < runtime.settings.send_max_attempts)
+            .values(
+                state=OutboxState.SENDING,
+                stage="connecting",
+                lease_owner=owner,
+                lease_expires_at=now + lease,
+                attempts=Outbox.attempts + 1,
+                updated_at=now,
+            ),
+        )
+        if not claimed:
+            return None
+        row = session.scalars(
+            select(Outbox).where(
+                Outbox.tenant_id == tenant_id,
+                Outbox.draft_id == draft_id,
+                Outbox.lease_owner == owner,
+            )
+        ).one()
+        return job_for(session, runtime, row)
+
+
+def _target(runtime: Runtime, job: Job) -> SmtpTarget:
+    row, account = job.row, job.account
+    password = job.login.password  # the one credential serves IMAP and SMTP
+    endpoint = Endpoint(account.smtp_host, account.smtp_port, Security(account.smtp_security))
+    try:
+        addresses = runtime.hosts.addresses(endpoint)  # SSRF guard, checked at each send
+    except ValidationError as exc:  # the name does not resolve (now)
+        raise RemoteTemporaryError(exc.message) from None
+    ca_file = runtime.settings.mail_ca_file
+    return SmtpTarget(
+        host=endpoint.host,
+        port=endpoint.port,
+        security=endpoint.security.value,
+        username=account.username,
+        password=password,
+        timeout=runtime.settings.smtp_timeout,
+        connect_address=addresses[0],
+        ca_file=str(ca_file) if ca_file else None,
+        local_hostname=row.sender.rpartition("@")[2],
+    )
+
+
+def _fence(runtime: Runtime, row_id: uuid.UUID, owner: str) -> None:
+    """Right before the final ".": still mine? Then from here on it may be delivered."""
+    now = utcnow()
+    lease = timedelta(seconds=runtime.settings.send_lease_seconds)
+    with runtime.db.session() as session:
+        if not changed(
+            session,
+            update(Outbox)
+            .where(
+                Outbox.id == row_id,
+                Outbox.lease_owner == owner,
+                Outbox.state == OutboxState.SENDING,
+            )
+            .where(Outbox.stage == "connecting")
+            .values(stage="data_end", lease_expires_at=now + lease),
+        ):
+            raise LeaseLostError("another worker took over this message")
+
+
+def _transmit(runtime: Runtime, job: Job, owner: str) -> SendOutcome:
+    row = job.row
+    recipients = list(row.recipients)
+    utf8 = any(not a.rpartition("@")[0].isascii() for a in [row.sender, *recipients])
+    try:
+        target = _target(runtime, job)
+        data = gateways.blob_store(runtime).get(row.mime_blob_sha256)
+        reply = smtp_pool(runtime).send(
+            target,
+            row.sender,
+            recipients,
+            data,
+            smtputf8=utf8,
+            before_final_dot=lambda: _fence(runtime, row.id, owner),
+        )
+    except LeaseLostError:
+        return SendOutcome(OutboxState.SENDING, detail="taken over by another worker")
+    except SmtpAmbiguousError as exc:
+        return _ambiguous(runtime, row, owner, exc)
+    except (RemotePermanentError, BlockedHostError, ValidationError) as exc:
+        return _end(runtime, row, owner, OutboxState.FAILED, exc.message, exc)
+    except (RemoteError, EmailServiceError) as exc:  # temporary, or not known to be final
+        return _temporary(runtime, row, owner, exc)
+    except Exception as exc:
+        _crashed(runtime, row, owner, exc)
+        raise
+    return _sent(runtime, job, owner, reply, data)
+
+
+def _crashed(runtime: Runtime, row: Outbox, owner: str, exc: Exception) -> None:
+    """A bug, not the server: settle the row by its stage instead of waiting for the lease."""
+    log.exception("send crashed", extra={"outbox_id": str(row.id)})
+    mine = update(Outbox).where(
+        Outbox.id == row.id, Outbox.lease_owner == owner, Outbox.state == OutboxState.SENDING
+    )
+    error = f"internal error while sending: {type(exc).__name__}"
+    with runtime.db.session() as session:
+        if not changed(
+            session,
+            mine.where(Outbox.stage == "connecting").values(
+                state=OutboxState.RETRYING,
+                stage=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                next_attempt_at=utcnow()
+                + timedelta(seconds=runtime.settings.send_retry_max_seconds),
+                last_error=error,
+            ),
+        ):
+            changed(session, mine.values(state=OutboxState.NEEDS_RECONCILIATION, last_error=error))
+
+
+def _end(
+    runtime: Runtime,
+    row: Outbox,
+    owner: str | None,
+    state: str,
+    error: str,
+    exc: EmailServiceError | None = None,
+) -> SendOutcome:
+    settle(
+        runtime,
+        row,
+        owner,
+        state=state,
+        stage=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=None,
+        last_error=error,
+        **smtp_answer(exc),
+    )
+    log.info("send %s: %s", state, error, extra={"outbox_id": str(row.id)})
+    if state == OutboxState.FAILED:
+        metrics.count_emails("failed")
+    return SendOutcome(state, detail=error)
+
+
+def _temporary(runtime: Runtime, row: Outbox, owner: str, exc: EmailServiceError) -> SendOutcome:
+    settings = runtime.settings
+    if row.attempts >= settings.send_max_attempts:
+        error = f"gave up after {row.attempts} attempts: {exc.message}"
+        return _end(runtime, row, owner, OutboxState.FAILED, error, exc)
+    delay = min(
+        settings.send_retry_max_seconds,
+        settings.send_retry_base_seconds * 2 ** (row.attempts - 1),
+    )
+    delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter spreads retries, not a secret
+    settle(
+        runtime,
+        row,
+        owner,
+        state=OutboxState.RETRYING,
+        stage=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=utcnow() + timedelta(seconds=delay),
+        last_error=exc.message,
+        **smtp_answer(exc),
+    )
+    return SendOutcome(OutboxState.RETRYING, retry_in=delay, detail=exc.message)
+
+
+def _ambiguous(runtime: Runtime, row: Outbox, owner: str, exc: SmtpAmbiguousError) -> SendOutcome:
+    error = f"{exc.message}; the server may have the message: not resending"
+    settle(
+        runtime, row, owner, state=OutboxState.NEEDS_RECONCILIATION, stage=None, last_error=error
+    )
+    log.warning("send needs reconciliation", extra={"outbox_id": str(row.id)})
+    return SendOutcome(
+        OutboxState.NEEDS_RECONCILIATION,
+        retry_in=runtime.settings.send_retry_base_seconds,
+        detail=error,
+    )
+
+
+def _sent(runtime: Runtime, job: Job, owner: str, reply: SmtpReply, data: bytes) -> SendOutcome:
+    row = job.row
+    now = utcnow()
+    with runtime.db.session() as session:
+        done = changed(
+            session,
+            update(Outbox)
+            .where(Outbox.id == row.id, Outbox.lease_owner == owner)
+            .where(Outbox.state.in_((OutboxState.SENDING, OutboxState.NEEDS_RECONCILIATION)))
+            .values(
+                state=OutboxState.SENT,
+                stage=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                next_attempt_at=None,
+                sent_at=now,
+                sent_copy=SentCopyState.PENDING,
+                last_smtp_code=reply.code,
+                last_smtp_reply=reply.text,
+                last_error=None,
+                updated_at=now,
+            ),
+        )
+        copy_may_exist = after_sent(session, row)
+    if not done:  # cannot happen while the fence holds; keep the record straight if it does
+        log.error("sent, but the row was taken over", extra={"outbox_id": str(row.id)})
+    drop_draft_copy(runtime, row, copy_may_exist)
+    metrics.count_emails("sent")
+    row.sent_at = now
+    copy_to_sent(runtime, job, data)
+    return SendOutcome(OutboxState.SENT, detail=reply.text)

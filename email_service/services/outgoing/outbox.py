@@ -1,0 +1,269 @@
+"""The outbox: queueing a draft for sending, cancelling, reading where each send stands.
+
+State machine of an outbox row (``services/delivery.py`` moves it; ``stage`` says how far
+the SMTP transaction got while ``sending``)::
+
+    draft ──send──► queued ──claim (lease)──► sending ──250──► sent
+                      ▲  (send_at: beat)        │
+                      │                         ├─ 4xx / timeout / lost before the final "."
+                      │                         │     └─► retrying ──due──► sending
+                      │                         │           (attempts exhausted ─► failed)
+                      │                         ├─ 5xx ─────────────────────────► failed
+                      │                         ├─ no reply after the final "."
+                      │                         │     └─► needs_reconciliation ─(found)─► sent
+                      │                         └─ lease expired (worker died):
+                      │                               stage connecting ─► retrying
+                      │                               stage data_end   ─► needs_reconciliation
+    queued | retrying | needs_reconciliation ──cancel──► cancelled (the draft is editable again)
+
+A message is sent at most once: the row is claimed with an atomic UPDATE before any SMTP,
+the claim is checked again (a fence) right before the final "." of DATA, and a row whose
+fate after that "." is unknown is never resent automatically — only a person may, by
+cancelling and sending the draft again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from email_service.errors import (
+    ConflictError,
+    FeatureDisabledError,
+    ValidationError,
+)
+from email_service.mail.mime.build import (
+    FilePart,
+    Mailbox,
+    Outgoing,
+    build_message,
+    envelope_address,
+    envelope_recipients,
+    new_message_id,
+)
+from email_service.services import gateways
+from email_service.services.outgoing.drafts import OutboxRecord, outbox_record
+from email_service.services.paging import Page, decode_cursor, encode_cursor, older_than
+from email_service.services.runtime import Runtime
+from email_service.store.blobs import BlobStore
+from email_service.store.db import changed
+from email_service.store.models import Account, ComposeAttachment, Draft, Outbox, utcnow
+from email_service.store.states import CANCELLABLE_OUTBOX_STATES, OutboxState
+from email_service.store.tenancy import tenant_row
+
+# The public task name (jobs/tasks.py registers it under this name).
+SEND_TASK = "send_email"
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The answer to a send request: the outbox row, and whether this request made it."""
+
+    record: OutboxRecord
+    created: bool
+
+
+def require_send_enabled(runtime: Runtime) -> None:
+    """FeatureDisabledError unless ENABLE_SMTP_SEND."""
+    if not runtime.settings.enable_smtp_send:
+        raise FeatureDisabledError("sending is disabled (ENABLE_SMTP_SEND=false)")
+
+
+def _boxes(values: list[dict[str, str]]) -> list[Mailbox]:
+    return [Mailbox(v["email"], v.get("name") or "") for v in values]
+
+
+def outgoing(session: Session, blobs: BlobStore, draft: Draft, account: Account) -> Outgoing:
+    """What the draft will send, with a new Message-ID under the account's domain."""
+    uploads = session.scalars(
+        select(ComposeAttachment)
+        .where(ComposeAttachment.draft_id == draft.id)
+        .order_by(ComposeAttachment.created_at, ComposeAttachment.id)
+    )
+    files = [
+        FilePart(u.filename, u.content_type, blobs.get(u.blob_sha256), u.content_id, u.inline)
+        for u in uploads
+    ]
+    forwarded = blobs.get(draft.forward_blob_sha256) if draft.forward_blob_sha256 else None
+    return Outgoing(
+        sender=Mailbox(account.email, account.display_name or ""),
+        to=_boxes(draft.to_addrs),
+        cc=_boxes(draft.cc_addrs),
+        bcc=_boxes(draft.bcc_addrs),
+        subject=draft.subject,
+        message_id=new_message_id(account.email),
+        date=draft.send_at or utcnow(),
+        text=draft.body_text,
+        html=draft.body_html,
+        attachments=files,
+        in_reply_to=draft.reply_message_id,
+        references=list(draft.references),
+        forwarded=forwarded,
+    )
+
+
+def queue_send(
+    runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, idempotency_key: str | None = None
+) -> Queued:
+    """Freeze the draft into an outbox row and queue it; the same key gives the same row."""
+    require_send_enabled(runtime)
+    try:
+        with runtime.db.session() as session:
+            earlier, draft = _earlier(session, tenant_id, draft_id, idempotency_key)
+            if earlier is not None:
+                return Queued(outbox_record(earlier), created=False)
+            assert draft is not None  # no earlier send: _earlier loaded the draft
+            row = _freeze(session, gateways.blob_store(runtime), draft, idempotency_key)
+            record = outbox_record(row)
+    except (IntegrityError, ConflictError):  # a concurrent request won the race
+        with runtime.db.session() as session:
+            earlier, _ = _earlier(session, tenant_id, draft_id, idempotency_key)
+        if earlier is None:
+            raise
+        return Queued(outbox_record(earlier), created=False)
+    if record.next_attempt_at is None or record.next_attempt_at <= utcnow():
+        enqueue(runtime, tenant_id, draft_id)
+    return Queued(record, created=True)
+
+
+def enqueue(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID) -> None:
+    """Hand ``send_email(draft_id, tenant_id)`` to the job queue (after the commit)."""
+    assert runtime.queue is not None, "no job queue wired"
+    runtime.queue.enqueue(SEND_TASK, uuid.uuid4().hex, draft_id=str(draft_id), tenant_id=tenant_id)
+
+
+def _earlier(
+    session: Session, tenant_id: str, draft_id: uuid.UUID, key: str | None
+) -> tuple[Outbox | None, Draft | None]:
+    """The row an earlier request made (by Idempotency-Key, else the draft's active send),
+    and the draft when it had to be read (the caller freezes it if there is no such row)."""
+    if key is not None:
+        row = session.scalar(
+            select(Outbox).where(Outbox.tenant_id == tenant_id, Outbox.idempotency_key == key)
+        )
+        if row is not None and row.draft_id != draft_id:
+            raise ConflictError("this Idempotency-Key was used for another draft")
+        if row is not None:
+            return row, None
+    draft = tenant_row(session, Draft, tenant_id, draft_id, draft_id=str(draft_id))
+    if draft.outbox_id is None:
+        return None, draft
+    return session.scalar(select(Outbox).where(Outbox.id == draft.outbox_id)), draft
+
+
+def _freeze(session: Session, blobs: BlobStore, draft: Draft, key: str | None) -> Outbox:
+    tenant_id = draft.tenant_id
+    account = session.get_one(Account, draft.account_id)
+    out = outgoing(session, blobs, draft, account)
+    data = build_message(out)  # HeaderInjectionError / ValidationError: nothing queued
+    now = utcnow()
+    row = Outbox(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        account_id=account.id,
+        draft_id=draft.id,
+        state=OutboxState.QUEUED,
+        idempotency_key=key,
+        message_id=out.message_id,
+        subject=out.subject,
+        sender=envelope_address(account.email),
+        recipients=envelope_recipients(out),
+        mime_blob_sha256=blobs.put(data),
+        size=len(data),
+        send_at=draft.send_at,
+        next_attempt_at=max(draft.send_at, now) if draft.send_at else now,
+        origin_message_id=draft.in_reply_to_id or draft.forward_of_id,
+        origin_flag=_origin_flag(draft),
+        queued_at=now,
+    )
+    blobs.flush()
+    session.add(row)
+    session.flush()
+    _claim_draft(session, draft.id, row.id)
+    return row
+
+
+def _origin_flag(draft: Draft) -> str | None:
+    """The flag the original gets once sent: RFC 9051 §2.3.2 \\Answered, RFC 5788 $Forwarded."""
+    if draft.in_reply_to_id:
+        return "\\Answered"
+    return "$Forwarded" if draft.forward_of_id else None
+
+
+def _claim_draft(session: Session, draft_id: uuid.UUID, outbox_id: uuid.UUID) -> None:
+    """Point the draft at its send, atomically: a second concurrent send loses (409)."""
+    claimed = update(Draft).where(Draft.id == draft_id, Draft.outbox_id.is_(None))
+    if not changed(session, claimed.values(outbox_id=outbox_id)):
+        raise ConflictError("the draft is already queued for sending")
+
+
+def cancel(runtime: Runtime, tenant_id: str, outbox_id: uuid.UUID) -> OutboxRecord:
+    """Stop a send that has not started (or awaits reconciliation); the draft is editable."""
+    with runtime.db.session() as session:
+        row = get_row(session, tenant_id, outbox_id)
+        cancelled = (
+            update(Outbox)
+            .where(Outbox.id == row.id, Outbox.state.in_(CANCELLABLE_OUTBOX_STATES))
+            .values(state=OutboxState.CANCELLED, next_attempt_at=None, updated_at=utcnow())
+        )
+        if not changed(session, cancelled):
+            session.refresh(row)
+            raise ConflictError(f"cannot cancel a message that is {row.state}", state=row.state)
+        release_draft(session, row)
+        session.refresh(row)
+        return outbox_record(row)
+
+
+def release_draft(session: Session, row: Outbox) -> None:
+    """Make the draft editable again after its send ended without being sent."""
+    session.execute(
+        update(Draft)
+        .where(Draft.id == row.draft_id, Draft.outbox_id == row.id)
+        .values(outbox_id=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def get_row(session: Session, tenant_id: str, outbox_id: uuid.UUID) -> Outbox:
+    """One outbox row of this tenant, or NotFoundError."""
+    return tenant_row(session, Outbox, tenant_id, outbox_id, outbox_id=str(outbox_id))
+
+
+def get_outbox(session: Session, tenant_id: str, outbox_id: uuid.UUID) -> OutboxRecord:
+    """One send and where it stands."""
+    return outbox_record(get_row(session, tenant_id, outbox_id))
+
+
+def list_outbox(
+    session: Session,
+    tenant_id: str,
+    limit: int,
+    cursor: str | None = None,
+    state: str | None = None,
+) -> Page[OutboxRecord]:
+    """This tenant's sends, newest first, optionally in one state."""
+    query = select(Outbox).where(Outbox.tenant_id == tenant_id)
+    if state is not None:
+        query = query.where(Outbox.state == state)
+    if cursor:
+        at, key = decode_cursor(cursor)
+        after = _cursor_uuid(key)
+        query = query.where(older_than(Outbox.created_at, Outbox.id, at, after))
+    rows = list(
+        session.scalars(query.order_by(Outbox.created_at.desc(), Outbox.id.desc()).limit(limit + 1))
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].created_at, str(rows[-1].id)) if more else None
+    return Page([outbox_record(r) for r in rows], next_cursor)
+
+
+def _cursor_uuid(key: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(key)
+    except ValueError:
+        raise ValidationError("invalid cursor", field="cursor") from None

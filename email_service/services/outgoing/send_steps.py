@@ -1,0 +1,135 @@
+"""Steps of a send shared by the delivery and reconciliation paths: the claimed job, a
+conditional write of the result, and what follows a delivery (draft gone, original flagged,
+Sent copy)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session
+
+from email_service.errors import EmailServiceError, RemoteTemporaryError
+from email_service.services import gateways
+from email_service.services.outgoing import draft_copy, outbox, sent_copy
+from email_service.services.runtime import Runtime
+from email_service.store.db import changed
+from email_service.store.models import Account, Draft, Outbox, utcnow
+from email_service.store.states import OutboxState, SentCopyState
+
+# A Sent copy that keeps failing for this long is reported failed.
+SENT_COPY_GIVE_UP = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What one run did; ``retry_in`` asks the queue to run it again after that many seconds."""
+
+    state: str
+    retry_in: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed row and what sending it needs, read in the claim's transaction."""
+
+    row: Outbox
+    account: Account
+    login: gateways.Login
+    origin: sent_copy.Origin | None
+
+
+def job_for(session: Session, runtime: Runtime, row: Outbox) -> Job:
+    """The row with its account, IMAP login and the original to flag."""
+    login, origin = sent_copy.context(session, runtime, row)
+    return Job(row, session.get_one(Account, row.account_id), login, origin)
+
+
+def smtp_answer(exc: EmailServiceError | None) -> dict[str, Any]:
+    """The server's code and text from an SMTP error, as outbox columns."""
+    if exc is None or "smtp_code" not in exc.details:
+        return {}
+    return {
+        "last_smtp_code": exc.details["smtp_code"],
+        "last_smtp_reply": exc.details["smtp_reply"],
+    }
+
+
+def settle(runtime: Runtime, row: Outbox, owner: str | None, **values: Any) -> bool:
+    """Write a result, if the row is still mine (``owner``) or unclaimed (None)."""
+    statement = update(Outbox).where(Outbox.id == row.id)
+    if owner is not None:
+        statement = statement.where(
+            Outbox.lease_owner == owner,
+            Outbox.state.in_((OutboxState.SENDING, OutboxState.NEEDS_RECONCILIATION)),
+        )
+    values.setdefault("updated_at", utcnow())
+    with runtime.db.session() as session:
+        done = changed(session, statement.values(**values))
+        if done and values.get("state") in (OutboxState.FAILED, OutboxState.CANCELLED):
+            outbox.release_draft(session, row)
+        return done
+
+
+def after_sent(session: Session, row: Outbox) -> bool:
+    """A sent draft is gone (as in every mail client); the original gets its flag here.
+
+    True if a copy of the draft may be in a Drafts folder: a save job marked it before
+    appending (``draft_copy``), or the draft was no longer there to ask.
+    """
+    marked = session.scalar(
+        delete(Draft)
+        .where(Draft.id == row.draft_id, Draft.outbox_id == row.id)
+        .returning(Draft.imap_copy_started)
+        .execution_options(synchronize_session=False)
+    )
+    sent_copy.flag_locally(session, row)
+    return marked is None or bool(marked)
+
+
+def drop_draft_copy(runtime: Runtime, row: Outbox, copy_may_exist: bool) -> None:
+    """Once the row is committed ``sent``: queue the removal of the draft's Drafts copy,
+    if it may have one (``after_sent`` said so).
+
+    The draft row is gone by then, so that job removes every version. Called once per
+    send, where the row becomes sent, not on every retry of the Sent copy.
+    """
+    if copy_may_exist:
+        draft_copy.enqueue(runtime, row.tenant_id, row.draft_id, row.account_id)
+
+
+def copy_to_sent(runtime: Runtime, job: Job, data: bytes | None = None) -> None:
+    """The Sent copy (and the flag on the server); pending again on temporary trouble."""
+    row = job.row
+    try:
+        data = data or gateways.blob_store(runtime).get(row.mime_blob_sha256)
+        copy = sent_copy.store_sent_copy(runtime, row, data, job.login, job.origin)
+    except RemoteTemporaryError as exc:
+        too_old = row.sent_at is not None and utcnow() - row.sent_at > SENT_COPY_GIVE_UP
+        if too_old:
+            settle(
+                runtime, row, None, sent_copy=SentCopyState.FAILED, last_error=f"Sent copy: {exc}"
+            )
+        return
+    except EmailServiceError as exc:
+        settle(
+            runtime,
+            row,
+            None,
+            sent_copy=SentCopyState.FAILED,
+            last_error=f"Sent copy: {exc.message}",
+        )
+        return
+    settle(runtime, row, None, sent_copy=copy.state, sent_copy_uid=copy.uid)
+
+
+def copy_to_sent_for_row(runtime: Runtime, row_id: uuid.UUID) -> None:
+    """``copy_to_sent`` for a row read afresh (after reconciliation, or from beat)."""
+    with runtime.db.session() as session:
+        job = job_for(session, runtime, session.get_one(Outbox, row_id))
+    if job.row.sent_copy == SentCopyState.PENDING:
+        copy_to_sent(runtime, job)

@@ -1,0 +1,209 @@
+"""Per-account sync bookkeeping: the lock, the state the status endpoint shows, progress.
+
+States::
+
+    idle ──trigger──► queued ──worker takes lock──► running ──► ok
+                        ▲                              │  └───► error (retried with back-off)
+                        └──────── next trigger ────────┘  └───► auth_failed (no retry until
+                                                                 the account changes)
+
+The lock is a row update with an expiry, so it works the same on PostgreSQL and SQLite
+and a worker that dies mid-sync releases it by letting it expire.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from email_service.store.models import Account, SyncState, utcnow
+from email_service.store.states import SyncRunState
+from email_service.store.tenancy import check_tenant_row
+
+# Default lock lifetime (SYNC_LOCK_TTL_SECONDS); a running sync renews it every second.
+LOCK_TTL = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    """What GET /api/sync/status shows."""
+
+    account_id: uuid.UUID
+    state: str
+    job_id: str | None
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    failures: int
+    folders: dict[str, dict[str, int]]
+    messages_synced: int
+    bytes_synced: int
+
+
+def _row(session: Session, tenant_id: str, account_id: uuid.UUID) -> SyncState:
+    check_tenant_row(session, Account, tenant_id, account_id, account_id=str(account_id))
+    row = session.get(SyncState, account_id)
+    if row is None:
+        row = SyncState(
+            account_id=account_id,
+            tenant_id=tenant_id,
+            state=SyncRunState.IDLE,
+            progress={},
+            failures=0,
+            messages_synced=0,
+            bytes_synced=0,
+        )
+        session.add(row)
+        session.flush()
+    return row
+
+
+def status(session: Session, tenant_id: str, account_id: uuid.UUID) -> SyncStatus:
+    """The account's sync status (idle if it never synced)."""
+    row = _row(session, tenant_id, account_id)
+    return SyncStatus(
+        account_id=account_id,
+        state=row.state,
+        job_id=row.job_id,
+        queued_at=row.queued_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        last_success_at=row.last_success_at,
+        last_error=row.last_error,
+        failures=row.failures,
+        folders=dict(row.progress.get("folders", {})),
+        messages_synced=row.messages_synced,
+        bytes_synced=row.bytes_synced,
+    )
+
+
+def is_busy(
+    session: Session, tenant_id: str, account_id: uuid.UUID, ttl: timedelta = LOCK_TTL
+) -> SyncStatus | None:
+    """The current status if a sync is queued or running under a live lock, else None."""
+    row = _row(session, tenant_id, account_id)
+    now = utcnow()
+    live_lock = row.lock_expires_at is not None and row.lock_expires_at > now
+    if row.state == SyncRunState.RUNNING and live_lock:
+        return status(session, tenant_id, account_id)
+    if row.state == SyncRunState.QUEUED and row.queued_at and now - row.queued_at < ttl:
+        return status(session, tenant_id, account_id)
+    return None
+
+
+def mark_queued(session: Session, tenant_id: str, account_id: uuid.UUID, job_id: str) -> None:
+    """Record that a sync job was enqueued."""
+    row = _row(session, tenant_id, account_id)
+    row.state, row.job_id, row.queued_at = SyncRunState.QUEUED, job_id, utcnow()
+
+
+def mark_many_queued(session: Session, jobs: list[tuple[uuid.UUID, str, str]]) -> None:
+    """Record that sync jobs (account, tenant, job id) are being enqueued, in bulk."""
+    if not jobs:
+        return
+    now = utcnow()
+    have = set(
+        session.scalars(
+            select(SyncState.account_id).where(SyncState.account_id.in_([a for a, _, _ in jobs]))
+        )
+    )
+    fresh = [
+        SyncState(
+            account_id=account_id,
+            tenant_id=tenant_id,
+            state=SyncRunState.QUEUED,
+            job_id=job_id,
+            queued_at=now,
+            progress={},
+            failures=0,
+            messages_synced=0,
+            bytes_synced=0,
+        )
+        for account_id, tenant_id, job_id in jobs
+        if account_id not in have
+    ]
+    session.add_all(fresh)
+    known = [
+        {"account_id": a, "job_id": j, "state": SyncRunState.QUEUED, "queued_at": now}
+        for a, _, j in jobs
+        if a in have
+    ]
+    if known:
+        session.execute(update(SyncState), known)
+
+
+def acquire(session: Session, account_id: uuid.UUID, owner: str, ttl: timedelta = LOCK_TTL) -> bool:
+    """Take the account's lock unless a live one is held; commits."""
+    now = utcnow()
+    result = session.execute(
+        update(SyncState)
+        .where(
+            SyncState.account_id == account_id,
+            or_(
+                SyncState.lock_owner.is_(None),
+                SyncState.lock_expires_at < now,
+                SyncState.lock_owner == owner,
+            ),
+        )
+        .values(
+            lock_owner=owner,
+            lock_expires_at=now + ttl,
+            state=SyncRunState.RUNNING,
+            started_at=now,
+            finished_at=None,
+            progress={},
+        )
+    )
+    session.commit()
+    return bool(getattr(result, "rowcount", 0))
+
+
+def heartbeat(
+    session: Session,
+    account_id: uuid.UUID,
+    owner: str,
+    progress: dict[str, Any],
+    messages: int,
+    size: int,
+    ttl: timedelta = LOCK_TTL,
+) -> None:
+    """Extend the lock and save progress (in the caller's transaction)."""
+    session.execute(
+        update(SyncState)
+        .where(SyncState.account_id == account_id, SyncState.lock_owner == owner)
+        .values(
+            lock_expires_at=utcnow() + ttl,
+            progress=progress,
+            messages_synced=messages,
+            bytes_synced=size,
+        )
+    )
+
+
+def release(
+    session: Session, account_id: uuid.UUID, owner: str, state: str, error: str | None = None
+) -> None:
+    """Drop the lock and record how the run ended; commits."""
+    now = utcnow()
+    row = session.get(SyncState, account_id)
+    if row is None or row.lock_owner != owner:
+        return
+    row.lock_owner, row.lock_expires_at = None, None
+    row.state, row.finished_at, row.last_error = state, now, error
+    if state == SyncRunState.OK:
+        row.last_success_at, row.failures = now, 0
+    else:
+        row.failures += 1
+    session.commit()
+
+
+def ensure(session: Session, tenant_id: str, account_id: uuid.UUID) -> None:
+    """Create the status row if missing (before a worker tries to lock it)."""
+    _row(session, tenant_id, account_id)

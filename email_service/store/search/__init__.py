@@ -1,0 +1,1 @@
+"""Full-text search behind one interface: PostgreSQL tsvector + GIN, SQLite FTS5."""
