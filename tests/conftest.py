@@ -8,12 +8,10 @@ the end; SQLite tests use a file in the test's temp dir.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from flask.testing import FlaskClient
 
@@ -24,44 +22,34 @@ from email_service.security.crypto import generate_key
 from email_service.services.runtime import Runtime
 from email_service.store import migrate
 from email_service.store.models import Base
+from tests import marks
+from tests.servers import postgres
+from tests.servers.postgres import require_postgres
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 JWT_SECRET = "test-jwt-" + "k" * 40
 TENANT_A, TENANT_B = "tenant-a", "tenant-b"
 BACKENDS = ["sqlite", "postgres"]
-# Real Dovecot and Postfix instances (deploy/ configs) for the tests that need them.
-pytest_plugins = ["tests.servers.fixtures"]
+# Real Dovecot, Postfix, Redis and PostgreSQL for the tests that need them (tests/servers/);
+# pytester runs the suite's own plugins in a child session (tests/unit/test_require_servers.py).
+SERVER_FIXTURES = "tests.servers.fixtures"
+pytest_plugins = [SERVER_FIXTURES, "pytester"]
 
 
-def _pg_available() -> str | None:
-    try:
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        return str(exc).strip().splitlines()[0]
-    return None
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Give each test the marks of its folders and of the server fixtures it uses."""
+    marks.apply(item, [item.config.pluginmanager.get_plugin(SERVER_FIXTURES)])
 
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this session, migrated to head."""
-    problem = _pg_available()
-    if problem:
-        pytest.skip(
-            f"PostgreSQL not reachable at {PG_ADMIN_URL} ({problem}); "
-            "run `make services` or set TEST_PG_ADMIN_URL"
-        )
-    name = f"es_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    runtime = Runtime.build(_settings(Path("/tmp"), url))
-    migrate.upgrade(runtime.db.engine)
-    runtime.db.dispose()
-    yield url
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    require_postgres()
+    with postgres.pg_database() as url:
+        runtime = Runtime.build(_settings(Path("/tmp"), url))
+        migrate.upgrade(runtime.db.engine)
+        runtime.db.dispose()
+        yield url
 
 
 def _settings(data_dir: Path, database_url: str | None = None, **extra: Any) -> Settings:

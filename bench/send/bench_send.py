@@ -54,9 +54,10 @@ sys.path.insert(0, str(ROOT))
 
 from email_service.security import tokens  # noqa: E402
 from email_service.security.crypto import generate_key  # noqa: E402
-from tests.e2e.conftest import free_port, wait_http  # noqa: E402
 from tests.servers.dovecot import DovecotServer  # noqa: E402
+from tests.servers.ports import free_port  # noqa: E402
 from tests.servers.postfix import PostfixServer  # noqa: E402
+from tests.servers.service import wait_http  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

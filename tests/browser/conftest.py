@@ -29,8 +29,13 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
 
-from tests.e2e.conftest import BIN, base_env, cli, free_port, stop, wait_http
 from tests.hardening import stack
+from tests.servers.ports import free_port
+from tests.servers.postgres import pg_database, pg_problem
+from tests.servers.process import kill_tree as stop
+from tests.servers.redis import RedisServer
+from tests.servers.require import server_missing
+from tests.servers.service import BIN, base_env, cli, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR") or ROOT / "test-artifacts") / "web"
@@ -84,7 +89,7 @@ class Canary:
 def chromium() -> str:
     path = shutil.which("chromium")
     if not path:
-        pytest.skip("Debian's chromium is not installed: run scripts/ensure-services.sh as root")
+        server_missing("Debian's chromium is not installed: run scripts/ensure-services.sh as root")
     return path
 
 
@@ -132,13 +137,13 @@ def _embedded(root: Path, postfix: Any) -> Iterator[Service]:
 
 
 def _celery(root: Path, postfix: Any) -> Iterator[Service]:
-    problem = stack.pg_problem() or stack.RedisServer.missing()
+    problem = pg_problem() or RedisServer.missing()
     if problem:
-        pytest.skip(problem)
-    redis = stack.RedisServer(root / "redis")
+        server_missing(problem)
+    redis = RedisServer(root / "redis")
     redis.start()
     try:
-        with stack.pg_database(prefix="es_web") as url:
+        with pg_database(prefix="es_web") as url:
             running = stack.Service(
                 root / "service", url, REDIS_URL=redis.url, **_settings(postfix)
             )

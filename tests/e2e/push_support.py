@@ -23,7 +23,9 @@ from email_service.services.runtime import Runtime
 from email_service.store import migrate
 from email_service.store.models import Folder, Message
 from tests.conftest import JWT_SECRET
-from tests.e2e.conftest import BIN, base_env, free_port, stop
+from tests.servers.ports import free_port
+from tests.servers.process import kill_tree as stop
+from tests.servers.service import BIN, base_env
 from tests.support.accounts import register
 
 T = TypeVar("T")

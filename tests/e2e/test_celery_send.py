@@ -8,7 +8,6 @@ with SIGKILL mid-send: the message is delivered at most once.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import uuid
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from sqlalchemy import select
 
 from email_service.app import create_app
@@ -27,22 +25,14 @@ from email_service.services.outgoing import reconcile
 from email_service.store import migrate
 from email_service.store.models import Outbox, utcnow
 from tests.conftest import JWT_SECRET, TENANT_A, TENANT_B, bearer
-from tests.e2e.conftest import BIN, base_env, stop
-from tests.support.compose_api import add_account, compose, send, wait_for
+from tests.servers.process import kill_tree
+from tests.servers.service import base_env, spawn
+from tests.servers.wait import wait_for
+from tests.support.compose_api import add_account, compose, send
 from tests.support.smtp_seam import Seam, smtp_seam
 
-pytestmark = [
-    pytest.mark.redis,
-    pytest.mark.postgres,
-    pytest.mark.dovecot,
-    pytest.mark.xdist_group("celery"),
-]
-# A Redis database per test (flushed before use): the two tests may run at the same time
-# on two xdist workers, and each test's worker must only see its own tasks.
-BROKERS = {
-    "test_worker_killed_after_the_final_dot_never_resends": "redis://127.0.0.1:6379/12",
-    "test_worker_killed_before_data_is_retried_and_delivered_once": "redis://127.0.0.1:6379/14",
-}
+# Each test has a Redis of its own (``redis_url``): its worker sees only its own tasks.
+pytestmark = pytest.mark.xdist_group("celery")
 LEASE_S = 2
 
 
@@ -52,7 +42,6 @@ class Stack:
     def __init__(
         self, tmp_path: Path, pg_url: str, seam: Seam, dovecot: Any, user: Any, broker: str
     ):
-        redis.Redis.from_url(broker).flushdb()
         key = generate_key()
         self.log = tmp_path / "worker.log"
         self.env = base_env(
@@ -98,19 +87,11 @@ class Stack:
         self.worker: subprocess.Popen[Any] | None = None
 
     def start_worker(self) -> None:
-        handle = self.log.open("ab")
-        self.worker = subprocess.Popen(
-            [str(BIN / "email-service"), "worker", "--concurrency", "1"],
-            env=self.env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.worker = spawn(self.env, self.log, "worker", "--concurrency", "1")
 
     def kill_worker(self) -> None:
         assert self.worker is not None
-        os.killpg(self.worker.pid, signal.SIGKILL)
-        self.worker.wait()
+        kill_tree(self.worker, signal.SIGKILL)
 
     def row(self, outbox_id: str) -> Outbox:
         with self.runtime.db.session() as session:
@@ -118,19 +99,18 @@ class Stack:
 
     def close(self) -> None:
         if self.worker is not None:
-            stop(self.worker)
+            kill_tree(self.worker)
         self.runtime.db.dispose()
 
 
 @pytest.fixture
 def make_stack(
-    tmp_path: Path, pg_url: str, dovecot: Any, mail_user: Any, request: pytest.FixtureRequest
+    tmp_path: Path, pg_url: str, dovecot: Any, mail_user: Any, redis_url: str
 ) -> Iterator[Any]:
     stacks: list[Stack] = []
-    broker = BROKERS[request.node.name]
 
     def build(seam: Seam) -> Stack:
-        stacks.append(Stack(tmp_path, pg_url, seam, dovecot, mail_user, broker))
+        stacks.append(Stack(tmp_path, pg_url, seam, dovecot, mail_user, redis_url))
         return stacks[-1]
 
     yield build

@@ -4,15 +4,12 @@ and is killed with SIGKILL in the middle: the next run completes with 0 lost, 0 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from sqlalchemy import select
 
 from email_service.app import create_app
@@ -21,45 +18,21 @@ from email_service.security.crypto import generate_key
 from email_service.store import migrate
 from email_service.store.models import Message
 from tests.conftest import JWT_SECRET, TENANT_A, bearer
-from tests.e2e.conftest import BIN, base_env, stop
+from tests.servers.process import kill_tree
+from tests.servers.service import base_env, spawn
+from tests.servers.wait import wait_for
 from tests.support.mailgen import append, imap_login, make_message, status
 
-pytestmark = [
-    pytest.mark.dovecot,
-    pytest.mark.redis,
-    pytest.mark.postgres,
-    pytest.mark.xdist_group("celery"),
-]
-BROKER = "redis://127.0.0.1:6379/13"  # a database of its own; flushed before use
+pytestmark = pytest.mark.xdist_group("celery")
 MESSAGES = 1500
 LOCK_TTL_S = 3
-
-
-def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[Any]:
-    handle = log.open("ab")
-    return subprocess.Popen(
-        [str(BIN / "email-service"), "worker", "--concurrency", "1"],
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _wait(predicate: Any, what: str, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+# A sync of MESSAGES on a loaded 2-core machine; only bounds a hang.
+WAIT_S = 90
 
 
 def test_worker_killed_mid_sync_resumes_without_loss_or_duplicates(
-    tmp_path: Path, pg_url: str, dovecot: Any, mail_user: Any
+    tmp_path: Path, pg_url: str, dovecot: Any, mail_user: Any, redis_url: str
 ) -> None:
-    redis.Redis.from_url(BROKER).flushdb()
     with imap_login(dovecot, mail_user) as client:
         for i in range(MESSAGES):
             append(client, "INBOX", make_message(i, attachment=i % 50 == 0))
@@ -68,7 +41,7 @@ def test_worker_killed_mid_sync_resumes_without_loss_or_duplicates(
     env = base_env(
         tmp_path,
         DATABASE_URL=pg_url,
-        REDIS_URL=BROKER,
+        REDIS_URL=redis_url,
         JWT_SECRET=JWT_SECRET,
         ENCRYPTION_KEY=key,
         ALLOWED_MAIL_HOSTS="127.0.0.1/8",
@@ -79,7 +52,7 @@ def test_worker_killed_mid_sync_resumes_without_loss_or_duplicates(
         _env_file=None,
         flask_env="development",
         database_url=pg_url,  # type: ignore[call-arg]
-        redis_url=BROKER,
+        redis_url=redis_url,
         jwt_secret=JWT_SECRET,
         encryption_key=[key],
         data_dir=tmp_path / "data",
@@ -107,33 +80,34 @@ def test_worker_killed_mid_sync_resumes_without_loss_or_duplicates(
     def progress() -> dict[str, Any]:
         return dict(api.get(status_url, headers=headers).get_json())
 
-    worker = _worker(env, tmp_path / "worker.log")
+    worker = spawn(env, tmp_path / "worker.log", "worker", "--concurrency", "1")
     try:
         job = api.post(f"/api/sync/imap/{account['id']}", headers=headers).get_json()
-        _wait(
+        wait_for(
             lambda: (
                 progress()["state"] == "running"
                 and progress()["folders"].get("INBOX", {}).get("done", 0) > 0
             ),
             "sync to start",
+            WAIT_S,
         )
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
+        kill_tree(worker, signal.SIGKILL)
         killed_at = progress()
         assert killed_at["state"] == "running"
         done_when_killed = killed_at["folders"]["INBOX"]["done"]
         assert 0 < done_when_killed < expected
-        worker = _worker(env, tmp_path / "worker.log")
+        worker = spawn(env, tmp_path / "worker.log", "worker", "--concurrency", "1")
         time.sleep(LOCK_TTL_S + 0.5)  # the dead worker's lock expires
         again = api.post(f"/api/sync/imap/{account['id']}", headers=headers).get_json()
         assert again["job_id"] != job["job_id"] and not again["already_running"]
-        final = _wait(
+        final = wait_for(
             lambda: progress() if progress()["state"] in ("ok", "error") else None,
             "second sync to finish",
+            WAIT_S,
         )
         assert final["state"] == "ok", (final, (tmp_path / "worker.log").read_text()[-3000:])
     finally:
-        stop(worker)
+        kill_tree(worker)
     with runtime.db.session() as session:
         rows = session.execute(select(Message.folder_id, Message.uid)).all()
     assert len(rows) == expected  # 0 lost

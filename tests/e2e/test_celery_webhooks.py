@@ -27,7 +27,8 @@ from email_service.security.crypto import generate_key
 from email_service.store import change_log, migrate
 from email_service.store.change_log import ChangeType, Op
 from tests.conftest import JWT_SECRET, TENANT_A, TENANT_B, bearer
-from tests.e2e.conftest import BIN, base_env, stop
+from tests.servers.process import kill_tree as stop
+from tests.servers.service import BIN, base_env
 from tests.servers.webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.xdist_group("celery")]

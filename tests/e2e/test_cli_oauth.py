@@ -14,9 +14,9 @@ import requests
 
 from email_service.security.crypto import generate_key
 from tests.conftest import JWT_SECRET
-from tests.e2e.conftest import BIN, base_env, cli
 from tests.servers.oauth_provider import OAuthProvider
 from tests.servers.ports import free_ports
+from tests.servers.service import BIN, base_env, cli
 
 pytestmark = pytest.mark.dovecot
 

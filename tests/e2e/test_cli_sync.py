@@ -15,7 +15,7 @@ import pytest
 
 from email_service.security.crypto import generate_key
 from tests.conftest import JWT_SECRET
-from tests.e2e.conftest import base_env, cli
+from tests.servers.service import base_env, cli
 from tests.support.mailgen import append, imap_login, make_message, recreate_folder, status
 
 pytestmark = pytest.mark.dovecot

@@ -30,7 +30,8 @@ from email_service.app import create_app
 from email_service.config import Settings
 from email_service.security.crypto import generate_key
 from tests.conftest import JWT_SECRET, bearer
-from tests.e2e.conftest import BIN, base_env, cli, stop
+from tests.servers.process import kill_tree as stop
+from tests.servers.service import BIN, base_env, cli
 from tests.support import canary
 from tests.support.mailgen import append, imap_login
 

@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from tests.e2e.conftest import base_env, cli, free_port
 from tests.servers.events import read_events
+from tests.servers.ports import free_port
+from tests.servers.service import base_env, cli
 from tests.servers.webhook_receiver import webhook_receiver
 
 PATIENCE_S = 60.0

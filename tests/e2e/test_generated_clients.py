@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from email_service.app import create_app
-from tests.e2e.conftest import BIN, base_env, cli
+from tests.servers.service import BIN, base_env, cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("generated-clients")]
 

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import free_port, stop, wait_http
+from tests.servers.ports import free_port
+from tests.servers.process import kill_tree
+from tests.servers.service import wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,7 +71,7 @@ def test_make_run_on_a_fresh_clone(tmp_path: Path) -> None:
         assert created == "201"
         assert (clone / "data" / "email-service.db").exists()
     finally:
-        stop(proc)
+        kill_tree(proc)
 
 
 def _printed_hint(proc: Any) -> str:

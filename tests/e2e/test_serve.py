@@ -17,7 +17,7 @@ from email_service.config import Settings
 from email_service.services import accounts
 from email_service.services.runtime import Runtime
 from tests.conftest import REDIS_URL
-from tests.e2e.conftest import base_env, cli
+from tests.servers.service import base_env, cli
 
 PASSWORD = "e2e-canary-Pa55word"
 

@@ -16,21 +16,15 @@ from typing import Any
 
 import pytest
 
-from tests.hardening.stack import FAST, RedisServer, Service, pg_database, pg_problem
+from tests.hardening.stack import FAST, SERVICE_GROUP, Service
 from tests.servers.dovecot import DovecotServer, MailAccount
 from tests.servers.fixtures import MAIL_DOMAIN
+from tests.servers.postgres import pg_database, require_postgres
+from tests.servers.redis import RedisServer
 
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A Redis of our own (never the shared one: tests flush and restart it)."""
-    reason = RedisServer.missing()
-    if reason:
-        pytest.skip(reason)
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+# Every test on the shared service is slow, runs on PostgreSQL, and runs on the one xdist
+# worker that starts it (tests/marks.py; Redis and Dovecot marks come with their fixtures).
+FIXTURE_MARKS = {"service": [pytest.mark.slow, pytest.mark.postgres, SERVICE_GROUP]}
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +32,7 @@ def service(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
 ) -> Iterator[Service]:
     """`email-service serve` + `email-service worker` on PostgreSQL and our Redis."""
-    problem = pg_problem()
-    if problem:
-        pytest.skip(problem)
+    require_postgres()
     root = tmp_path_factory.mktemp("service")
     with pg_database() as url:
         svc = Service(root, url, REDIS_URL=redis_server.url, **FAST)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-import pytest
+from tests.servers.require import server_missing
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS_DIR = Path(os.environ.get("HARDENING_RESULTS", REPO / "bench" / "results" / "hardening"))
@@ -87,7 +87,8 @@ def zero(area: str, name: str, count: int, note: str = "") -> int:
 
 
 def skip(area: str, name: str, reason: str) -> NoReturn:
-    """Record that a figure could not be measured here, then skip the test."""
+    """Record that a figure could not be measured for want of a server, then skip the test
+    (fail with REQUIRE_SERVERS=1)."""
     figure = Figure(
         key=f"{_slug(area)}.{_slug(name)}",
         area=area,
@@ -100,7 +101,7 @@ def skip(area: str, name: str, reason: str) -> NoReturn:
         recorded_at=time.time(),
     )
     _write(figure)
-    pytest.skip(reason)
+    server_missing(reason)
 
 
 def _write(figure: Figure) -> None:

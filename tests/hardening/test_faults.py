@@ -38,20 +38,12 @@ from email_service.services.outgoing import reconcile
 from tests.conftest import JWT_SECRET
 from tests.hardening import figures
 from tests.hardening.recorder import recording_proxy
-from tests.hardening.stack import (
-    FAST,
-    OWN_GROUP,
-    SERVICE_GROUP,
-    PgCluster,
-    RedisServer,
-    Service,
-    group_pids,
-    kill_tree,
-    pg_database,
-    pg_problem,
-    wait_until,
-)
+from tests.hardening.stack import FAST, OWN_GROUP, SERVICE_GROUP, Service
 from tests.servers.dovecot import DovecotServer
+from tests.servers.postgres import PgCluster, pg_database, pg_problem
+from tests.servers.process import group_pids, kill_tree
+from tests.servers.redis import RedisServer
+from tests.servers.wait import wait_for
 from tests.support.mailgen import imap_login, make_message, status
 from tests.support.smtp_seam import smtp_seam
 
@@ -109,7 +101,7 @@ def wait_mid_sync(service: Service, account_id: str) -> int:
         done = state.get("folders", {}).get("INBOX", {}).get("done", 0)
         return done if state.get("state") == "running" and done > 0 else 0
 
-    done: int = wait_until(progressed, "the sync to commit a batch", 120)
+    done: int = wait_for(progressed, "the sync to commit a batch", 120)
     return done
 
 
@@ -117,21 +109,22 @@ def sync_until_ok(service: Service, account_id: str, timeout: float = 120) -> di
     """Trigger syncs until one ends ok. A killed run's job stays "running" until its lock
     expires (SYNC_LOCK_TTL_SECONDS); a trigger before that returns that dead job, so each
     wait is bounded and the trigger repeated."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def synced_ok() -> dict[str, Any] | None:
         try:
             trigger = service.call("POST", f"/api/sync/imap/{account_id}", TENANT)
             if trigger.status_code == 202:
                 job = trigger.json()["job_id"]
-                final = wait_until(
+                final = wait_for(
                     lambda j=job: _finished(status_of(service, account_id), j), "a sync", 30
                 )
                 if final["state"] == "ok":
                     return dict(final)
         except (OSError, ValueError, AssertionError):
             pass  # the service is coming back, or the job died with its worker
-        time.sleep(0.5)
-    raise AssertionError(f"no successful sync of {account_id} within {timeout} s")
+        return None
+
+    return wait_for(synced_ok, f"a successful sync of {account_id}", timeout, interval=0.5)
 
 
 def _finished(state: dict[str, Any], job: str) -> dict[str, Any] | None:
@@ -142,7 +135,7 @@ def _finished(state: dict[str, Any], job: str) -> dict[str, Any] | None:
 def seconds_until_ready(service: Service) -> float:
     """Poll /health/ready; seconds until it answers 200 (AssertionError after the bound)."""
     started = time.monotonic()
-    wait_until(service.ready, "/health/ready", READY_WITHIN_S + 5)
+    wait_for(service.ready, "/health/ready", READY_WITHIN_S + 5)
     return time.monotonic() - started
 
 
@@ -251,7 +244,7 @@ def test_dovecot_killed_mid_sync_loses_and_duplicates_nothing(
             os.killpg(server._proc.pid, signal.SIGKILL)  # Dovecot dies mid-FETCH ...
             proxy.reset()  # ... and what its socket buffers still held never arrives
             server.stop()
-            interrupted = wait_until(
+            interrupted = wait_for(
                 lambda: (
                     status_of(service, account).get("state") in ("error", "ok")
                     and status_of(service, account)
@@ -353,7 +346,7 @@ def test_worker_killed_mid_send_delivers_at_most_once(
             seam.release.set()
             service.start_worker()
 
-            row = wait_until(
+            row = wait_for(
                 lambda o=outbox: _settled_send(service, runtime, database, o),
                 f"the send killed {moment} to settle",
                 120,
@@ -452,7 +445,7 @@ def test_tarpit_servers_time_out_and_free_the_worker(
             "POST", "/api/compose", TENANT, json={"account_id": account, "to": ["r@example.test"]}
         ).json()["id"]
         outbox = service.call("POST", f"/api/compose/send/{draft}", TENANT).json()["id"]
-        row = wait_until(
+        row = wait_for(
             lambda: (
                 (r := service.call("GET", f"/api/outbox/{outbox}", TENANT).json())["attempts"] >= 1
                 and r["state"] in ("retrying", "failed")
@@ -512,7 +505,7 @@ def test_a_pickled_message_is_refused_not_executed(
             serializer=None,
         )
         queue = redis_lib.Redis.from_url(service.env["REDIS_URL"])
-        wait_until(lambda: queue.llen("celery") == 0, "the worker to take the message", 60)
+        wait_for(lambda: queue.llen("celery") == 0, "the worker to take the message", 60)
     user = fresh_user("after-pickle")  # the worker still works, and has read the message
     fill(dovecot, user, 3)
     final = service.sync(TENANT, service.create_account(TENANT, user, dovecot.imap_port)["id"])

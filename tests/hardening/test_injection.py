@@ -17,21 +17,13 @@ import time
 from email.utils import getaddresses
 from typing import Any
 
-import pytest
-
 from tests.hardening import figures
 from tests.hardening.recorder import parse, recording_proxy
-from tests.hardening.stack import SERVICE_GROUP, Service, wait_until
+from tests.hardening.stack import Service
+from tests.servers.wait import wait_for
 from tests.support.mailgen import append, imap_login, make_message
 from tests.support.smtp_seam import smtp_seam
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.dovecot,
-    SERVICE_GROUP,
-]
 TENANT = "inj-tenant"
 CANARY = "INJCANARY"
 INJECTED = f"INJ1 DELETE {CANARY}"
@@ -305,7 +297,7 @@ def test_crlf_in_compose_fields_adds_no_header_or_recipient(
             states = [service.call("GET", f"/api/outbox/{i}", TENANT).json()["state"] for i in sent]
             return all(s in ("sent", "failed", "cancelled") for s in states)
 
-        wait_until(settled, "the sends to settle", timeout=120)
+        wait_for(settled, "the sends to settle", timeout=120)
         time.sleep(0.2)  # the last message's RCPTs are recorded before its DATA ends
         extra_rcpt = sum(not r.lower().endswith("example.test") for r in seam.rcpts)
         extra_headers = sum(_extra_in(d.content) for d in seam.delivered)

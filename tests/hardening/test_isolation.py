@@ -31,16 +31,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import JWT_SECRET
 from tests.hardening import figures
-from tests.hardening.stack import JWT_AUDIENCE, JWT_ISSUER, SERVICE_GROUP, Service, token
+from tests.hardening.stack import JWT_AUDIENCE, JWT_ISSUER, Service, token
 from tests.support.mailgen import imap_login
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.dovecot,
-    SERVICE_GROUP,
-]
 TENANTS = {"iso-a": "cnrya7q", "iso-b": "cnryb7q"}  # tenant -> its canary
 # A port nothing listens on: sends stay queued, never reach anyone.
 CLOSED_SMTP_PORT = 9

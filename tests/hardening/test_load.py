@@ -25,21 +25,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import JWT_SECRET
-from tests.e2e.conftest import BIN, free_port
 from tests.hardening import figures
-from tests.hardening.stack import (
-    JWT_AUDIENCE,
-    JWT_ISSUER,
-    OWN_GROUP,
-    RedisServer,
-    Service,
-    guard_popen,
-    kill_tree,
-    pg_database,
-    pg_problem,
-    token,
-    wait_until,
-)
+from tests.hardening.stack import JWT_AUDIENCE, JWT_ISSUER, OWN_GROUP, Service, token
+from tests.servers.ports import free_port
+from tests.servers.postgres import pg_database, require_postgres
+from tests.servers.process import guard_popen, kill_tree
+from tests.servers.redis import RedisServer
+from tests.servers.service import BIN
+from tests.servers.wait import wait_for
 from tests.support.mailgen import imap_login, make_message
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, OWN_GROUP]
@@ -155,7 +148,7 @@ def gunicorn_app(
             except requests.RequestException:
                 return False
 
-        wait_until(up, name)
+        wait_for(up, name)
         yield url
     finally:
         kill_tree(proc)
@@ -173,9 +166,7 @@ def loaded(
     tmp_path: Path, redis_server: RedisServer, dovecot: Any, fresh_user: Any
 ) -> Iterator[Service]:
     """The service as deployed (4 x 2, PostgreSQL, Redis), with data to read."""
-    problem = pg_problem()
-    if problem:
-        pytest.skip(problem)
+    require_postgres()
     redis_url = redis_server.url.rsplit("/", 1)[0] + "/7"
     with pg_database() as url:
         svc = Service(

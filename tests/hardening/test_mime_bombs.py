@@ -10,20 +10,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import pytest
-
 from email_service.mail.mime.parse import MAX_FIELD_CHARS, Limits
 from tests.hardening import corpus, figures
-from tests.hardening.stack import SERVICE_GROUP, Service, group_pids
+from tests.hardening.stack import Service
+from tests.servers.process import group_pids
 from tests.support.mailgen import fetch_raw, imap_login, make_message, status
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.dovecot,
-    SERVICE_GROUP,
-]
 TENANT = "bomb-tenant"
 LIMITS = Limits()
 # A 50 MB message takes a few seconds to fetch, store and parse; allow for a slow machine.

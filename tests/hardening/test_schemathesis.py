@@ -15,7 +15,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -30,16 +29,9 @@ from schemathesis.checks import (
 from schemathesis.core.failures import AcceptedNegativeData, Failure, FailureGroup, ServerError
 
 from tests.hardening import figures
-from tests.hardening.stack import SERVICE_GROUP, Service, headers
+from tests.hardening.stack import Service, headers
 from tests.support.mailgen import append, imap_login, make_message
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.dovecot,
-    SERVICE_GROUP,
-]
 TENANT = "st-tenant"
 # Examples per operation and mode: the whole run stays well under two minutes.
 EXAMPLES = int(os.environ.get("HARDENING_ST_EXAMPLES", "25"))

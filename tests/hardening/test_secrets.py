@@ -34,18 +34,13 @@ from email_service.services.accounts import AccountFields
 from email_service.services.runtime import Runtime
 from email_service.store import migrate
 from tests.conftest import JWT_SECRET
-from tests.e2e.conftest import cli
 from tests.hardening import figures
-from tests.hardening.stack import (
-    OWN_GROUP,
-    RedisServer,
-    Service,
-    pg_database,
-    pg_problem,
-    token,
-    wait_until,
-)
+from tests.hardening.stack import OWN_GROUP, Service, token
 from tests.integration import oauth_stack
+from tests.servers.postgres import pg_database, pg_problem, require_postgres
+from tests.servers.redis import RedisServer
+from tests.servers.service import cli
+from tests.servers.wait import wait_for
 from tests.support.mailgen import append, imap_login, make_message
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.dovecot, OWN_GROUP]
@@ -84,7 +79,7 @@ class Recorded:
             finished = state["job_id"] == job and state["state"] in ("ok", "error", "auth_failed")
             return state if finished else None
 
-        result: dict[str, Any] = wait_until(done, "the sync", 120)
+        result: dict[str, Any] = wait_for(done, "the sync", 120)
         return result
 
 
@@ -93,9 +88,7 @@ def debug_service(
     tmp_path: Path, redis_server: RedisServer, postfix: Any, dovecot: Any, oauth_provider: Any
 ) -> Iterator[tuple[Service, str]]:
     """The service at DEBUG with a worker, trusting the test servers' CA; and its DB URL."""
-    problem = pg_problem()
-    if problem:
-        pytest.skip(problem)
+    require_postgres()
     redis_url = redis_server.url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
     redis_lib.Redis.from_url(redis_url).flushdb()
     with pg_database() as url:
@@ -253,7 +246,7 @@ def test_no_secret_in_answers_logs_dump_or_redis(
         found = {n: api("GET", f"/api/outbox/{i}").json()["state"] for n, i in sends.items()}
         return found if all(s in ("sent", "failed") for s in found.values()) else None
 
-    outcome = wait_until(settled, "the sends", 120)
+    outcome = wait_for(settled, "the sends", 120)
     forbidden = _forms(good.email, good.password) | _forms(other.email, other.password)
     forbidden |= _forms(good.email, wrong_password)
     forbidden |= {api.token, JWT_SECRET, service.encryption_key}

@@ -20,9 +20,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.conftest import free_port
 from tests.hardening import figures
-from tests.hardening.stack import OWN_GROUP, Service, pg_database, pg_problem, wait_until
+from tests.hardening.stack import OWN_GROUP, Service
+from tests.servers.ports import free_port
+from tests.servers.postgres import pg_database, pg_problem
+from tests.servers.wait import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, OWN_GROUP]
 TENANT = "ssrf-tenant"
@@ -101,7 +103,7 @@ class Canary:
             family, address = sock.family, sock.getsockname()[:2]
             with socket.socket(family) as probe:
                 probe.connect(address)
-        wait_until(lambda: self.connections == len(self.sockets), "the canary's self-test", 10)
+        wait_for(lambda: self.connections == len(self.sockets), "the canary's self-test", 10)
         self.connections = 0
 
     def close(self) -> None:
@@ -221,7 +223,7 @@ def test_sync_and_send_check_the_host_again_at_connect_time(
             )
             sent = service.call("POST", f"/api/compose/send/{draft.json()['id']}", TENANT)
             outbox = f"/api/outbox/{sent.json()['id']}"
-            final = wait_until(
+            final = wait_for(
                 lambda url=outbox: _settled(service.call("GET", url, TENANT).json()), "send", 60
             )
             outcomes.append((host, sync["state"], final["state"]))

@@ -31,20 +31,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.hardening import figures
-from tests.hardening.stack import SERVICE_GROUP, Service
+from tests.hardening.stack import Service
 from tests.support.mailgen import imap_login
 from tests.unit.mail.test_html import XSS_VECTORS
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.dovecot,
-    SERVICE_GROUP,
-]
 TENANT = "xss-tenant"
 # Simulated time Chromium lets the page run (timers, loads, focus events) before dumping.
 VIRTUAL_TIME_MS = 5000

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sysconfig
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,10 @@ from email_service.services.sync.run import run_sync
 from email_service.store import migrate
 from email_service.store.models import Message
 from tests.conftest import TENANT_A, TENANT_B
+from tests.servers.wait import wait_for
 from tests.support.accounts import register
 from tests.support.mailgen import append, imap_login, status
 
-pytestmark = pytest.mark.dovecot
 CORPUS = Path(sysconfig.get_paths()["stdlib"]) / "test" / "test_email" / "data"
 
 
@@ -79,12 +78,12 @@ def test_parse_email_body_reparses_from_raw(
         message_id = row.id
     response = client.post(f"/api/messages/{message_id}/parse", headers=as_tenant(TENANT_A))
     assert response.status_code == 202 and response.get_json()["job_id"]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def parsed() -> dict[str, Any] | None:
         body = client.get(f"/api/messages/{message_id}", headers=as_tenant(TENANT_A)).get_json()
-        if body["subject"] == "Hello":
-            break
-        time.sleep(0.05)
+        return dict(body) if body["subject"] == "Hello" else None
+
+    body = wait_for(parsed, "the message to be parsed again", 30, interval=0.05)
     assert body["subject"] == "Hello" and body["text"].startswith("Body text é")
     found = client.get(
         "/api/sync/search", query_string={"query": "body"}, headers=as_tenant(TENANT_A)

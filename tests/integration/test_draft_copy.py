@@ -22,11 +22,11 @@ from sqlalchemy import update
 from email_service.services.outgoing import draft_copy
 from email_service.store.models import Draft
 from tests.conftest import TENANT_A
-from tests.support.compose_api import add_account, running_app, send, wait_for, wait_state
+from tests.servers.wait import wait_for
+from tests.support.compose_api import add_account, running_app, send, wait_state
 from tests.support.mailgen import imap_login, quote
 from tests.support.smtp_seam import Seam, smtp_seam
 
-pytestmark = [pytest.mark.dovecot]
 Headers = Callable[[str], dict[str, str]]
 
 

@@ -24,8 +24,6 @@ from email_service.mail.imap.session import (
 )
 from tests.servers import DovecotServer, MailAccount
 
-pytestmark = pytest.mark.dovecot
-
 # Generous: only bounds a hang; loopback answers take milliseconds.
 TIMEOUT = 15.0
 UTC = dt.UTC

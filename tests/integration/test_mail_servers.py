@@ -16,12 +16,12 @@ import re
 import secrets
 import smtplib
 import ssl
-import time
 from email.message import EmailMessage
 
 import pytest
 
 from tests.servers import DovecotServer, MailAccount, PostfixServer
+from tests.servers.wait import wait_for
 
 # Delivery through Postfix and LMTP takes milliseconds; this only bounds a failure.
 DELIVERY_TIMEOUT = 10.0
@@ -61,15 +61,15 @@ def list_folders(imap: imaplib.IMAP4, command: str = "LIST") -> dict[str, set[st
 
 def wait_for_inbox(dovecot: DovecotServer, user: MailAccount, count: int) -> list[bytes]:
     """Poll the INBOX until it holds ``count`` messages; return their raw bytes."""
-    deadline = time.monotonic() + DELIVERY_TIMEOUT
     with imap_login(dovecot, user) as imap:
-        while True:
+
+        def delivered() -> bool:
             typ, data = imap.select("INBOX", readonly=True)
             assert typ == "OK"
-            exists = int(data[0] or b"0")
-            if exists >= count or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+            return int(data[0] or b"0") >= count
+
+        wait_for(delivered, f"{count} messages in INBOX", DELIVERY_TIMEOUT, interval=0.05)
+        exists = int(imap.select("INBOX", readonly=True)[1][0] or b"0")
         assert exists == count, f"INBOX has {exists} messages, expected {count}"
         typ, fetched = imap.fetch("1:*", "(BODY.PEEK[])")
         assert typ == "OK"

@@ -14,7 +14,6 @@ from tests.conftest import TENANT_A, TENANT_B
 from tests.support.accounts import register
 from tests.support.mailgen import append, fetch_raw, imap_login, make_message
 
-pytestmark = pytest.mark.dovecot
 PIXEL = "https://tracker.example/p.gif"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -12,6 +13,7 @@ from email_service.store import migrate
 from email_service.store.db import Database
 from email_service.store.models import Base
 from email_service.store.search.index import include_object
+from tests.servers.postgres import pg_database
 
 
 def test_models_match_migrations(runtime: Any) -> None:
@@ -28,22 +30,13 @@ def test_spec_indexes_exist(runtime: Any) -> None:
 
 
 def test_down_and_up_again(make_settings: Any, backend: str, tmp_path: Any) -> None:
-    url = make_settings().sqlalchemy_url
-    if backend == "postgres":  # a private database: the shared one stays at head
-        import uuid
-
-        import psycopg
-
-        from tests.conftest import PG_ADMIN_URL
-
-        name = f"es_mig_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = (
-            "postgresql+psycopg://" + PG_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0] + "/" + name
-        )
-    db = Database(url)
-    try:
+    with contextlib.ExitStack() as stack:
+        url = make_settings().sqlalchemy_url
+        if backend == "postgres":  # a private database: the shared one stays at head
+            private = stack.enter_context(pg_database(prefix="es_mig"))
+            url = make_settings(database_url=private).sqlalchemy_url
+        db = Database(url)
+        stack.callback(db.dispose)
         migrate.upgrade(db.engine)
         assert migrate.current(db.engine) == migrate.head()
         migrate.downgrade(db.engine, "base")
@@ -51,8 +44,3 @@ def test_down_and_up_again(make_settings: Any, backend: str, tmp_path: Any) -> N
         migrate.upgrade(db.engine)
         migrate.upgrade(db.engine)  # idempotent
         assert migrate.is_current(db.engine)
-    finally:
-        db.dispose()
-        if backend == "postgres":
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

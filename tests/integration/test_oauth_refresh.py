@@ -29,6 +29,7 @@ from email_service.store.models import Account
 from tests.conftest import TENANT_A
 from tests.integration.oauth_stack import register_client
 from tests.servers.oauth_provider import OAuthProvider
+from tests.servers.require import server_missing
 
 # Redis DB set aside for these tests.
 REDIS_URL = "redis://127.0.0.1:6379/3"
@@ -55,7 +56,7 @@ def oauth_settings(make_settings: Any, oauth_provider: OAuthProvider, lock_kind:
         try:
             redis.Redis.from_url(REDIS_URL).ping()
         except redis.RedisError as exc:
-            pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
+            server_missing(f"Redis not reachable at {REDIS_URL}: {exc}")
         extra["redis_url"] = REDIS_URL
     settings: Settings = make_settings(**extra)
     return settings

@@ -15,9 +15,7 @@ from sqlalchemy.engine import make_url
 
 from email_service.store import db as db_module
 from email_service.store.db import Database
-from tests.conftest import PG_ADMIN_URL
-
-pytestmark = pytest.mark.postgres
+from tests.servers.postgres import PG_ADMIN_URL
 
 
 @pytest.fixture

@@ -20,13 +20,13 @@ from email_service.services.outgoing import delivery, reconcile
 from email_service.services.runtime import Runtime
 from email_service.store.models import Outbox, utcnow
 from tests.conftest import TENANT_A, TENANT_B
+from tests.servers.wait import wait_for
 from tests.support.compose_api import (
     FAST_RETRIES,
     add_account,
     compose,
     running_app,
     send,
-    wait_for,
     wait_state,
 )
 from tests.support.smtp_seam import Seam, smtp_seam

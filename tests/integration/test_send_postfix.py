@@ -22,6 +22,7 @@ from email_service.services.runtime import Runtime
 from email_service.services.sync.run import run_sync
 from email_service.store.models import Folder, Message
 from tests.conftest import TENANT_A, TENANT_B
+from tests.servers.wait import wait_for
 from tests.support.compose_api import (
     add_account,
     delivered,
@@ -29,13 +30,11 @@ from tests.support.compose_api import (
     mail_stack,
     running_app,
     send,
-    wait_for,
     wait_state,
 )
 from tests.support.mailgen import imap_login, quote
 from tests.support.smtp_seam import smtp_seam
 
-pytestmark = [pytest.mark.postfix, pytest.mark.dovecot]
 Headers = Callable[[str], dict[str, str]]
 
 

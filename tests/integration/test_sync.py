@@ -33,8 +33,6 @@ from tests.support.mailgen import (
     status,
 )
 
-pytestmark = pytest.mark.dovecot
-
 FOLDERS = {"INBOX": 12, "Sent": 4, "Archive": 3, "Entw&APw-rfe": 2}  # "Entwürfe" in mUTF-7
 
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
-
-import pytest
 
 from email_service.app import create_app
 from email_service.services.sync import state as sync_state
 from email_service.store import migrate
 from tests.conftest import TENANT_A, TENANT_B
+from tests.servers.wait import wait_for
 from tests.support.mailgen import append, imap_login, make_message
 
-pytestmark = pytest.mark.dovecot
 # The embedded runner works in the background; a small mailbox syncs in well under this.
 WAIT_S = 60
 
@@ -32,15 +29,12 @@ def _create(client: Any, as_tenant: Any, dovecot: Any, user: Any) -> str:
 
 
 def _wait_done(client: Any, headers: dict[str, str], account_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        body: dict[str, Any] = client.get(
-            f"/api/sync/status/{account_id}", headers=headers
-        ).get_json()
-        if body["state"] in ("ok", "error", "auth_failed"):
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"sync did not finish: {body}")
+    def finished() -> dict[str, Any] | None:
+        path = f"/api/sync/status/{account_id}"
+        body: dict[str, Any] = client.get(path, headers=headers).get_json()
+        return body if body["state"] in ("ok", "error", "auth_failed") else None
+
+    return wait_for(finished, "the sync to finish", WAIT_S, interval=0.1)
 
 
 def test_trigger_returns_at_once_then_status_reports_progress(

@@ -10,8 +10,6 @@ from email_service.app import create_app
 from email_service.store import migrate
 from tests.conftest import TENANT_A, TENANT_B
 
-pytestmark = [pytest.mark.dovecot, pytest.mark.postfix]
-
 
 @pytest.fixture
 def api(make_settings: Any, dovecot: Any, postfix: Any) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from typing import Any
 
@@ -11,10 +10,10 @@ import pytest
 
 from email_service.services.sync.run import run_sync
 from tests.conftest import TENANT_A, TENANT_B
+from tests.servers.wait import wait_for
 from tests.support.accounts import register
 from tests.support.mailgen import append, imap_login, make_message, status
 
-pytestmark = pytest.mark.dovecot
 WAIT_S = 30
 
 
@@ -57,12 +56,7 @@ def _server_flags(world: Any, folder: str) -> dict[int, set[str]]:
 
 
 def _until(predicate: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_for(predicate, what, WAIT_S, interval=0.05)
 
 
 def _count(world: Any, folder: str) -> int:

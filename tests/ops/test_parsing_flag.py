@@ -20,7 +20,6 @@ from tests.ops.test_metrics import value
 from tests.support.accounts import register
 from tests.support.mailgen import append, imap_login, make_message
 
-pytestmark = pytest.mark.dovecot
 MESSAGES = 6
 
 

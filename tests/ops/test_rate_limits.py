@@ -1,6 +1,7 @@
 """Rate limits in-process: per IP and per tenant, 429 problem+json with headers, exemptions,
 X-Forwarded-For only from trusted proxies, Redis storage, and Redis down (fail open to
-per-process memory limits). The limit across 4 Gunicorn workers is in tests/e2e/.
+per-process memory limits). The limit across 4 Gunicorn workers is in
+test_rate_limits_across_workers.py.
 """
 
 from __future__ import annotations

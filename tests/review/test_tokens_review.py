@@ -21,6 +21,7 @@ from email_service.errors import AuthError, ValidationError
 from email_service.security import tokens
 from email_service.store import migrate
 from tests.conftest import JWT_SECRET, REDIS_URL, TENANT_A, TENANT_B
+from tests.servers.require import server_missing
 
 SECRET = "s" * 48
 REVIEW_REDIS = REDIS_URL.rsplit("/", 1)[0] + "/1"  # the DB number these tests may use
@@ -159,7 +160,7 @@ def test_revoked_jti_is_refused_with_redis(tmp_path: Path, sqlite_settings: Any)
     try:
         redis.Redis.from_url(REVIEW_REDIS, socket_timeout=2).ping()
     except redis.RedisError as exc:
-        pytest.skip(f"Redis not reachable at {REVIEW_REDIS}: {exc}")
+        server_missing(f"Redis not reachable at {REVIEW_REDIS}: {exc}")
     settings = sqlite_settings(redis_url=REVIEW_REDIS)
     env = _env(tmp_path, REDIS_URL=REVIEW_REDIS)
     _revocation_case(settings, env)

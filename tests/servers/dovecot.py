@@ -22,14 +22,13 @@ from string import Template
 from tests.servers.ports import LOOPBACK, free_ports
 from tests.servers.process import (
     INSTALL_HINT,
-    Reaper,
+    GuardedServer,
     ServerStartError,
     find_binary,
     kill_group,
     log_tail,
     make_traversable,
-    register,
-    unregister,
+    start_retrying,
     wait_for_greeting,
 )
 from tests.servers.tls import TLSFiles, make_tls_files
@@ -42,8 +41,6 @@ OAUTH_CONF_TEMPLATE = DEPLOY_DIR / "oauth2.conf.in"
 OAUTH_EXT_TEMPLATE = DEPLOY_DIR / "oauth2.conf.ext.in"
 # Protocol binaries the shared config enables (dovecot-imapd, -pop3d, -lmtpd packages).
 PROTOCOL_BINARIES = ("imap", "pop3", "lmtp")
-# Another process may grab a port between choosing and binding it: try again this often.
-START_ATTEMPTS = 3
 # passwd-file fields are separated by ':' and records by newlines.
 FORBIDDEN_IN_CREDENTIALS = (":", "\n", "\r")
 
@@ -109,7 +106,7 @@ class _Identity:
         return cls(os.geteuid(), os.getegid(), me, group, me)
 
 
-class DovecotServer:
+class DovecotServer(GuardedServer):
     """One Dovecot instance under ``root``; ``start()``, use, ``stop()``."""
 
     host = LOOPBACK
@@ -128,7 +125,6 @@ class DovecotServer:
         self.mail_root = root / "mail"
         self._ports = _Ports.choose()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._reaper: Reaper | None = None
 
     def __repr__(self) -> str:
         return f"<DovecotServer {self.root} imap={self.imap_port}>"
@@ -216,15 +212,10 @@ class DovecotServer:
         if reason:
             raise ServerStartError(reason)
         self._prepare_dirs()
-        for attempt in range(1, START_ATTEMPTS + 1):
-            try:
-                self._start_once()
-                return
-            except ServerStartError as exc:
-                self.stop()
-                if attempt == START_ATTEMPTS or "in use" not in str(exc):
-                    raise
-                self._ports = _Ports.choose()
+        start_retrying(self._start_once, self.stop, self._choose_ports)
+
+    def _choose_ports(self) -> None:
+        self._ports = _Ports.choose()
 
     def stop(self) -> None:
         """Stop Dovecot and all its processes (idempotent)."""
@@ -232,10 +223,7 @@ class DovecotServer:
         if proc is not None:
             kill_group(proc.pid)
             proc.wait()
-        if self._reaper is not None:
-            self._reaper.release()
-            self._reaper = None
-        unregister(self)
+        self._unguard()
 
     def _prepare_dirs(self) -> None:
         for sub in ("run", "state"):
@@ -256,8 +244,7 @@ class DovecotServer:
                 stderr=stderr,
                 start_new_session=True,
             )
-        register(self)
-        self._reaper = Reaper(self._proc.pid)
+        self._guard(self._proc.pid)
         for port, greeting in ((self.imap_port, b"* OK"), (self.lmtp_port, b"220 ")):
             wait_for_greeting(
                 self.host, port, greeting, describe=self._describe, alive=lambda: self.running

@@ -22,3 +22,8 @@ def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
             sock.bind((host, 0))
             ports.append(sock.getsockname()[1])
         return ports
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """One TCP port on ``host`` that nothing listened on a moment ago."""
+    return free_ports(1, host)[0]

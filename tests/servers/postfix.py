@@ -29,15 +29,14 @@ from tests.servers.process import (
     INSTALL_HINT,
     START_TIMEOUT,
     STOP_TIMEOUT,
-    Reaper,
+    GuardedServer,
     ServerStartError,
     find_binary,
     group_alive,
     kill_group,
     log_tail,
     make_traversable,
-    register,
-    unregister,
+    start_retrying,
     wait_for_greeting,
     wait_gone,
 )
@@ -48,8 +47,6 @@ TEST_PART_TEMPLATE = DEPLOY_DIR / "test.cf.in"
 DEFAULT_DOMAINS = ("example.test", "example2.test")
 # Queue subdirectories that hold messages not yet delivered (see postfix-files).
 PENDING_QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
-# Another process may grab a port between choosing and binding it: try again this often.
-START_ATTEMPTS = 3
 MAIL_OWNER = "postfix"
 
 
@@ -66,7 +63,7 @@ def missing_reason() -> str | None:
     return None
 
 
-class PostfixServer:
+class PostfixServer(GuardedServer):
     """One Postfix instance under ``root`` delivering ``domains`` to ``dovecot``."""
 
     host = LOOPBACK
@@ -81,9 +78,8 @@ class PostfixServer:
         self.queue_dir = root / "queue"
         self.data_dir = root / "data"
         self.log_file = root / "postfix.log"
-        self.smtp_port, self.submission_port = free_ports(2)
+        self._choose_ports()
         self._master_pid: int | None = None
-        self._reaper: Reaper | None = None
 
     def __repr__(self) -> str:
         return f"<PostfixServer {self.root} smtp={self.smtp_port}>"
@@ -111,15 +107,10 @@ class PostfixServer:
                 "start Dovecot first: Postfix delivers to it and asks it for AUTH"
             )
         self._prepare_dirs()
-        for attempt in range(1, START_ATTEMPTS + 1):
-            try:
-                self._start_once()
-                return
-            except ServerStartError as exc:
-                self.stop()
-                if attempt == START_ATTEMPTS or "in use" not in str(exc):
-                    raise
-                self.smtp_port, self.submission_port = free_ports(2)
+        start_retrying(self._start_once, self.stop, self._choose_ports)
+
+    def _choose_ports(self) -> None:
+        self.smtp_port, self.submission_port = free_ports(2)
 
     def stop(self) -> None:
         """``postfix stop``, then make sure no process of the instance is left (idempotent)."""
@@ -130,10 +121,7 @@ class PostfixServer:
             )
             if not wait_gone(pid, STOP_TIMEOUT):
                 kill_group(pid)
-        if self._reaper is not None:
-            self._reaper.release()
-            self._reaper = None
-        unregister(self)
+        self._unguard()
 
     def _prepare_dirs(self) -> None:
         # queue_directory belongs to root; "postfix start" creates its subdirectories
@@ -162,8 +150,7 @@ class PostfixServer:
             )
         pid_file = self.queue_dir / "pid" / "master.pid"
         self._master_pid = int(pid_file.read_text().split()[0])
-        register(self)
-        self._reaper = Reaper(self._master_pid)
+        self._guard(self._master_pid)
         for port in (self.smtp_port, self.submission_port):
             wait_for_greeting(
                 self.host, port, b"220 ", describe=self._describe, alive=lambda: self.running

@@ -9,16 +9,18 @@ process is gone (its stdin pipe reaches EOF), even after ``kill -9`` of pytest.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from tests.servers.wait import wait_for
 
 # A cold start takes well under a second here; a loaded CI machine gets generous slack.
 START_TIMEOUT = 20.0
@@ -29,6 +31,8 @@ LOG_TAIL_LINES = 40
 # Daemons live in sbin, which is not on a normal user's PATH.
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 INSTALL_HINT = "run `sudo scripts/install-test-deps.sh` to enable these tests"
+# Another process may grab a port between choosing and binding it: try again this often.
+START_ATTEMPTS = 3
 
 
 class ServerStartError(RuntimeError):
@@ -79,48 +83,68 @@ def wait_for_greeting(
     timeout: float = START_TIMEOUT,
 ) -> None:
     """Poll until the server on ``port`` greets with ``expect``; raise with the log tail."""
-    deadline = time.monotonic() + timeout
-    last_error = "no attempt"
-    while time.monotonic() < deadline:
+    last_error = ["no attempt"]
+
+    def greeted() -> bool:
         if not alive():
             raise ServerStartError(f"server exited before port {port} greeted\n{describe()}")
         try:
             greeting = read_greeting(host, port)
         except OSError as exc:
-            last_error = repr(exc)
-        else:
-            if greeting.startswith(expect):
-                return
-            last_error = f"unexpected greeting {greeting!r}"
-        time.sleep(0.05)
-    raise ServerStartError(
-        f"no {expect!r} greeting on {host}:{port} within {timeout:.0f} s ({last_error})\n"
-        + describe()
-    )
+            last_error[0] = repr(exc)
+            return False
+        last_error[0] = f"unexpected greeting {greeting!r}"
+        return greeting.startswith(expect)
+
+    def failed(message: str) -> ServerStartError:
+        where = f"{expect!r} greeting on {host}:{port}"
+        return ServerStartError(f"{message}: {where} ({last_error[0]})\n{describe()}")
+
+    wait_for(greeted, "the greeting", timeout, interval=0.05, error=failed)
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether a live (not zombie) process is left in process group ``pgid``.
+def start_retrying(
+    start_once: Callable[[], None], stop: Callable[[], None], new_ports: Callable[[], None]
+) -> None:
+    """Run ``start_once``; if a port was taken meanwhile, stop, choose new ports, try again."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            start_once()
+            return
+        except ServerStartError as exc:
+            stop()
+            if attempt == START_ATTEMPTS or "in use" not in str(exc):
+                raise
+            new_ports()
+
+
+def group_pids(pgid: int) -> set[int]:
+    """Live (not zombie) processes of process group ``pgid``, a worker's children included.
 
     Zombies count for ``killpg(pgid, 0)``, and a daemon's exited children may wait a
-    while for init to reap them, so on Linux this reads /proc instead.
+    while for init to reap them, so this reads /proc.
     """
-    proc = Path("/proc")
-    if not (proc / "self" / "stat").exists():
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    for stat in proc.glob("[0-9]*/stat"):
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             # "pid (comm) state ppid pgrp ..."; comm may contain spaces and parentheses.
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
         if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+            found.add(int(stat.parent.name))
+    return found
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process is left in process group ``pgid``."""
+    if not Path("/proc/self/stat").exists():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return bool(group_pids(pgid))
 
 
 def kill_group(pgid: int, timeout: float = STOP_TIMEOUT) -> None:
@@ -136,11 +160,10 @@ def kill_group(pgid: int, timeout: float = STOP_TIMEOUT) -> None:
 
 def wait_gone(pgid: int, timeout: float) -> bool:
     """Wait until process group ``pgid`` is empty; True if it is."""
-    deadline = time.monotonic() + timeout
-    while group_alive(pgid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
+    try:
+        wait_for(lambda: not group_alive(pgid), f"process group {pgid} to end", timeout)
+    except AssertionError:
+        return False
     return True
 
 
@@ -210,6 +233,61 @@ class Reaper:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+
+
+# A reaper per process group started through ``guard``: it kills the group if this test
+# process dies without stopping it, so nothing outlives an interrupted run.
+_REAPERS: dict[int, Reaper] = {}
+
+
+def guard(proc: subprocess.Popen[Any]) -> subprocess.Popen[Any]:
+    """Have ``proc``'s process group (it must lead one) killed if this process dies first."""
+    _REAPERS[proc.pid] = Reaper(proc.pid)
+    return proc
+
+
+def guard_popen(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a session of its own, guarded by a reaper."""
+    proc: subprocess.Popen[bytes] = subprocess.Popen(argv, start_new_session=True, **options)
+    guard(proc)
+    return proc
+
+
+def kill_tree(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    """Signal ``proc``'s process group; SIGKILL what is left after ``timeout``."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    reaper = _REAPERS.pop(proc.pid, None)
+    if reaper is not None:
+        reaper.release()
+
+
+class GuardedServer:
+    """A server this process started: stopped at exit and reaped if this process dies."""
+
+    _reaper: Reaper | None = None
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _guard(self, pgid: int) -> None:
+        """Register for the exit hook; have process group ``pgid`` reaped."""
+        register(self)
+        self._reaper = Reaper(pgid)
+
+    def _unguard(self) -> None:
+        """The server is stopped: release its reaper, forget it."""
+        if self._reaper is not None:
+            self._reaper.release()
+            self._reaper = None
+        unregister(self)
 
 
 _running: list[Stoppable] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,10 +15,9 @@ from email_service.services.runtime import Runtime
 from email_service.store import migrate
 from email_service.store.models import Base
 from tests.conftest import TENANT_A, TENANT_B
+from tests.servers.wait import wait_for
 from tests.support.mailgen import imap_login, quote
 
-# Ends a wait for the background sender; never reached when the code is right.
-WAIT_S = 90.0
 # The documented composition example (docs/sending.md).
 SPEC_BODY = {
     "to": ["recipient@example.com"],
@@ -80,17 +78,6 @@ def send(api: FlaskClient, headers: dict[str, str], draft_id: str) -> dict[str, 
     response = api.post(f"/api/compose/send/{draft_id}", headers=headers)
     assert response.status_code == 202, response.get_json()
     return dict(response.get_json())
-
-
-def wait_for(predicate: Any, what: str, timeout: float = WAIT_S) -> Any:
-    """Poll until ``predicate()`` is truthy; its value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_state(api: FlaskClient, headers: dict[str, str], outbox_id: str, *states: str) -> Any:

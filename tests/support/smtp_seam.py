@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from tests.servers.ports import free_port
 
 # How long a held step waits for release before giving up (a broken test, never reached).
 HOLD_LIMIT_S = 120.0
@@ -90,17 +91,11 @@ def _relay(server: tuple[str, int], message: Delivered) -> None:
         smtp.sendmail(message.mail_from, message.rcpt_tos, message.content)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def smtp_seam(**options: Any) -> Iterator[Seam]:
     """Run a :class:`Seam` server for the duration of the block."""
     seam = Seam(**options)
-    seam.port = _free_port()
+    seam.port = free_port()
     controller = Controller(seam, hostname=seam.host, port=seam.port)
     controller.start()
     try:

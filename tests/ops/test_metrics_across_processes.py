@@ -5,26 +5,25 @@ worker's pool children add up on its own metrics port."""
 
 from __future__ import annotations
 
-import time
+import contextlib
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from email_service.config import Settings
 from email_service.jobs import make_celery
 from tests.conftest import REDIS_URL
-from tests.e2e.conftest import base_env, cli, free_port
-from tests.e2e.ops_support import call, running
+from tests.ops.client import call
 from tests.ops.test_metrics import value
+from tests.servers.ports import free_port
+from tests.servers.service import base_env, cli, running
+from tests.servers.wait import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 WORKERS = 4
-# Redis database of the Celery part: its own, flushed before use.
-BROKER = "redis://127.0.0.1:6379/10"
 TASKS = 24
 
 
@@ -102,28 +101,29 @@ def test_a_restarted_server_starts_from_zero(tmp_path: Path) -> None:
 
 
 def _wait_metric(port: int, name: str, expected: float, **labels: str) -> float:
-    deadline = time.monotonic() + 60
-    found = -1.0
-    while time.monotonic() < deadline:
+    """The metric once it reaches ``expected``, or the last value seen (-1: no answer)."""
+    found = [-1.0]
+
+    def reached() -> bool:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                found = value(r.read().decode(), name, **labels)
+                found[0] = value(r.read().decode(), name, **labels)
         except OSError:
-            found = -1.0
-        if found >= expected:
-            return found
-        time.sleep(0.2)
-    return found
+            found[0] = -1.0
+        return found[0] >= expected
+
+    with contextlib.suppress(AssertionError):  # the caller asserts on the value
+        wait_for(reached, f"{name} to reach {expected}", 60, interval=0.2)
+    return found[0]
 
 
-def test_celery_pool_children_add_up_on_the_workers_port(tmp_path: Path) -> None:
-    redis.Redis.from_url(BROKER).flushdb()
+def test_celery_pool_children_add_up_on_the_workers_port(tmp_path: Path, redis_url: str) -> None:
     metrics_port = free_port()
-    env = base_env(tmp_path, REDIS_URL=BROKER, CELERY_METRICS_PORT=str(metrics_port))
+    env = base_env(tmp_path, REDIS_URL=redis_url, CELERY_METRICS_PORT=str(metrics_port))
     cli(env, "migrate")
     celery: Any = make_celery(
         Settings(
-            _env_file=None, redis_url=BROKER, data_dir=tmp_path / "data", flask_env="development"
+            _env_file=None, redis_url=redis_url, data_dir=tmp_path / "data", flask_env="development"
         )  # type: ignore[call-arg]
     )
     with running(env, tmp_path / "worker.out", "worker", "--concurrency", "2") as worker:

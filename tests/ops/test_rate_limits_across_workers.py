@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REDIS_URL
-from tests.e2e.conftest import base_env, cli
-from tests.e2e.ops_support import call, loopback_source, running
+from tests.ops.client import call, loopback_source
+from tests.servers.service import base_env, cli, running
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 LIMIT = 20  # per minute, per client IP

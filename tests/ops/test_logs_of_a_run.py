@@ -8,21 +8,19 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from email_service.security.crypto import generate_key
-from tests.e2e.conftest import base_env, cli
-from tests.e2e.ops_support import Server, call, running
+from tests.ops.client import call
+from tests.servers.service import Server, base_env, cli, running
+from tests.servers.wait import wait_for
 from tests.support.mailgen import append, imap_login
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
 FIELDS = ("timestamp", "level", "service", "request_id", "tenant_id", "message")
-BROKER = "redis://127.0.0.1:6379/9"  # the Celery run's own database, flushed before use
 WAIT_S = 90
 
 
@@ -75,16 +73,13 @@ class Api:
         headers = {**self._auth(), "X-Request-ID": request_id}
         status, sent, _ = call(self.server.port, "POST", f"/api/sync/imap/{account_id}", headers)
         assert status == 202 and sent["X-Request-ID"] == request_id
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            _, _, raw = call(
-                self.server.port, "GET", f"/api/sync/status/{account_id}", self._auth()
-            )
-            state: dict[str, Any] = json.loads(raw)
-            if state["state"] in ("ok", "error", "auth_failed"):
-                return state
-            time.sleep(0.2)
-        raise AssertionError(f"sync of {account_id} did not finish")
+
+        def finished() -> dict[str, Any] | None:
+            path = f"/api/sync/status/{account_id}"
+            state: dict[str, Any] = json.loads(call(self.server.port, "GET", path, self._auth())[2])
+            return state if state["state"] in ("ok", "error", "auth_failed") else None
+
+        return wait_for(finished, f"the sync of {account_id}", WAIT_S, interval=0.2)
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
@@ -174,12 +169,10 @@ def test_embedded_run_logs_json_only_and_no_secret(
     assert all(e["tenant_id"] == "default" for e in synced if e["message"] != "request")
 
 
-@pytest.mark.redis
 def test_celery_worker_logs_carry_the_api_request_id(
-    tmp_path: Path, dovecot: Any, mail_user: Any, body_canary: str
+    tmp_path: Path, dovecot: Any, mail_user: Any, body_canary: str, redis_url: str
 ) -> None:
-    redis.Redis.from_url(BROKER).flushdb()
-    env = _env(tmp_path, REDIS_URL=BROKER, GUNICORN_WORKERS="2")
+    env = _env(tmp_path, REDIS_URL=redis_url, GUNICORN_WORKERS="2")
     canary = f"Pw-canary-{secrets.token_hex(8)}"
     cli(env, "migrate")
     token = cli(env, "token", "--tenant", "default").stdout.strip()

@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from email_service.security.crypto import generate_key
-from tests.e2e.conftest import BIN, base_env, cli
-from tests.e2e.ops_support import running
-from tests.unit.test_deploy import COMPOSE, DOCKERFILE, _dockerfile_env, _load, _stages
+from tests.ops.test_deploy import COMPOSE, DOCKERFILE, _dockerfile_env, _load, _stages
+from tests.servers.service import BIN, base_env, cli, running
+from tests.servers.wait import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +64,12 @@ def test_celery_beat_healthcheck_passes_while_beat_ticks(tmp_path: Path) -> None
     data = ("/app/data", env["DATA_DIR"])
     assert _check(test, env, data) != 0  # no schedule file yet
     with running(env, tmp_path / "beat.out", "beat"):
-        deadline = time.monotonic() + 60
-        while _check(test, env, data) != 0:
-            assert time.monotonic() < deadline, (tmp_path / "beat.out").read_text()[-2000:]
-            time.sleep(0.5)
+        wait_for(
+            lambda: _check(test, env, data) == 0,
+            "beat's health check to pass",
+            60,
+            interval=0.5,
+            error=lambda message: AssertionError(
+                f"{message}\n{(tmp_path / 'beat.out').read_text()[-2000:]}"
+            ),
+        )
