@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from email_service.services.runtime import Runtime
-from email_service.store.models import Account, OAuthState
+from email_service.store.models import Account, Change, OAuthState
 from tests.conftest import TENANT_A, TENANT_B
 from tests.integration import oauth_stack
 from tests.servers.dovecot import DovecotServer, MailAccount
@@ -146,6 +146,15 @@ def test_revoked_grant_is_auth_failed_without_retries_and_reauthorizing_restores
     account = api.get(f"/api/accounts/{account_id}", headers=headers).get_json()
     assert account["status"] == "auth_failed"
     assert "invalid_grant" in account["auth_error"]
+    with runtime.db.session() as session:  # announced once: account.auth_failed
+        announced = session.scalars(
+            select(Change.entity_id).where(
+                Change.tenant_id == TENANT_A,
+                Change.type == "account",
+                Change.detail == "auth_failed",
+            )
+        ).all()
+    assert announced == [account_id]
     asked = oauth_provider.refreshes(user.email)
     assert asked == 1
     for _ in range(3):  # further syncs do not ask the provider again

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +27,7 @@ from sqlalchemy import select
 from email_service.errors import RemoteAuthError, RemoteTemporaryError, ValidationError
 from email_service.mail.sasl import BearerToken
 from email_service.security.crypto import Vault
+from email_service.services.events import record as announce
 from email_service.services.oauth import providers
 from email_service.services.oauth.lock import DatabaseRefreshLock, RedisRefreshLock, RefreshLock
 from email_service.services.runtime import Runtime
@@ -174,17 +174,15 @@ def _refresh_holding_lock(runtime: Runtime, account_id: uuid.UUID, margin: timed
 
 # Called with (account_id, reason) when an account enters auth_failed because its grant was
 # refused; the change log / webhooks hook in here (``account.auth_failed``).
-auth_failed_listeners: list[Callable[[uuid.UUID, str], None]] = []
-
-
 def mark_auth_failed(runtime: Runtime, account_id: uuid.UUID, reason: str) -> None:
-    """Account state -> auth_failed with ``reason``; then tell the listeners."""
+    """Account state -> auth_failed with ``reason``, announced (``account.auth_failed``) in
+    the same transaction."""
     with runtime.db.session() as session:
         row = session.get(Account, account_id)
         if row is None:
             return
+        before = row.status
         if row.status != AccountStatus.DISABLED:
             row.status = AccountStatus.AUTH_FAILED
         row.auth_error = reason
-    for listener in auth_failed_listeners:
-        listener(account_id, reason)
+        announce.account_status(session, row, before)
