@@ -69,7 +69,7 @@ def main() -> None:
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", "--accounts", type=int, default=10_000)
-    parser.add_argument("--batch", type=int, default=1000, help="SYNC_DUE_BATCH")
+    parser.add_argument("--batch", type=int, default=500, help="SYNC_DUE_BATCH")
     parser.add_argument("--interval", type=int, default=60, help="SYNC_INTERVAL_MINUTES")
     return parser.parse_args()
 
