@@ -19,6 +19,8 @@ from email_service.store.models import (
     Folder,
     Message,
     Outbox,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 Row = TypeVar("Row", bound=Base)
@@ -31,6 +33,8 @@ NOUNS: dict[type[Base], str] = {
     Draft: "draft",
     ComposeAttachment: "attachment",
     Outbox: "outbox message",
+    WebhookEndpoint: "webhook",
+    WebhookDelivery: "delivery",
 }
 
 

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
 from email_service.config import Settings
-from email_service.errors import EmailServiceError, NotFoundError
+from email_service.errors import EmailServiceError
 from email_service.observability import metrics
 from email_service.security.crypto import Vault
 from email_service.services.events import feed
@@ -50,6 +50,7 @@ from email_service.store import change_log
 from email_service.store.change_log import ChangeType, Op
 from email_service.store.db import Database, changed
 from email_service.store.models import WebhookDelivery, WebhookEndpoint, utcnow
+from email_service.store.tenancy import tenant_row
 
 # Change-log rows an endpoint takes per fan-out: one transaction stays short.
 FAN_OUT_BATCH = 500
@@ -344,15 +345,10 @@ def resend(
     session: Session, tenant_id: str, webhook_id: uuid.UUID, delivery_id: uuid.UUID
 ) -> DeliveryRecord:
     """Queue a delivery again, with a fresh retry window; its webhook-id stays the same."""
-    delivery = session.scalar(
-        select(WebhookDelivery).where(
-            WebhookDelivery.tenant_id == tenant_id,
-            WebhookDelivery.endpoint_id == webhook_id,
-            WebhookDelivery.id == delivery_id,
-        )
+    same_webhook = WebhookDelivery.endpoint_id == webhook_id
+    delivery = tenant_row(
+        session, WebhookDelivery, tenant_id, delivery_id, same_webhook, delivery_id=str(delivery_id)
     )
-    if delivery is None:
-        raise NotFoundError("delivery not found", delivery_id=str(delivery_id))
     now = utcnow()
     delivery.state, delivery.next_attempt_at = DeliveryState.PENDING, now
     delivery.lease_expires_at, delivery.created_at = None, now

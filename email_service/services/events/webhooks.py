@@ -19,13 +19,14 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from email_service.errors import BlockedHostError, NotFoundError, ValidationError
+from email_service.errors import BlockedHostError, ValidationError
 from email_service.security.crypto import Vault
 from email_service.security.netguard import AllowList, Resolver, check_host, system_resolve
 from email_service.services.events import feed
 from email_service.services.events.names import check_patterns
 from email_service.services.paging import Page, decode_cursor, encode_cursor
 from email_service.store.models import Account, WebhookDelivery, WebhookEndpoint
+from email_service.store.tenancy import tenant_row
 
 # Standard Webhooks: secrets are 24-64 random bytes, base64, prefixed "whsec_".
 SECRET_BYTES = 32
@@ -108,14 +109,7 @@ def _record(row: WebhookEndpoint) -> WebhookRecord:
 
 
 def _load(session: Session, tenant_id: str, webhook_id: uuid.UUID) -> WebhookEndpoint:
-    row = session.scalar(
-        select(WebhookEndpoint).where(
-            WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.id == webhook_id
-        )
-    )
-    if row is None:
-        raise NotFoundError("webhook not found", webhook_id=str(webhook_id))
-    return row
+    return tenant_row(session, WebhookEndpoint, tenant_id, webhook_id, webhook_id=str(webhook_id))
 
 
 def _check_account(session: Session, tenant_id: str, account_id: uuid.UUID) -> None:

@@ -6,7 +6,6 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from email_service.config import Settings
@@ -18,6 +17,7 @@ from email_service.services.oauth import providers
 from email_service.services.oauth.tokens import TokenSet, store
 from email_service.store.models import Account
 from email_service.store.states import AccountStatus, AuthKind
+from email_service.store.tenancy import tenant_row
 
 
 def token_set(
@@ -78,11 +78,7 @@ def replace_tokens(
     vault: Vault,
 ) -> AccountRecord:
     """New tokens for an account (it becomes an OAuth2 account); auth_failed is cleared."""
-    row = session.scalar(
-        select(Account).where(Account.tenant_id == tenant_id, Account.id == account_id)
-    )
-    if row is None:
-        raise NotFoundError("account not found", account_id=str(account_id))
+    row = tenant_row(session, Account, tenant_id, account_id, account_id=str(account_id))
     store(row, vault, tokens)
     row.auth_kind = AuthKind.OAUTH2
     row.oauth_provider = provider if provider is not None else row.oauth_provider
