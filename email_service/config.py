@@ -503,8 +503,9 @@ def check_interpreter(settings: Settings) -> None:
             f"invalid configuration: PYTHON: {'; '.join(found)}; upgrade Python, or set "
             "ALLOW_UNPATCHED_PYTHON=true to start anyway"
         )
-    for problem in found:
-        logging.getLogger("email_service").warning("unpatched Python: %s", problem)
+    if settings.flask_env == "production":  # started anyway, as the operator allowed
+        for problem in found:
+            logging.getLogger("email_service").warning("unpatched Python: %s", problem)
 
 
 def _read_or_create(path: Path, make: Callable[[], str], warn: Callable[[str], None]) -> str:

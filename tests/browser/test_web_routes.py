@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from flask.testing import FlaskClient
 
 from email_service.app import create_app
 from email_service.security import tokens
+from email_service.security.crypto import generate_key
 from email_service.store import migrate
 from tests.conftest import JWT_SECRET
 
@@ -22,7 +24,12 @@ def web(sqlite_settings: Any) -> FlaskClient:
 
 @pytest.fixture
 def production(sqlite_settings: Any) -> FlaskClient:
-    settings = sqlite_settings(flask_env="production", encryption_key=["e" * 40])
+    settings = sqlite_settings(  # production refuses weak secrets: real random ones
+        flask_env="production",
+        jwt_secret=secrets.token_urlsafe(48),
+        encryption_key=[generate_key()],
+        allow_unpatched_python=True,  # the test machine's Python may predate CVE fixes
+    )
     return create_app(settings, configure_logs=False).test_client()
 
 

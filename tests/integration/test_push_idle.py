@@ -10,6 +10,7 @@ import pytest
 
 from email_service.errors import RemoteAuthError
 from email_service.mail.imap.idle import PushClient, PushLogin
+from tests.support import aio
 from tests.support.mailgen import make_message
 
 pytestmark = [pytest.mark.dovecot]
@@ -55,7 +56,7 @@ async def _scenario(dovecot: Any, user: Any) -> tuple[list[str], list[str]]:
 
 
 def test_idle_with_notify_hears_inbox_and_other_folders(dovecot: Any, mail_user: Any) -> None:
-    events, steps = asyncio.run(asyncio.wait_for(_scenario(dovecot, mail_user), 60))
+    events, steps = aio.run(asyncio.wait_for(_scenario(dovecot, mail_user), 60))
     assert steps == ["append inbox", "append folder", "flag", "expunge"]
     assert events[0] == "INBOX"
     assert set(events[1:]) == {"Projects"}
@@ -63,4 +64,4 @@ def test_idle_with_notify_hears_inbox_and_other_folders(dovecot: Any, mail_user:
 
 def test_wrong_password_is_an_auth_error(dovecot: Any, mail_user: Any) -> None:
     with pytest.raises(RemoteAuthError):
-        asyncio.run(PushClient.connect(_login(dovecot, mail_user, "wrong-password")))
+        aio.run(PushClient.connect(_login(dovecot, mail_user, "wrong-password")))

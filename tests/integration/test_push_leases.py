@@ -12,6 +12,7 @@ import redis
 
 from email_service.services.push.leases import RedisLeases, fair_share, lease_key
 from email_service.services.push.pending import RedisPending, key
+from tests.support import aio
 
 pytestmark = [pytest.mark.redis]
 ACCOUNTS = [uuid.uuid4() for _ in range(10)]
@@ -31,7 +32,7 @@ def test_each_account_has_exactly_one_holder(url: str) -> None:
         await b.close()
         return got_a, got_b
 
-    got_a, got_b = asyncio.run(scenario())
+    got_a, got_b = aio.run(scenario())
     assert sorted(got_a + got_b) == sorted(ACCOUNTS)
     assert not set(got_a) & set(got_b)
 
@@ -51,7 +52,7 @@ def test_renewal_keeps_leases_and_reports_lost_ones(url: str) -> None:
         await b.close()
         return set(taken_by_b), taken_after, lost
 
-    taken_before, taken_after, lost = asyncio.run(scenario())
+    taken_before, taken_after, lost = aio.run(scenario())
     assert taken_before == set()
     assert sorted(taken_after) == sorted(ACCOUNTS[:4])
     assert lost == set(ACCOUNTS[:4])
@@ -75,7 +76,7 @@ def test_release_only_frees_own_leases_and_watchers_are_counted(url: str) -> Non
         await b.close()
         return both, alone, taken
 
-    both, alone, taken = asyncio.run(scenario())
+    both, alone, taken = aio.run(scenario())
     assert (both, alone) == (2, 1)
     assert len(taken) == 5
     assert fair_share(1000, 3) == 334 and fair_share(0, 0) == 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.orm import Session
 
 from email_service.services.events import record as announce
@@ -172,6 +172,9 @@ def acquire(session: Session, account_id: uuid.UUID, owner: str, ttl: timedelta 
         .values(
             lock_owner=owner,
             lock_expires_at=now + ttl,
+            # The job a trigger handed out keeps its name while this run serves it; else
+            # the status names this run (a pushed folder sync, a CLI run).
+            job_id=case((SyncState.state == SyncRunState.QUEUED, SyncState.job_id), else_=owner),
             state=SyncRunState.RUNNING,
             started_at=now,
             finished_at=None,
