@@ -89,6 +89,9 @@ class SeaweedServer:
         args = [str(binary()), "mini", f"-dir={self.root / 'data'}", f"-ip={self.host}"]
         args += [f"-ip.bind={self.host}", f"-s3.config={config}", "-admin.ui=false"]
         args += ["-webdav=false", "-master.telemetry=false"]
+        # The Iceberg and Lance catalogs listen on fixed ports (8181, 9101) by default: two
+        # servers (one per test process) would collide there, and the blobs need neither.
+        args += ["-s3.port.iceberg=0", "-s3.port.lance=0"]
         for n, name in enumerate(COMPONENTS):
             self.ports[name] = numbers[2 * n]
             args += [f"-{name}.port={numbers[2 * n]}", f"-{name}.port.grpc={numbers[2 * n + 1]}"]
