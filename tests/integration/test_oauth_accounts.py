@@ -184,10 +184,7 @@ def test_tampered_state_is_refused(
     api, _runtime = stack
     query = _query(api, as_tenant(TENANT_A), user)
     query["state"] = query["state"][:-2] + ("AA" if not query["state"].endswith("AA") else "BB")
-    response = api.get(f"/api/oauth/callback?{urlencode(query)}")
-    assert response.status_code == 400
-    assert response.get_json()["code"] == "oauth_state_invalid"
-    assert _no_accounts(api, as_tenant)
+    _refused(api, as_tenant, urlencode(query), "oauth_state_invalid")
 
 
 def test_replayed_state_is_refused(
@@ -208,9 +205,14 @@ def test_expired_state_is_refused(
     query = _query(api, as_tenant(TENANT_A), user)
     with runtime.db.session() as session:
         session.execute(update(OAuthState).values(expires_at=_past()))
-    response = api.get(f"/api/oauth/callback?{urlencode(query)}")
+    _refused(api, as_tenant, urlencode(query), "oauth_state_invalid")
+
+
+def _refused(api: FlaskClient, as_tenant: Any, query: str, code: str) -> None:
+    """The callback answers a 400 problem with ``code`` and creates no account anywhere."""
+    response = api.get(f"/api/oauth/callback?{query}")
     assert response.status_code == 400
-    assert response.get_json()["code"] == "oauth_state_invalid"
+    assert response.get_json()["code"] == code
     assert _no_accounts(api, as_tenant)
 
 
@@ -226,10 +228,7 @@ def test_pkce_mismatch_is_refused(
     with runtime.db.session() as session:  # as if an attacker injected their own code
         wrong = runtime.vault.encrypt(secrets.token_urlsafe(64)).ciphertext
         session.execute(update(OAuthState).values(verifier_ciphertext=wrong))
-    response = api.get(f"/api/oauth/callback?{urlencode(query)}")
-    assert response.status_code == 400
-    assert response.get_json()["code"] == "oauth_grant_refused"
-    assert _no_accounts(api, as_tenant)
+    _refused(api, as_tenant, urlencode(query), "oauth_grant_refused")
 
 
 def test_callback_from_another_tenant_is_refused(
