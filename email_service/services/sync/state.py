@@ -49,19 +49,24 @@ class SyncStatus:
     percent: float  # of the messages of every folder this run has listed
 
 
+def _new_row(account_id: uuid.UUID, tenant_id: str, **values: Any) -> SyncState:
+    """A status row with nothing synced yet, and ``values``."""
+    return SyncState(
+        account_id=account_id,
+        tenant_id=tenant_id,
+        progress={},
+        failures=0,
+        messages_synced=0,
+        bytes_synced=0,
+        **values,
+    )
+
+
 def _row(session: Session, tenant_id: str, account_id: uuid.UUID) -> SyncState:
     check_tenant_row(session, Account, tenant_id, account_id, account_id=str(account_id))
     row = session.get(SyncState, account_id)
     if row is None:
-        row = SyncState(
-            account_id=account_id,
-            tenant_id=tenant_id,
-            state=SyncRunState.IDLE,
-            progress={},
-            failures=0,
-            messages_synced=0,
-            bytes_synced=0,
-        )
+        row = _new_row(account_id, tenant_id, state=SyncRunState.IDLE)
         session.add(row)
         session.flush()
     return row
@@ -132,17 +137,7 @@ def mark_many_queued(session: Session, jobs: list[tuple[uuid.UUID, str, str]]) -
         )
     )
     fresh = [
-        SyncState(
-            account_id=account_id,
-            tenant_id=tenant_id,
-            state=SyncRunState.QUEUED,
-            job_id=job_id,
-            queued_at=now,
-            progress={},
-            failures=0,
-            messages_synced=0,
-            bytes_synced=0,
-        )
+        _new_row(account_id, tenant_id, state=SyncRunState.QUEUED, job_id=job_id, queued_at=now)
         for account_id, tenant_id, job_id in jobs
         if account_id not in have
     ]
