@@ -15,13 +15,17 @@ The HTTP route GET /api/sync/search is timed too, in the same orders.
 
 With ``--imap`` (see run_imap.sh, which syncs a gen_mailbox.py Maildir from a Dovecot into
 the database first) the same 20 queries also run as IMAP SEARCH on that Dovecot, over the
-same mailbox, and the ratio per query is printed.
+same mailbox, and the ratio per query is printed. With ``--notmuch MAILDIR`` they also run
+on notmuch (Xapian) indexing that Maildir (notmuch_search.py, under Debian's python3 with
+python3-notmuch2), newest first, same page, in-process, with the ratio per query.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -124,6 +128,10 @@ def _args() -> argparse.Namespace:
         help="also run the queries as IMAP SEARCH on this server",
     )
     parser.add_argument("--imap-runs", type=int, default=3, help="timed runs per IMAP query")
+    parser.add_argument(
+        "--notmuch", metavar="MAILDIR", help="also index this Maildir with notmuch and compare"
+    )
+    parser.add_argument("--notmuch-db", default="/tmp/email-service-notmuch", help="its index")
     return parser.parse_args()
 
 
@@ -210,6 +218,8 @@ def _report(db: Database, url: str, args: argparse.Namespace) -> None:
     _report_http(url, args)
     if args.imap:
         _report_imap(db, args)
+    if args.notmuch:
+        _report_notmuch(db, args)
 
 
 def _order_header(first: str, orders: list[str]) -> None:
@@ -297,6 +307,58 @@ def _report_imap(db: Database, args: argparse.Namespace) -> None:
           f"lowest {min(ratios):.1f}x; {sum(r >= 100 for r in ratios)}/{len(ratios)} queries "
           f">= 100x; Dovecot without an FTS plugin, every folder the query covers "
           f"searched in turn on one connection")  # fmt: skip
+
+
+NOTMUCH = [str(Path(__file__).with_name("notmuch_search.py"))]
+# The bindings are Debian's (python3-notmuch2), built for its interpreter.
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _report_notmuch(db: Database, args: argparse.Namespace) -> None:
+    """The queries on notmuch over the same Maildir, next to ours (date order, newest first)."""
+    indexed = subprocess.run(
+        [SYSTEM_PYTHON, *NOTMUCH, "index", args.notmuch, args.notmuch_db],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    spent = json.loads(indexed.stdout)["index_seconds"]
+    answer = subprocess.run(
+        [SYSTEM_PYTHON, *NOTMUCH, "time", args.notmuch_db, NOW.isoformat(), str(args.runs),
+         str(PAGE)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    theirs_all = json.loads(answer.stdout)
+    print(f"\nnotmuch {_notmuch_version()} indexed the Maildir in {spent:.0f} s "
+          f"(`notmuch new`); page {PAGE}, newest first, {args.runs} runs each, ms\n")  # fmt: skip
+    print(
+        "| query | notmuch query | notmuch matches | our matches | notmuch p50 | p95 | "
+        "ours p50 | p95 | ours/notmuch p95 |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    ours_p95, both_p95, theirs_p95 = [], [], []  # both: ours where notmuch has the term
+    for query in QUERIES:
+        theirs = theirs_all[query]
+        ours = _percentiles(_timed(_search(db, query, "date"), args.runs))
+        ours_p95.append(ours[1])
+        if theirs["notmuch"] is None:
+            print(f"| `{query}` | (no such term) | | {_count(db, query):,} | | | "
+                  f"{ours[0]:.1f} | {ours[1]:.1f} | |")  # fmt: skip
+            continue
+        them = _percentiles(theirs["ms"])
+        theirs_p95.append(them[1])
+        both_p95.append(ours[1])
+        print(f"| `{query}` | `{theirs['notmuch']}` | {theirs['matches']:,} | "
+              f"{_count(db, query):,} | {them[0]:.1f} | {them[1]:.1f} | {ours[0]:.1f} | "
+              f"{ours[1]:.1f} | {ours[1] / them[1]:.1f}x |")  # fmt: skip
+    ours_median, theirs_median = statistics.median(both_p95), statistics.median(theirs_p95)
+    print(f"\np95 median over the {len(both_p95)} queries both answer: ours "
+          f"{ours_median:.1f} ms, notmuch {theirs_median:.1f} ms, "
+          f"ratio {ours_median / theirs_median:.1f}x (target <= 2x); our worst p95 "
+          f"{max(ours_p95):.1f} ms (target <= 50 ms)")  # fmt: skip
+
+
+def _notmuch_version() -> str:
+    answer = subprocess.run(["notmuch", "--version"], capture_output=True, text=True, check=False)
+    return answer.stdout.strip().removeprefix("notmuch ")
 
 
 def _report_http(url: str, args: argparse.Namespace) -> None:

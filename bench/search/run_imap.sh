@@ -7,8 +7,10 @@
 #    it from the harness' throwaway Dovecot (its own BENCH_DIR and port, below);
 # 2. syncs it with `email-service sync --foreground` into a throwaway PostgreSQL database
 #    (timed, with peak RSS: the same pipeline as production, not generated rows);
-# 3. runs bench_search.py on that database with --imap: our search, the message list, the
-#    HTTP route, and the same 20 queries as UID SEARCH on the Dovecot.
+# 3. runs bench_search.py on that database with --imap and --notmuch: our search, the
+#    message list, the HTTP route, the same 20 queries as UID SEARCH on the Dovecot, and on
+#    notmuch (Xapian) indexing the same Maildir (Debian's notmuch + python3-notmuch2,
+#    installed here if missing).
 # Set KEEP=1 to keep the database and Maildir for another run (then it skips 1 and 2).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -29,6 +31,10 @@ py="$repo/.venv/bin/python"
 es="$repo/.venv/bin/email-service"
 
 bash "$harness/setup_dovecot.sh" install >&2
+if ! /usr/bin/python3 -c 'import notmuch2' 2>/dev/null; then
+  apt-get install -y -qq notmuch python3-notmuch2 >&2 \
+    || { apt-get update -qq >&2 && apt-get install -y -qq notmuch python3-notmuch2 >&2; }
+fi
 bash "$harness/setup_dovecot.sh" start >&2
 eval "$(bash "$harness/setup_dovecot.sh" env)"
 mkdir -p "$repo/bench/results" "$DATA_DIR"
@@ -57,7 +63,8 @@ if [ "$have" -lt "$N" ]; then
 fi
 
 "$py" "$here/bench_search.py" --database "$DB" --tenant bench --now now -n "$N" --noise 0 \
-  --imap "imap://${BENCH_USER/@/%40}:$BENCH_PASS@$IMAP_HOST:$IMAP_PORT" "$@" | tee -a "$out"
+  --imap "imap://${BENCH_USER/@/%40}:$BENCH_PASS@$IMAP_HOST:$IMAP_PORT" \
+  --notmuch "$BENCH_MAILDIR" --notmuch-db "$BENCH_DIR/notmuch" "$@" | tee -a "$out"
 if [ -z "${KEEP:-}" ]; then
   psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
   bash "$harness/setup_dovecot.sh" stop >&2
