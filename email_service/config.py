@@ -212,6 +212,8 @@ class Settings(BaseSettings):
 
     # --- feature flags ---
     enable_imap_sync: bool = True
+    # A new account (POST /api/accounts) starts its first sync at once, newest mail first.
+    sync_on_create: bool = True
     enable_smtp_send: bool = True
     enable_celery_tasks: bool = True
     enable_email_parsing: bool = True

@@ -63,6 +63,9 @@ def _settings(data_dir: Path, database_url: str | None = None, **extra: Any) -> 
         "log_dir": data_dir / "logs",
         "allowed_mail_hosts": ["127.0.0.1/8", "::1", "localhost"],
         "draft_copy_delay_seconds": 0,  # copies at once; test_draft_copy sets a delay
+        # Tests start syncs themselves (after filling the mailbox); test_sync_api checks
+        # the first sync a new account starts by default.
+        "sync_on_create": False,
     }
     values.update(extra)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -18,6 +18,7 @@ from email_service.config import Security
 from email_service.services import accounts, verify
 from email_service.services.accounts import AccountFields, AccountRecord
 from email_service.services.lifecycle import deletion
+from email_service.services.sync import schedule as sync_jobs
 from email_service.store.states import AccountStatus
 
 bp = APIBlueprint("accounts", __name__, url_prefix="/api/accounts", tag="Accounts")
@@ -138,13 +139,17 @@ def list_accounts(query: PageQuery) -> AccountPage:
 @bp.output(AccountOut, status_code=201)
 @bp.doc(responses=[400, 409, 422])
 def create_account(body: AccountCreate) -> tuple[AccountRecord, int, dict[str, str]]:
-    """Register a mailbox. The password is encrypted at rest and never returned."""
+    """Register a mailbox and start its first sync (newest mail first; SYNC_ON_CREATE).
+
+    The password is encrypted at rest and never returned.
+    """
     rt = runtime()
     data = _fields(body)
     if body.oauth is not None:
         data = oauth_fields(rt.settings, data, body.oauth)
     with rt.db.session() as session:
         record = accounts.create_account(session, tenant_id(), data, rt.vault, rt.hosts)
+    sync_jobs.first_sync(rt, tenant_id(), record.id)  # after the commit
     location = url_for(".get_account", account_id=record.id)
     return record, 201, {"Location": location}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from email_service.app import create_app
 from email_service.services.sync import state as sync_state
 from email_service.store import migrate
@@ -59,6 +61,33 @@ def test_trigger_returns_at_once_then_status_reports_progress(
     assert done["percent"] == 100.0
     assert done["messages_synced"] == 5 and done["bytes_synced"] > 0
     assert done["started_at"] <= done["finished_at"]
+
+
+class TestFirstSyncOnCreate:
+    """The default (SYNC_ON_CREATE): a new account syncs without being asked."""
+
+    @pytest.fixture
+    def settings(self, make_settings: Any) -> Any:
+        return make_settings(sync_on_create=True)
+
+    def test_a_new_account_is_synced_without_a_trigger(
+        self, client: Any, as_tenant: Any, dovecot: Any, mail_user: Any
+    ) -> None:
+        with imap_login(dovecot, mail_user) as imap:
+            for i in range(3):
+                append(imap, "INBOX", make_message(i))
+        account_id = _create(client, as_tenant, dovecot, mail_user)
+        headers = as_tenant(TENANT_A)
+        started = client.get(f"/api/sync/status/{account_id}", headers=headers).get_json()
+        assert started["state"] != "idle" and started["job_id"], started
+        done = _wait_done(client, headers, account_id)
+        assert done["state"] == "ok" and done["folders"]["INBOX"]["done"] == 3, done
+        listed = client.get("/api/messages", headers=headers).get_json()["items"]
+        assert len(listed) == 3
+        other = client.get("/api/messages", headers=as_tenant(TENANT_B)).get_json()["items"]
+        assert other == []
+        again = client.post(f"/api/sync/imap/{account_id}", headers=headers).get_json()
+        assert not again["already_running"] and again["job_id"] != started["job_id"]
 
 
 def test_second_trigger_while_running_joins_the_running_job(

@@ -47,6 +47,14 @@ def trigger(runtime: Runtime, tenant_id: str, account_id: uuid.UUID) -> Trigger:
     return Trigger(job_id, SyncRunState.QUEUED, already_running=False)
 
 
+def first_sync(runtime: Runtime, tenant_id: str, account_id: uuid.UUID) -> str | None:
+    """Queue a new account's first sync (SYNC_ON_CREATE); its job id, or None if not queued."""
+    settings = runtime.settings
+    if not (settings.sync_on_create and settings.enable_imap_sync and runtime.queue):
+        return None
+    return trigger(runtime, tenant_id, account_id).job_id
+
+
 def due_accounts(runtime: Runtime, limit: int) -> list[tuple[uuid.UUID, str]]:
     """Up to ``limit`` accounts due for a periodic sync, the most overdue first.
 
