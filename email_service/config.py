@@ -17,6 +17,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from cryptography.fernet import Fernet
 from pydantic import (
@@ -88,6 +89,16 @@ def secrets_dir() -> Path | None:
     return DEFAULT_SECRETS_DIR if DEFAULT_SECRETS_DIR.is_dir() else None
 
 
+def _with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` in its authority, unless it has one already."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        return url
+    user = quote(unquote(parts.username or ""), safe="")
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -106,6 +117,10 @@ class Settings(BaseSettings):
     redis_url: str | None = None  # unset: in-process jobs, in-memory limits
     celery_broker_url: str | None = None  # unset: REDIS_URL
     celery_result_backend: str | None = None  # unset: REDIS_URL
+    # Passwords kept out of the URLs above (compose: files in /run/secrets): each is put
+    # into every URL of its server that names none.
+    database_password: str | None = None
+    redis_password: str | None = None
     jwt_secret: str | None = None  # unset outside production: generated into DATA_DIR
 
     # --- Flask ---
@@ -353,6 +368,17 @@ class Settings(BaseSettings):
         if value is not None and "://" not in value:
             raise ValueError("must be a URL such as scheme://host/...")
         return value
+
+    @model_validator(mode="after")
+    def _passwords_into_urls(self) -> Settings:
+        if self.database_password and self.database_url:
+            self.database_url = _with_password(self.database_url, self.database_password)
+        if self.redis_password:
+            for name in ("redis_url", "celery_broker_url", "celery_result_backend"):
+                url = getattr(self, name)
+                if url and url.startswith(("redis://", "rediss://")):
+                    setattr(self, name, _with_password(url, self.redis_password))
+        return self
 
     @model_validator(mode="after")
     def _production_secrets(self) -> Settings:

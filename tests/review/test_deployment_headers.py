@@ -116,6 +116,31 @@ def test_compose_passes_the_service_secrets_as_files() -> None:
     assert {"jwt_secret", "encryption_key"} <= sources
 
 
+def test_no_container_gets_a_password_in_its_environment_or_command() -> None:
+    text = (REPO / "docker-compose.yml").read_text()
+    compose = yaml.safe_load(text)
+    secret_names = re.compile(r"\$\{?[A-Z0-9_]*(PASSWORD|SECRET)[A-Z0-9_]*(?![A-Z0-9_]*_FILE)")
+    for name, service in {"x-app": compose["x-app"], **compose["services"]}.items():
+        environment = service.get("environment") or {}
+        if isinstance(environment, dict):
+            environment = [f"{k}={v}" for k, v in environment.items()]
+        for entry in [*environment, *_command_words(service)]:
+            assert not secret_names.search(str(entry)), (name, entry)
+    for url in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        value = re.sub(r"\$\{[^}]*\}", "name", compose["x-app-environment"][url])
+        assert "@" not in value or ":" not in value.split("//", 1)[1].split("@")[0], value
+    wanted = {"database_password", "redis_password", "s3_secret_key"}
+    assert wanted <= set(compose["secrets"])
+    sources = {s["source"] if isinstance(s, dict) else s for s in compose["x-app"]["secrets"]}
+    assert wanted <= sources
+    assert compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"]
+
+
+def _command_words(service: dict[str, Any]) -> list[str]:
+    command = service.get("command") or []
+    return [command] if isinstance(command, str) else [str(word) for word in command]
+
+
 def test_settings_read_secrets_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = secrets.token_urlsafe(48)
     (tmp_path / "jwt_secret").write_text(secret + "\n")

@@ -214,3 +214,28 @@ def test_derived_values(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.sqlalchemy_url == "postgresql+psycopg://u@h/db"
     assert not settings.embedded
     assert settings.broker_url == settings.result_backend == "redis://r:6379/0"
+
+
+def test_server_passwords_from_secret_files_go_into_urls_that_name_none(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "database_password").write_text("p@ss:/wörd")
+    (secrets_dir / "redis_password").write_text("r3dis")
+    monkeypatch.setenv("SECRETS_DIR", str(secrets_dir))
+    monkeypatch.setenv("FLASK_ENV", "development")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://emailclient@postgres:5432/db")
+    monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://redis:6379/1")
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "redis://:given@redis:6379/1")
+    settings = load_settings(_env_file=None)
+    assert (
+        settings.database_url == "postgresql://emailclient:p%40ss%3A%2Fw%C3%B6rd@postgres:5432/db"
+    )
+    assert settings.redis_url == "redis://:r3dis@redis:6379/0"
+    assert settings.broker_url == "redis://:r3dis@redis:6379/1"
+    assert settings.result_backend == "redis://:given@redis:6379/1"  # its own password stays
+    from sqlalchemy.engine import make_url
+
+    assert make_url(settings.sqlalchemy_url).password == "p@ss:/wörd"
