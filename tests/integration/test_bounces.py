@@ -10,20 +10,23 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from email_service.mail.mime.dsn import Bounce, parse_bounce
 from email_service.services.runtime import Runtime
+from email_service.services.sync import bounces
 from email_service.services.sync.run import run_sync
-from email_service.store.models import Change
+from email_service.store.models import Change, Outbox
 from tests.conftest import TENANT_A, TENANT_B
 from tests.servers.wait import wait_for
-from tests.support.compose_api import mail_stack, send, wait_state
+from tests.support.compose_api import add_account, mail_stack, send, wait_state
 from tests.support.mailgen import append, imap_login
-from tests.unit.mail.bounce_samples import POSTFIX_HDRS
+from tests.unit.mail.bounce_samples import POSTFIX_HDRS, RFC3464_MULTIPLE
 
 Headers = Callable[[str], dict[str, str]]
 
@@ -134,3 +137,55 @@ def test_a_bounce_in_another_tenants_mailbox_changes_nothing(
     mine = outbox(api, a, row)
     assert mine["state"] == "bounced" and len(mine["bounces"]) == 1
     assert bounced_events(runtime, row["id"]) == ["bounced"]
+
+
+def test_a_delay_then_a_failure_of_every_recipient(app: Any, as_tenant: Headers) -> None:
+    """RFC 3464's report about three recipients, on a send to two of them, after a delay
+    report about one: the delay is a plain update; the failures (matched by
+    Original-Recipient, in any case) of both bounce it."""
+    runtime: Runtime = app.extensions["email_service"]
+    api = app.test_client()
+    account = uuid.UUID(add_account(api, as_tenant(TENANT_A), "owner@cs.utk.edu"))
+    add_account(api, as_tenant(TENANT_B), "owner@cs.utk.edu")
+    ours = ["Arathib@vnet.ibm.com", "wsnell@sdcc13.ucsd.edu"]
+    with runtime.db.session() as session:
+        row = Outbox(
+            tenant_id=TENANT_A,
+            account_id=account,
+            draft_id=uuid.uuid4(),
+            state="sent",
+            message_id="<rfc3464.a3@cs.utk.edu>",
+            sender="owner@cs.utk.edu",
+            recipients=ours,
+            mime_blob_sha256="0" * 64,
+        )
+        session.add(row)
+        session.flush()
+        row_id = str(row.id)
+    report = parse_bounce(RFC3464_MULTIPLE)
+    assert report is not None
+    late = replace(report.recipients[2], action="delayed", status="4.4.1")
+    delay = replace(report, recipients=(late,))
+
+    def link(tenant: str, bounce: Bounce) -> tuple[int, dict[str, Any]]:
+        with runtime.db.session() as session:
+            linked = bounces.link_bounces(session, tenant, [bounce])
+        return linked, api.get(f"/api/outbox/{row_id}", headers=as_tenant(TENANT_A)).get_json()
+
+    linked, item = link(TENANT_A, delay)
+    assert linked == 1 and item["state"] == "sent" and len(item["bounces"]) == 1
+    assert link(TENANT_A, delay)[0] == 0  # the same report again
+    assert link(TENANT_B, report)[0] == 0  # another tenant's: not found
+    linked, item = link(TENANT_A, report)
+    assert linked == 1 and item["state"] == "bounced"
+    assert sorted((b["recipient"], b["action"], b["status"]) for b in item["bounces"]) == [
+        ("Arathib@vnet.ibm.com", "failed", "5.0.0"),
+        ("johnh@hpnjld.njd.hp.com", "delayed", "4.0.0"),  # not ours: listed as reported
+        ("wsnell@sdcc13.ucsd.edu", "delayed", "4.4.1"),
+        ("wsnell@sdcc13.ucsd.edu", "failed", "5.0.0"),
+    ]
+    with runtime.db.session() as session:
+        details = session.scalars(
+            select(Change.detail).where(Change.type == "outbox", Change.entity_id == row_id)
+        ).all()
+    assert details == [None, "bounced"]
