@@ -24,6 +24,7 @@ from email_service.mail.mime import bounce_text
 from email_service.mail.mime.headers import (
     HeaderBlock,
     decode_words,
+    header_end,
     normalize_ws,
     parse_header_block,
     parse_msgid,
@@ -51,7 +52,7 @@ REPORT_TYPES = frozenset({"message/delivery-status", "message/global-delivery-st
 HEADER_TYPES = frozenset({"text/rfc822-headers", "message/global-headers"})
 ORIGINAL_TYPES = frozenset({"message/rfc822", "message/global"})
 # Who sends bounces: the null reverse-path (RFC 5321 §4.5.5) and the usual mailbox names.
-BOUNCE_SENDERS = re.compile(r"(mailer-daemon|postmaster|mail-daemon|mdaemon)@", re.IGNORECASE)
+BOUNCE_SENDERS = re.compile(r"(mailer-daemon|postmaster|mail-daemon)@", re.IGNORECASE)
 # Subjects of the plain-text bounces of Postfix, qmail, Exim, Sendmail, Exchange, Gmail.
 BOUNCE_SUBJECT = re.compile(
     r"undeliver|returned mail|returned to sender|delivery (status notification|failure|has failed)"
@@ -59,6 +60,11 @@ BOUNCE_SUBJECT = re.compile(
     r"|could not be delivered|warning: message .* delayed",
     re.IGNORECASE,
 )
+# Something in the top header that every bounce read here has: the report type, or a
+# mail-system sender (a null Return-Path "<>", MAILER-DAEMON, postmaster). Plain substring
+# tests on the lower-cased header: ~10 us for ordinary mail (parsing it takes ~225 us), where
+# one case-insensitive regex took 45 us.
+BOUNCE_HINTS = (b"multipart/report", b"<>", b"mailer-daemon", b"postmaster", b"mail-daemon")
 # The XTEXT escape "+" hex hex (RFC 3461 §4).
 XTEXT_ESCAPE = re.compile(rb"\+([0-9A-Fa-f]{2})")
 
@@ -100,6 +106,9 @@ def xtext_decode(value: str) -> str:
 
 def parse_bounce(raw: bytes) -> Bounce | None:
     """The bounce this message is, or None (ordinary mail, or nothing readable in it)."""
+    head = raw[: header_end(raw, 0, min(len(raw), MAX_HEADER_BYTES))[0]].lower()
+    if not any(hint in head for hint in BOUNCE_HINTS):
+        return None  # most mail
     raw = raw[:MAX_BOUNCE_BYTES]
     top = parse_header_block(raw, 0, len(raw), MAX_HEADER_BYTES)
     ctype, params = parse_params(top.get("content-type"))

@@ -92,8 +92,14 @@ def test_a_delay_warning_reports_delayed() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [samples.PERSON, samples.READ_RECEIPT, b"", b"Subject: x\r\n\r\nbody\r\n"],
-    ids=["person", "read-receipt", "empty", "plain"],
+    [
+        samples.PERSON,
+        samples.READ_RECEIPT,
+        b"",
+        b"Subject: x\r\n\r\nbody\r\n",
+        b"From: postmaster@example.test\r\nSubject: new policy\r\n\r\n<a@b.c>: 550\r\n",
+    ],
+    ids=["person", "read-receipt", "empty", "plain", "postmaster-news"],
 )
 def test_ordinary_mail_is_not_a_bounce(raw: bytes) -> None:
     assert parse_bounce(raw) is None
