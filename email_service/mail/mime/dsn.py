@@ -57,7 +57,7 @@ BOUNCE_SENDERS = re.compile(r"(mailer-daemon|postmaster|mail-daemon)@", re.IGNOR
 BOUNCE_SUBJECT = re.compile(
     r"undeliver|returned mail|returned to sender|delivery (status notification|failure|has failed)"
     r"|mail delivery (failed|failure)|failure notice|non-deliver|delivery delayed"
-    r"|could not be delivered|warning: message .* delayed",
+    r"|could not be delivered|warning: message \S{1,64} delayed",
     re.IGNORECASE,
 )
 # Something in the top header that every bounce read here has: the report type, or a

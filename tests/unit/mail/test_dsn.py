@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from email_service.mail.mime.dsn import (
+    MAX_RECIPIENTS,
     Bounce,
     RecipientStatus,
     parse_bounce,
     xtext_decode,
     xtext_encode,
 )
+from tests.hardening import corpus
 from tests.unit.mail import bounce_samples as samples
 
 
@@ -119,3 +123,51 @@ def test_xtext_round_trip() -> None:
     assert xtext_encode("a+b=c d@ü") == "a+2Bb+3Dc+20d@+C3+BC"
     assert xtext_decode("a+2Bb+3Dc+20d@+C3+BC") == "a+b=c d@ü"
     assert xtext_encode("0b1e5a0c-3c55-4f0e") == "0b1e5a0c-3c55-4f0e"
+
+
+BOUNCE_HEAD = (
+    b"From: MAILER-DAEMON@mx.example.org\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+)
+
+
+def _many_blocks(count: int) -> bytes:
+    block = b"\r\nFinal-Recipient: rfc822; r%d@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+    report = b"".join(block % n for n in range(count))
+    return (
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; x\r\n"
+        + report
+        + b"--b--\r\n"
+    )
+
+
+def _text_recipients(count: int) -> bytes:
+    return b"\r\n" + b"".join(b"<r%d@example.org>: 550 no\r\n\r\n" % n for n in range(count))
+
+
+# Hostile input dressed as a bounce -> the recipients read from it (None: not a bounce).
+HOSTILE: dict[str, tuple[Callable[[], bytes], int | None]] = {
+    **{name: (build, None) for name, (_marker, build) in corpus.BOMBS.items()},
+    "10,000 recipient blocks": (lambda: _many_blocks(10_000), MAX_RECIPIENTS),
+    "100,000 text recipients": (lambda: _text_recipients(100_000), MAX_RECIPIENTS),
+}
+
+
+@pytest.mark.parametrize(("build", "count"), HOSTILE.values(), ids=list(HOSTILE))
+def test_hostile_bounces_are_read_within_limits(
+    build: Callable[[], bytes], count: int | None
+) -> None:
+    bounce = parse_bounce(BOUNCE_HEAD + build())
+    assert (bounce and len(bounce.recipients)) == count
+
+
+def test_a_subject_made_to_backtrack_is_not_a_bounce() -> None:
+    raw = b"Return-Path: <>\r\nSubject: " + b"warning: message " * 4000 + b"\r\n\r\nx\r\n"
+    assert parse_bounce(raw) is None
+
+
+def test_a_cut_or_garbled_report_never_raises() -> None:
+    raw = samples.POSTFIX_FULL
+    for end in range(0, len(raw), 37):
+        parse_bounce(raw[:end])
+        parse_bounce(raw[:end] + b"\xff\x00=?utf-8?b?*?=" + raw[end:])
