@@ -72,8 +72,18 @@ def bounced_events(runtime: Runtime, outbox_id: str) -> list[str | None]:
         return [d for d in rows if d == "bounced"]
 
 
+def dsn_for(dovecot: Any, user: Any, outbox_id: str) -> bytes:
+    """The raw report in the user's INBOX that carries this envelope id."""
+    with imap_login(dovecot, user) as client:
+        client.select("INBOX", readonly=True)
+        _typ, data = client.uid("SEARCH", "BODY", f'"Original-Envelope-Id: {outbox_id}"')
+        (uid,) = data[0].split()
+        _typ, parts = client.uid("FETCH", uid.decode(), "(BODY.PEEK[])")
+        return bytes(parts[0][1])
+
+
 def test_an_unknown_recipient_bounces_back_and_marks_the_send(
-    stack: dict[str, Any], as_tenant: Headers
+    stack: dict[str, Any], dovecot: Any, as_tenant: Headers
 ) -> None:
     api, runtime, users, ids = stack["api"], stack["runtime"], stack["users"], stack["ids"]
     a = as_tenant(TENANT_A)
@@ -102,6 +112,10 @@ def test_an_unknown_recipient_bounces_back_and_marks_the_send(
     assert bounced_events(runtime, partly["id"]) == ["bounced"]
     listed = api.get("/api/outbox?state=bounced", headers=a).get_json()["items"]
     assert [row["id"] for row in listed] == [lost["id"]]
+    # Postfix had our DSN parameters: ENVID, ORCPT, RET=HDRS
+    report = dsn_for(dovecot, users["alice"], lost["id"])
+    assert f"Original-Recipient: rfc822;{nobody}".encode() in report
+    assert b"Content-Type: text/rfc822-headers" in report
     # the bounce is an ordinary message of the INBOX as well
     subjects = [m["subject"] for m in api.get("/api/messages", headers=a).get_json()["items"]]
     assert "Undelivered Mail Returned to Sender" in subjects
