@@ -14,6 +14,11 @@ retry cannot duplicate. ``before_final_dot`` lets the caller fence that moment: 
 after the body and before the ``.``; if it raises, the connection is dropped unfinished.
 
 Errors carry ``smtp_code``/``smtp_reply`` in ``details`` when the server said something.
+
+Given an ``envid`` and a server that lists DSN in its EHLO answer, the transaction asks for
+delivery status notifications (RFC 3461): ``MAIL FROM:<..> RET=HDRS ENVID=<xtext>`` and
+``RCPT TO:<..> NOTIFY=FAILURE,DELAY ORCPT=rfc822;<xtext>``, so a bounce names the send it
+is about (mail/mime/dsn.py reads it).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from email_service.errors import (
     RemoteTemporaryError,
 )
 from email_service.mail import sasl
+from email_service.mail.mime.dsn import xtext_encode
 from email_service.mail.sasl import BearerToken
 
 SECURITY_MODES = ("ssl", "starttls", "none")
@@ -52,6 +58,10 @@ SEND_CHUNK = 64 * 1024
 POOL_IDLE_SECONDS = 30.0
 # Messages per connection before a fresh one: spreads load across server processes.
 POOL_MAX_MESSAGES = 1000
+# RFC 3461 §4.1: report failures and delays; success is the 250 we already have. The
+# returned original is its header only (§4.3): enough to recognise it, not its size again.
+DSN_NOTIFY = "NOTIFY=FAILURE,DELAY"
+DSN_RETURN = "RET=HDRS"
 
 
 class SmtpAmbiguousError(RemoteError):
@@ -132,6 +142,13 @@ def check_envelope_address(address: str) -> str:
     return address
 
 
+def _rcpt_options(rcpt: str) -> list[str]:
+    """NOTIFY, and ORCPT for an ASCII address (RFC 3461 §4.2; UTF-8 ones need RFC 6533)."""
+    if not rcpt.isascii():
+        return [DSN_NOTIFY]
+    return [DSN_NOTIFY, f"ORCPT=rfc822;{xtext_encode(rcpt)}"]
+
+
 class SmtpSession:
     """One connected, authenticated SMTP connection (used by one thread at a time)."""
 
@@ -206,6 +223,7 @@ class SmtpSession:
         *,
         smtputf8: bool = False,
         before_final_dot: Callable[[], None] | None = None,
+        envid: str | None = None,
     ) -> SmtpReply:
         """One mail transaction; see the module docstring for what each failure means."""
         check_envelope_address(sender)
@@ -215,7 +233,7 @@ class SmtpSession:
             raise RemotePermanentError("no recipients", stage="RCPT")
         self.stage = "MAIL"
         try:
-            self._envelope(sender, recipients, data, smtputf8)
+            self._envelope(sender, recipients, data, smtputf8, envid)
             self._data(data, before_final_dot)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self.abort()  # before the final ".": the server keeps nothing (§4.1.1.4)
@@ -226,8 +244,13 @@ class SmtpSession:
             ) from None
         return self._final_reply()
 
-    def _envelope(self, sender: str, recipients: list[str], data: bytes, utf8: bool) -> None:
+    def _envelope(
+        self, sender: str, recipients: list[str], data: bytes, utf8: bool, envid: str | None
+    ) -> None:
+        dsn = envid is not None and self._smtp.has_extn("dsn")
         options = self._mail_options(data, utf8)
+        if dsn and envid is not None:
+            options += [DSN_RETURN, f"ENVID={xtext_encode(envid)}"]
         code, text = self._smtp.mail(sender, options)
         if code != 250:
             self._abort()
@@ -235,7 +258,7 @@ class SmtpSession:
         refused = []
         self.stage = "RCPT"
         for rcpt in recipients:
-            code, text = self._smtp.rcpt(rcpt)
+            code, text = self._smtp.rcpt(rcpt, _rcpt_options(rcpt) if dsn else ())
             if code not in (250, 251):
                 refused.append((rcpt, code, text))
         if refused:  # like a mail client: all recipients or none (RFC 5321 §3.3)

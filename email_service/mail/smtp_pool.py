@@ -32,33 +32,37 @@ class SmtpPool:
         *,
         smtputf8: bool = False,
         before_final_dot: Callable[[], None] | None = None,
+        envid: str | None = None,
     ) -> SmtpReply:
-        """Submit one message on a pooled (or new) connection."""
+        """Submit one message on a pooled (or new) connection (``envid``: see smtp.py)."""
+
+        def transaction(session: SmtpSession) -> SmtpReply:
+            return session.send_message(
+                sender,
+                recipients,
+                data,
+                smtputf8=smtputf8,
+                before_final_dot=before_final_dot,
+                envid=envid,
+            )
+
         session = self._take(target)
         if session is not None:
             try:
-                return self._use(session, sender, recipients, data, smtputf8, before_final_dot)
+                return self._use(session, transaction)
             except RemoteTemporaryError as exc:
                 if not exc.details.get("connection_lost"):
                     raise
                 # The pooled connection had gone stale; it broke before the final ".",
                 # so the server kept nothing and one fresh attempt cannot duplicate.
         session = self._connect(target)
-        return self._use(session, sender, recipients, data, smtputf8, before_final_dot)
+        return self._use(session, transaction)
 
     def _use(
-        self,
-        session: SmtpSession,
-        sender: str,
-        recipients: list[str],
-        data: bytes,
-        smtputf8: bool,
-        before_final_dot: Callable[[], None] | None,
+        self, session: SmtpSession, transaction: Callable[[SmtpSession], SmtpReply]
     ) -> SmtpReply:
         try:
-            reply = session.send_message(
-                sender, recipients, data, smtputf8=smtputf8, before_final_dot=before_final_dot
-            )
+            reply = transaction(session)
         except RemoteError:
             self._give_back(session)  # closed sessions are dropped there
             raise

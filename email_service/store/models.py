@@ -417,6 +417,9 @@ class Outbox(Base):
     # Copy in the Sent folder: pending | appended | server_copy | no_folder | failed
     sent_copy: Mapped[str | None] = mapped_column(String(16))
     sent_copy_uid: Mapped[int | None] = mapped_column(BigInteger)
+    # Failed or delayed recipients from bounces (services/sync/bounces.py): one object per
+    # recipient and action with recipient, action, status, diagnostic, reported_at.
+    bounces: Mapped[list[dict[str, str | None]]] = mapped_column(JSONType, default=list)
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -432,6 +435,8 @@ class Outbox(Base):
         Index("idx_outbox_tenant_created", "tenant_id", "created_at", "id"),
         Index("idx_outbox_tenant_draft", "tenant_id", "draft_id"),
         Index("idx_outbox_state_due", "state", "next_attempt_at"),
+        # A bounce without our envelope id finds its send by the original's Message-ID.
+        Index("idx_outbox_tenant_message_id", "tenant_id", "message_id"),
     )
 
 

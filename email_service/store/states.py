@@ -13,6 +13,7 @@ class OutboxState(StrEnum):
     RETRYING = "retrying"
     NEEDS_RECONCILIATION = "needs_reconciliation"
     SENT = "sent"
+    BOUNCED = "bounced"  # sent, then every recipient reported failed (a DSN, RFC 3464)
     FAILED = "failed"
     CANCELLED = "cancelled"
 

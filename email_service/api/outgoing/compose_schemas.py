@@ -162,6 +162,18 @@ class DraftPage(BaseModel):
     next_cursor: str | None
 
 
+class BounceOut(BaseModel):
+    """What a bounce (a delivery status notification) said about one recipient."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    recipient: str = Field(description="the recipient as addressed, when the report says so")
+    action: Literal["failed", "delayed"] = Field(description="RFC 3464 section 2.3.3")
+    status: str = Field(description="RFC 3463 status code, e.g. 5.1.1")
+    diagnostic: str | None = Field(description="the remote server's reply, if reported")
+    reported_at: datetime = Field(description="when the bounce was synced")
+
+
 class OutboxOut(BaseModel):
     """One send and where it stands, with the SMTP server's last answer."""
 
@@ -187,6 +199,10 @@ class OutboxOut(BaseModel):
     sent_copy: SentCopyState | None
     created_at: datetime
     updated_at: datetime
+    bounces: list[BounceOut] = Field(
+        description="failed or delayed recipients reported by bounces; state `bounced` "
+        "when every recipient failed"
+    )
 
 
 class OutboxPage(BaseModel):

@@ -109,6 +109,14 @@ def draft(session: Session, row: Draft, op: Op) -> None:
     record(session, row.tenant_id, row.account_id, ChangeType.DRAFT, row.id, op)
 
 
+def send_bounced(
+    session: Session, tenant_id: str, account_id: uuid.UUID, outbox_id: uuid.UUID, failed: bool
+) -> None:
+    """A bounce recorded on a send: ``send.bounced`` for a failure, else ``send.updated``."""
+    detail = "bounced" if failed else None
+    record(session, tenant_id, account_id, ChangeType.OUTBOX, outbox_id, Op.UPDATED, detail)
+
+
 def outbox(
     session: Session,
     tenant_id: str,

@@ -262,6 +262,7 @@ def _transmit(runtime: Runtime, job: Job, owner: str) -> SendOutcome:
             data,
             smtputf8=utf8,
             before_final_dot=lambda: _fence(runtime, row.id, owner),
+            envid=str(row.id),  # a bounce names the row it is about (RFC 3461 ENVID)
         )
     except LeaseLostError:
         return SendOutcome(OutboxState.SENDING, detail="taken over by another worker")

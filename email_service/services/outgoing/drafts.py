@@ -49,6 +49,28 @@ class DraftRecord:
 
 
 @dataclass(frozen=True)
+class BounceRecord:
+    """What a bounce said about one recipient of a send (services/sync/bounces.py)."""
+
+    recipient: str
+    action: str
+    status: str
+    diagnostic: str | None
+    reported_at: datetime
+
+
+def bounce_record(entry: dict[str, str | None]) -> BounceRecord:
+    """A stored bounce entry as plain data."""
+    return BounceRecord(
+        recipient=str(entry["recipient"]),
+        action=str(entry["action"]),
+        status=str(entry["status"]),
+        diagnostic=entry.get("diagnostic"),
+        reported_at=datetime.fromisoformat(str(entry["reported_at"])),
+    )
+
+
+@dataclass(frozen=True)
 class OutboxRecord:
     """One send request and where it stands."""
 
@@ -72,6 +94,7 @@ class OutboxRecord:
     sent_copy: str | None
     created_at: datetime
     updated_at: datetime
+    bounces: list[BounceRecord]
 
 
 def attachment_record(row: ComposeAttachment) -> AttachmentRecord:
@@ -135,6 +158,7 @@ def outbox_record(row: Outbox) -> OutboxRecord:
         sent_copy=row.sent_copy,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        bounces=[bounce_record(entry) for entry in row.bounces or ()],
     )
 
 

@@ -15,6 +15,7 @@ the SMTP transaction got while ``sending``)::
                       │                               stage connecting ─► retrying
                       │                               stage data_end   ─► needs_reconciliation
     queued | retrying | needs_reconciliation ──cancel──► cancelled (the draft is editable again)
+    sent ──a synced bounce: every recipient failed──► bounced (services/sync/bounces.py)
 
 A message is sent at most once: the row is claimed with an atomic UPDATE before any SMTP,
 the claim is checked again (a fence) right before the final "." of DATA, and a row whose

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from email_service.mail.imap.session import FetchedMessage
+from email_service.mail.mime.dsn import Bounce, parse_bounce
 from email_service.mail.mime.headers import parse_header_block
 from email_service.mail.mime.html import html_to_text
 from email_service.mail.mime.parse import (
@@ -30,7 +31,7 @@ from email_service.mail.mime.parse import (
 )
 from email_service.observability import metrics
 from email_service.services.events import record as announce
-from email_service.services.sync import thread_ids
+from email_service.services.sync import bounces, thread_ids
 from email_service.store.blobs import BlobStore
 from email_service.store.change_log import Op
 from email_service.store.copy_rows import copy_new_rows
@@ -57,6 +58,7 @@ class Incoming:
 
     row: dict[str, Any]
     attachments: list[dict[str, Any]] = field(default_factory=list)
+    bounce: Bounce | None = None  # what it reports, if it is a bounce (linked at insert)
 
 
 def _addresses(items: list[Address]) -> list[dict[str, str]]:
@@ -121,7 +123,7 @@ def prepare(
         }
         for a in parsed.attachments
     ]
-    return Incoming(row, attachments)
+    return Incoming(row, attachments, parse_bounce(fetched.body))
 
 
 def parse_headers(raw: bytes, limits: Limits) -> ParsedMessage:
@@ -185,6 +187,8 @@ def insert_batch(session: Session, batch: Sequence[Incoming]) -> int:
         )
         inserted = set(session.connection().execute(stmt, rows).scalars())
     announce.new_messages(session, rows, inserted)
+    reports = [i.bounce for i in batch if i.bounce is not None and i.row["id"] in inserted]
+    bounces.link_bounces(session, rows[0]["tenant_id"], reports)
     attachments = [a for item in batch if item.row["id"] in inserted for a in item.attachments]
     links = [link for link in links if link["message_id"] in inserted]
     for model, dependents in ((Attachment, attachments), (ThreadLink, links)):

@@ -29,6 +29,9 @@ function row(item, refresh) {
       ` · attempts ${item.attempts}`,
       item.last_smtp_code ? ` · server: ${item.last_smtp_code} ${item.last_smtp_reply || ''}` : '',
       item.last_error ? ` · ${item.last_error}` : ''),
+    item.bounces && item.bounces.length
+      ? h('p', { class: 'muted' }, `Bounces: ${item.bounces.map((b) => `${b.recipient} ${b.action} ${b.status}`).join(', ')}`)
+      : null,
     CANCELLABLE.has(item.state) ? h('button', { type: 'button', onclick: cancel, 'aria-label': `Cancel sending ${item.subject || 'message'}` }, 'Cancel') : null);
 }
 
