@@ -12,6 +12,7 @@ from typing import Any
 from email_service.config import load_settings, with_generated_secrets
 from email_service.errors import ConflictError, NotFoundError
 from email_service.services import gateways, parsing, writeback
+from email_service.services.folders import apply as folder_jobs
 from email_service.services.lifecycle import deletion
 from email_service.services.outgoing import delivery, draft_copy, reconcile
 from email_service.services.push import folder_sync, pending
@@ -70,6 +71,13 @@ def sync_folder(
 def apply_changes(runtime: Runtime, account_id: str, tenant_id: str, change: str) -> dict[str, Any]:
     """Apply a client's flag/move/delete change on the server, then to the store."""
     return writeback.apply_changes(runtime, tenant_id, uuid.UUID(account_id), change)
+
+
+def apply_folder_change(
+    runtime: Runtime, account_id: str, tenant_id: str, change: str
+) -> dict[str, Any]:
+    """Apply a client's folder change on the server, then reconcile the folder rows."""
+    return folder_jobs.apply_folder_change(runtime, tenant_id, uuid.UUID(account_id), change)
 
 
 def store_draft_copy(
