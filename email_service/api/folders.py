@@ -7,7 +7,7 @@ store at once and queue the ``apply_folder_change`` job that follows on the IMAP
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from apiflask import APIBlueprint
 from pydantic import BaseModel, Field
@@ -20,17 +20,20 @@ from email_service.services.folders import manage
 bp = APIBlueprint("folders", __name__, url_prefix="/api/accounts", tag="Folders")
 # Literal, not an enum: strict validation of a JSON string into an enum fails.
 Role = Literal["sent", "drafts", "trash", "junk", "archive", "all", "flagged"]
-FolderPath = Field(
-    min_length=1,
-    max_length=1000,
-    description="the path, levels split by the account's delimiter (e.g. Projects/2026)",
-)
+FolderPath = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=1000,
+        description="the path, levels split by the account's delimiter (e.g. Projects/2026)",
+    ),
+]
 
 
 class FolderCreate(StrictInput):
     """A new folder; ``name`` is a path, or one level inside ``parent_id``."""
 
-    name: str = FolderPath
+    name: FolderPath
     parent_id: JsonUUID | None = Field(None, description="create inside this folder")
     role: Role | None = Field(None, description="RFC 6154 special use, if the server can")
 
@@ -38,7 +41,7 @@ class FolderCreate(StrictInput):
 class FolderUpdate(StrictInput):
     """Rename (``name``: the new path) and/or subscribe or unsubscribe."""
 
-    name: str | None = FolderPath
+    name: FolderPath | None = None
     subscribed: bool | None = None
     force: bool = Field(False, description="rename a folder that has a role (Sent, Trash...)")
 

@@ -193,9 +193,13 @@ class ImapSession:
         self._run([b"RENAME", mailbox_arg(raw_name), mailbox_arg(new_raw_name)], "RENAME")
 
     def delete_folder(self, raw_name: str) -> None:
-        """DELETE a folder and the messages in it (RFC 9051 §6.3.5)."""
-        self.selected = None if self.selected == raw_name else self.selected
+        """DELETE a folder and the messages in it (RFC 9051 §6.3.5); not the selected one."""
         self._run([b"DELETE", mailbox_arg(raw_name)], "DELETE")
+
+    def close_folder(self) -> None:
+        """CLOSE: leave the selected folder, expunging its \\Deleted messages (RFC 9051 §6.4.1)."""
+        self._run([b"CLOSE"], "CLOSE")
+        self.selected = None
 
     def subscribe(self, raw_name: str, subscribed: bool = True) -> None:
         """SUBSCRIBE or UNSUBSCRIBE a folder (RFC 9051 §6.3.7, §6.3.8)."""

@@ -34,8 +34,22 @@ def _empty(imap: ImapSession, raw_name: str) -> int:
         return 0
     uids = imap.search_uids("ALL")
     if uids:
-        imap.delete(uids)
+        imap.store_flags(uids, add=["\\Deleted"])
+    imap.close_folder()  # expunges them; Dovecot drops a client whose folder is deleted
     return len(uids)
+
+
+def _delete(imap: ImapSession, raw_names: list[str]) -> int:
+    """Empty and delete each folder; one already gone (a repeated job) is skipped."""
+    emptied = 0
+    for raw_name in raw_names:
+        try:
+            emptied += _empty(imap, raw_name)
+            imap.delete_folder(raw_name)
+        except RemotePermanentError as exc:
+            if exc.details.get("response_code") != "NONEXISTENT":
+                raise
+    return emptied
 
 
 def _run(imap: ImapSession, change: FolderChange) -> dict[str, Any]:
@@ -45,11 +59,7 @@ def _run(imap: ImapSession, change: FolderChange) -> dict[str, Any]:
         imap.subscribe(change.raw_name)  # as clients do: a new folder is shown
         return {"role_applied": role_applied}
     if change.op == FolderOp.DELETE:
-        emptied = 0
-        for raw_name in change.doomed:
-            emptied += _empty(imap, raw_name)
-            imap.delete_folder(raw_name)
-        return {"expunged": emptied}
+        return {"expunged": _delete(imap, change.doomed)}
     name = change.raw_name
     if change.new_raw_name is not None:
         imap.rename_folder(name, change.new_raw_name)
@@ -87,7 +97,11 @@ def apply_folder_change(
     if not outcome["done"] and _holds(change, listed):
         outcome = {"op": change.op, "done": True}
     if not outcome["done"]:
-        log.warning("folder change refused", extra={"account_id": str(account_id), **outcome})
+        log.warning(
+            "folder change refused: %s",
+            outcome.get("error"),
+            extra={"account_id": str(account_id), **outcome},
+        )
     with runtime.db.session() as session:
         reconcile(session, tenant_id, account_id, listed)
     return outcome
