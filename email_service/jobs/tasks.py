@@ -86,6 +86,12 @@ def apply_folder_change(account_id: str, tenant_id: str, change: str) -> dict[st
     return work.apply_folder_change(_runtime(), account_id, tenant_id, change)
 
 
+@shared_task(name="unsubscribe_message", **REMOTE_TASK)
+def unsubscribe_message(message_id: str, tenant_id: str, url: str) -> dict[str, Any]:
+    """POST the RFC 8058 one-click unsubscribe request; mark the message once done."""
+    return work.unsubscribe_message(_runtime(), message_id, tenant_id, url)
+
+
 @shared_task(name="store_draft_copy", **REMOTE_TASK)
 def store_draft_copy(
     draft_id: str, tenant_id: str, account_id: str, reason: str = ""

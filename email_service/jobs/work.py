@@ -14,7 +14,7 @@ from email_service.errors import ConflictError, NotFoundError
 from email_service.services import gateways, parsing, writeback
 from email_service.services.folders import apply as folder_jobs
 from email_service.services.lifecycle import deletion
-from email_service.services.outgoing import delivery, draft_copy, reconcile
+from email_service.services.outgoing import delivery, draft_copy, reconcile, unsubscribe
 from email_service.services.push import folder_sync, pending
 from email_service.services.runtime import Runtime
 from email_service.services.sync import schedule as sync_jobs
@@ -78,6 +78,13 @@ def apply_folder_change(
 ) -> dict[str, Any]:
     """Apply a client's folder change on the server, then reconcile the folder rows."""
     return folder_jobs.apply_folder_change(runtime, tenant_id, uuid.UUID(account_id), change)
+
+
+def unsubscribe_message(
+    runtime: Runtime, message_id: str, tenant_id: str, url: str
+) -> dict[str, Any]:
+    """The one-click unsubscribe POST for a message (RFC 8058)."""
+    return unsubscribe.one_click(runtime, tenant_id, uuid.UUID(message_id), url)
 
 
 def store_draft_copy(
