@@ -126,6 +126,8 @@ def test_rename_keeps_messages_and_children(client: Any, world: Any) -> None:
     run_sync(world["runtime"], TENANT_A, world["account_id"], owner="test")
     folder = _folders(client, world)["Work"]
     url = f"/api/accounts/{world['account_id']}/folders/{folder['id']}"
+    inside = client.patch(url, json={"name": "Work/Sub/Deeper"}, headers=world["a"])
+    assert inside.status_code == 422  # into itself (RFC 9051 §6.3.6 forbids it too)
     response = client.patch(url, json={"name": "Büro"}, headers=world["a"])
     assert response.status_code == 202, response.get_json()
     assert response.get_json()["folder"]["name"] == "Büro"

@@ -175,6 +175,8 @@ def update_folder(
         if name is not None:
             _guard(row, force, "renamed")
             names = folder_name(name, account_delimiter(session, account_id))
+            if names.raw_name.startswith(row.raw_name + (row.delimiter or "\0")):
+                raise ValidationError("a folder cannot move into itself", field="name")
             if names.raw_name != row.raw_name:
                 check_free(session, account_id, names.raw_name)
                 _rename(session, row, names.raw_name, names.name)
