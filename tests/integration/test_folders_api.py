@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 
+from email_service.services.folders.apply import apply_folder_change
+from email_service.services.folders.manage import FolderChange, FolderOp
 from email_service.services.sync.run import run_sync
+from email_service.store.models import Folder
 from tests.conftest import TENANT_A, TENANT_B
 from tests.servers.wait import wait_for
 from tests.support.accounts import register
@@ -212,3 +215,21 @@ def test_another_tenant_gets_404(client: Any, world: Any) -> None:
     own = f"/api/accounts/{world['other_account']}/folders/{folder['id']}"
     assert client.delete(own, headers=b).status_code == 404
     assert "Archive" in _folders(client, world) and "X" not in _server(world)
+
+
+def test_a_refused_create_leaves_the_store(client: Any, world: Any) -> None:
+    response = _create(client, world, name="Q1.2026")  # Maildir++ Dovecot: no '.' in names
+    assert response.status_code == 202
+    assert "Q1.2026" in _folders(client, world)
+    _until(lambda: "Q1.2026" not in _folders(client, world), "the reconcile after NO")
+    assert "Q1.2026" not in _server(world)
+
+
+def test_a_created_folder_keeps_its_id_when_a_sync_dropped_the_row(world: Any) -> None:
+    change = FolderChange(FolderOp.CREATE, str(uuid.uuid4()), "Made meanwhile")  # no row
+    outcome = apply_folder_change(world["runtime"], TENANT_A, world["account_id"], change.to_json())
+    assert outcome["done"] is True
+    with world["runtime"].db.session() as session:
+        row = session.get(Folder, uuid.UUID(change.folder_id))
+        assert row is not None and row.raw_name == "Made meanwhile"
+        assert row.tenant_id == TENANT_A and row.account_id == world["account_id"]

@@ -15,13 +15,19 @@ import logging
 import uuid
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from email_service.errors import RemotePermanentError
 from email_service.mail.imap.session import Folder as ServerFolder
 from email_service.mail.imap.session import ImapSession
+from email_service.services.events import record as announce
 from email_service.services.folders.manage import FolderChange, FolderOp
 from email_service.services.gateways import account_login, open_imap
 from email_service.services.runtime import Runtime
 from email_service.services.sync.folders import reconcile
+from email_service.store.change_log import Op
+from email_service.store.models import Folder
 
 log = logging.getLogger(__name__)
 
@@ -103,5 +109,36 @@ def apply_folder_change(
             extra={"account_id": str(account_id), **outcome},
         )
     with runtime.db.session() as session:
+        _keep_created_id(session, tenant_id, account_id, change, listed)
         reconcile(session, tenant_id, account_id, listed)
     return outcome
+
+
+def _keep_created_id(
+    session: Session,
+    tenant_id: str,
+    account_id: uuid.UUID,
+    change: FolderChange,
+    listed: list[ServerFolder],
+) -> None:
+    """A created folder keeps the id the client got, even if a sync dropped its row meanwhile."""
+    remote = next((f for f in listed if f.raw_name == change.raw_name), None)
+    if change.op != FolderOp.CREATE or remote is None:
+        return
+    same_name = select(Folder.id).where(
+        Folder.account_id == account_id, Folder.raw_name == change.raw_name
+    )
+    if session.scalar(same_name) is not None:
+        return  # still there (the usual case), or a sync stored it under its own id
+    row = Folder(
+        id=uuid.UUID(change.folder_id),
+        tenant_id=tenant_id,
+        account_id=account_id,
+        raw_name=remote.raw_name,
+        name=remote.name,
+        message_count=0,
+        unread_count=0,
+    )
+    session.add(row)
+    session.flush()
+    announce.folder(session, row, Op.CREATED)
