@@ -12,6 +12,7 @@ from email_service.api import (
     changes,
     events,
     export,
+    folders,
     headers,
     health,
     messages,
@@ -78,6 +79,7 @@ def create_app(
     app.register_blueprint(headers.bp)
     app.register_blueprint(sync.bp)
     app.register_blueprint(messages.bp)
+    app.register_blueprint(folders.bp)
     app.register_blueprint(search.bp)
     app.register_blueprint(compose.bp)
     app.register_blueprint(outbox.bp)

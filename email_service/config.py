@@ -192,6 +192,12 @@ class Settings(BaseSettings):
     events_heartbeat_seconds: float = Field(15, gt=0, le=300)
     # Non-public hosts/CIDRs webhook URLs may point at (public addresses are always allowed).
     allowed_webhook_hosts: Annotated[list[str], NoDecode] = []
+    # Non-public hosts/CIDRs a one-click unsubscribe URL may point at (RFC 8058 POSTs).
+    allowed_unsubscribe_hosts: Annotated[list[str], NoDecode] = []
+    # Seconds a list's one-click unsubscribe endpoint has to answer.
+    unsubscribe_timeout_seconds: float = Field(10, gt=0, le=60)
+    # Extra CA bundle for one-click unsubscribe endpoints (a private CA); system CAs otherwise.
+    unsubscribe_ca_file: Path | None = None
     # Seconds a webhook receiver has to answer before the attempt counts as failed.
     webhook_timeout_seconds: float = Field(10, gt=0, le=120)
     # Retries of a delivery back off exponentially (jittered) from here, capped, for ~24 h.
@@ -323,6 +329,7 @@ class Settings(BaseSettings):
         "cors_origins",
         "allowed_mail_hosts",
         "allowed_webhook_hosts",
+        "allowed_unsubscribe_hosts",
         "encryption_key",
         "forwarded_allow_ips",
         mode="before",
@@ -352,7 +359,7 @@ class Settings(BaseSettings):
             ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
         return value
 
-    @field_validator("allowed_mail_hosts", "allowed_webhook_hosts")
+    @field_validator("allowed_mail_hosts", "allowed_webhook_hosts", "allowed_unsubscribe_hosts")
     @classmethod
     def _allowed(cls, value: list[str]) -> list[str]:
         for entry in value:

@@ -60,6 +60,7 @@ class FolderOut(BaseModel):
     name: str
     role: str | None
     delimiter: str | None
+    subscribed: bool = Field(description="\\Subscribed in LIST (servers with LIST-EXTENDED)")
     message_count: int
     unread_count: int
     synced_at: datetime | None

@@ -107,6 +107,12 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
         "apply_message_changes": lambda job_id, account_id, tenant_id, change: work.apply_changes(
             runtime, account_id, tenant_id, change
         ),
+        "apply_folder_change": lambda job_id, account_id, tenant_id, change: (
+            work.apply_folder_change(runtime, account_id, tenant_id, change)
+        ),
+        "unsubscribe_message": lambda job_id, message_id, tenant_id, url: work.unsubscribe_message(
+            runtime, message_id, tenant_id, url
+        ),
         "sync_imap_folder": lambda job_id, account_id, tenant_id, folder: work.sync_folder(
             runtime, account_id, tenant_id, folder, job_id
         ),

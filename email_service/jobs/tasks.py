@@ -80,6 +80,18 @@ def apply_message_changes(account_id: str, tenant_id: str, change: str) -> dict[
     return work.apply_changes(_runtime(), account_id, tenant_id, change)
 
 
+@shared_task(name="apply_folder_change", **REMOTE_TASK)
+def apply_folder_change(account_id: str, tenant_id: str, change: str) -> dict[str, Any]:
+    """Create, rename, (un)subscribe or delete a folder on the IMAP server (shown locally)."""
+    return work.apply_folder_change(_runtime(), account_id, tenant_id, change)
+
+
+@shared_task(name="unsubscribe_message", **REMOTE_TASK)
+def unsubscribe_message(message_id: str, tenant_id: str, url: str) -> dict[str, Any]:
+    """POST the RFC 8058 one-click unsubscribe request; mark the message once done."""
+    return work.unsubscribe_message(_runtime(), message_id, tenant_id, url)
+
+
 @shared_task(name="store_draft_copy", **REMOTE_TASK)
 def store_draft_copy(
     draft_id: str, tenant_id: str, account_id: str, reason: str = ""

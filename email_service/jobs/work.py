@@ -12,8 +12,9 @@ from typing import Any
 from email_service.config import load_settings, with_generated_secrets
 from email_service.errors import ConflictError, NotFoundError
 from email_service.services import gateways, parsing, writeback
+from email_service.services.folders import apply as folder_jobs
 from email_service.services.lifecycle import deletion
-from email_service.services.outgoing import delivery, draft_copy, reconcile
+from email_service.services.outgoing import delivery, draft_copy, reconcile, unsubscribe
 from email_service.services.push import folder_sync, pending
 from email_service.services.runtime import Runtime
 from email_service.services.sync import schedule as sync_jobs
@@ -70,6 +71,20 @@ def sync_folder(
 def apply_changes(runtime: Runtime, account_id: str, tenant_id: str, change: str) -> dict[str, Any]:
     """Apply a client's flag/move/delete change on the server, then to the store."""
     return writeback.apply_changes(runtime, tenant_id, uuid.UUID(account_id), change)
+
+
+def apply_folder_change(
+    runtime: Runtime, account_id: str, tenant_id: str, change: str
+) -> dict[str, Any]:
+    """Apply a client's folder change on the server, then reconcile the folder rows."""
+    return folder_jobs.apply_folder_change(runtime, tenant_id, uuid.UUID(account_id), change)
+
+
+def unsubscribe_message(
+    runtime: Runtime, message_id: str, tenant_id: str, url: str
+) -> dict[str, Any]:
+    """The one-click unsubscribe POST for a message (RFC 8058)."""
+    return unsubscribe.one_click(runtime, tenant_id, uuid.UUID(message_id), url)
 
 
 def store_draft_copy(

@@ -18,6 +18,7 @@ import ipaddress
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from email_service.errors import BlockedHostError, ValidationError
 
@@ -149,3 +150,30 @@ def check_host(host: str, allow: AllowList, resolve: Resolver = system_resolve) 
                 host=host,
             )
     return addresses
+
+
+def check_url(
+    url: str,
+    allow: AllowList,
+    what: str,
+    setting: str,
+    *,
+    https_only: bool = False,
+    resolve: Resolver = system_resolve,
+) -> None:
+    """Raise unless ``url`` is http(s), carries no credentials and its host may be dialled."""
+    parts = urlsplit(url)
+    schemes = ("https",) if https_only else ("http", "https")
+    if parts.scheme not in schemes or not parts.hostname:
+        kind = "an https" if https_only else "an http(s)"
+        raise ValidationError(f"url must be {kind} URL with a host", field="url")
+    if parts.username or parts.password:
+        raise ValidationError("url must not carry credentials", field="url")
+    try:
+        check_host(parts.hostname, allow, resolve)
+    except BlockedHostError:
+        raise BlockedHostError(
+            f"{what} host {parts.hostname!r} resolves to a non-public address; "
+            f"an operator must add it to {setting}",
+            host=parts.hostname,
+        ) from None

@@ -23,6 +23,9 @@ from email_service.store.blobs import BlobStore
 from email_service.store.models import Account, Attachment, Folder, Message
 from email_service.store.tenancy import check_tenant_row, tenant_row
 
+# How a LIST answer says a folder is subscribed (RFC 5258 §3.4), kept among its attributes.
+SUBSCRIBED = "\\Subscribed"
+
 
 @dataclass(frozen=True)
 class MessageFilter:
@@ -58,6 +61,7 @@ def folder_view(row: Folder) -> dict[str, Any]:
         "name": row.name,
         "role": row.role,
         "delimiter": row.delimiter,
+        "subscribed": any(a.lower() == SUBSCRIBED.lower() for a in row.attributes or []),
         "message_count": row.message_count,
         "unread_count": row.unread_count,
         "synced_at": row.synced_at,

@@ -3,10 +3,12 @@
 Paths choose behaviour: ``/ok`` answers 204; ``/flaky`` answers 500 to the first attempt
 of every ``webhook-id`` and 200 afterwards; ``/hang`` holds the request until the
 receiver stops. Every request is kept (headers and raw body) for the test to check.
+With ``tls`` it serves HTTPS (one-click unsubscribe endpoints must be https, RFC 8058 §3.1).
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.servers.ports import LOOPBACK
+from tests.servers.tls import TLSFiles
 
 
 @dataclass
@@ -82,10 +85,15 @@ def _handler(state: Receiver) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def webhook_receiver() -> Iterator[Receiver]:
-    """A running receiver; its base URL is ``receiver.url``."""
+def webhook_receiver(tls: TLSFiles | None = None) -> Iterator[Receiver]:
+    """A running receiver; its base URL is ``receiver.url`` (https with ``tls``)."""
     server = ThreadingHTTPServer((LOOPBACK, 0), BaseHTTPRequestHandler)
-    state = Receiver(url=f"http://{LOOPBACK}:{server.server_address[1]}")
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    scheme = "https" if tls else "http"
+    state = Receiver(url=f"{scheme}://{LOOPBACK}:{server.server_address[1]}")
     server.RequestHandlerClass = _handler(state)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)

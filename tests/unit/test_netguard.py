@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from email_service.errors import BlockedHostError, ValidationError
-from email_service.security.netguard import AllowList, check_host, system_resolve
+from email_service.security.netguard import AllowList, check_host, check_url, system_resolve
 
 NOBODY = AllowList.parse([])
 
@@ -83,3 +83,17 @@ def test_malformed_hosts(host: str) -> None:
 def test_unresolvable_name() -> None:
     with pytest.raises(ValidationError, match="cannot be resolved"):
         system_resolve("no-such-host.invalid")
+
+
+def test_check_url_https_only_credentials_and_the_setting_named() -> None:
+    public = lambda host: ["93.184.215.14"]  # noqa: E731
+    private = lambda host: ["10.0.0.7"]  # noqa: E731
+    check_url("https://list.example/u?x=1", NOBODY, "unsubscribe", "ALLOWED_X", resolve=public)
+    with pytest.raises(ValidationError, match="https URL"):
+        check_url("http://list.example/u", NOBODY, "unsubscribe", "X", https_only=True)
+    with pytest.raises(ValidationError, match="credentials"):
+        check_url("https://u:p@list.example/", NOBODY, "unsubscribe", "X", resolve=public)
+    with pytest.raises(BlockedHostError, match="ALLOWED_X"):
+        check_url("https://list.example/", NOBODY, "unsubscribe", "ALLOWED_X", resolve=private)
+    allowed = AllowList.parse(["10.0.0.0/8"])
+    check_url("https://list.example/", allowed, "unsubscribe", "ALLOWED_X", resolve=private)

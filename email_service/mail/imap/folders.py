@@ -64,6 +64,16 @@ NAME_ROLES = {
     "flagged": ("starred", "flagged", "markiert"),
 }  # fmt: skip
 _ROLE_BY_NAME = {name: role for role, names in NAME_ROLES.items() for name in names}
+# The RFC 6154 §2 attribute a folder is created with for a role (§3 CREATE-SPECIAL-USE).
+ROLE_ATTRIBUTES = {
+    "sent": "\\Sent",
+    "drafts": "\\Drafts",
+    "trash": "\\Trash",
+    "junk": "\\Junk",
+    "archive": "\\Archive",
+    "all": "\\All",
+    "flagged": "\\Flagged",
+}
 # STATUS commands in flight for servers without LIST-STATUS (RFC 5819).
 STATUS_PIPELINE = 8
 # LIST attributes that mean there is no mailbox to SELECT (RFC 9051 §7.3.1, RFC 5258 §3).
@@ -183,6 +193,8 @@ def list_folders(conn: ImapConnection, with_status: bool) -> list[Folder]:
             statuses[name] = status
 
     returns = [b"SPECIAL-USE"] if "SPECIAL-USE" in conn.capabilities else []
+    if "LIST-EXTENDED" in conn.capabilities:
+        returns.append(b"SUBSCRIBED")  # RFC 5258 §4: \Subscribed among the attributes
     one_trip = with_status and "LIST-STATUS" in conn.capabilities
     if one_trip:
         returns.append(b"STATUS " + status_items(conn))
@@ -193,6 +205,18 @@ def list_folders(conn: ImapConnection, with_status: bool) -> list[Folder]:
     if with_status and not one_trip:
         statuses = _pipelined_status(conn, [e.raw_name for e in entries if e.selectable])
     return build_folders(entries, statuses)
+
+
+def create_command(raw_name: str, role: str | None, capabilities: frozenset[str]) -> list[Arg]:
+    """CREATE, with ``(USE (\\Attr))`` for a role if the server has CREATE-SPECIAL-USE.
+
+    RFC 6154 §3; a server without it would refuse or ignore the parameter, so the folder
+    is created plainly and gets its role only if the server or its name gives it one.
+    """
+    command: list[Arg] = [b"CREATE", mailbox_arg(raw_name)]
+    if role is not None and "CREATE-SPECIAL-USE" in capabilities:
+        command.append(b"(USE (" + ROLE_ATTRIBUTES[role].encode("ascii") + b"))")
+    return command
 
 
 def _pipelined_status(conn: ImapConnection, raw_names: list[str]) -> dict[str, FolderStatus]:

@@ -183,9 +183,28 @@ class ImapSession:
         """STATUS of one folder (RFC 9051 §6.3.11)."""
         return imap_folders.folder_status(self._conn, raw_name)
 
-    def create_folder(self, raw_name: str) -> None:
-        """CREATE a folder; ``raw_name`` is modified UTF-7 (see ``encode_folder_name``)."""
-        self._run([b"CREATE", mailbox_arg(raw_name)], "CREATE")
+    def create_folder(self, raw_name: str, role: str | None = None) -> bool:
+        """CREATE a folder (modified UTF-7 name); True if the role went with it (RFC 6154 §3)."""
+        self._run(imap_folders.create_command(raw_name, role, self.capabilities), "CREATE")
+        return role is not None and "CREATE-SPECIAL-USE" in self.capabilities
+
+    def rename_folder(self, raw_name: str, new_raw_name: str) -> None:
+        """RENAME a folder; its children move with it (RFC 9051 §6.3.6)."""
+        self._run([b"RENAME", mailbox_arg(raw_name), mailbox_arg(new_raw_name)], "RENAME")
+
+    def delete_folder(self, raw_name: str) -> None:
+        """DELETE a folder and the messages in it (RFC 9051 §6.3.5); not the selected one."""
+        self._run([b"DELETE", mailbox_arg(raw_name)], "DELETE")
+
+    def close_folder(self) -> None:
+        """CLOSE: leave the selected folder, expunging its \\Deleted messages (RFC 9051 §6.4.1)."""
+        self._run([b"CLOSE"], "CLOSE")
+        self.selected = None
+
+    def subscribe(self, raw_name: str, subscribed: bool = True) -> None:
+        """SUBSCRIBE or UNSUBSCRIBE a folder (RFC 9051 §6.3.7, §6.3.8)."""
+        verb = b"SUBSCRIBE" if subscribed else b"UNSUBSCRIBE"
+        self._run([verb, mailbox_arg(raw_name)], verb.decode())
 
     def select_folder(
         self, raw_name: str, *, readonly: bool = True, qresync: tuple[int, int] | None = None

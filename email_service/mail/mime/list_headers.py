@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from email_service.mail.mime.headers import HEADER_FIELD, decode_words, header_end, unfold
 
@@ -16,6 +17,10 @@ ANGLE_URL = re.compile(r"<\s*([^<>\s]+)\s*>")
 ONE_CLICK = "List-Unsubscribe=One-Click"
 # RFC 2919 section 2: the list identifier is the part in angle brackets.
 LIST_ID = re.compile(r"<([^<>\s]+)>")
+# Subject and body of an unsubscribe message whose mailto: URI gives none (RFC 2369 §3.2).
+DEFAULT_MAILTO_TEXT = "unsubscribe"
+# Characters kept of a mailto: URI's subject and body: a request, not a letter.
+MAX_MAILTO_TEXT = 1000
 # Header bytes read at most (a client needs the header, not a 10 MB one).
 MAX_HEADER_BYTES = 256 * 1024
 
@@ -70,3 +75,31 @@ def client_headers(fields: list[tuple[str, str]]) -> ClientHeaders:
         precedence=precedence,
         authentication_results=values.get("authentication-results", []),
     )
+
+
+@dataclass(frozen=True)
+class Mailto:
+    """What a ``mailto:`` unsubscribe URI asks to send (RFC 6068 §2)."""
+
+    to: str
+    subject: str
+    body: str
+
+
+def parse_mailto(uri: str) -> Mailto:
+    """The first address, subject and body of a mailto: URI; other fields are ignored.
+
+    One recipient only: the list's own request address, not a list of strangers a sender
+    could make the account write to. The subject is one line (no header injection).
+    """
+    parts = urlsplit(uri)
+    addresses = [unquote(a).strip() for a in parts.path.split(",") if a.strip()]
+    if parts.scheme.lower() != "mailto" or not addresses:
+        raise ValueError(f"not a mailto: URI with an address: {uri[:200]!r}")
+    fields: dict[str, str] = {}
+    for pair in parts.query.split("&"):  # "+" is a plus in mailto: (RFC 6068 §5), not a space
+        key, _, value = pair.partition("=")
+        fields.setdefault(unquote(key).lower(), unquote(value))
+    subject = " ".join(fields.get("subject", "").split())[:MAX_MAILTO_TEXT]
+    body = fields.get("body", "").replace("\r\n", "\n")[:MAX_MAILTO_TEXT]
+    return Mailto(addresses[0], subject or DEFAULT_MAILTO_TEXT, body or DEFAULT_MAILTO_TEXT)

@@ -14,14 +14,13 @@ import secrets
 import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from email_service.errors import BlockedHostError, ValidationError
+from email_service.errors import ValidationError
 from email_service.security.crypto import Vault
-from email_service.security.netguard import AllowList, Resolver, check_host, system_resolve
+from email_service.security.netguard import AllowList, Resolver, check_url, system_resolve
 from email_service.services.events import feed
 from email_service.services.events.names import check_patterns
 from email_service.services.paging import Page, decode_cursor, encode_cursor
@@ -84,19 +83,7 @@ class WebhookPolicy:
 
     def check(self, url: str) -> None:
         """Raise ValidationError/BlockedHostError unless ``url`` may receive webhooks."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValidationError("url must be an http(s) URL with a host", field="url")
-        if parts.username or parts.password:
-            raise ValidationError("url must not carry credentials", field="url")
-        try:
-            check_host(parts.hostname, self.allow, self.resolve)
-        except BlockedHostError:
-            raise BlockedHostError(
-                f"webhook host {parts.hostname!r} resolves to a non-public address; "
-                "an operator must add it to ALLOWED_WEBHOOK_HOSTS",
-                host=parts.hostname,
-            ) from None
+        check_url(url, self.allow, "webhook", "ALLOWED_WEBHOOK_HOSTS", resolve=self.resolve)
 
 
 def new_secret() -> str:

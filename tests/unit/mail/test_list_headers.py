@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from email_service.mail.mime.list_headers import client_headers, ordered_fields
+import pytest
+
+from email_service.mail.mime.list_headers import (
+    Mailto,
+    client_headers,
+    ordered_fields,
+    parse_mailto,
+)
 
 RAW = (
     b"Received: from a\r\n\tby b; Mon, 7 Dec 2026 10:00:00 +0000\r\n"
@@ -62,3 +69,18 @@ def test_one_click_needs_the_post_field_and_an_https_url() -> None:
     nothing = client_headers(ordered_fields(b"Subject: hi\r\n\r\nbody\r\n"))
     assert nothing.list_id is None and nothing.unsubscribe_http == [] and not nothing.one_click
     assert nothing.auto_submitted is None and nothing.precedence is None
+
+
+def test_mailto_first_address_subject_and_body() -> None:
+    found = parse_mailto(
+        "mailto:leave+x@news.example,other@x.example?Subject=stop%20it&body=a%0D%0Ab"
+    )
+    assert found == Mailto("leave+x@news.example", "stop it", "a\nb")
+    assert parse_mailto("MAILTO:l%40news.example") == Mailto(
+        "l@news.example", "unsubscribe", "unsubscribe"
+    )
+    # a subject is one line, whatever the URI says (no header injection)
+    assert parse_mailto("mailto:l@n.example?subject=a%0D%0ABcc:%20x@y").subject == "a Bcc: x@y"
+    for bad in ("https://n.example/", "mailto:", "mailto:?subject=x"):
+        with pytest.raises(ValueError):
+            parse_mailto(bad)

@@ -1,0 +1,1 @@
+"""Folder management: create, rename, subscribe, delete; locally at once, then on IMAP."""
