@@ -88,4 +88,5 @@ def create_app(
     app.register_blueprint(webhooks.bp)
     if background and events.embedded_wanted(settings):
         events.start_embedded(runtime)  # `make run`: /api/events on EVENTS_PORT, same process
+        app.config[web.EVENTS_EMBEDDED] = True  # the client reads it there (/web/config)
     return app
