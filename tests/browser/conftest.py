@@ -30,7 +30,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
 
 from tests.hardening import stack
-from tests.servers.ports import free_port
+from tests.servers.ports import free_port, free_ports
 from tests.servers.postgres import pg_database, pg_problem
 from tests.servers.process import kill_tree as stop
 from tests.servers.redis import RedisServer
@@ -52,6 +52,9 @@ class Service:
     name: str
     base: str
     env: dict[str, str]
+    # Origin of the embedded change stream (EVENTS_PORT); "" when there is none (celery:
+    # the client finds no stream at /api/events and polls /api/changes).
+    events: str = ""
 
     def dev_token(self, tenant: str) -> str:
         req = urllib.request.Request(
@@ -118,8 +121,9 @@ def _settings(postfix: Any) -> dict[str, str]:
 def _embedded(root: Path, postfix: Any) -> Iterator[Service]:
     env = base_env(root, **_settings(postfix))
     cli(env, "migrate")
-    port = free_port()
+    port, events_port = free_ports(2)
     env["FLASK_PORT"] = str(port)
+    env["EVENTS_PORT"] = str(events_port)  # the embedded stream; 5001 may be another's
     proc = subprocess.Popen(
         [str(BIN / "email-service"), "serve"],
         env=env,
@@ -131,7 +135,7 @@ def _embedded(root: Path, postfix: Any) -> Iterator[Service]:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/health", proc)
-        yield Service("embedded", base, env)
+        yield Service("embedded", base, env, events=f"http://127.0.0.1:{events_port}")
     finally:
         stop(proc)
 

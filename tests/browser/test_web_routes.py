@@ -72,6 +72,7 @@ def test_dev_sign_in_is_refused_in_production(production: FlaskClient) -> None:
 
 def test_the_client_is_told_where_the_change_stream_is(sqlite_settings: Any) -> None:
     app = create_app(sqlite_settings(events_port=5123), configure_logs=False)
+    migrate.upgrade(app.extensions["email_service"].db.engine)
     client = app.test_client()
     same = client.get("/web/config")
     assert same.get_json()["events_url"] == "/api/events"  # nginx routes it on this origin
@@ -82,5 +83,9 @@ def test_the_client_is_told_where_the_change_stream_is(sqlite_settings: Any) -> 
     assert (
         "connect-src 'self' http://localhost:5123;" in embedded.headers["Content-Security-Policy"]
     )
+    token = client.post("/web/dev-token", json={"tenant": "tenant-a"}).get_json()["token"]
+    auth = {"Authorization": f"Bearer {token}", "X-Tenant-ID": "tenant-a"}
+    here = client.get("/api/events", headers=auth)
+    assert here.status_code == 204  # not a stream: an EventSource stops, the client polls
     odd = client.get("/", headers={"Host": "evil;script-src *"})
     assert "script-src *" not in odd.headers.get("Content-Security-Policy", "")

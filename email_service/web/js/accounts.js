@@ -1,7 +1,7 @@
 // Accounts: list with sync state and progress, add, verify, sync, delete.
 import { api } from './api.js';
 import { announce, h, mount, showError, when } from './dom.js';
-import { syncActive, watchSync } from './events.js';
+import { onChange, settled, syncActive, watchSync } from './events.js';
 
 const watchers = new Map();
 
@@ -180,6 +180,9 @@ export async function renderAccounts(main, { onChange }) {
   const refresh = async () => {
     try {
       const accounts = await listAccounts();
+      for (const [key, stop] of watchers) {
+        if (key !== 'list') { stop(); watchers.delete(key); }
+      }
       mount(list, accounts.length
         ? accounts.map((a) => accountCard(a, refresh, onChange))
         : h('li', { class: 'muted' }, 'No accounts yet: add one below.'));
@@ -189,5 +192,10 @@ export async function renderAccounts(main, { onChange }) {
     }
   };
   mount(main, h('h2', { tabindex: '-1' }, 'Accounts'), list, addForm(refresh));
+  // Accounts added, removed or changed elsewhere (another tab, the API, an OAuth2 return).
+  const later = settled(refresh);
+  watchers.set('list', onChange((change) => {
+    if (change.type === 'account' || change.type === '*') later();
+  }));
   await refresh();
 }
