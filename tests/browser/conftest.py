@@ -30,7 +30,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
 
 from tests.hardening import stack
-from tests.servers.ports import free_port, free_ports
+from tests.servers.ports import free_ports
 from tests.servers.postgres import pg_database, pg_problem
 from tests.servers.process import kill_tree as stop
 from tests.servers.redis import RedisServer

@@ -174,7 +174,7 @@ function addForm(onAdded) {
   return form;
 }
 
-export async function renderAccounts(main, { onChange }) {
+export async function renderAccounts(main, { onChange: changed }) {
   stopWatching();
   const list = h('ul', { class: 'cards', 'aria-label': 'Accounts' });
   const refresh = async () => {
@@ -184,9 +184,9 @@ export async function renderAccounts(main, { onChange }) {
         if (key !== 'list') { stop(); watchers.delete(key); }
       }
       mount(list, accounts.length
-        ? accounts.map((a) => accountCard(a, refresh, onChange))
+        ? accounts.map((a) => accountCard(a, refresh, changed))
         : h('li', { class: 'muted' }, 'No accounts yet: add one below.'));
-      onChange();
+      changed();
     } catch (error) {
       showError(error);
     }

@@ -26,7 +26,7 @@ export function syncActive(status) {
   return Boolean(status) && ACTIVE.has(status.state);
 }
 
-// 'stream', 'poll', 'connecting' or 'off'; also on <body data-live>.
+// 'stream', 'reconnecting', 'poll', 'connecting' or 'off'; also on <body data-live>.
 export function liveMode() {
   return feed ? feed.mode : 'off';
 }
@@ -68,6 +68,7 @@ function emit(change) {
 const MODE_TEXT = {
   connecting: 'Connecting…',
   stream: 'Live',
+  reconnecting: 'Reconnecting…',
   poll: `Updates every ${CHANGES_POLL_MS / 1000} s`,
   off: '',
 };
@@ -103,6 +104,8 @@ function startFeed() {
 
 class NoStream extends Error {}
 
+// The stream while it can be had: reconnects (with Last-Event-ID) after it was open, up to
+// STREAM_FAILURES failures in a row; one that never opened is not tried again.
 async function run(state) {
   let failures = 0;
   while (!state.stopped && config.events_url && failures < STREAM_FAILURES) {
@@ -113,6 +116,8 @@ async function run(state) {
       if (error instanceof NoStream) break;
       failures += 1; // not reachable, refused by CORS or CSP, or it broke off
     }
+    if (state.mode !== 'stream' && state.mode !== 'reconnecting') break; // never had it
+    setMode(state, 'reconnecting');
     if (!state.stopped && failures < STREAM_FAILURES) await pause(state, RETRY_MS);
   }
   if (state.stopped) return;
