@@ -174,7 +174,43 @@ function addForm(onAdded) {
   return form;
 }
 
-export async function renderAccounts(main, { onChange: changed }) {
+// Adding a mailbox through a configured OAuth2 provider: the browser goes to the provider
+// and comes back to #/accounts (return_to) with the result in the query (js/app.js).
+async function providerCard() {
+  let items = [];
+  try {
+    items = (await api('/api/oauth/providers')).items;
+  } catch (error) {
+    showError(error);
+  }
+  if (!items.length) return null;
+  const hint = h('input', { id: 'f-login_hint', name: 'login_hint', type: 'email', autocomplete: 'off' });
+  const error = h('p', { class: 'error-text', role: 'alert' });
+  const start = async (provider) => {
+    error.textContent = '';
+    const body = { return_to: '/#/accounts' };
+    if (hint.value.trim()) body.login_hint = hint.value.trim();
+    try {
+      const answer = await api(`/api/oauth/${encodeURIComponent(provider.name)}/authorize`, { method: 'POST', body });
+      if (!/^https?:\/\//i.test(answer.authorization_url)) throw new Error('The provider address is not a web address.');
+      announce(`Going to ${provider.label} to sign in…`);
+      location.assign(answer.authorization_url);
+    } catch (failure) {
+      error.textContent = failure.message;
+    }
+  };
+  return h('section', { class: 'card add-oauth', 'aria-labelledby': 'oauth-title' },
+    h('h3', { id: 'oauth-title' }, 'Add an account by signing in at its provider'),
+    h('p', { class: 'muted' }, 'You sign in at the provider; this service keeps its tokens, never your password.'),
+    h('div', { class: 'field' }, h('label', { for: 'f-login_hint' }, 'Address at the provider (optional)'), hint),
+    h('div', { class: 'actions' },
+      items.map((provider) => h('button', { type: 'button', class: 'primary', dataset: { provider: provider.name }, onclick: () => start(provider) },
+        `Sign in with ${provider.label}`))),
+    error);
+}
+
+// `notice`: {kind: 'ok' | 'error', text} to show above the list (an OAuth2 return).
+export async function renderAccounts(main, { onChange: changed, notice = null }) {
   stopWatching();
   const list = h('ul', { class: 'cards', 'aria-label': 'Accounts' });
   const refresh = async () => {
@@ -191,7 +227,10 @@ export async function renderAccounts(main, { onChange: changed }) {
       showError(error);
     }
   };
-  mount(main, h('h2', { tabindex: '-1' }, 'Accounts'), list, addForm(refresh));
+  mount(main, h('h2', { tabindex: '-1' }, 'Accounts'),
+    notice ? h('p', { class: `notice ${notice.kind}`, role: 'status' }, notice.text) : null,
+    list, addForm(refresh));
+  providerCard().then((card) => { if (card && list.isConnected) list.after(card); });
   // Accounts added, removed or changed elsewhere (another tab, the API, an OAuth2 return).
   const later = settled(refresh);
   watchers.set('list', onChange((change) => {
