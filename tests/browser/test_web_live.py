@@ -127,6 +127,7 @@ def test_new_mail_and_read_state_show_up_without_a_reload(
     rows = page.locator(".message-row")
     expect(rows.first).to_contain_text("Arrived while open", timeout=SERVER_WAIT_MS)
     expect(rows).to_have_count(OLD_MESSAGES + 1)
+    expect(page.locator(".list-end")).to_have_text(f"{OLD_MESSAGES + 1} messages")
     expect(rows.first).to_have_class(re.compile(r"\bunread\b"))
     expect(count).to_have_text(str(OLD_MESSAGES + 1))
     assert page.evaluate(MARK) is True

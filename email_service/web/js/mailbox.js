@@ -116,7 +116,11 @@ export function pagedList(label, load, href, options = {}) {
   const box = h('div', { class: 'list-box' }, list, end, more);
   observer.observe(more);
   next();
-  return { box, list, stop: () => observer.disconnect() };
+  // After rows came or went without paging (the live feed): the count under a full list.
+  const recount = () => {
+    if (done && !loading) end.textContent = list.children.length ? `${list.children.length} messages` : 'No messages';
+  };
+  return { box, list, recount, stop: () => observer.disconnect() };
 }
 
 export function folderMessages(accountId, folderId) {
@@ -129,6 +133,7 @@ export function followList(paged, accountId, load, href) {
   const refresh = settled(async () => {
     try {
       mergeTop(paged.list, await load(null), href);
+      paged.recount();
     } catch {
       // the next change looks again
     }
@@ -138,6 +143,7 @@ export function followList(paged, accountId, load, href) {
     if (change.type !== 'message' || (change.account_id && change.account_id !== accountId)) return;
     if (change.op === 'destroyed') paged.list.querySelector(`.message-row[data-id="${change.id}"]`)?.remove();
     refresh();
+    paged.recount();
   });
   return () => {
     stop();
