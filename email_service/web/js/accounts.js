@@ -209,6 +209,45 @@ async function providerCard() {
     error);
 }
 
+// Back from an OAuth2 provider.
+// The callback sends the browser to /?oauth_result=created|renewed&oauth_account=ID#/accounts
+// or /?oauth_error=CODE#/accounts. Only codes travel, so a crafted link cannot word the
+// message; the texts are ours.
+const OAUTH_ERRORS = {
+  oauth_state_invalid: 'The sign-in at the provider took too long or was already used. Start again.',
+  oauth_grant_refused: 'The provider did not grant access to the mailbox.',
+  remote_auth_failed: 'The mail server refused the provider’s token.',
+  remote_temporary: 'The provider or the mail server did not answer; try again.',
+};
+const oauthReturn = new URLSearchParams(location.search);
+if (oauthReturn.has('oauth_result') || oauthReturn.has('oauth_error')) {
+  history.replaceState(null, '', `/${location.hash}`);
+}
+
+// The notice for the Accounts screen, once, from the address the callback sent us to.
+export async function oauthNotice() {
+  const result = oauthReturn.get('oauth_result');
+  const code = oauthReturn.get('oauth_error');
+  const id = oauthReturn.get('oauth_account');
+  oauthReturn.delete('oauth_result');
+  oauthReturn.delete('oauth_error');
+  if (code) {
+    const known = /^[a-z_]{1,40}$/.test(code) ? code : 'unknown';
+    return { kind: 'error', text: OAUTH_ERRORS[known] || `Adding the account failed (${known}).` };
+  }
+  if (!result || !id) return null;
+  let email;
+  try {
+    email = (await api(`/api/accounts/${encodeURIComponent(id)}`)).email;
+  } catch {
+    // not this tenant's (a link from elsewhere): say nothing about it
+    return null;
+  }
+  return result === 'created'
+    ? { kind: 'ok', text: `${email} added; its first sync has started.` }
+    : { kind: 'ok', text: `${email} signed in again; its tokens were renewed.` };
+}
+
 // `notice`: {kind: 'ok' | 'error', text} to show above the list (an OAuth2 return).
 export async function renderAccounts(main, { onChange: changed, notice = null }) {
   stopWatching();

@@ -1,6 +1,6 @@
 // The client: sign-in, the shell, a hash router and keyboard shortcuts.
 import { ApiError, api, config, devToken, loadConfig, session, signIn, signOut } from './api.js';
-import { renderAccounts, listAccounts, stopWatching } from './accounts.js';
+import { listAccounts, oauthNotice, renderAccounts, stopWatching } from './accounts.js';
 import { renderCompose } from './compose.js';
 import { h, mount, showError, typing } from './dom.js';
 import { liveLabel, onChange, settled, stopFeed } from './events.js';
@@ -309,43 +309,6 @@ function onKey(event) {
     event.preventDefault();
     actions[key]();
   }
-}
-
-// ---- back from an OAuth2 provider --------------------------------------------------------
-// The callback sends the browser to /?oauth_result=created|renewed&oauth_account=ID#/accounts
-// or /?oauth_error=CODE#/accounts. Only codes travel, so a crafted link cannot word the
-// message; the texts are ours.
-const OAUTH_ERRORS = {
-  oauth_state_invalid: 'The sign-in at the provider took too long or was already used. Start again.',
-  oauth_grant_refused: 'The provider did not grant access to the mailbox.',
-  remote_auth_failed: 'The mail server refused the provider’s token.',
-};
-const oauthReturn = new URLSearchParams(location.search);
-if (oauthReturn.has('oauth_result') || oauthReturn.has('oauth_error')) {
-  history.replaceState(null, '', `/${location.hash}`);
-}
-
-async function oauthNotice() {
-  const result = oauthReturn.get('oauth_result');
-  const code = oauthReturn.get('oauth_error');
-  const id = oauthReturn.get('oauth_account');
-  oauthReturn.delete('oauth_result');
-  oauthReturn.delete('oauth_error');
-  if (code) {
-    const known = /^[a-z_]{1,40}$/.test(code) ? code : 'unknown';
-    return { kind: 'error', text: OAUTH_ERRORS[known] || `Adding the account failed (${known}).` };
-  }
-  if (!result || !id) return null;
-  let email = 'The account';
-  try {
-    email = (await api(`/api/accounts/${encodeURIComponent(id)}`)).email;
-  } catch {
-    // not this tenant's (a link from elsewhere): say nothing about it
-    return null;
-  }
-  return result === 'created'
-    ? { kind: 'ok', text: `${email} added; its first sync has started.` }
-    : { kind: 'ok', text: `${email} signed in again; its tokens were renewed.` };
 }
 
 // ---- live ------------------------------------------------------------------------------
