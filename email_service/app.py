@@ -87,7 +87,9 @@ def create_app(
     app.register_blueprint(web.bp)  # the browser client at /
     app.register_blueprint(oauth.bp)
     app.register_blueprint(changes.bp)
+    app.register_blueprint(changes.no_stream)  # /api/events when nginx does not route it
     app.register_blueprint(webhooks.bp)
     if background and events.embedded_wanted(settings):
         events.start_embedded(runtime)  # `make run`: /api/events on EVENTS_PORT, same process
+        app.config[web.EVENTS_EMBEDDED] = True  # the client reads it there (/web/config)
     return app

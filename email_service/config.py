@@ -61,6 +61,7 @@ class OAuthProviderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     preset: Literal["google", "microsoft", "oidc"] | None = None  # unset: the provider's name
+    label: str | None = Field(None, max_length=64)  # the web client's button; unset: derived
     client_id: str = Field(min_length=1)
     client_secret: str | None = None  # unset: a public client (PKCE only)
     issuer: str | None = None  # OIDC discovery at <issuer>/.well-known/openid-configuration

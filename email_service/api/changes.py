@@ -1,4 +1,9 @@
-"""/api/changes: what changed since a state string (JMAP-style, RFC 8620 §5.2)."""
+"""/api/changes: what changed since a state string (JMAP-style, RFC 8620 §5.2).
+
+``GET /api/events`` reaching this (Flask) process means no events process is routed here
+(nginx sends it to ``email-service events``): 204, which tells a browser's EventSource to
+stop reconnecting (HTML, server-sent events §9.2.3) and the web client to poll here.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from email_service.api.http.schemas import QueryInput
 from email_service.services.events import feed
 
 bp = APIBlueprint("changes", __name__, url_prefix="/api/changes", tag="Changes")
+no_stream = APIBlueprint("no_stream", __name__, url_prefix="/api", tag="Changes")
 
 # Change-log rows per page: enough for a busy minute, small enough to answer quickly.
 DEFAULT_LIMIT = 500
@@ -70,3 +76,10 @@ def get_changes(query: ChangesQuery) -> ChangesOut:
             for name, c in result.changes.items()
         },
     )
+
+
+@no_stream.get("/events")
+@no_stream.output({}, status_code=204)
+def no_events_here() -> tuple[str, int]:
+    """No change stream on this address (it is the events process's): poll /api/changes."""
+    return "", 204

@@ -5,7 +5,9 @@ events``: Starlette on uvicorn, routed by nginx at ``/api/events``), never by th
 Gunicorn threads. Authentication and tenancy are the API's: a bearer JWT (or, for
 browsers' ``EventSource``, which cannot send headers, an ``access_token`` query
 parameter) granting the tenant of ``X-Tenant-ID`` (or a ``tenant_id`` query parameter).
-``Last-Event-ID`` resumes after an event; a position the change log no longer holds is a
+Browsers on another origin (the client of ``make run`` is on the API's port, the embedded
+stream on EVENTS_PORT) are admitted by CORS: ``CORS_ORIGINS`` and the API's own loopback
+origins. ``Last-Event-ID`` resumes after an event; a position the change log no longer holds is a
 410 ``cannot_calculate_changes`` before the stream starts. SSE framing and heartbeats
 (comment lines) are sse-starlette's.
 """
@@ -24,6 +26,8 @@ from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -49,6 +53,8 @@ STATUS = (
 )
 # A browser's EventSource reconnects after this many milliseconds when the stream ends.
 RETRY_MS = 3000
+# Hosts of the API's own address as a browser on this machine writes it (`make run`).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 # Seconds between attempts to listen when the embedded server's port is still taken.
 EMBEDDED_REBIND_S = 2.0
 log = logging.getLogger(__name__)
@@ -141,6 +147,21 @@ async def health(_request: Request) -> Response:
     )
 
 
+def cors(settings: Settings) -> Middleware:
+    """CORS for browsers reading the stream from another origin: no credentials (the
+    bearer token is the credential), so only readers that hold a token get anything."""
+    origins = settings.cors_origin_urls + [
+        f"http://{host}:{settings.flask_port}" for host in LOOPBACK_HOSTS
+    ]
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=["*"] if "*" in settings.cors_origins else origins,
+        allow_methods=["GET"],
+        allow_headers=["Authorization", "Last-Event-ID", settings.tenant_id_header],
+        max_age=600,
+    )
+
+
 def create_events_app(runtime: Runtime) -> Starlette:
     """The ASGI application of the events process."""
     notifier = Notifier(runtime.db, runtime.settings.events_poll_seconds)
@@ -161,6 +182,7 @@ def create_events_app(runtime: Runtime) -> Starlette:
             Route("/health", health, methods=["GET"]),
         ],
         lifespan=lifespan,
+        middleware=[cors(runtime.settings)],
     )
     app.state.runtime = runtime
     app.state.notifier = notifier

@@ -2,7 +2,11 @@
 
 ``GET /api/oauth/callback`` is where the provider sends the user's browser back, without
 our API token: the single-use state names the tenant. When the caller does send a token
-(a front end forwarding the redirect), its tenant and subject must be the state's.
+(a front end forwarding the redirect), its tenant and subject must be the state's. A flow
+started with ``return_to`` (the web client) is answered with a 303 back to that path on
+this service, with ``oauth_result``/``oauth_account`` or ``oauth_error`` (a code) added
+to its query; others get the JSON answer. ``GET /api/oauth/providers`` lists what the
+client may offer: names and labels, never a secret.
 """
 
 from __future__ import annotations
@@ -10,17 +14,20 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from apiflask import APIBlueprint
-from flask import g
+from flask import g, redirect
 from pydantic import BaseModel, Field
+from werkzeug.wrappers import Response
 
 from email_service.api.accounts import AccountOut
 from email_service.api.http.context import runtime, tenant_id
 from email_service.api.http.schemas import QueryInput, StrictInput
 from email_service.api.oauth_schemas import OAuthTokens
+from email_service.errors import EmailServiceError
 from email_service.services.accounts import AccountRecord
-from email_service.services.oauth import credentials, onboarding
+from email_service.services.oauth import credentials, onboarding, providers
 
 bp = APIBlueprint("oauth", __name__, url_prefix="/api", tag="OAuth2")
 
@@ -31,6 +38,17 @@ class AuthorizeIn(StrictInput):
     """Optional hints for the provider's sign-in page."""
 
     login_hint: Annotated[str, Field(max_length=320)] | None = None
+    return_to: (
+        Annotated[
+            str,
+            Field(
+                max_length=200,
+                pattern=onboarding.RETURN_TO_RE.pattern,
+                description="a path on this service: the callback answers with a 303 back to it",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class AuthorizeOut(BaseModel):
@@ -38,6 +56,19 @@ class AuthorizeOut(BaseModel):
 
     authorization_url: str
     expires_at: datetime
+
+
+class ProviderOut(BaseModel):
+    """A configured provider: its name in the routes, and a label for a button."""
+
+    name: str
+    label: str
+
+
+class ProviderList(BaseModel):
+    """Providers a mailbox can be added with (none while OAUTH_REDIRECT_URL is unset)."""
+
+    items: list[ProviderOut]
 
 
 class CallbackQuery(QueryInput):
@@ -92,17 +123,40 @@ def replace_tokens(account_id: uuid.UUID, body: OAuthTokens) -> AccountRecord:
 def authorize(provider: str, body: AuthorizeIn) -> AuthorizeOut:
     """Start adding a mailbox: the URL of the provider's consent page (PKCE S256)."""
     result = onboarding.authorize(
-        runtime(), tenant_id(), g.principal.subject, provider, body.login_hint
+        runtime(), tenant_id(), g.principal.subject, provider, body.login_hint, body.return_to
     )
     return AuthorizeOut(authorization_url=result.authorization_url, expires_at=result.expires_at)
+
+
+@bp.get("/oauth/providers")
+@bp.output(ProviderList)
+def list_providers() -> ProviderList:
+    """The configured OAuth2 providers (names and labels only)."""
+    settings = runtime().settings
+    if not settings.oauth_redirect_url:
+        return ProviderList(items=[])
+    found = providers.labels(settings.oauth_providers)
+    return ProviderList(items=[ProviderOut(name=name, label=label) for name, label in found])
 
 
 @bp.get("/oauth/callback")
 @bp.input(CallbackQuery, location="query", arg_name="query")
 @bp.output(CallbackOut)
-@bp.doc(responses=[400, 503])
-def callback(query: CallbackQuery) -> CallbackOut:
+@bp.doc(responses=[303, 400, 503])
+def callback(query: CallbackQuery) -> CallbackOut | Response:
     """The provider's redirect: exchange the code, create or renew the account, sync it."""
+    back = onboarding.return_to(query.state)
+    if back is None:
+        return _finish(query)
+    try:
+        done = _finish(query)
+    except EmailServiceError as exc:  # told by code only: a crafted link cannot word it
+        return redirect(_with_query(back, oauth_error=exc.code), 303)
+    result = "created" if done.created else "renewed"
+    return redirect(_with_query(back, oauth_result=result, oauth_account=str(done.account.id)), 303)
+
+
+def _finish(query: CallbackQuery) -> CallbackOut:
     caller = None
     if "principal" in g:
         caller = (tenant_id(), g.principal.subject)
@@ -115,3 +169,10 @@ def callback(query: CallbackQuery) -> CallbackOut:
         smtp=CheckOut(ok=done.checks["smtp"].ok, detail=done.checks["smtp"].detail),
         sync_job_id=done.sync_job_id,
     )
+
+
+def _with_query(path: str, **params: str) -> str:
+    """``path`` with ``params`` added to its query (before any fragment)."""
+    parts = urlsplit(path)
+    query = urlencode([*parse_qsl(parts.query), *params.items()])
+    return urlunsplit(("", "", parts.path, query, parts.fragment))

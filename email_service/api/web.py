@@ -4,16 +4,20 @@ The client is plain ES modules under ``email_service/web/`` (no build step) and 
 the public ``/api/*`` routes with a bearer token like any other client. In development
 ``POST /web/dev-token`` mints a short-lived token for a tenant; in production it is a 403
 ``dev_login_disabled`` problem and the user pastes a token (an OIDC login would replace
-``/web/config``'s ``login`` value and that endpoint).
+``/web/config``'s ``login`` value and that endpoint). ``/web/config`` also tells the client
+where the change stream is: this origin's ``/api/events`` (nginx routes it to the events
+process), or the embedded server's EVENTS_PORT on this host (``make run``).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from apiflask import APIBlueprint
-from flask import Response, request, send_from_directory
+from flask import Response, current_app, request, send_from_directory
 
 from email_service.api.http.context import runtime
 from email_service.api.http.problems import problem
@@ -27,32 +31,48 @@ DEV_TOKEN_TTL = 3600
 # which inherits this policy and narrows it further with its own (see js/message.js).
 # Images may come from anywhere so "show images" can work for one message; the frame's own
 # policy blocks them until then.
-CSP = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data: blob: https: http:",
-        "font-src 'self' data:",
-        "connect-src 'self'",
-        "frame-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    )
+CSP = (
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob: https: http:",
+    "font-src 'self' data:",
+    "connect-src 'self'{events}",
+    "frame-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
 )
+# app.config key set by create_app when this process serves /api/events on EVENTS_PORT.
+EVENTS_EMBEDDED = "EMAIL_SERVICE_EVENTS_EMBEDDED"
+EVENTS_PATH = "/api/events"
+HOST_RE = re.compile(r"^[A-Za-z0-9.:-]{1,253}$")
 
 bp = APIBlueprint("web", __name__, enable_openapi=False)
 
 
 @bp.after_request
 def _headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CSP
+    events = events_origin()
+    policy = "; ".join(CSP).format(events=f" {events}" if events else "")
+    response.headers["Content-Security-Policy"] = policy
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers.setdefault("Cache-Control", "no-cache")
     return response
+
+
+def events_origin() -> str | None:
+    """The embedded events server's origin on the host the browser used; None when the
+    stream is on this origin."""
+    if not current_app.config.get(EVENTS_EMBEDDED):
+        return None
+    host = urlsplit(request.host_url).hostname or ""
+    if not HOST_RE.match(host):  # it goes into a header: a name or an address, nothing else
+        host = "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{runtime().settings.events_port}"  # uvicorn there speaks plain HTTP
 
 
 @bp.get("/")
@@ -76,6 +96,7 @@ def config() -> dict[str, Any]:
         "login": "dev" if development else "token",
         "default_tenant": settings.default_tenant_id,
         "tenant_header": settings.tenant_id_header,
+        "events_url": (events_origin() or "") + EVENTS_PATH,
     }
 
 

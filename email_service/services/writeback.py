@@ -25,6 +25,7 @@ from email_service.mail.imap.session import ImapSession
 from email_service.services.events import record as announce
 from email_service.services.gateways import account_login, open_imap
 from email_service.services.runtime import Runtime
+from email_service.services.sync.folders import recount
 from email_service.services.sync.ingest import flag_values
 from email_service.store.change_log import Op
 from email_service.store.models import Folder, Message
@@ -132,6 +133,7 @@ def request_change(
             for account_id in groups:
                 destination(session, tenant_id, account_id, move_to)
         apply_locally(rows, add, remove)
+        recount(session, {row.folder_id for row in rows})
     jobs = []
     for account_id, members in groups.items():
         change = Change(
@@ -164,6 +166,7 @@ def apply_on_server(session: Session, imap: ImapSession, change: Change) -> dict
     by_folder: dict[uuid.UUID, list[Message]] = defaultdict(list)
     for row in rows:
         by_folder[row.folder_id].append(row)
+    touched = set(by_folder)
     for folder_id, members in by_folder.items():
         folder = session.get_one(Folder, folder_id)
         imap.select_folder(folder.raw_name, readonly=False)
@@ -178,6 +181,8 @@ def apply_on_server(session: Session, imap: ImapSession, change: Change) -> dict
         elif isinstance(target, Folder):
             mapping = imap.move(uids, target.raw_name)
             counts["moved"] += _rekey(session, members, target, mapping)
+            touched.add(target.id)
+    recount(session, touched)
     return counts
 
 

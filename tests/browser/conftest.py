@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import threading
@@ -30,7 +31,8 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
 
 from tests.hardening import stack
-from tests.servers.ports import free_port
+from tests.servers.oauth_provider import OAuthProvider
+from tests.servers.ports import free_ports
 from tests.servers.postgres import pg_database, pg_problem
 from tests.servers.process import kill_tree as stop
 from tests.servers.redis import RedisServer
@@ -52,6 +54,9 @@ class Service:
     name: str
     base: str
     env: dict[str, str]
+    # Origin of the embedded change stream (EVENTS_PORT); "" when there is none (celery:
+    # the client finds no stream at /api/events and polls /api/changes).
+    events: str = ""
 
     def dev_token(self, tenant: str) -> str:
         req = urllib.request.Request(
@@ -115,11 +120,44 @@ def _settings(postfix: Any) -> dict[str, str]:
     }
 
 
-def _embedded(root: Path, postfix: Any) -> Iterator[Service]:
+# The test provider's name in OAUTH_PROVIDERS, and the label its button shows.
+OAUTH_PROVIDER = "testidp"
+OAUTH_LABEL = "Test IdP"
+
+
+def _oauth(provider: OAuthProvider, dovecot: Any, postfix: Any, base: str) -> dict[str, str]:
+    """OAUTH_* for the test provider, whose new client redirects to ``base``'s callback;
+    its accounts log in to Dovecot (oauth2 passdb, introspection) and Postfix by token."""
+    redirect = base + "/api/oauth/callback"
+    client_id, secret = f"web-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    provider.add_client(client_id, secret, [redirect])
+    conf = {
+        "label": OAUTH_LABEL,
+        "client_id": client_id,
+        "client_secret": secret,
+        "issuer": provider.issuer,
+        "scopes": ["openid", "email", "mail", "offline_access"],
+        "imap_host": "127.0.0.1",
+        "imap_port": dovecot.imap_port,
+        "imap_security": "starttls",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": postfix.submission_port,
+        "smtp_security": "starttls",
+    }
+    return {
+        "OAUTH_PROVIDERS": json.dumps({OAUTH_PROVIDER: conf}),
+        "OAUTH_REDIRECT_URL": redirect,
+    }
+
+
+def _embedded(root: Path, servers: tuple[Any, Any, OAuthProvider]) -> Iterator[Service]:
+    dovecot, postfix, provider = servers
     env = base_env(root, **_settings(postfix))
     cli(env, "migrate")
-    port = free_port()
+    port, events_port = free_ports(2)
     env["FLASK_PORT"] = str(port)
+    env["EVENTS_PORT"] = str(events_port)  # the embedded stream; 5001 may be another's
+    env.update(_oauth(provider, dovecot, postfix, f"http://127.0.0.1:{port}"))
     proc = subprocess.Popen(
         [str(BIN / "email-service"), "serve"],
         env=env,
@@ -131,12 +169,13 @@ def _embedded(root: Path, postfix: Any) -> Iterator[Service]:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/health", proc)
-        yield Service("embedded", base, env)
+        yield Service("embedded", base, env, events=f"http://127.0.0.1:{events_port}")
     finally:
         stop(proc)
 
 
-def _celery(root: Path, postfix: Any) -> Iterator[Service]:
+def _celery(root: Path, servers: tuple[Any, Any, OAuthProvider]) -> Iterator[Service]:
+    dovecot, postfix, provider = servers
     problem = pg_problem() or RedisServer.missing()
     if problem:
         server_missing(problem)
@@ -147,6 +186,7 @@ def _celery(root: Path, postfix: Any) -> Iterator[Service]:
             running = stack.Service(
                 root / "service", url, REDIS_URL=redis.url, **_settings(postfix)
             )
+            running.env.update(_oauth(provider, dovecot, postfix, running.base))
             try:
                 running.start(worker=True)
                 yield Service("celery", running.base, running.env)
@@ -168,11 +208,13 @@ def service(
     tmp_path_factory: pytest.TempPathFactory,
     dovecot: Any,
     postfix: Any,
+    oauth_provider: OAuthProvider,
 ) -> Iterator[Service]:
-    """The service in development mode, allowed to reach the loopback mail servers."""
+    """The service in development mode, allowed to reach the loopback mail servers, with
+    the test OAuth2 provider configured."""
     root = tmp_path_factory.mktemp(f"web-{request.param}")
     start = _embedded if request.param == "embedded" else _celery
-    yield from start(root, postfix)
+    yield from start(root, (dovecot, postfix, oauth_provider))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from email_service.api import web as web_routes
 from email_service.app import create_app
 from email_service.security import tokens
 from email_service.security.crypto import generate_key
@@ -67,3 +68,24 @@ def test_dev_sign_in_is_refused_in_production(production: FlaskClient) -> None:
     assert refused.mimetype == "application/problem+json"
     assert refused.get_json()["code"] == "dev_login_disabled"
     assert production.get("/").status_code == 200
+
+
+def test_the_client_is_told_where_the_change_stream_is(sqlite_settings: Any) -> None:
+    app = create_app(sqlite_settings(events_port=5123), configure_logs=False)
+    migrate.upgrade(app.extensions["email_service"].db.engine)
+    client = app.test_client()
+    same = client.get("/web/config")
+    assert same.get_json()["events_url"] == "/api/events"  # nginx routes it on this origin
+    assert "connect-src 'self';" in same.headers["Content-Security-Policy"]
+    app.config[web_routes.EVENTS_EMBEDDED] = True  # what `serve` sets when it runs the server
+    embedded = client.get("/web/config", base_url="http://localhost:5000")
+    assert embedded.get_json()["events_url"] == "http://localhost:5123/api/events"
+    assert (
+        "connect-src 'self' http://localhost:5123;" in embedded.headers["Content-Security-Policy"]
+    )
+    token = client.post("/web/dev-token", json={"tenant": "tenant-a"}).get_json()["token"]
+    auth = {"Authorization": f"Bearer {token}", "X-Tenant-ID": "tenant-a"}
+    here = client.get("/api/events", headers=auth)
+    assert here.status_code == 204  # not a stream: an EventSource stops, the client polls
+    odd = client.get("/", headers={"Host": "evil;script-src *"})
+    assert "script-src *" not in odd.headers.get("Content-Security-Policy", "")

@@ -105,6 +105,27 @@ def test_errors_are_problems_before_the_stream(
     assert gone.status_code == 410 and gone.json()["code"] == "cannot_calculate_changes"
 
 
+def test_a_browser_on_the_apis_loopback_origin_may_read_the_stream(
+    runtime: Any, as_tenant: Any, events_url: str
+) -> None:
+    origin = f"http://127.0.0.1:{runtime.settings.flask_port}"  # `make run`'s client
+    asked = {
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization,x-tenant-id,last-event-id",
+    }
+    ok = httpx.options(f"{events_url}/api/events", headers={**asked, "Origin": origin})
+    assert ok.status_code == 200
+    assert ok.headers["access-control-allow-origin"] == origin
+    assert "authorization" in ok.headers["access-control-allow-headers"].lower()
+    assert "access-control-allow-credentials" not in ok.headers  # the token is the credential
+    with stream(events_url, {**as_tenant(TENANT_A), "Origin": origin}) as sa:
+        assert sa.headers["access-control-allow-origin"] == origin
+    foreign = httpx.options(
+        f"{events_url}/api/events", headers={**asked, "Origin": "http://evil.example"}
+    )
+    assert "access-control-allow-origin" not in foreign.headers
+
+
 def test_embedded_server_listens_once_its_port_is_free(make_settings: Any) -> None:
     """A replacement Gunicorn worker starts while the old one still holds the port."""
     import socket

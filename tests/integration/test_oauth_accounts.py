@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from flask.testing import FlaskClient
@@ -317,3 +317,37 @@ def test_bad_oauth_bodies_are_422(
     response = api.post("/api/accounts", headers=as_tenant(TENANT_A), json=body)
     assert response.status_code == 422, response.get_json()
     assert response.mimetype == "application/problem+json"
+
+
+def test_a_browser_flow_returns_to_the_client_and_only_to_this_service(
+    stack: tuple[FlaskClient, Runtime], as_tenant: Any, user: MailAccount
+) -> None:
+    api, _runtime = stack
+    headers = as_tenant(TENANT_A)
+    listed = api.get("/api/oauth/providers", headers=headers)
+    assert listed.get_json() == {"items": [{"name": "testidp", "label": "testidp"}]}
+    assert "secret" not in listed.get_data(as_text=True)
+    start = f"/api/oauth/{oauth_stack.PROVIDER}/authorize"
+    for elsewhere in ("//evil.example/", "/\\evil.example", "https://evil.example/", "x"):
+        body = {"login_hint": user.email, "return_to": elsewhere}
+        assert api.post(start, headers=headers, json=body).status_code == 422, elsewhere
+    body = {"login_hint": user.email, "return_to": "/#/accounts"}
+    url = api.post(start, headers=headers, json=body).get_json()["authorization_url"]
+    query = oauth_stack.consent(url)
+    back = api.get(f"/api/oauth/callback?{query}")  # the browser's redirect: no token
+    assert back.status_code == 303
+    location = urlsplit(back.headers["Location"])
+    assert (location.netloc, location.path, location.fragment) == ("", "/", "/accounts")
+    result = parse_qs(location.query)
+    assert result["oauth_result"] == ["created"]
+    account_id = result["oauth_account"][0]
+    assert api.get(f"/api/accounts/{account_id}", headers=headers).get_json()["email"] == user.email
+    assert api.get(f"/api/accounts/{account_id}", headers=as_tenant(TENANT_B)).status_code == 404
+    again = api.get(f"/api/oauth/callback?{query}")  # replayed: back with a code, no text
+    assert parse_qs(urlsplit(again.headers["Location"]).query) == {
+        "oauth_error": ["oauth_state_invalid"]
+    }
+    # A state rewritten to point elsewhere is unknown, and not followed anywhere either.
+    state = parse_qs(query)["state"][0].rpartition(".")[0] + ".Ly9ldmlsLmV4YW1wbGU"  # //evil
+    forged = api.get(f"/api/oauth/callback?{urlencode({'state': state, 'code': 'x'})}")
+    assert forged.status_code == 400 and "Location" not in forged.headers

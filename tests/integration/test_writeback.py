@@ -136,6 +136,37 @@ def test_move_keeps_the_row_and_a_resync_agrees(client: Any, world: Any, runtime
     assert _count(world, "INBOX") == 3
 
 
+def _folder_counts(client: Any, world: Any, headers: Any = None) -> Any:
+    answer = client.get(
+        f"/api/accounts/{world['account_id']}/folders", headers=headers or world["headers"]
+    )
+    if answer.status_code != 200:
+        return answer.status_code
+    return {
+        f["role"] or f["name"]: (f["message_count"], f["unread_count"])
+        for f in answer.get_json()["items"]
+    }
+
+
+def test_folder_counts_follow_a_clients_changes_before_any_sync(
+    client: Any, world: Any, as_tenant: Any
+) -> None:
+    assert _folder_counts(client, world)["inbox"] == (4, 4)
+    first, second = world["inbox"][0], world["inbox"][1]
+    read = {"seen": True}
+    client.patch(f"/api/messages/{first['id']}", headers=world["headers"], json=read)
+    assert _folder_counts(client, world)["inbox"] == (4, 3)  # at once, not at the next sync
+    client.patch(f"/api/messages/{first['id']}", headers=world["headers"], json={"seen": False})
+    assert _folder_counts(client, world)["inbox"] == (4, 4)
+    archive = world["folders"]["archive"]["id"]
+    client.patch(
+        f"/api/messages/{second['id']}", headers=world["headers"], json={"folder_id": archive}
+    )
+    _until(lambda: _folder_counts(client, world)["archive"] == (1, 1), "the move counted")
+    assert _folder_counts(client, world)["inbox"] == (3, 3)
+    assert _folder_counts(client, world, as_tenant(TENANT_B)) == 404
+
+
 def test_delete_goes_to_trash_then_expunges(client: Any, world: Any) -> None:
     victim = world["inbox"][2]
     trash = world["folders"]["trash"]

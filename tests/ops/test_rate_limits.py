@@ -97,6 +97,16 @@ def test_health_and_metrics_are_exempt(sqlite_settings: Any) -> None:
     assert _statuses(client, 2) == [200, 429]
 
 
+def test_the_browser_clients_static_files_are_exempt(sqlite_settings: Any) -> None:
+    client = _client(_app(sqlite_settings, rate_limit_requests_per_minute=2))
+    files = ("/", "/web/js/app.js", "/web/js/api.js", "/web/app.css", "/web/icon.svg")
+    for path in files * 3:  # three page loads: 15 files against a limit of 2
+        answer = client.get(path)
+        assert answer.status_code == 200 and "X-RateLimit-Limit" not in answer.headers, path
+    assert client.get("/web/config").headers["X-RateLimit-Remaining"] == "1"  # counted
+    assert _statuses(client, 2) == [200, 429]  # the budget the files left untouched
+
+
 def test_unknown_paths_count_against_the_limit(sqlite_settings: Any) -> None:
     client = _client(_app(sqlite_settings))
     assert _statuses(client, 3, "/no-such-page") == [404, 404, 404]

@@ -12,7 +12,9 @@
   window, also at a window's edge.
 - Redis down: fail open to per-process memory limits (Flask-Limiter's in-memory fallback)
   and use Redis again once it answers; the API stays up and each process still limits.
-- Exempt: ``/health`` (liveness), ``/metrics`` (the operator's, behind METRICS_TOKEN) and
+- Exempt: ``/health`` (liveness), ``/metrics`` (the operator's, behind METRICS_TOKEN),
+  the browser client's static files (``/`` and ``/web/<file>``: a page load is a dozen of
+  them, and they are the same files for everyone; its sign-in and config are limited) and
   CORS preflights; ``/health/ready`` touches the database and Redis, so it is limited.
 - A breach answers 429 problem+json with ``Retry-After``; every limited response carries
   ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` of the tightest limit.
@@ -35,6 +37,8 @@ from email_service.api.http.problems import problem
 from email_service.config import Settings
 
 EXEMPT_PATHS = frozenset({"/health", "/metrics"})
+# The browser client's page and static modules (api/web.py): files, not API calls.
+EXEMPT_ENDPOINTS = frozenset({"web.index", "web.asset"})
 # A limit check must not hang a request thread when Redis stalls: fail over to memory fast.
 REDIS_TIMEOUT_S = 1
 # Exact across workers: a moving window admits at most the limit in any window.
@@ -64,7 +68,7 @@ def _exempt() -> bool:
     # A browser's CORS preflight precedes the real request, which is counted; counting both
     # would halve a browser client's budget.
     preflight = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
-    return preflight or request.path in EXEMPT_PATHS
+    return preflight or request.path in EXEMPT_PATHS or request.endpoint in EXEMPT_ENDPOINTS
 
 
 def _limiter(settings: Settings, prefix: str, limit: ApplicationLimit) -> Limiter:

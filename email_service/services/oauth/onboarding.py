@@ -12,12 +12,17 @@
         --> IMAP and SMTP logins checked --> first sync queued
 
 The state is 256 random bits; only its SHA-256 is stored, so a database copy cannot
-complete someone's authorization.
+complete someone's authorization. A browser flow (the web client) adds the address to come
+back to: ``<random>.<base64url(return_to)>``. The stored hash covers it, so it cannot be
+swapped, and it is a path on this service only (``RETURN_TO_RE``): no open redirect.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +35,7 @@ from email_service.errors import (
     BadRequestError,
     FeatureDisabledError,
     RemoteTemporaryError,
+    ValidationError,
 )
 from email_service.services import accounts, verify
 from email_service.services.accounts import AccountFields, AccountRecord
@@ -42,6 +48,9 @@ from email_service.store.models import Account, OAuthState, utcnow
 # RFC 7636 §4.1: the verifier is 43-128 characters; 64 random bytes give 86.
 VERIFIER_BYTES = 64
 STATE_BYTES = 32
+# Where a browser flow returns: a path on this service. One leading slash, not two ("//h"
+# is another host), no backslash (browsers read "/\\h" as "//h"), printable ASCII only.
+RETURN_TO_RE = re.compile(r"^/([!#-.0-\[\]-~][!#-\[\]-~]{0,198})?$")
 
 
 class OAuthStateError(BadRequestError):
@@ -91,11 +100,13 @@ def authorize(
     subject: str,
     provider_name: str,
     login_hint: str | None = None,
+    return_to: str | None = None,
 ) -> Authorization:
-    """Start an authorization: remember the state, return the provider's URL."""
+    """Start an authorization: remember the state, return the provider's URL; with
+    ``return_to`` the callback sends the browser back there."""
     provider = providers.resolve(provider_name, runtime.settings.oauth_providers)
     redirect_uri = _redirect_url(runtime)
-    state, nonce = secrets.token_urlsafe(STATE_BYTES), secrets.token_urlsafe(16)
+    state, nonce = _new_state(return_to), secrets.token_urlsafe(16)
     verifier = secrets.token_urlsafe(VERIFIER_BYTES)
     expires_at = utcnow() + timedelta(seconds=runtime.settings.oauth_state_ttl_seconds)
     with runtime.db.session() as session:
@@ -120,6 +131,28 @@ def authorize(
     )
     session_.close()
     return Authorization(url, expires_at)
+
+
+def _new_state(return_to: str | None) -> str:
+    state = secrets.token_urlsafe(STATE_BYTES)
+    if return_to is None:
+        return state
+    if not RETURN_TO_RE.match(return_to):
+        raise ValidationError("return_to must be a path on this service", field="return_to")
+    return state + "." + base64.urlsafe_b64encode(return_to.encode()).decode().rstrip("=")
+
+
+def return_to(state: str | None) -> str | None:
+    """The path a browser flow asked to come back to, from its state; None for an API
+    flow or anything that is not a path on this service."""
+    if not state or "." not in state:
+        return None
+    encoded = state.rpartition(".")[2]
+    try:
+        value = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return value if RETURN_TO_RE.match(value) else None
 
 
 @dataclass(frozen=True)

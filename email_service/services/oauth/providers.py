@@ -114,6 +114,19 @@ class Provider:
         )
 
 
+# What a person recognises on a sign-in button, per preset.
+PRESET_LABELS = {"google": "Google", "microsoft": "Microsoft"}
+
+
+def labels(configured: dict[str, OAuthProviderSettings]) -> list[tuple[str, str]]:
+    """(name, label) of every configured provider, without asking any of them anything."""
+    found = []
+    for name, conf in sorted(configured.items()):
+        preset = conf.preset or (name if name in PRESETS else None)
+        found.append((name, conf.label or PRESET_LABELS.get(preset or "", name)))
+    return found
+
+
 _discovered: dict[str, dict[str, Any]] = {}
 _discovery_lock = threading.Lock()
 

@@ -67,13 +67,6 @@ def checkpoint(
     session: Session, folder_id: uuid.UUID, uidvalidity: int, uidnext: int, modseq: int | None
 ) -> None:
     """Record that everything below ``uidnext`` is stored; refresh the counters."""
-    total = count_messages(session, folder_id)
-    unread = (
-        session.scalar(
-            select(func.count()).where(Message.folder_id == folder_id, Message.seen.is_(False))
-        )
-        or 0
-    )
     session.execute(
         update(Folder)
         .where(Folder.id == folder_id)
@@ -81,11 +74,30 @@ def checkpoint(
             uidvalidity=uidvalidity,
             uidnext=uidnext,
             highestmodseq=modseq,
-            message_count=total,
-            unread_count=unread,
             synced_at=utcnow(),
+            **counters(session, folder_id),
         )
     )
+
+
+def counters(session: Session, folder_id: uuid.UUID) -> dict[str, int]:
+    """The folder's ``message_count`` and ``unread_count`` from the stored messages."""
+    unread = select(func.count()).where(Message.folder_id == folder_id, Message.seen.is_(False))
+    return {
+        "message_count": count_messages(session, folder_id),
+        "unread_count": int(session.scalar(unread) or 0),
+    }
+
+
+def recount(session: Session, folder_ids: set[uuid.UUID]) -> None:
+    """Refresh the counters of folders whose messages a client changed (``folder.updated``
+    when they moved), so a read message leaves the unread count at once, not at the next sync."""
+    session.flush()
+    for row in session.scalars(select(Folder).where(Folder.id.in_(folder_ids))):
+        values = counters(session, row.id)
+        if (row.message_count, row.unread_count) != tuple(values.values()):
+            row.message_count, row.unread_count = values["message_count"], values["unread_count"]
+            announce.folder(session, row, Op.UPDATED)
 
 
 def old_rows_by_digest(

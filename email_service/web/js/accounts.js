@@ -1,7 +1,7 @@
 // Accounts: list with sync state and progress, add, verify, sync, delete.
 import { api } from './api.js';
 import { announce, h, mount, showError, when } from './dom.js';
-import { syncActive, watchSync } from './events.js';
+import { onChange, settled, syncActive, watchSync } from './events.js';
 
 const watchers = new Map();
 
@@ -174,20 +174,106 @@ function addForm(onAdded) {
   return form;
 }
 
-export async function renderAccounts(main, { onChange }) {
+// Adding a mailbox through a configured OAuth2 provider: the browser goes to the provider
+// and comes back to #/accounts (return_to) with the result in the query (js/app.js).
+async function providerCard() {
+  let items = [];
+  try {
+    items = (await api('/api/oauth/providers')).items;
+  } catch (error) {
+    showError(error);
+  }
+  if (!items.length) return null;
+  const hint = h('input', { id: 'f-login_hint', name: 'login_hint', type: 'email', autocomplete: 'off' });
+  const error = h('p', { class: 'error-text', role: 'alert' });
+  const start = async (provider) => {
+    error.textContent = '';
+    const body = { return_to: '/#/accounts' };
+    if (hint.value.trim()) body.login_hint = hint.value.trim();
+    try {
+      const answer = await api(`/api/oauth/${encodeURIComponent(provider.name)}/authorize`, { method: 'POST', body });
+      if (!/^https?:\/\//i.test(answer.authorization_url)) throw new Error('The provider address is not a web address.');
+      announce(`Going to ${provider.label} to sign in…`);
+      location.assign(answer.authorization_url);
+    } catch (failure) {
+      error.textContent = failure.message;
+    }
+  };
+  return h('section', { class: 'card add-oauth', 'aria-labelledby': 'oauth-title' },
+    h('h3', { id: 'oauth-title' }, 'Add an account by signing in at its provider'),
+    h('p', { class: 'muted' }, 'You sign in at the provider; this service keeps its tokens, never your password.'),
+    h('div', { class: 'field' }, h('label', { for: 'f-login_hint' }, 'Address at the provider (optional)'), hint),
+    h('div', { class: 'actions' },
+      items.map((provider) => h('button', { type: 'button', class: 'primary', dataset: { provider: provider.name }, onclick: () => start(provider) },
+        `Sign in with ${provider.label}`))),
+    error);
+}
+
+// Back from an OAuth2 provider.
+// The callback sends the browser to /?oauth_result=created|renewed&oauth_account=ID#/accounts
+// or /?oauth_error=CODE#/accounts. Only codes travel, so a crafted link cannot word the
+// message; the texts are ours.
+const OAUTH_ERRORS = {
+  oauth_state_invalid: 'The sign-in at the provider took too long or was already used. Start again.',
+  oauth_grant_refused: 'The provider did not grant access to the mailbox.',
+  remote_auth_failed: 'The mail server refused the provider’s token.',
+  remote_temporary: 'The provider or the mail server did not answer; try again.',
+};
+const oauthReturn = new URLSearchParams(location.search);
+if (oauthReturn.has('oauth_result') || oauthReturn.has('oauth_error')) {
+  history.replaceState(null, '', `/${location.hash}`);
+}
+
+// The notice for the Accounts screen, once, from the address the callback sent us to.
+export async function oauthNotice() {
+  const result = oauthReturn.get('oauth_result');
+  const code = oauthReturn.get('oauth_error');
+  const id = oauthReturn.get('oauth_account');
+  oauthReturn.delete('oauth_result');
+  oauthReturn.delete('oauth_error');
+  if (code) {
+    const known = /^[a-z_]{1,40}$/.test(code) ? code : 'unknown';
+    return { kind: 'error', text: OAUTH_ERRORS[known] || `Adding the account failed (${known}).` };
+  }
+  if (!result || !id) return null;
+  let email;
+  try {
+    email = (await api(`/api/accounts/${encodeURIComponent(id)}`)).email;
+  } catch {
+    // not this tenant's (a link from elsewhere): say nothing about it
+    return null;
+  }
+  return result === 'created'
+    ? { kind: 'ok', text: `${email} added; its first sync has started.` }
+    : { kind: 'ok', text: `${email} signed in again; its tokens were renewed.` };
+}
+
+// `notice`: {kind: 'ok' | 'error', text} to show above the list (an OAuth2 return).
+export async function renderAccounts(main, { onChange: changed, notice = null }) {
   stopWatching();
   const list = h('ul', { class: 'cards', 'aria-label': 'Accounts' });
   const refresh = async () => {
     try {
       const accounts = await listAccounts();
+      for (const [key, stop] of watchers) {
+        if (key !== 'list') { stop(); watchers.delete(key); }
+      }
       mount(list, accounts.length
-        ? accounts.map((a) => accountCard(a, refresh, onChange))
+        ? accounts.map((a) => accountCard(a, refresh, changed))
         : h('li', { class: 'muted' }, 'No accounts yet: add one below.'));
-      onChange();
+      changed();
     } catch (error) {
       showError(error);
     }
   };
-  mount(main, h('h2', { tabindex: '-1' }, 'Accounts'), list, addForm(refresh));
+  mount(main, h('h2', { tabindex: '-1' }, 'Accounts'),
+    notice ? h('p', { class: `notice ${notice.kind}`, role: 'status' }, notice.text) : null,
+    list, addForm(refresh));
+  providerCard().then((card) => { if (card && list.isConnected) list.after(card); });
+  // Accounts added, removed or changed elsewhere (another tab, the API, an OAuth2 return).
+  const later = settled(refresh);
+  watchers.set('list', onChange((change) => {
+    if (change.type === 'account' || change.type === '*') later();
+  }));
   await refresh();
 }

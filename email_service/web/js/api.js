@@ -1,7 +1,7 @@
 // The public API, as any client uses it: a bearer token and the tenant header.
 const STORE = 'email-service.session';
 
-export const config = { login: 'token', default_tenant: 'default', tenant_header: 'X-Tenant-ID' };
+export const config = { login: 'token', default_tenant: 'default', tenant_header: 'X-Tenant-ID', events_url: '' };
 
 export class ApiError extends Error {
   constructor(status, problem) {

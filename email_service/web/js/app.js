@@ -1,15 +1,16 @@
 // The client: sign-in, the shell, a hash router and keyboard shortcuts.
 import { ApiError, api, config, devToken, loadConfig, session, signIn, signOut } from './api.js';
-import { renderAccounts, listAccounts, stopWatching } from './accounts.js';
+import { listAccounts, oauthNotice, renderAccounts, stopWatching } from './accounts.js';
 import { renderCompose } from './compose.js';
 import { h, mount, showError, typing } from './dom.js';
-import { folderMessages, folders, inboxOf, pagedList, renderNav } from './mailbox.js';
+import { liveLabel, onChange, settled, stopFeed } from './events.js';
+import { folderMessages, folders, followList, inboxOf, pagedList, renderNav } from './mailbox.js';
 import { renderMessage } from './message.js';
 import { renderOutbox, stopOutbox } from './outbox.js';
 import { renderSearch, SYNTAX_HELP } from './search.js';
 
 const app = document.getElementById('app');
-const state = { accounts: [], list: null, reader: null, route: null, composer: null };
+const state = { accounts: [], list: null, reader: null, route: null, composer: null, live: null };
 
 const SHORTCUTS = [
   ['c', 'Compose a new message'],
@@ -82,7 +83,8 @@ function shell() {
       search,
       h('a', { href: '#/compose', class: 'button primary', 'data-action': 'compose' }, 'Compose'),
       h('span', { class: 'tenant muted' }, `Tenant ${current.tenant}`),
-      h('button', { type: 'button', onclick: () => { signOut(); location.hash = ''; renderSignIn(); } }, 'Sign out'),
+      h('span', { id: 'live', class: 'live muted', title: 'How this page learns about changes' }, liveLabel()),
+      h('button', { type: 'button', onclick: () => { endSession(); location.hash = ''; renderSignIn(); } }, 'Sign out'),
       h('button', { type: 'button', class: 'help', 'aria-label': 'Keyboard shortcuts', onclick: showShortcuts }, '?')),
     h('div', { class: 'layout' },
       h('nav', { id: 'nav', 'aria-label': 'Mailboxes' }),
@@ -123,7 +125,7 @@ async function refreshNav(fresh = false) {
     { view: r.view, folderId: r.view === 'mail' ? r.parts[2] : null }, { fresh });
 }
 
-function listPage(main, label, load, base, withHeadline) {
+function listPage(main, label, load, base, { withHeadline = false, accountId = null } = {}) {
   const id = parse().query.get('m');
   const listPane = h('section', { class: 'list-pane', 'aria-label': label });
   const readerPane = h('section', { class: 'reader-pane', 'aria-label': 'Message' });
@@ -133,6 +135,11 @@ function listPage(main, label, load, base, withHeadline) {
     ? pagedList(label, load, href, { withHeadline })
     : load;
   if (typeof load === 'function') mount(listPane, h('h2', { class: 'list-title', tabindex: '-1' }, label), paged.box);
+  if (accountId) {
+    const stopLive = followList(paged, accountId, load, href);
+    const stopPaging = paged.stop;
+    paged.stop = () => { stopLive(); stopPaging(); };
+  }
   state.list = { paged, listPane, readerPane, base };
   if (id) openMessage(id);
   else mount(readerPane, h('p', { class: 'muted empty' }, 'Select a message to read it.'));
@@ -152,7 +159,7 @@ async function openMessage(id) {
     removed: (message) => {
       listPane.querySelector(`.message-row[data-id="${message.id}"]`)?.remove();
       go(base);
-      refreshNav();
+      refreshNav(true);
     },
   });
   readerPane.querySelector('h2')?.focus({ preventScroll: true });
@@ -165,7 +172,7 @@ function updateRow(message) {
     row.classList.toggle('read', message.seen);
     row.classList.toggle('flagged', message.flagged);
   }
-  refreshNav();
+  refreshNav(true); // the server counts a read or unread message at once
 }
 
 function composeFrom(mode, message) {
@@ -198,7 +205,8 @@ async function route() {
   }
   try {
     if (r.view === 'accounts' || (!r.view && !state.accounts.length)) {
-      await renderAccounts(main, { onChange: reloadAccounts });
+      const notice = await oauthNotice();
+      await renderAccounts(main, { onChange: reloadAccounts, notice });
     } else if (r.view === 'mail' || !r.view) {
       const accountId = r.parts[1] || state.accounts[0].id;
       let folderId = r.parts[2];
@@ -213,7 +221,7 @@ async function route() {
       }
       const folder = (await folders(accountId)).find((f) => f.id === folderId);
       const label = folder ? `${state.accounts.find((a) => a.id === accountId)?.email || ''} — ${folder.role ? folder.role[0].toUpperCase() + folder.role.slice(1) : folder.name}` : 'Messages';
-      listPage(main, label, folderMessages(accountId, folderId), `#/mail/${accountId}/${folderId}`);
+      listPage(main, label, folderMessages(accountId, folderId), `#/mail/${accountId}/${folderId}`, { accountId });
     } else if (r.view === 'search') {
       const q = r.parts.slice(1).join('/');
       document.getElementById('q').value = q;
@@ -303,9 +311,30 @@ function onKey(event) {
   }
 }
 
+// ---- live ------------------------------------------------------------------------------
+// Folder counts and the account list follow the feed (js/events.js) on every screen.
+function followChanges() {
+  if (state.live) state.live();
+  const nav = settled(() => refreshNav(true).catch(showError), 1000);
+  const accounts = settled(() => reloadAccounts().catch(showError));
+  state.live = onChange((change) => {
+    if (['message', 'folder', '*'].includes(change.type)) nav();
+    if (['account', '*'].includes(change.type)) accounts();
+  });
+}
+
+function endSession() {
+  if (state.live) state.live();
+  state.live = null;
+  stopWatching();
+  stopFeed();
+  signOut();
+}
+
 // ---- start -----------------------------------------------------------------------------
 async function start() {
   shell();
+  followChanges();
   try {
     state.accounts = await listAccounts();
   } catch (error) {
@@ -320,7 +349,7 @@ async function start() {
 window.addEventListener('hashchange', () => { if (session()) route(); });
 window.addEventListener('keydown', onKey);
 window.addEventListener('signed-out', (event) => {
-  signOut();
+  endSession();
   renderSignIn(`Signed out: ${event.detail.message}`);
 });
 window.addEventListener('unhandledrejection', (event) => {

@@ -1,27 +1,12 @@
-// Folders (roles, unread counts) and message lists paged by cursor as the list scrolls.
+// Folders (roles, unread counts) and message lists paged by cursor as the list scrolls,
+// kept current by the live feed (js/events.js).
 import { api } from './api.js';
-import { h, headline, mount, showError, shortPerson, when } from './dom.js';
+import { onChange, settled } from './events.js';
+import { announce, h, headline, mount, showError, shortPerson, when } from './dom.js';
 
 const ROLE_ORDER = ['inbox', 'drafts', 'sent', 'archive', 'junk', 'trash'];
 const ROLE_NAMES = { inbox: 'Inbox', drafts: 'Drafts', sent: 'Sent', archive: 'Archive', junk: 'Junk', trash: 'Trash', all: 'All mail', flagged: 'Starred' };
 const folderCache = new Map();
-// The API's unread counts come from the mail server's own count at the last sync; a
-// message read here is counted here until the folder is synced again.
-const unreadAdjust = new Map();
-
-export function adjustUnread(folderId, delta) {
-  const folder = [...folderCache.values()].flat().find((f) => f.id === folderId);
-  if (!folder) return;
-  const current = unreadAdjust.get(folderId);
-  const base = current && current.syncedAt === folder.synced_at ? current.delta : 0;
-  unreadAdjust.set(folderId, { syncedAt: folder.synced_at, delta: base + delta });
-}
-
-function unread(folder) {
-  const adjust = unreadAdjust.get(folder.id);
-  const delta = adjust && adjust.syncedAt === folder.synced_at ? adjust.delta : 0;
-  return Math.max(0, folder.unread_count + delta);
-}
 
 export async function folders(accountId, { fresh = false } = {}) {
   if (fresh || !folderCache.has(accountId)) {
@@ -65,7 +50,7 @@ export async function renderNav(nav, accounts, current, { fresh = false } = {}) 
           return h('li', {},
             h('a', { href: `#/mail/${account.id}/${f.id}`, class: active ? 'active' : '', 'aria-current': active ? 'page' : false, dataset: { role: f.role || '' } },
               h('span', { class: 'folder-name' }, folderLabel(f)),
-              unread(f) ? h('span', { class: 'count', 'aria-label': `${unread(f)} unread` }, String(unread(f))) : null));
+              f.unread_count ? h('span', { class: 'count', 'aria-label': `${f.unread_count} unread` }, String(f.unread_count)) : null));
         }) : h('li', { class: 'muted' }, 'No folders yet'))));
   }
   mount(nav,
@@ -131,9 +116,69 @@ export function pagedList(label, load, href, options = {}) {
   const box = h('div', { class: 'list-box' }, list, end, more);
   observer.observe(more);
   next();
-  return { box, list, stop: () => observer.disconnect() };
+  // After rows came or went without paging (the live feed): the count under a full list.
+  const recount = () => {
+    if (done && !loading) end.textContent = list.children.length ? `${list.children.length} messages` : 'No messages';
+  };
+  return { box, list, recount, stop: () => observer.disconnect() };
 }
 
 export function folderMessages(accountId, folderId) {
   return (cursor) => api('/api/messages', { query: { account_id: accountId, folder_id: folderId, limit: 50, cursor } });
+}
+
+// Keeps an open list current from the live feed: new messages appear on top, changed ones
+// are redrawn, deleted and moved-away ones leave. Returns stop().
+export function followList(paged, accountId, load, href) {
+  const refresh = settled(async () => {
+    try {
+      mergeTop(paged.list, await load(null), href);
+      paged.recount();
+    } catch {
+      // the next change looks again
+    }
+  });
+  const stop = onChange((change) => {
+    if (change.type === '*') refresh();
+    if (change.type !== 'message' || (change.account_id && change.account_id !== accountId)) return;
+    if (change.op === 'destroyed') paged.list.querySelector(`.message-row[data-id="${change.id}"]`)?.remove();
+    refresh();
+    paged.recount();
+  });
+  return () => {
+    stop();
+    refresh.cancel();
+  };
+}
+
+// Merges the newest page into the list: rows in page order, new ones inserted where they
+// belong; a row above the page's end that the page no longer has moved away or is gone.
+function mergeTop(list, page, href) {
+  const rows = new Map([...list.querySelectorAll('.message-row')].map((row) => [row.dataset.id, row]));
+  const ids = new Set(page.items.map((m) => m.id));
+  const lastRow = rows.get(page.items.at(-1)?.id);
+  for (const [id, row] of rows) {
+    const above = !page.next_cursor || (lastRow && (row.compareDocumentPosition(lastRow) & Node.DOCUMENT_POSITION_FOLLOWING));
+    if (!ids.has(id) && above) row.remove();
+  }
+  let previous = null;
+  let added = 0;
+  for (const message of page.items) {
+    const old = rows.get(message.id);
+    const row = messageRow(message, href(message));
+    if (old && old.contains(document.activeElement)) { // keep the focus where it is
+      previous = old;
+      continue;
+    }
+    if (old) {
+      row.classList.toggle('selected', old.classList.contains('selected'));
+      old.replaceWith(row);
+    } else {
+      if (previous) previous.after(row);
+      else list.prepend(row);
+      added += 1;
+    }
+    previous = row;
+  }
+  if (added) announce(`${added} new message${added > 1 ? 's' : ''}`);
 }

@@ -2,7 +2,7 @@
 // (remote images blocked until asked for), attachments, flags, move and delete.
 import { api } from './api.js';
 import { announce, h, mount, person, shortPerson, showError, size, when } from './dom.js';
-import { adjustUnread, folderLabel, folders, sortFolders } from './mailbox.js';
+import { folderLabel, folders, sortFolders } from './mailbox.js';
 
 // The frame's own policy, inside the page's: nothing loads but inline styles and data:
 // images (inline cid: parts are turned into data: URLs here), plus remote images once the
@@ -72,13 +72,9 @@ async function download(attachment) {
 }
 
 export async function change(message, fields) {
-  const before = { seen: message.seen, folder: message.folder_id };
   const result = await api(`/api/messages/${message.id}`, { method: 'PATCH', body: fields });
   const updated = result.items?.[0];
   if (updated) Object.assign(message, updated);
-  if (!before.seen && (message.seen || message.folder_id !== before.folder)) adjustUnread(before.folder, -1);
-  if (before.seen && !message.seen) adjustUnread(message.folder_id, 1);
-  if (!message.seen && message.folder_id !== before.folder) adjustUnread(message.folder_id, 1);
   return message;
 }
 
@@ -144,7 +140,6 @@ export async function renderMessage(pane, id, actions) {
   const remove = async () => {
     try {
       await api(`/api/messages/${message.id}`, { method: 'DELETE' });
-      if (!message.seen) adjustUnread(message.folder_id, -1);
       announce('Message deleted');
       actions.removed(message);
     } catch (error) {

@@ -1,14 +1,15 @@
-// The outbox (each send's state, cancel while it waits) and the drafts being written.
+// The outbox (each send's state, cancel while it waits) and the drafts being written,
+// read again when the live feed (js/events.js) reports a send or a draft changed.
 import { api } from './api.js';
 import { announce, h, mount, showError, when } from './dom.js';
+import { onChange, settled } from './events.js';
 
-const WAITING = new Set(['queued', 'sending', 'retrying', 'needs_reconciliation']);
 const CANCELLABLE = new Set(['queued', 'retrying', 'needs_reconciliation']);
-const POLL_MS = 3000;
-let timer;
+let unsubscribe = () => {};
 
 export function stopOutbox() {
-  clearTimeout(timer);
+  unsubscribe();
+  unsubscribe = () => {};
 }
 
 function row(item, refresh) {
@@ -40,7 +41,6 @@ export async function renderOutbox(main) {
   const sends = h('ul', { class: 'cards', 'aria-label': 'Outbox' });
   const drafts = h('ul', { class: 'cards', 'aria-label': 'Drafts' });
   const refresh = async () => {
-    clearTimeout(timer);
     try {
       const [outbox, draftPage] = await Promise.all([api('/api/outbox', { query: { limit: 50 } }), api('/api/compose/drafts', { query: { limit: 50 } })]);
       mount(sends, outbox.items.length ? outbox.items.map((item) => row(item, refresh)) : h('li', { class: 'muted' }, 'Nothing sent yet.'));
@@ -49,13 +49,14 @@ export async function renderOutbox(main) {
         ? editing.map((d) => h('li', { class: 'card' }, h('a', { href: `#/compose/${d.id}` }, d.subject || '(no subject)'),
           h('span', { class: 'muted' }, ` to ${d.to.map((a) => a.email).join(', ') || 'nobody yet'} · ${when(d.updated_at)}`)))
         : h('li', { class: 'muted' }, 'No drafts.'));
-      if (outbox.items.some((item) => WAITING.has(item.state)) && document.contains(sends)) {
-        timer = setTimeout(refresh, POLL_MS);
-      }
     } catch (error) {
       showError(error);
     }
   };
   mount(main, h('h2', { tabindex: '-1' }, 'Outbox'), sends, h('h2', {}, 'Drafts'), drafts);
+  const later = settled(refresh);
+  unsubscribe = onChange((change) => {
+    if (['outbox', 'draft', '*'].includes(change.type)) later();
+  });
   await refresh();
 }
