@@ -146,7 +146,7 @@ def unprotect(conn: Connection, table: str) -> None:
 
 def walls(conn: Connection) -> dict[str, str]:
     """Each tenant-owned table and its policy condition: tenant tables, then children."""
-    found = {table: "tenant_id = email_service_tenant()" for table in tenant_tables(conn)}
+    found = dict.fromkeys(tenant_tables(conn), "tenant_id = email_service_tenant()")
     for child, (column, parent) in CHILD_TABLES.items():
         found[child] = f'EXISTS (SELECT FROM "{parent}" p WHERE p.id = "{child}".{column})'
     return found

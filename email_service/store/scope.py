@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextvars
 import enum
+import functools
+import inspect
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -68,9 +70,7 @@ def _entered(scope: Scope) -> Iterator[None]:
 
 def tenant_scope(tenant_id: str) -> AbstractContextManager[None]:
     """Transactions inside see and write ``tenant_id``'s rows only."""
-    if not tenant_id:
-        raise ValueError("a tenant scope needs a tenant id")
-    return _entered(Scope(ScopeKind.TENANT, tenant_id))
+    return _entered(for_tenant(tenant_id))
 
 
 def operator_scope(reason: str) -> AbstractContextManager[None]:
@@ -89,6 +89,36 @@ def no_scope() -> AbstractContextManager[None]:
     return _entered(NO_SCOPE)
 
 
+def enter(scope: Scope) -> contextvars.Token[Scope]:
+    """Switch to ``scope`` until :func:`leave` with the token (for hooks that cannot nest)."""
+    return _CURRENT.set(scope)
+
+
+def leave(token: contextvars.Token[Scope]) -> None:
+    """Back to the scope before :func:`enter` gave ``token``."""
+    _CURRENT.reset(token)
+
+
+def for_tenant(tenant_id: str) -> Scope:
+    """The scope of ``tenant_id``."""
+    if not tenant_id:
+        raise ValueError("a tenant scope needs a tenant id")
+    return Scope(ScopeKind.TENANT, tenant_id)
+
+
+def in_tenant_scope(fn: Callable[P, T]) -> Callable[P, T]:
+    """``fn`` runs in the scope of the tenant its ``tenant_id`` argument names (a job)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        tenant_id = signature.bind(*args, **kwargs).arguments["tenant_id"]
+        with tenant_scope(tenant_id):
+            return fn(*args, **kwargs)
+
+    return run
+
+
 def carried(fn: Callable[P, T]) -> Callable[P, T]:
     """``fn`` bound to a copy of the caller's context: a thread it starts keeps the scope."""
     context = contextvars.copy_context()
@@ -97,4 +127,3 @@ def carried(fn: Callable[P, T]) -> Callable[P, T]:
         return context.run(fn, *args, **kwargs)
 
     return run
-
