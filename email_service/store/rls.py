@@ -68,6 +68,25 @@ $$
 """
 
 
+# Full-text search: a condition that is not LEAKPROOF cannot be an index condition below a
+# policy, so ``search_text @@ query`` would scan the tenant's rows instead of the GIN index
+# (measured: 1.5 ms -> 215 ms over 200,000 messages). ts_match_vq raises on no row's value
+# and returns a boolean only; marking it LEAKPROOF (this database's catalog, superuser
+# only) gives the index back. Without a superuser the migration leaves it and says so.
+_SEARCH_LEAKPROOF = """
+DO $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        ALTER FUNCTION pg_catalog.ts_match_vq(tsvector, tsquery) LEAKPROOF;
+    ELSE
+        RAISE WARNING 'ts_match_vq is not LEAKPROOF: full-text search under row-level '
+            'security will not use its GIN indexes (docs/security.md)';
+    END IF;
+END
+$$
+"""
+
+
 def create_roles(conn: Connection) -> None:
     """The two NOLOGIN roles (if missing), and the login role's right to switch to them."""
     for role in (APP_ROLE, OPERATOR_ROLE):
@@ -157,6 +176,7 @@ def protect_all(conn: Connection) -> list[str]:
     create_roles(conn)
     grant(conn, conn.scalar(text("SELECT current_schema()")) or "public")
     conn.execute(text(TENANT_FUNCTION))
+    conn.execute(text(_SEARCH_LEAKPROOF))
     tables = walls(conn)
     for table, wall in tables.items():
         protect(conn, table, wall)

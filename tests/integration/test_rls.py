@@ -253,3 +253,13 @@ def test_deletion_of_a_tenant_in_its_scope_leaves_the_other(
         left = set(session.scalars(select(Account.tenant_id)))
         links = set(session.scalars(select(ThreadLink.account_id)))
     assert left == {TENANT_B} and links == {two_tenants[TENANT_B]}
+
+
+@PG
+def test_full_text_search_keeps_its_index_under_the_policy(runtime: Runtime) -> None:
+    """``@@`` must be LEAKPROOF to be an index condition below a policy (store/rls.py)."""
+    ask = (
+        "SELECT proleakproof FROM pg_proc WHERE oid = 'ts_match_vq(tsvector,tsquery)'::regprocedure"
+    )
+    with runtime.db.engine.connect() as conn:
+        assert conn.scalar(text(ask)) is True

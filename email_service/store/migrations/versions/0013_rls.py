@@ -36,4 +36,5 @@ def downgrade() -> None:
     for table in rls.walls(conn):
         rls.unprotect(conn, table)
     op.execute('DROP FUNCTION IF EXISTS email_service_tenant()')
+    # ts_match_vq stays LEAKPROOF if it was made so: harmless without policies.
     # The roles stay: they are the cluster's, and other databases may use them.
