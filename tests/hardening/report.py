@@ -66,12 +66,6 @@ METHOD = {
 # Parts of issue 7 that no test measures here, and why.
 NOT_MEASURED = [
     (
-        "isolation and auth",
-        "PostgreSQL row-level security as a second wall",
-        "the schema has no row-level security policies; the matrix above runs against the "
-        "application's tenant filter alone",
-    ),
-    (
         "load",
         "60 s runs",
         "the suite runs `HARDENING_LOAD_SECONDS` (10 s) per target to stay within the "
