@@ -44,7 +44,9 @@ def _account(runtime: Runtime, tenant: str) -> uuid.UUID:
         ).id
 
 
-def _message(runtime: Runtime, tenant: str, account_id: uuid.UUID) -> uuid.UUID:
+def _message(
+    runtime: Runtime, tenant: str, account_id: uuid.UUID, blob: str = "0" * 64
+) -> uuid.UUID:
     """A folder, a message in it and the message's thread link; the message's id."""
     with runtime.db.session() as session:
         folder = Folder(tenant_id=tenant, account_id=account_id, raw_name="INBOX", name="INBOX")
@@ -57,7 +59,7 @@ def _message(runtime: Runtime, tenant: str, account_id: uuid.UUID) -> uuid.UUID:
             uid=1,
             uidvalidity=1,
             received_date=now(),
-            blob_sha256="0" * 64,
+            blob_sha256=blob,
         )
         session.add(message)
         session.flush()
@@ -263,3 +265,19 @@ def test_full_text_search_keeps_its_index_under_the_policy(runtime: Runtime) -> 
     )
     with runtime.db.engine.connect() as conn:
         assert conn.scalar(text(ask)) is True
+
+
+@PG
+def test_a_streamed_export_reads_in_its_tenant_after_the_request_ended(
+    client: Any, runtime: Runtime, as_tenant: Any
+) -> None:
+    """The mbox is read while it is sent, after the request has left its scope."""
+    account = _account(runtime, TENANT_A)
+    blobs = runtime.blobs.tenant(TENANT_A)
+    digest = blobs.put(b"From: a@example.org\r\nSubject: streamed\r\n\r\nhello\r\n")
+    blobs.flush()
+    _message(runtime, TENANT_A, account, digest)
+    with scope.no_scope():
+        response = client.get(f"/api/accounts/{account}/export", headers=as_tenant(TENANT_A))
+        body = response.get_data()
+    assert response.status_code == 200 and b"Subject: streamed" in body
