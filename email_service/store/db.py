@@ -72,7 +72,7 @@ def make_engine(url: str, echo: bool = False) -> Engine:
 
 def _scope_transaction(conn: Any) -> None:
     """Every PostgreSQL transaction runs as the caller's scope (row-level security)."""
-    rls.apply_scope(conn.connection.dbapi_connection, scope.current())
+    rls.apply_scope(conn.connection.dbapi_connection, conn.connection.info, scope.current())
 
 
 def _ping_idle_connections(engine: Engine) -> None:

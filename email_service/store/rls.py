@@ -38,15 +38,25 @@ _ROLE_OF = {
     ScopeKind.OPERATOR: OPERATOR_ROLE,
     ScopeKind.OWNER: "none",  # SET ROLE NONE: back to the login role
 }
+_SESSION_SCOPE = "email_service.session_scope"
 _SET_SCOPE = "SELECT set_config('role', %s, %s), set_config('" + TENANT_SETTING + "', %s, %s)"
 
 
-def apply_scope(dbapi_connection: Any, scope: Scope) -> None:
-    """Run the transaction that starts on this connection as ``scope`` (one round trip)."""
+def apply_scope(dbapi_connection: Any, info: dict[str, Any], scope: Scope) -> None:
+    """Run the transaction that starts on this connection as ``scope`` (one round trip).
+
+    ``info`` lives as long as the DBAPI connection. On an autocommit connection the values
+    are the session's and nothing can roll them back, so the statement is skipped when the
+    session already has them; a transaction sets its own, local ones, which end with it.
+    """
+    wanted = (_ROLE_OF[scope.kind], scope.tenant_id)
     local = not dbapi_connection.autocommit
-    role = _ROLE_OF[scope.kind]
+    if not local and info.get(_SESSION_SCOPE) == wanted:
+        return
     with dbapi_connection.cursor() as cursor:
-        cursor.execute(_SET_SCOPE, (role, local, scope.tenant_id, local))
+        cursor.execute(_SET_SCOPE, (wanted[0], local, wanted[1], local))
+    if not local:
+        info[_SESSION_SCOPE] = wanted
 
 
 # The tenant the transaction acts for; raises when there is none, so that a query on a
