@@ -26,6 +26,9 @@ from email_service.store.scope import Scope, ScopeKind
 APP_ROLE = "email_service_app"
 OPERATOR_ROLE = "email_service_operator"
 TENANT_SETTING = "app.tenant_id"
+# The policy condition of a table with a tenant_id column; a later migration that makes
+# one calls ``protect(conn, table, TENANT_WALL)`` (tests/integration/test_rls.py checks).
+TENANT_WALL = "tenant_id = email_service_tenant()"
 # Tables without tenant_id whose rows belong to a tenant through a parent row:
 # table -> (its column, the parent table it references by id).
 CHILD_TABLES = {"thread_link": ("account_id", "email_account")}
@@ -175,7 +178,7 @@ def unprotect(conn: Connection, table: str) -> None:
 
 def walls(conn: Connection) -> dict[str, str]:
     """Each tenant-owned table and its policy condition: tenant tables, then children."""
-    found = dict.fromkeys(tenant_tables(conn), "tenant_id = email_service_tenant()")
+    found = dict.fromkeys(tenant_tables(conn), TENANT_WALL)
     for child, (column, parent) in CHILD_TABLES.items():
         found[child] = f'EXISTS (SELECT FROM "{parent}" p WHERE p.id = "{child}".{column})'
     return found

@@ -7,7 +7,8 @@ Create Date: 2026-12-07
 PostgreSQL only (SQLite has no row-level security). Tables are found, not listed: every
 table with a ``tenant_id`` column gets the policies, so this revision covers tables made
 by revisions before it whatever their number; a table made later gets its grants from the
-default privileges set here and needs ``rls.protect`` in its own revision
+default privileges set here and needs ``rls.protect(conn, name, rls.TENANT_WALL)`` in
+its own revision
 (tests/integration/test_rls.py fails until it has it). ``store/rls.py`` explains the roles.
 """
 
