@@ -11,14 +11,15 @@ Roles (created by migration 0013, cluster-wide, NOLOGIN; the login role switches
 - the tables' owner (the login role that runs ``email-service migrate``): tables are
   ``FORCE``d, so it has no policy and sees no tenant row unless it is a superuser.
 
-Each transaction starts with one statement that sets the role and the tenant (local to the
-transaction; session-wide on an autocommit connection, where the next begin overwrites it).
+Each transaction starts as its scope: one statement sets the role and the tenant for the
+connection's session, skipped when the connection's last scope was the same.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, text
 
 from email_service.store.scope import Scope, ScopeKind
@@ -46,20 +47,34 @@ _SET_SCOPE = "SELECT set_config('role', %s, %s), set_config('" + TENANT_SETTING 
 
 
 def apply_scope(dbapi_connection: Any, info: dict[str, Any], scope: Scope) -> None:
-    """Run the transaction that starts on this connection as ``scope`` (one round trip).
+    """Run the transaction that starts on this connection as ``scope``.
 
-    ``info`` lives as long as the DBAPI connection. On an autocommit connection the values
-    are the session's and nothing can roll them back, so the statement is skipped when the
-    session already has them; a transaction sets its own, local ones, which end with it.
+    The values are set for the session, outside any transaction (autocommit for the one
+    statement, before psycopg's BEGIN), so no rollback can undo them; ``info`` lives as
+    long as the DBAPI connection and remembers them, so a connection whose last scope was
+    this one costs no round trip at all. A connection already inside a transaction (not
+    expected) gets values local to it instead, and nothing is remembered.
     """
     wanted = (_ROLE_OF[scope.kind], scope.tenant_id)
-    local = not dbapi_connection.autocommit
-    if not local and info.get(_SESSION_SCOPE) == wanted:
+    if info.get(_SESSION_SCOPE) == wanted:
         return
+    idle = dbapi_connection.info.transaction_status == TransactionStatus.IDLE
+    if not idle:
+        info.pop(_SESSION_SCOPE, None)
+        _set(dbapi_connection, wanted, local=True)
+        return
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        _set(dbapi_connection, wanted, local=False)
+    finally:
+        dbapi_connection.autocommit = autocommit
+    info[_SESSION_SCOPE] = wanted
+
+
+def _set(dbapi_connection: Any, wanted: tuple[str, str], local: bool) -> None:
     with dbapi_connection.cursor() as cursor:
         cursor.execute(_SET_SCOPE, (wanted[0], local, wanted[1], local))
-    if not local:
-        info[_SESSION_SCOPE] = wanted
 
 
 # The tenant the transaction acts for; raises when there is none, so that a query on a

@@ -8,6 +8,7 @@ here runs inside ``scope.no_scope()`` wherever it must set its scope itself.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import uuid
@@ -190,30 +191,43 @@ def test_a_tenant_table_outside_any_scope_is_an_error(runtime: Runtime) -> None:
 
 @PG
 def test_scopes_do_not_leak_between_transactions_on_one_connection(runtime: Runtime) -> None:
-    ask = text("SELECT current_user, current_setting('app.tenant_id', true)")
-    """Autocommit reads keep their values for the session (and skip setting them again);
-    a transaction's are local: each begin must still see exactly its own scope."""
-    runs = [
-        (scope.operator_scope("test"), runtime.db.reading, (rls.OPERATOR_ROLE, "")),
-        (scope.tenant_scope(TENANT_B), runtime.db.session, (rls.APP_ROLE, TENANT_B)),
-        (scope.no_scope(), runtime.db.reading, (rls.APP_ROLE, "")),
-        (scope.tenant_scope(TENANT_A), runtime.db.reading, (rls.APP_ROLE, TENANT_A)),
-        (scope.tenant_scope(TENANT_A), runtime.db.reading, (rls.APP_ROLE, TENANT_A)),
-        (scope.tenant_scope(TENANT_B), runtime.db.session, (rls.APP_ROLE, TENANT_B)),
-        (scope.tenant_scope(TENANT_A), runtime.db.reading, (rls.APP_ROLE, TENANT_A)),
-        (scope.tenant_scope(TENANT_B), runtime.db.session, (rls.APP_ROLE, TENANT_B)),
-        (scope.tenant_scope(TENANT_B), runtime.db.reading, (rls.APP_ROLE, TENANT_B)),
-        (scope.no_scope(), runtime.db.session, (rls.APP_ROLE, "")),
-        (scope.tenant_scope(TENANT_B), runtime.db.reading, (rls.APP_ROLE, TENANT_B)),
-        (scope.owner_scope(), runtime.db.reading, (None, "")),
+    """One pooled connection, scopes in every order, autocommit reads and transactions,
+    one rolled back: each begin sees exactly its own scope (a repeated one is not set
+    again, and a rollback cannot undo one: it is set outside the transaction)."""
+    reading, session = runtime.db.reading, runtime.db.session
+    app_a, app_b, app_none = (rls.APP_ROLE, TENANT_A), (rls.APP_ROLE, TENANT_B), (rls.APP_ROLE, "")
+    runs = [  # scope, sessions, (current_user, app.tenant_id), rolled back
+        (scope.operator_scope("test"), reading, (rls.OPERATOR_ROLE, ""), False),
+        (scope.tenant_scope(TENANT_B), session, app_b, False),
+        (scope.no_scope(), reading, app_none, False),
+        (scope.tenant_scope(TENANT_A), reading, app_a, False),
+        (scope.tenant_scope(TENANT_A), reading, app_a, False),
+        (scope.tenant_scope(TENANT_B), session, app_b, False),
+        (scope.tenant_scope(TENANT_A), reading, app_a, False),
+        (scope.tenant_scope(TENANT_B), session, app_b, True),
+        (scope.tenant_scope(TENANT_B), reading, app_b, False),
+        (scope.tenant_scope(TENANT_A), session, app_a, False),
+        (scope.tenant_scope(TENANT_A), session, app_a, False),
+        (scope.no_scope(), session, app_none, False),
+        (scope.tenant_scope(TENANT_B), reading, app_b, False),
+        (scope.owner_scope(), reading, (None, ""), False),
+        (scope.tenant_scope(TENANT_A), session, app_a, False),
     ]
     runtime.db.dispose()
-    for entered, sessions, expected in runs:
-        with entered, sessions() as session:
-            user, tenant = session.execute(ask).one()
-            login = session.scalar(text("SELECT session_user"))
-        assert (user, tenant) == (expected[0] or login, expected[1])
+    ask = text("SELECT current_user, current_setting('app.tenant_id', true), session_user")
+    for step, (entered, sessions, expected, roll_back) in enumerate(runs):
+        seen: list[Any] = []
+        with entered, contextlib.suppress(RolledBackError), sessions() as opened:
+            seen = list(opened.execute(ask).one())
+            if roll_back:
+                raise RolledBackError
+        user, tenant, login = seen
+        assert (user, tenant) == (expected[0] or login, expected[1]), step
     assert runtime.db.engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+
+
+class RolledBackError(Exception):
+    """Raised inside a session to roll it back."""
 
 
 @PG
