@@ -8,8 +8,10 @@ here runs inside ``scope.no_scope()`` wherever it must set its scope itself.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import uuid
 from typing import Any
@@ -21,7 +23,7 @@ from sqlalchemy.exc import ProgrammingError
 from email_service.jobs import event_work, work
 from email_service.services import accounts as account_service
 from email_service.services import monitoring
-from email_service.services.events import dispatch
+from email_service.services.events import dispatch, stream
 from email_service.services.lifecycle import deletion
 from email_service.services.outgoing import reconcile
 from email_service.services.push.accounts import active_accounts
@@ -306,3 +308,26 @@ def test_a_streamed_export_reads_in_its_tenant_after_the_request_ended(
         response = client.get(f"/api/accounts/{account}/export", headers=as_tenant(TENANT_A))
         body = response.get_data()
     assert response.status_code == 200 and b"Subject: streamed" in body
+
+
+@PG
+def test_the_events_poll_and_a_stream_take_their_own_scopes(
+    runtime: Runtime, two_tenants: dict[str, uuid.UUID]
+) -> None:
+    """The events server's poll crosses tenants (operator); a stream reads its tenant's."""
+
+    async def first_event_after_the_poll() -> stream.Event:
+        notifier = stream.Notifier(runtime.db, poll_seconds=0.05)
+        moved = notifier.watch(TENANT_A)
+        poller = asyncio.create_task(notifier.run())
+        try:
+            await asyncio.wait_for(moved.wait(), timeout=30)  # set by a poll that worked
+            events = stream.events(runtime.db, notifier, TENANT_A, 0)
+            return await anext(events)
+        finally:
+            poller.cancel()
+
+    with scope.no_scope():
+        assert stream.start_position(runtime.db, TENANT_A, None) > 0
+        first = asyncio.run(first_event_after_the_poll())
+    assert json.loads(first.data)["account_id"] == str(two_tenants[TENANT_A])
