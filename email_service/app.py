@@ -72,6 +72,7 @@ def create_app(
     limits.guard_tenant(app, settings)  # after it: the tenant is the verified one
     app.before_request(bodies.check_body)  # only a client past the limits and token is parsed
     app.after_request(hooks.finish_request)
+    app.teardown_request(hooks.end_scope)
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(accounts.bp)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from email_service.store.scope import tenant_scope
+
 # Heavy modules (SQLAlchemy, Alembic, Flask, Celery) are imported inside the commands that
 # need them: `email-service sync` and `token` start in a fraction of the time.
 if TYPE_CHECKING:
@@ -47,6 +49,14 @@ def _runtime() -> Runtime:
         return Runtime.build(_settings())
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
+
+
+def _tenant_of(runtime: Runtime, account_id: uuid.UUID) -> str:
+    """The tenant of an account named by id alone (the one lookup across tenants)."""
+    from email_service.services import accounts as account_service
+
+    with runtime.db.operator_session("cli: the tenant of an account given by id") as session:
+        return account_service.tenant_of(session, account_id)
 
 
 def _exec(argv: list[str]) -> NoReturn:
@@ -279,7 +289,8 @@ def accounts_add(
     if oauth_provider and not access_token:
         from email_service.cli_oauth import add_with_oauth
 
-        add_with_oauth(runtime, tenant, oauth_provider, email)
+        with tenant_scope(tenant):
+            add_with_oauth(runtime, tenant, oauth_provider, email)
         return
     if not email:
         raise click.UsageError("--email is needed (unless --oauth learns it)")
@@ -299,7 +310,7 @@ def accounts_add(
         password = password or os.environ.get("EMAIL_PASSWORD") or getpass.getpass("password: ")
         fields = account_service.AccountFields(email=email, password=password, **options)  # type: ignore[arg-type]
     try:
-        with runtime.db.session() as session:
+        with tenant_scope(tenant), runtime.db.session() as session:
             record = account_service.create_account(
                 session, tenant, fields, runtime.vault, runtime.hosts
             )
@@ -316,7 +327,7 @@ def accounts_list(tenant: str) -> None:
 
     runtime = _runtime()
     cursor: str | None = None
-    with runtime.db.session() as session:
+    with tenant_scope(tenant), runtime.db.session() as session:
         while True:
             page = account_service.list_accounts(session, tenant, 500, cursor)
             for r in page.items:
@@ -334,21 +345,20 @@ def accounts_export(account_id: str, file: str, quiet: bool) -> None:
     from tqdm import tqdm
 
     from email_service.errors import EmailServiceError
-    from email_service.services import accounts as account_service
     from email_service.services.lifecycle import export
 
     runtime = _runtime()
     try:
-        with runtime.db.session() as session:
-            tenant = account_service.tenant_of(session, uuid.UUID(account_id))
-        total = export.count(runtime, tenant, uuid.UUID(account_id))
-        with (
-            click.open_file(file, "wb", atomic=file != "-") as out,
-            tqdm(total=total, unit="msg", disable=quiet or file == "-", file=sys.stderr) as bar,
-        ):
-            for chunk in export.mbox(runtime, tenant, uuid.UUID(account_id)):
-                out.write(chunk)
-                bar.update(1)
+        tenant = _tenant_of(runtime, uuid.UUID(account_id))
+        with tenant_scope(tenant):
+            total = export.count(runtime, tenant, uuid.UUID(account_id))
+            with (
+                click.open_file(file, "wb", atomic=file != "-") as out,
+                tqdm(total=total, unit="msg", disable=quiet or file == "-", file=sys.stderr) as bar,
+            ):
+                for chunk in export.mbox(runtime, tenant, uuid.UUID(account_id)):
+                    out.write(chunk)
+                    bar.update(1)
     except (EmailServiceError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
 
@@ -367,7 +377,8 @@ def tenants_purge(tenant: str, yes: bool) -> None:
 
     if not yes:
         click.confirm(f"remove all accounts, mail and blobs of tenant {tenant!r}?", abort=True)
-    report = deletion.purge_tenant(_runtime(), tenant)
+    with tenant_scope(tenant):
+        report = deletion.purge_tenant(_runtime(), tenant)
     click.echo(json.dumps(report.as_dict()))
 
 
@@ -389,7 +400,6 @@ def sweep() -> None:
 def sync(account_id: str, foreground: bool, quiet: bool) -> None:
     """Sync one account in this process, with progress, and print a summary line."""
     from email_service.errors import EmailServiceError
-    from email_service.services import accounts as account_service
     from email_service.services.sync.run import run_sync
 
     runtime = _runtime()
@@ -397,11 +407,11 @@ def sync(account_id: str, foreground: bool, quiet: bool) -> None:
         wanted = uuid.UUID(account_id)
     except ValueError:
         raise click.BadParameter(f"{account_id!r} is not an account id") from None
-    with runtime.db.session() as session:
-        tenant = account_service.tenant_of(session, wanted)
+    tenant = _tenant_of(runtime, wanted)
     bars = ProgressBars(disabled=quiet)
     try:
-        report = run_sync(runtime, tenant, wanted, f"cli-{os.getpid()}", bars.update)
+        with tenant_scope(tenant):
+            report = run_sync(runtime, tenant, wanted, f"cli-{os.getpid()}", bars.update)
     except EmailServiceError as exc:
         raise click.ClickException(exc.message) from None
     finally:
@@ -463,6 +473,6 @@ def rotate_key(generate: bool) -> None:
         click.echo(generate_key())
         return
     runtime = _runtime()
-    with runtime.db.session() as session:
+    with runtime.db.operator_session("rotate-key: every tenant's credentials") as session:
         rotated, total = account_service.rotate_keys(session, runtime.vault)
     click.echo(f"re-encrypted {rotated}/{total} rows under key {runtime.vault.primary_key_id}")

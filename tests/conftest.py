@@ -20,7 +20,7 @@ from email_service.config import Settings
 from email_service.security import tokens
 from email_service.security.crypto import generate_key
 from email_service.services.runtime import Runtime
-from email_service.store import migrate
+from email_service.store import migrate, scope
 from email_service.store.models import Base
 from tests import marks
 from tests.servers import postgres
@@ -34,6 +34,16 @@ BACKENDS = ["sqlite", "postgres"]
 # pytester runs the suite's own plugins in a child session (tests/unit/test_require_servers.py).
 SERVER_FIXTURES = "tests.servers.fixtures"
 pytest_plugins = [SERVER_FIXTURES, "pytester"]
+
+
+@pytest.fixture(autouse=True)
+def test_code_is_operator() -> Iterator[None]:
+    """A test's own code (seeding two tenants, reading rows back) crosses tenants: it runs
+    in the operator scope. The code under test sets its own: each API request starts with
+    none and takes its token's tenant, each job its tenant's, each operator path its own;
+    tests/integration/test_rls.py runs those with no scope around them."""
+    with scope.operator_scope("tests"):
+        yield
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

@@ -37,7 +37,7 @@ from email_service.jobs.queues import CeleryQueue
 from email_service.security.crypto import generate_key
 from email_service.services.runtime import Runtime
 from email_service.services.sync import schedule
-from email_service.store import migrate
+from email_service.store import migrate, scope
 from email_service.store.models import Account, SyncState, utcnow
 from email_service.store.states import SyncRunState
 
@@ -56,9 +56,10 @@ def main() -> None:
     try:
         runtime = _runtime(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", args)
         migrate.upgrade(runtime.db.engine)
-        _fill(runtime, args.accounts)
-        _cold(runtime, args)
-        _steady(runtime, args)
+        with scope.operator_scope("bench: accounts of many tenants"):  # as beat's query is
+            _fill(runtime, args.accounts)
+            _cold(runtime, args)
+            _steady(runtime, args)
         runtime.db.dispose()
     finally:
         broker.flushdb()

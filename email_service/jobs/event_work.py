@@ -46,7 +46,7 @@ def deliver_webhook(runtime: Runtime, delivery_id: str) -> dict[str, Any]:
 def prune_change_log(runtime: Runtime) -> dict[str, Any]:
     """Delete change-log rows older than CHANGE_LOG_RETENTION_HOURS."""
     retention = timedelta(hours=runtime.settings.change_log_retention_hours)
-    with runtime.db.session() as session:
+    with runtime.db.operator_session("change log: prune every tenant's old rows") as session:
         deleted = feed.prune(session, retention)
     if deleted:
         log.info("change log pruned", extra={"rows": deleted})

@@ -19,6 +19,7 @@ from email_service.services.push import folder_sync, pending
 from email_service.services.runtime import Runtime
 from email_service.services.sync import schedule as sync_jobs
 from email_service.services.sync.run import run_sync
+from email_service.store.scope import in_tenant_scope
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def worker_runtime() -> Runtime:
     return Runtime.build(settings)
 
 
+@in_tenant_scope
 def sync_account(runtime: Runtime, account_id: str, tenant_id: str, job_id: str) -> dict[str, Any]:
     """Run one sync; an account already being synced or gone is not an error."""
     try:
@@ -58,6 +60,7 @@ def sync_account(runtime: Runtime, account_id: str, tenant_id: str, job_id: str)
     }
 
 
+@in_tenant_scope
 def sync_folder(
     runtime: Runtime, account_id: str, tenant_id: str, folder: str, job_id: str
 ) -> dict[str, Any]:
@@ -68,11 +71,13 @@ def sync_folder(
     )
 
 
+@in_tenant_scope
 def apply_changes(runtime: Runtime, account_id: str, tenant_id: str, change: str) -> dict[str, Any]:
     """Apply a client's flag/move/delete change on the server, then to the store."""
     return writeback.apply_changes(runtime, tenant_id, uuid.UUID(account_id), change)
 
 
+@in_tenant_scope
 def apply_folder_change(
     runtime: Runtime, account_id: str, tenant_id: str, change: str
 ) -> dict[str, Any]:
@@ -80,6 +85,7 @@ def apply_folder_change(
     return folder_jobs.apply_folder_change(runtime, tenant_id, uuid.UUID(account_id), change)
 
 
+@in_tenant_scope
 def unsubscribe_message(
     runtime: Runtime, message_id: str, tenant_id: str, url: str
 ) -> dict[str, Any]:
@@ -87,6 +93,7 @@ def unsubscribe_message(
     return unsubscribe.one_click(runtime, tenant_id, uuid.UUID(message_id), url)
 
 
+@in_tenant_scope
 def store_draft_copy(
     runtime: Runtime, draft_id: str, tenant_id: str, account_id: str, reason: str = ""
 ) -> dict[str, Any]:
@@ -97,6 +104,7 @@ def store_draft_copy(
     return result.as_dict()
 
 
+@in_tenant_scope
 def parse_email_body(runtime: Runtime, message_id: str, tenant_id: str) -> dict[str, Any]:
     """Parse a stored message again from its raw MIME (skipped when parsing is off)."""
     if not runtime.settings.enable_email_parsing:
@@ -112,6 +120,7 @@ def sync_due(runtime: Runtime) -> dict[str, Any]:
     return {"queued": sync_jobs.trigger_due(runtime)}
 
 
+@in_tenant_scope
 def send_email(runtime: Runtime, draft_id: str, tenant_id: str) -> dict[str, Any]:
     """Move the draft's send one step; ``retry_in`` asks for another run that much later."""
     outcome = delivery.send_email(runtime, tenant_id, uuid.UUID(draft_id))
@@ -149,6 +158,7 @@ def send_due(runtime: Runtime) -> dict[str, Any]:
     return {"queued": reconcile.send_due(runtime)}
 
 
+@in_tenant_scope
 def finish_deletions(runtime: Runtime, tenant_id: str) -> dict[str, Any]:
     """Finish the tenant's recorded deletions (an account's blobs, a tenant purge)."""
     return deletion.finish_deletions(runtime, tenant_id).as_dict()

@@ -39,7 +39,7 @@ def sync_lags(
         .limit(limit)
     )
     now = now or utcnow()
-    with db.session() as session:
+    with db.operator_session("metrics: sync lag of the most lagging accounts") as session:
         rows = session.execute(query).all()
     return [
         SyncLag(tenant, account_id, max(0.0, (now - (success or created)).total_seconds()))
@@ -74,7 +74,7 @@ def sync_lag_histogram(
         .outerjoin(SyncState, SyncState.account_id == Account.id)
         .where(Account.status != "disabled")
     )
-    with db.session() as session:
+    with db.operator_session("metrics: sync lag histogram over every account") as session:
         total, oldest, *over = session.execute(query).one()
     if oldest is not None and oldest.tzinfo is None:  # SQLite gives naive UTC from min()
         oldest = oldest.replace(tzinfo=UTC)

@@ -1,8 +1,10 @@
 """Bulk inserts through PostgreSQL's COPY, for batches that are new by construction.
 
 A sync batch holds only UIDs the store did not have, so a unique violation is a rare race
-(another run of the same folder got there first). The batch is therefore COPYed straight
-into its table inside a savepoint: one statement, no SQL text to build or parse per row.
+(another run of the same folder got there first). The batch is therefore COPYed inside a
+savepoint: no SQL text to build or parse per row. PostgreSQL refuses COPY FROM into a
+table under row-level security (``store/rls.py``), so the rows go into a temporary table
+of the connection first and move into theirs with one INSERT, which the policies check.
 If a row already exists the savepoint is rolled back and ``copy_new_rows`` answers
 ``False``: the caller then inserts with ``ON CONFLICT DO NOTHING``, row by row semantics.
 
@@ -47,26 +49,46 @@ def copy_new_rows(session: Session, model: type[Any], rows: Sequence[dict[str, A
     named = [(c, d) for c in table.columns if (d := _default(c)) is not None or c.key in rows[0]]
     # What an INSERT would bind: the columns' own processors (None: sent as it is).
     converters = [c.type.dialect_impl(dialect).bind_processor(dialect) for c, _ in named]
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(c.name) for c, _ in named)
-    )
+    columns = sql.SQL(", ").join(sql.Identifier(c.name) for c, _ in named)
+    target, stage = sql.Identifier(table.name), sql.Identifier("pg_temp", f"copy_{table.name}")
     nested = session.begin_nested()
     # Asking for the connection inside the nested transaction emits the SAVEPOINT.
     raw = session.connection().connection.driver_connection
     assert raw is not None  # a live psycopg connection inside the session's transaction
     try:
-        with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                values = []
-                for (column, default), convert in zip(named, converters, strict=True):
-                    value = row.get(column.key) if column.key in row else _missing(default)
-                    values.append(convert(value) if convert and value is not None else value)
-                copy.write_row(values)
+        with raw.cursor() as cursor:
+            cursor.execute(_STAGE.format(stage, target))
+            with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, columns)) as copy:
+                for row in rows:
+                    copy.write_row(_values(row, named, converters))
+            cursor.execute(_MOVE.format(stage, columns, target, columns, columns))
     except UniqueViolation:
         nested.rollback()
         return False
     nested.commit()
     return True
+
+
+# The connection's staging table: the target's columns, no constraints, emptied at commit.
+_STAGE = sql.SQL(
+    "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS TABLE {} WITH NO DATA"
+)
+# One statement moves the batch and leaves the staging table empty for the next one.
+_MOVE = sql.SQL(
+    "WITH moved AS (DELETE FROM {} RETURNING {}) INSERT INTO {} ({}) SELECT {} FROM moved"
+)
+
+
+def _values(
+    row: dict[str, Any],
+    named: list[tuple[Column[Any], Callable[[], Any] | None]],
+    converters: list[Any],
+) -> list[Any]:
+    values = []
+    for (column, default), convert in zip(named, converters, strict=True):
+        value = row.get(column.key) if column.key in row else _missing(default)
+        values.append(convert(value) if convert and value is not None else value)
+    return values
 
 
 def _missing(default: Callable[[], Any] | None) -> Any:

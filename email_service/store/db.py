@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from email_service.files import FILE_MODE, private_dir
+from email_service.store import rls, scope
 
 # SQLite waits this long (ms) for a writer lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -65,7 +66,13 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
     )
     _ping_idle_connections(engine)
+    event.listen(engine, "begin", _scope_transaction)
     return engine
+
+
+def _scope_transaction(conn: Any) -> None:
+    """Every PostgreSQL transaction runs as the caller's scope (row-level security)."""
+    rls.apply_scope(conn.connection.dbapi_connection, conn.connection.info, scope.current())
 
 
 def _ping_idle_connections(engine: Engine) -> None:
@@ -124,6 +131,18 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def operator_session(self, reason: str) -> Iterator[Session]:
+        """:meth:`session` in the audited operator scope: it may cross tenants."""
+        with scope.operator_scope(reason), self.session() as session:
+            yield session
+
+    @contextmanager
+    def operator_reading(self, reason: str) -> Iterator[Session]:
+        """:meth:`reading` in the audited operator scope: it may cross tenants."""
+        with scope.operator_scope(reason), self.reading() as session:
+            yield session
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

@@ -1,4 +1,5 @@
-"""Run Alembic migrations programmatically (``email-service migrate``, tests, ``make run``)."""
+"""Run Alembic migrations programmatically (``email-service migrate``, tests, ``make run``),
+as the login role that owns the tables (``store/scope.py``'s owner scope)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
+
+from email_service.store.scope import owner_scope
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same for every process that migrates.
@@ -25,7 +28,7 @@ def _config() -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Upgrade the schema; concurrent callers on PostgreSQL take turns (advisory lock)."""
     cfg = _config()
-    with engine.begin() as conn:
+    with owner_scope(), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": PG_ADVISORY_LOCK_ID})
         cfg.attributes["connection"] = conn
@@ -35,20 +38,20 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def downgrade(engine: Engine, revision: str) -> None:
     """Downgrade the schema to ``revision``."""
     cfg = _config()
-    with engine.begin() as conn:
+    with owner_scope(), engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, revision)
 
 
 def current(engine: Engine) -> str | None:
     """The revision the database is at (None before the first migration)."""
-    with engine.connect() as conn:
+    with owner_scope(), engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def is_current(engine: Engine) -> bool:
     """True if the schema is at head; raises if the database does not answer."""
-    with engine.connect() as conn:
+    with owner_scope(), engine.connect() as conn:
         if not inspect(conn).has_table("alembic_version"):
             return False
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head()

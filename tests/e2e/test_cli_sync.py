@@ -7,6 +7,7 @@ UIDVALIDITY (re-keyed, not fetched as new mail).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,9 @@ def test_sync_command_summaries_follow_the_server(
 
     again = cli(env, "sync", account_id, "--foreground", "--quiet")
     assert (_summary(again)["new"], _summary(again)["flags"]) == (0, 0)
-    assert again.stderr.strip() == ""  # --quiet: no bars
+    # --quiet: no bars; stderr has only the audit line of the account-to-tenant lookup
+    logged = [json.loads(line) for line in again.stderr.splitlines() if line.strip()]
+    assert [line.get("reason") for line in logged] == ["cli: the tenant of an account given by id"]
 
     with imap_login(dovecot, mail_user) as client:
         client.select('"INBOX"')

@@ -19,7 +19,7 @@ import pytest
 from tests.hardening.stack import FAST, SERVICE_GROUP, Service
 from tests.servers.dovecot import DovecotServer, MailAccount
 from tests.servers.fixtures import MAIL_DOMAIN
-from tests.servers.postgres import pg_database, require_postgres
+from tests.servers.postgres import app_login_url, pg_database, require_postgres
 from tests.servers.redis import RedisServer
 
 # Every test on the shared service is slow, runs on PostgreSQL, and runs on the one xdist
@@ -31,11 +31,14 @@ FIXTURE_MARKS = {"service": [pytest.mark.slow, pytest.mark.postgres, SERVICE_GRO
 def service(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
 ) -> Iterator[Service]:
-    """`email-service serve` + `email-service worker` on PostgreSQL and our Redis."""
+    """`email-service serve` + `email-service worker` on PostgreSQL and our Redis, logged in
+    as a role that owns no table and is no superuser: every answer passed the row-level
+    security policies, as in the compose stack."""
     require_postgres()
     root = tmp_path_factory.mktemp("service")
     with pg_database() as url:
-        svc = Service(root, url, REDIS_URL=redis_server.url, **FAST)
+        login = app_login_url(url)
+        svc = Service(root, login, owner_url=url, REDIS_URL=redis_server.url, **FAST)
         try:
             svc.start(worker=True)
             yield svc

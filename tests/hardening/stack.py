@@ -70,8 +70,11 @@ def sqlalchemy_url(database_url: str) -> str:
 class Service:
     """`email-service serve` (and optionally a Celery worker) with an environment."""
 
-    def __init__(self, root: Path, database_url: str, **env: str) -> None:
+    def __init__(
+        self, root: Path, database_url: str, owner_url: str | None = None, **env: str
+    ) -> None:
         self.root = root
+        self.owner_url = owner_url or database_url  # migrations run as the tables' owner
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.encryption_key = env.pop("ENCRYPTION_KEY", generate_key())
@@ -101,7 +104,7 @@ class Service:
 
     def migrate(self) -> None:
         """`email-service migrate`, done in this process (the command costs seconds to start)."""
-        database = Database(sqlalchemy_url(self.env["DATABASE_URL"]))
+        database = Database(sqlalchemy_url(self.owner_url))
         try:
             migrate.upgrade(database.engine)
         finally:

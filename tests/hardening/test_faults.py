@@ -229,7 +229,7 @@ def kill_worker(service: Service) -> None:
 def test_dovecot_killed_mid_sync_loses_and_duplicates_nothing(
     service: Service, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    database = service.env["DATABASE_URL"]
+    database = service.owner_url  # this test's own reads cross the policies
     root = Path(tmp_path_factory.mktemp("own-dovecot"))
     server = DovecotServer(root)
     server.start()
@@ -273,7 +273,7 @@ def test_dovecot_killed_mid_sync_loses_and_duplicates_nothing(
 def test_worker_killed_mid_sync_loses_and_duplicates_nothing(
     service: Service, dovecot: Any, fresh_user: Any
 ) -> None:
-    database = service.env["DATABASE_URL"]
+    database = service.owner_url  # this test's own reads cross the policies
     user = fresh_user("wkill")
     on_server = fill(dovecot, user, seed=1)
     with recording_proxy(dovecot.host, dovecot.imap_port, rate=RATE) as proxy:
@@ -316,8 +316,8 @@ def _in_process(service: Service, database: str) -> Any:
 def test_worker_killed_mid_send_delivers_at_most_once(
     service: Service, dovecot: Any, fresh_user: Any
 ) -> None:
-    database = service.env["DATABASE_URL"]
-    runtime = _in_process(service, database)
+    database = service.owner_url  # this test's own reads; the service logs in as its own
+    runtime = _in_process(service, service.env["DATABASE_URL"])
     user = fresh_user("skill")
     results = {}
     for moment, options in (

@@ -5,6 +5,8 @@ their attachment, folder, thread, draft, upload, outbox entry, search index). Ac
 one tenant, every /api operation of the OpenAPI document is called with the other
 tenant's ids (in the path, in query filters, in bodies) under every tenant-header
 variant: 0 cross-tenant 2xx and 0 bytes of the other tenant's canary in any answer.
+The service logs in as a role that owns no table and is no superuser, so PostgreSQL's
+row-level security is the second wall behind the tenant filter of every answer.
 Then the JWT matrix over HTTP with JWT_AUDIENCE and JWT_ISSUER configured: 0 accepted.
 """
 
@@ -24,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
+import psycopg
 import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
@@ -255,6 +258,7 @@ def test_no_tenant_sees_or_touches_another(service: Service, dovecot: Any, fresh
                     cross_2xx += 1
                     failures.append(f"2xx: {variant} {probe} -> {response.status_code}")
     untouched = _still_theirs(service, owned)
+    gaps = _gaps_in_the_second_wall(service)
     missing = sorted(operations - covered)
     note = (
         f"{requests_made} requests: {len(covered)}/{len(operations)} /api operations x the "
@@ -265,9 +269,41 @@ def test_no_tenant_sees_or_touches_another(service: Service, dovecot: Any, fresh
     )
     figures.zero("isolation and auth", "cross-tenant 2xx answers", cross_2xx, note)
     figures.zero("isolation and auth", "other tenant's canary bytes in answers", leaks, note)
+    figures.zero(
+        "isolation and auth",
+        "gaps in PostgreSQL row-level security behind those answers",
+        len(gaps),
+        f"the service logs in as {urlsplit(service.env['DATABASE_URL']).username}: no "
+        "superuser, no BYPASSRLS, owns no table; every tenant table enables and forces "
+        f"row-level security; gaps: {gaps or 'none'}",
+    )
     assert cross_2xx == leaks == 0, "\n".join(failures[:30])
     assert untouched
     assert missing == [], missing
+    assert gaps == [], gaps
+
+
+def _gaps_in_the_second_wall(service: Service) -> list[str]:
+    """What would let an answer above bypass row-level security (store/rls.py): a login
+    that is a superuser, bypasses RLS or owns a table; a tenant table not forcing it."""
+    login = urlsplit(service.env["DATABASE_URL"]).username
+    with psycopg.connect(service.owner_url) as conn:
+        role = conn.execute(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", (login,)
+        ).fetchone()
+        owned = conn.execute("SELECT tablename FROM pg_tables WHERE tableowner = %s", (login,))
+        unforced = conn.execute(
+            "SELECT DISTINCT c.relname FROM pg_class c JOIN information_schema.columns i"
+            " ON i.table_name = c.relname AND i.table_schema = current_schema()"
+            " WHERE i.column_name = 'tenant_id' AND c.relkind = 'r'"
+            " AND c.relnamespace = current_schema()::regnamespace"
+            " AND NOT (c.relrowsecurity AND c.relforcerowsecurity)"
+        )
+        gaps = [f"login {login} owns {t}" for (t,) in owned]
+        gaps += [f"{t} does not force row-level security" for (t,) in unforced]
+    if role is None or any(role):
+        gaps.append(f"login {login} is missing, a superuser or bypasses row-level security")
+    return gaps
 
 
 def _template(spec: dict[str, Any], path: str) -> str:

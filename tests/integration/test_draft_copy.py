@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 
 from email_service.services.outgoing import draft_copy
+from email_service.store import scope
 from email_service.store.models import Draft
 from tests.conftest import TENANT_A
 from tests.servers.wait import wait_for
@@ -225,7 +226,8 @@ def test_repeated_and_concurrent_runs_leave_one_copy(
     results: list[draft_copy.CopyResult] = []
 
     def run() -> None:
-        results.append(draft_copy.store_copy(runtime, TENANT_A, draft_id, account))
+        with scope.tenant_scope(TENANT_A):  # as the tenant's store_draft_copy jobs do
+            results.append(draft_copy.store_copy(runtime, TENANT_A, draft_id, account))
 
     threads = [threading.Thread(target=run) for _ in range(4)]
     for thread in threads:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 
 from email_service.mail.query import parse
 from email_service.services.messages import MessageFilter, list_messages
+from email_service.store import rls, scope
 from email_service.store.search.backend import search_messages
 from tests.conftest import TENANT_A
 
@@ -72,8 +73,9 @@ def _captured(runtime: Any) -> Iterator[list[tuple[str, Any]]]:
 
 
 def _plan_postgres(runtime: Any, index: str, statement: str, parameters: Any) -> str:
-    """The plan when ``index`` is the only index on email_message (rolled back after)."""
-    with runtime.db.engine.connect() as conn, conn.begin() as transaction:
+    """The plan when ``index`` is the only index on email_message (rolled back after): the
+    owner drops the others, then the tenant's plan is asked for under its policies."""
+    with scope.owner_scope(), runtime.db.engine.connect() as conn, conn.begin() as transaction:
         others = conn.scalars(
             text(
                 "SELECT indexname FROM pg_indexes "
@@ -92,6 +94,10 @@ def _plan_postgres(runtime: Any, index: str, statement: str, parameters: Any) ->
             else:
                 conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{name}"')
         conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        as_tenant = "SELECT set_config('role', :role, true), set_config(:name, :tenant, true)"
+        conn.execute(
+            text(as_tenant), {"role": rls.APP_ROLE, "name": rls.TENANT_SETTING, "tenant": TENANT_A}
+        )
         rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
         transaction.rollback()
     return "\n".join(row[0] for row in rows)

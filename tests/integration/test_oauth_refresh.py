@@ -24,7 +24,7 @@ from email_service.services.accounts import AccountFields
 from email_service.services.oauth import tokens as oauth_tokens
 from email_service.services.oauth.lock import KEY_PREFIX
 from email_service.services.runtime import Runtime
-from email_service.store import migrate
+from email_service.store import migrate, scope
 from email_service.store.models import Account
 from tests.conftest import TENANT_A
 from tests.integration.oauth_stack import register_client
@@ -92,7 +92,8 @@ def _all_at_once(runtimes: list[Runtime], account_id: uuid.UUID) -> list[str | E
     def one(runtime: Runtime) -> str | Exception:
         start.wait()
         try:
-            return oauth_tokens.access_token(runtime, account_id)
+            with scope.tenant_scope(TENANT_A):  # as the tenant's jobs ask
+                return oauth_tokens.access_token(runtime, account_id)
         except RemoteAuthError as exc:
             return exc
 

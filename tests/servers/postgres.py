@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psycopg
 
+from email_service.store.rls import APP_ROLE, OPERATOR_ROLE
 from tests.servers.ports import free_port
 from tests.servers.process import GuardedServer
 from tests.servers.require import server_missing
@@ -60,6 +61,35 @@ def pg_database(admin_url: str = PG_ADMIN_URL, prefix: str = "es_test") -> Itera
             psycopg.connect(admin_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn,
         ):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# A login that owns nothing and is no superuser, for services that must answer under the
+# row-level security policies as a deployment's would (deploy/postgres/app-role.sh).
+APP_LOGIN = "es_test_app_login"
+_APP_LOGIN_SQL = f"""
+DO $$
+DECLARE
+    name text;
+BEGIN
+    FOREACH name IN ARRAY ARRAY['{APP_ROLE}', '{OPERATOR_ROLE}', '{APP_LOGIN}'] LOOP
+        BEGIN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', name);
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+        END;
+    END LOOP;
+    ALTER ROLE {APP_LOGIN} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
+    GRANT {APP_ROLE}, {OPERATOR_ROLE} TO {APP_LOGIN};
+END
+$$
+"""
+
+
+def app_login_url(database_url: str) -> str:
+    """``database_url`` logged in as :data:`APP_LOGIN` (made if missing; trust auth)."""
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+        conn.execute(_APP_LOGIN_SQL)
+    scheme, rest = database_url.split("://", 1)
+    return f"{scheme}://{APP_LOGIN}@{rest.split('@', 1)[1]}"
 
 
 class PgCluster(GuardedServer):

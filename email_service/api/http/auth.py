@@ -13,6 +13,7 @@ from flask import g, request
 from email_service.api.http.context import runtime
 from email_service.errors import AuthError, BadRequestError, ForbiddenError
 from email_service.security import tokens
+from email_service.store import scope
 
 API_PREFIX = "/api/"
 # Reached by a browser redirect from an OAuth2 provider, which carries no token of ours.
@@ -47,6 +48,7 @@ def authenticate() -> None:
         raise ForbiddenError(f"token does not grant access to tenant {tenant!r}")
     g.principal = principal
     g.tenant_id = tenant
+    scope.enter(scope.for_tenant(tenant))  # row-level security: hooks.end_scope leaves it
     structlog.contextvars.bind_contextvars(tenant_id=tenant)  # on every later log line
 
 

@@ -11,6 +11,7 @@ from flask import Response, g, request
 
 from email_service.api import metrics
 from email_service.observability.logging import TENANT_ENVIRON, get_logger
+from email_service.store import scope
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accept a caller's id only if it is short and printable; otherwise make our own.
@@ -25,6 +26,14 @@ def start_request() -> None:
     g.request_id = given if REQUEST_ID_RE.match(given) else str(uuid.uuid4())
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=g.request_id)
+    g.db_scope = scope.enter(scope.NO_SCOPE)  # the auth hook sets the tenant's
+
+
+def end_scope(_error: BaseException | None = None) -> None:
+    """teardown_request hook: leave the request's database scope."""
+    token = g.pop("db_scope", None)
+    if token is not None:
+        scope.leave(token)
 
 
 def finish_request(response: Response) -> Response:

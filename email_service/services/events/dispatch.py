@@ -50,6 +50,7 @@ from email_service.store import change_log
 from email_service.store.change_log import ChangeType, Op
 from email_service.store.db import Database, changed
 from email_service.store.models import WebhookDelivery, WebhookEndpoint, utcnow
+from email_service.store.scope import operator_scope
 from email_service.store.tenancy import tenant_row
 
 # Change-log rows an endpoint takes per fan-out: one transaction stays short.
@@ -161,6 +162,11 @@ def _payload(row: change_log.ChangeRow, name: str) -> dict[str, Any]:
 
 def fan_out_all(db: Database) -> int:
     """Fan out every enabled endpoint (each in its own transaction); deliveries made."""
+    with operator_scope("webhooks: fan out every tenant's changes"):
+        return _fan_out_each(db)
+
+
+def _fan_out_each(db: Database) -> int:
     with db.reading() as session:
         ids = list(
             session.scalars(
@@ -176,6 +182,11 @@ def fan_out_all(db: Database) -> int:
 
 def claim_due(db: Database, limit: int, config: DeliveryConfig) -> list[uuid.UUID]:
     """Deliveries due now, each leased to the caller so no other tick queues it again."""
+    with operator_scope("webhooks: lease every tenant's due deliveries"):
+        return _claim_due(db, limit, config)
+
+
+def _claim_due(db: Database, limit: int, config: DeliveryConfig) -> list[uuid.UUID]:
     now = utcnow()
     with db.reading() as session:
         ids = list(
@@ -277,6 +288,17 @@ def deliver(
     config: DeliveryConfig,
 ) -> str | None:
     """Attempt one delivery now; returns its new state (None: nothing to do)."""
+    with operator_scope("webhooks: one delivery, by id"):
+        return _deliver(db, vault, policy, delivery_id, config)
+
+
+def _deliver(
+    db: Database,
+    vault: Vault,
+    policy: WebhookPolicy,
+    delivery_id: uuid.UUID,
+    config: DeliveryConfig,
+) -> str | None:
     request = _prepare(db, vault, delivery_id)
     if request is None:
         return None

@@ -24,6 +24,7 @@ from email_service.store import change_log
 from email_service.store.change_log import ChangeRow
 from email_service.store.db import Database
 from email_service.store.models import utcnow
+from email_service.store.scope import operator_scope, tenant_scope
 
 # A commit is noticed if its rows were written less than this long before the poll: far
 # longer than any transaction stays between writing its rows and committing.
@@ -111,7 +112,11 @@ class Notifier:
         self._tops[tenant] = news[-1].seq
 
     async def run(self) -> None:
-        """Poll forever (cancel to stop)."""
+        """Poll forever (cancel to stop); the poll reads every tenant's top (operator scope)."""
+        with operator_scope("events: poll the change log of every tenant"):
+            await self._run()
+
+    async def _run(self) -> None:
         while True:
             for tenant, news in (await asyncio.to_thread(self._poll_once)).items():
                 self._remember(tenant, news)
@@ -123,7 +128,7 @@ class Notifier:
 
 def start_position(db: Database, tenant_id: str, last_event_id: str | None) -> int:
     """Where a stream starts: after ``Last-Event-ID``, else now (raises if unanswerable)."""
-    with db.reading() as session:
+    with tenant_scope(tenant_id), db.reading() as session:
         if last_event_id is None:
             return feed.current_state(session, tenant_id)
         after = feed.decode_state(last_event_id, name="Last-Event-ID")
@@ -134,7 +139,7 @@ def start_position(db: Database, tenant_id: str, last_event_id: str | None) -> i
 def _read(
     db: Database, tenant_id: str, after: int, account_id: uuid.UUID | None
 ) -> list[ChangeRow]:
-    with db.reading() as session:
+    with tenant_scope(tenant_id), db.reading() as session:
         return change_log.read(session, tenant_id, after, BATCH, account_id)
 
 

@@ -45,6 +45,7 @@ from email_service.store.models import (
     Outbox,
     utcnow,
 )
+from email_service.store.scope import tenant_scope
 from email_service.store.scrub import scrub
 
 log = logging.getLogger(__name__)
@@ -175,17 +176,18 @@ def sweep(runtime: Runtime) -> SweepReport:
     report = SweepReport()
     legacy = runtime.blobs.legacy()
     legacy_started = time.time()
-    with runtime.db.reading() as session:
+    with runtime.db.operator_reading("sweeper: tenants with deletions or blobs") as session:
         purges = set(
             session.scalars(select(Deletion.tenant_id).where(Deletion.kind == DeletionKind.TENANT))
         )
         tenants = set(runtime.blobs.tenants()) | _tenants_with_blobs(session)
     for tenant_id in sorted(purges | tenants):
         try:
-            if tenant_id in purges:
-                report.add(_purge(runtime, tenant_id))
-            else:
-                report.add(collect(runtime, tenant_id, legacy))
+            with tenant_scope(tenant_id):
+                if tenant_id in purges:
+                    report.add(_purge(runtime, tenant_id))
+                else:
+                    report.add(collect(runtime, tenant_id, legacy))
         except Exception as exc:  # one tenant's trouble must not stop the others'
             log.exception("sweep of a tenant failed", extra={"tenant_id": tenant_id})
             report.errors.append(f"{tenant_id}: {exc}")

@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, and_, func, select, tuple_
 from email_service.services import accounts
 from email_service.services.runtime import Runtime
 from email_service.store.models import Folder, Message
+from email_service.store.scope import tenant_scope
 
 # Rows read per query while streaming (each batch in its own short transaction).
 BATCH = 200
@@ -81,7 +82,8 @@ def _items(runtime: Runtime, tenant_id: str, account_id: uuid.UUID) -> Iterator[
         )
         if after is not None:
             query = query.where(tuple_(Folder.name, Message.uid, Message.id) > tuple_(*after))
-        with runtime.db.reading() as session:
+        # A streamed response reads on after its request has left the tenant's scope.
+        with tenant_scope(tenant_id), runtime.db.reading() as session:
             rows = session.execute(query).all()
         if not rows:
             return

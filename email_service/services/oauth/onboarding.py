@@ -44,6 +44,7 @@ from email_service.services.oauth.tokens import TokenSet
 from email_service.services.runtime import Runtime
 from email_service.services.sync import schedule as sync_jobs
 from email_service.store.models import Account, OAuthState, utcnow
+from email_service.store.scope import tenant_scope
 
 # RFC 7636 §4.1: the verifier is 43-128 characters; 64 random bytes give 86.
 VERIFIER_BYTES = 64
@@ -167,7 +168,7 @@ class _Pending:
 def _consume(runtime: Runtime, state: str, caller: tuple[str, str] | None) -> _Pending:
     """Take the state row (single use), whatever happens next; refuse if not acceptable."""
     key = _hash(state)
-    with runtime.db.session() as session:
+    with runtime.db.operator_session("oauth2 callback: the state row names its tenant") as session:
         row = session.scalar(select(OAuthState).where(OAuthState.state_hash == key))
         taken = session.execute(delete(OAuthState).where(OAuthState.state_hash == key))
         if row is None or getattr(taken, "rowcount", 0) != 1:
@@ -197,6 +198,11 @@ def callback(
     if not state:
         raise OAuthStateError("the callback has no state")
     pending = _consume(runtime, state, caller)
+    with tenant_scope(pending.tenant_id):
+        return _finish(runtime, params, pending)
+
+
+def _finish(runtime: Runtime, params: dict[str, str], pending: _Pending) -> Onboarded:
     if params.get("error"):
         reason = params["error"] + (
             f": {params['error_description']}" if params.get("error_description") else ""

@@ -78,7 +78,7 @@ def due_work(runtime: Runtime, limit: int = 1000) -> list[tuple[str, uuid.UUID]]
         & (Outbox.sent_copy == SentCopyState.PENDING)
         & (Outbox.sent_at < now - SENT_COPY_GRACE)
     )
-    with runtime.db.session() as session:
+    with runtime.db.operator_session("beat: outbox rows with work due") as session:
         rows = session.execute(
             select(Outbox.tenant_id, Outbox.draft_id)
             .where(or_(due, stale, unsure, copy))

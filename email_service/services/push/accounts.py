@@ -33,7 +33,7 @@ class WatchedAccount:
 def active_accounts(runtime: Runtime) -> dict[uuid.UUID, WatchedAccount]:
     """Every active password account (auth_failed and disabled ones are not watched; OAuth2
     accounts are left to the periodic sync until the watcher speaks XOAUTH2/OAUTHBEARER)."""
-    with runtime.db.session() as session:
+    with runtime.db.operator_session("push: every tenant's accounts to watch") as session:
         rows = session.execute(
             select(
                 Account.id,

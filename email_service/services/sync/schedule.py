@@ -87,7 +87,7 @@ def due_accounts(runtime: Runtime, limit: int) -> list[tuple[uuid.UUID, str]]:
         .order_by(SyncState.started_at.asc().nulls_first(), Account.id)
         .limit(limit)
     )
-    with runtime.db.session() as session:
+    with runtime.db.operator_session("beat: accounts due for a periodic sync") as session:
         return [(row.id, row.tenant_id) for row in session.execute(query)]
 
 
@@ -100,7 +100,7 @@ def trigger_due(runtime: Runtime) -> int:
         return 0
     due = due_accounts(runtime, runtime.settings.sync_due_batch)
     jobs = {account_id: uuid.uuid4().hex for account_id, _ in due}
-    with runtime.db.session() as session:
+    with runtime.db.operator_session("beat: mark the due accounts queued") as session:
         sync_state.mark_many_queued(session, [(a, t, jobs[a]) for a, t in due])
     assert runtime.queue is not None, "no job queue wired"
     runtime.queue.enqueue_many(

@@ -12,6 +12,8 @@ import queue
 import threading
 from collections.abc import Callable
 
+from email_service.store.scope import carried
+
 # Batches parsed ahead of the database: enough to keep both cores busy, few enough to keep
 # peak memory at a few batches of raw messages.
 QUEUE_DEPTH = 2
@@ -24,7 +26,8 @@ class BatchWriter:
     def __init__(self, depth: int = QUEUE_DEPTH) -> None:
         self._queue: queue.Queue[Work | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="sync-writer", daemon=True)
+        # The writes run in the sync's database scope (its tenant): the thread carries it.
+        self._thread = threading.Thread(target=carried(self._loop), name="sync-writer", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
