@@ -33,6 +33,7 @@ from email_service.store import rls, scope
 from email_service.store.models import Account, Base, Folder, Message, RevokedToken, ThreadLink
 from email_service.store.models import utcnow as now
 from tests.conftest import TENANT_A, TENANT_B
+from tests.support import aio
 
 PG = pytest.mark.parametrize("backend", ["postgres"])
 
@@ -329,5 +330,5 @@ def test_the_events_poll_and_a_stream_take_their_own_scopes(
 
     with scope.no_scope():
         assert stream.start_position(runtime.db, TENANT_A, None) > 0
-        first = asyncio.run(first_event_after_the_poll())
+        first = aio.run(first_event_after_the_poll())  # a loop of its own, in no scope
     assert json.loads(first.data)["account_id"] == str(two_tenants[TENANT_A])
