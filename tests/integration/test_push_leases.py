@@ -40,12 +40,16 @@ def test_each_account_has_exactly_one_holder(url: str) -> None:
 def test_renewal_keeps_leases_and_reports_lost_ones(url: str) -> None:
     async def scenario() -> tuple[set[uuid.UUID], list[uuid.UUID], set[uuid.UUID]]:
         a, b = RedisLeases(url, 1), RedisLeases(url, 30)
+        await a.heartbeat()
+        await b.heartbeat()
         held = await a.acquire(ACCOUNTS[:4], 4)
-        for _ in range(3):  # renewed every 0.4 s: never expires
-            await asyncio.sleep(0.4)
+        for _ in range(3):  # a ticks every 0.2 s: alive, its leases never expire
+            await asyncio.sleep(0.2)
+            await a.heartbeat()
             assert await a.renew(held) == set()
         taken_by_b = await b.acquire(ACCOUNTS[:4], 4)
-        await asyncio.sleep(1.2)  # a stops renewing: its leases expire ...
+        await asyncio.sleep(1.2)  # a stops ticking: it is no longer alive, its leases expire
+        await b.heartbeat()
         taken_after = await b.acquire(ACCOUNTS[:4], 4)  # ... and b takes them
         lost = await a.renew(held)
         await a.close()
@@ -58,6 +62,34 @@ def test_renewal_keeps_leases_and_reports_lost_ones(url: str) -> None:
     assert lost == set(ACCOUNTS[:4])
     client = redis.Redis.from_url(url)
     assert all(client.pttl(lease_key(a)) > 1000 for a in ACCOUNTS[:4])  # b's 30 s leases
+
+
+def test_a_dead_watchers_leases_are_taken_before_they_expire(url: str) -> None:
+    """Half a lease after a holder's last heartbeat its accounts move, keys unexpired."""
+
+    async def scenario() -> tuple[list[uuid.UUID], list[uuid.UUID], list[int], set[uuid.UUID]]:
+        dead, survivor = RedisLeases(url, 4), RedisLeases(url, 30)
+        await dead.heartbeat()
+        await survivor.heartbeat()
+        held = await dead.acquire(ACCOUNTS, 10)
+        await asyncio.sleep(1.0)  # dead is alive for 2 s after its heartbeat
+        await survivor.heartbeat()
+        while_alive = await survivor.acquire(ACCOUNTS, 10)
+        await asyncio.sleep(1.3)  # 2.3 s since dead's heartbeat; its keys have 1.7 s left
+        client = redis.Redis.from_url(url)
+        left_ms = [int(client.pttl(lease_key(a))) for a in held]
+        assert await survivor.heartbeat() == 1  # the dead one is forgotten
+        taken = await survivor.acquire(ACCOUNTS, 10)
+        lost = await dead.renew(held)
+        await dead.close()
+        await survivor.close()
+        return while_alive, taken, left_ms, lost
+
+    while_alive, taken, left_ms, lost = aio.run(scenario())
+    assert while_alive == []
+    assert all(ms > 0 for ms in left_ms)  # still set: taken over, not expired
+    assert sorted(taken) == sorted(ACCOUNTS)
+    assert lost == set(ACCOUNTS)
 
 
 def test_release_only_frees_own_leases_and_watchers_are_counted(url: str) -> None:
