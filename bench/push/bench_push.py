@@ -47,11 +47,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from email_service.security import tokens  # noqa: E402
-from tests.conftest import JWT_SECRET, PG_ADMIN_URL  # noqa: E402
-from tests.e2e.conftest import BIN, free_port, stop, wait_http  # noqa: E402
+from tests.conftest import JWT_SECRET  # noqa: E402
 from tests.e2e.push_support import PushStack, message, wait_for  # noqa: E402
 from tests.servers.dovecot import DovecotServer  # noqa: E402
+from tests.servers.ports import free_port  # noqa: E402
+from tests.servers.postgres import PG_ADMIN_URL  # noqa: E402
+from tests.servers.process import kill_tree as stop  # noqa: E402
 from tests.servers.redis import RedisServer  # noqa: E402
+from tests.servers.service import BIN, wait_http  # noqa: E402
 
 TENANT = "bench-push"
 # What 1,000 IDLE clients need of Dovecot 2.3 (ECOSYSTEM.md): an imap process each, and
