@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from email_service.security import tokens  # noqa: E402
+from email_service.store import scope  # noqa: E402
 from tests.conftest import JWT_SECRET  # noqa: E402
 from tests.e2e.push_support import PushStack, message, wait_for  # noqa: E402
 from tests.servers.dovecot import DovecotServer  # noqa: E402
@@ -318,11 +319,12 @@ def main() -> None:
         stack = PushStack(tmp / "stack", pg_url, redis_server.url, SYNC_PARSE_PROCESSES="0")
         stack.worker(concurrency=args.worker_concurrency)
         print(f"push bench (Dovecot {dovecot.imap_port}, {BIN / 'email-service'})")
-        if args.messages:
-            print("1. APPEND -> listed by GET /api/messages, one account, one at a time")
-            print(f"  {summary(api_latency(stack, dovecot, args.messages))}")
-        print(f"2. one watcher, {args.accounts} accounts")
-        many_accounts(stack, dovecot, args)
+        with scope.operator_scope("bench: registers and counts every account's mail"):
+            if args.messages:
+                print("1. APPEND -> listed by GET /api/messages, one account, one at a time")
+                print(f"  {summary(api_latency(stack, dovecot, args.messages))}")
+            print(f"2. one watcher, {args.accounts} accounts")
+            many_accounts(stack, dovecot, args)
     finally:
         if stack is not None:
             stack.close()
