@@ -478,3 +478,37 @@ def test_new_mail_is_stored_newest_first_with_percent_progress(
         final = sync_state.status(session, TENANT_A, account_id)
     assert final.percent == 100.0
     assert final.folders["INBOX"] == {"done": count, "total": count, "percent": 100.0}
+
+
+def test_quick_resync_reads_only_the_uids_it_was_told_about(
+    runtime: Any, dovecot: Any, mail_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With QRESYNC an incremental sync asks our copy only for the UIDs the server named
+    (changed and new), not every UID of the folder; the folder's progress still counts
+    all of its stored messages."""
+    with imap_login(dovecot, mail_user) as client:
+        for n in range(40):
+            append(client, "INBOX", make_message(n), "")
+    account_id = _account(runtime, dovecot, mail_user)
+    _sync(runtime, account_id)
+    with imap_login(dovecot, mail_user) as client:
+        client.select('"INBOX"')
+        client.uid("STORE", "5", "+FLAGS", "(\\Flagged)")
+        client.uid("STORE", "6", "+FLAGS", "(\\Deleted)")
+        client.expunge()
+        new_uid = append(client, "INBOX", make_message(900), "")
+    asked: list[set[int] | None] = []
+    stored_uids = ingest.stored_uids
+
+    def spy(session: Any, folder_id: Any, uidvalidity: int, among: Any = None) -> set[int]:
+        asked.append(None if among is None else set(among))
+        return stored_uids(session, folder_id, uidvalidity, among=among)
+
+    monkeypatch.setattr(ingest, "stored_uids", spy)
+    report = _sync(runtime, account_id)
+    assert (report.new_messages, report.deleted, report.flag_updates) == (1, 1, 1)
+    assert asked == [{5, new_uid}]  # INBOX only: the other folders did not change
+    assert _local_counts(runtime, account_id) == _server_counts(dovecot, mail_user)
+    with runtime.db.session() as session:
+        final = sync_state.status(session, TENANT_A, account_id)
+    assert final.folders["INBOX"] == {"done": 40, "total": 40, "percent": 100.0}

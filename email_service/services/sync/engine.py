@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from email_service.mail.imap.session import FetchedMessage, ImapSession
 from email_service.mail.imap.session import Folder as ServerFolder
+from email_service.mail.imap.types import SelectResult
 from email_service.mail.mime.parse import Limits
 from email_service.observability import metrics
 from email_service.services.sync import folders as folders_repo
@@ -170,7 +171,7 @@ class SyncEngine:
         ):
             self._note(remote.name, count, count)
         else:
-            self._incremental(remote, folder_id, known)
+            self._incremental(remote, folder_id, known, count)
 
     def _initial(self, remote: ServerFolder, folder_id: uuid.UUID) -> None:
         selected = self.imap.select_folder(remote.raw_name, readonly=True)
@@ -188,33 +189,56 @@ class SyncEngine:
         remote: ServerFolder,
         folder_id: uuid.UUID,
         known: tuple[int | None, int | None, int | None],
+        count: int,
     ) -> None:
         uidvalidity, uidnext, modseq = known
         assert uidvalidity is not None
         caps = self.imap.capabilities
         qresync = (uidvalidity, modseq) if "QRESYNC" in caps and modseq else None
         selected = self.imap.select_folder(remote.raw_name, readonly=True, qresync=qresync)
+        if qresync is not None:
+            self._quick_resync(remote, folder_id, uidvalidity, uidnext or 1, selected, count)
+            return
         with self.ctx.db.session() as session:
             have = ingest.stored_uids(session, folder_id, uidvalidity)
-        if qresync is not None:
-            vanished = set(selected.vanished)
-            # New mail is among the changes too; it is stored with its flags when fetched
-            changed = {u: (c.flags, c.modseq) for u, c in selected.changed.items() if u in have}
-            server_uids = [
-                u for u in self.imap.search_uids(f"UID {uidnext or 1}:*") if u >= (uidnext or 1)
-            ] + sorted(have - vanished)
-        else:
-            server_uids = self.imap.search_uids("ALL")
-            vanished = have - set(server_uids)
-            since = modseq if "CONDSTORE" in caps and modseq else None
-            flags = self.imap.fetch_flags("1:*", changedsince=since)
-            changed = {u: (c.flags, c.modseq) for u, c in flags.items() if u in have}
+        server_uids = self.imap.search_uids("ALL")
+        vanished = have - set(server_uids)
+        since = modseq if "CONDSTORE" in caps and modseq else None
+        flags = self.imap.fetch_flags("1:*", changedsince=since)
+        changed = {u: (c.flags, c.modseq) for u, c in flags.items() if u in have}
         with self.ctx.db.session() as session:
             self.report.deleted += ingest.delete_uids(session, folder_id, sorted(vanished))
             self.report.flag_updates += ingest.update_flags(
                 session, folder_id, uidvalidity, changed
             )
         self._fetch_new(remote, folder_id, uidvalidity, server_uids, have - vanished)
+        self._checkpoint(folder_id, uidvalidity, selected.uidnext, selected.highestmodseq)
+
+    def _quick_resync(
+        self,
+        remote: ServerFolder,
+        folder_id: uuid.UUID,
+        uidvalidity: int,
+        uidnext: int,
+        selected: SelectResult,
+        count: int,
+    ) -> None:
+        """QRESYNC told what vanished and what changed: read only those UIDs and the new
+        end of the folder from our copy, never every UID of a large folder."""
+        vanished = sorted(selected.vanished)
+        new_uids = [u for u in self.imap.search_uids(f"UID {uidnext}:*") if u >= uidnext]
+        asked = set(selected.changed) | set(new_uids)
+        with self.ctx.db.session() as session:
+            have = ingest.stored_uids(session, folder_id, uidvalidity, among=asked)
+            # New mail is among the changes too; it is stored with its flags when fetched
+            changed = {u: (c.flags, c.modseq) for u, c in selected.changed.items() if u in have}
+            deleted = ingest.delete_uids(session, folder_id, vanished)
+            self.report.deleted += deleted
+            self.report.flag_updates += ingest.update_flags(
+                session, folder_id, uidvalidity, changed
+            )
+        stored = count - deleted  # the folder's rows now, the new ones already stored included
+        self._fetch_new(remote, folder_id, uidvalidity, new_uids, have, stored=stored)
         self._checkpoint(folder_id, uidvalidity, selected.uidnext, selected.highestmodseq)
 
     def _remap(self, remote: ServerFolder, folder_id: uuid.UUID, old_validity: int) -> None:
@@ -258,9 +282,17 @@ class SyncEngine:
         uidvalidity: int,
         server_uids: list[int],
         have: set[int],
+        stored: int | None = None,
     ) -> None:
+        """Fetch ``server_uids`` not in ``have``, newest first. Progress counts the folder's
+        stored rows as done: ``have`` among ``server_uids``, or ``stored`` when the caller
+        read only part of the folder."""
         todo = sorted(set(server_uids) - have, reverse=True)
-        total, done = len(set(server_uids)), len(have & set(server_uids))
+        if stored is None:
+            total, done = len(set(server_uids)), len(have & set(server_uids))
+        else:
+            done = stored
+            total = stored + len(todo)
         self._note(remote.name, done, total)
         self.preparer.start(len(todo))
         newest, older = todo[:FIRST_BATCH], todo[FIRST_BATCH:]

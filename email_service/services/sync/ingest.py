@@ -197,12 +197,20 @@ def insert_batch(session: Session, batch: Sequence[Incoming]) -> int:
     return len(inserted)
 
 
-def stored_uids(session: Session, folder_id: uuid.UUID, uidvalidity: int) -> set[int]:
-    """UIDs already stored for this folder incarnation."""
+def stored_uids(
+    session: Session, folder_id: uuid.UUID, uidvalidity: int, among: set[int] | None = None
+) -> set[int]:
+    """UIDs already stored for this folder incarnation (only those ``among``, if given)."""
     query = select(Message.uid).where(
         Message.folder_id == folder_id, Message.uidvalidity == uidvalidity
     )
-    return set(session.scalars(query))
+    if among is None:
+        return set(session.scalars(query))
+    wanted = sorted(among)
+    found: set[int] = set()
+    for start in range(0, len(wanted), 500):  # parameter lists under SQLite's limit
+        found.update(session.scalars(query.where(Message.uid.in_(wanted[start : start + 500]))))
+    return found
 
 
 def delete_uids(session: Session, folder_id: uuid.UUID, uids: Sequence[int]) -> int:
