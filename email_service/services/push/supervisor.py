@@ -18,7 +18,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from email_service.observability import metrics
-from email_service.services.push.accounts import WatchedAccount, active_accounts, login_for
+from email_service.services.push.accounts import (
+    WatchedAccount,
+    active_accounts,
+    login_for,
+    login_refused,
+)
 from email_service.services.push.leases import Leases, fair_share
 from email_service.services.push.pending import AsyncPending
 from email_service.services.push.watch import AccountWatch, WatchStats
@@ -116,12 +121,13 @@ class Supervisor:
         metrics.set_push(len(self.watches), self.stats.idle)
 
     async def _drop_stale(self) -> None:
-        """Stop watching deleted or disabled accounts; restart edited ones."""
+        """Stop watching deleted, disabled or auth_failed accounts; restart those whose login
+        was edited (a token refresh is no edit: see WatchedAccount)."""
         gone = [a for a in self.watches if a not in self.accounts]
         self._stop(gone)
         await self.leases.release(gone)
         for account_id, (account, _task) in list(self.watches.items()):
-            if self.accounts[account_id].updated_at != account.updated_at:
+            if self.accounts[account_id] != account:
                 self._stop([account_id])
                 self._start(self.accounts[account_id])
 
@@ -132,6 +138,7 @@ class Supervisor:
             self._changed,
             self.runtime.settings.imap_idle_renew_seconds,
             self.stats,
+            lambda a, reason: login_refused(self.runtime, a, reason),
         )
         self.watches[account.id] = (account, asyncio.create_task(watch.run()))
 
