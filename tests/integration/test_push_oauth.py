@@ -391,3 +391,32 @@ def test_a_token_refresh_keeps_the_connection_and_an_edit_restarts_it(
 
     _run(runtime, scenario)
     assert oauth_provider.refreshes(user.email) == 1
+
+
+def test_a_password_account_restarts_on_a_new_password_not_on_a_new_name(
+    runtime: Runtime, dovecot: DovecotServer, user: MailAccount
+) -> None:
+    account_id = register(runtime, TENANT_B, dovecot, user)
+
+    def edit(**changes: Any) -> None:  # PATCH /api/accounts/{id}
+        with scope.tenant_scope(TENANT_B), runtime.db.session() as session:
+            accounts.update_account(
+                session,
+                TENANT_B,
+                account_id,
+                AccountFields(**changes),
+                runtime.vault,
+                runtime.hosts,
+            )
+
+    async def scenario(supervisor: Supervisor) -> None:
+        await _until("IDLE", lambda: _in_idle(supervisor, account_id))
+        first = supervisor.watches[account_id][1]
+        await asyncio.to_thread(edit, display_name="Renamed")
+        await _ticks(supervisor, 3)
+        assert supervisor.watches[account_id][1] is first
+        await asyncio.to_thread(edit, password=user.password)  # the same one, given again
+        await _until("a new connection", lambda: supervisor.watches[account_id][1] is not first)
+        await _until("IDLE again", lambda: _in_idle(supervisor, account_id))
+
+    _run(runtime, scenario)
