@@ -1,9 +1,10 @@
 """The loop of one watcher process: leases, fair share, one AccountWatch per held account.
 
 Every tick (a tenth of the lease, at least a second) the supervisor announces itself,
-renews its leases in one Redis call, drops the accounts it lost, deleted or disabled, and
-moves toward its fair share: it lets go of its surplus or takes free accounts. Changes
-the connections report go through one dispatcher task: mark (coalesce), then queue.
+renews its leases in one Redis call, drops the accounts it lost, deleted, disabled or
+auth_failed, restarts those whose login was edited, and moves toward its fair share: it
+lets go of its surplus or takes free accounts. Changes the connections report go through
+one dispatcher task: mark (coalesce), then queue.
 """
 
 from __future__ import annotations
