@@ -37,7 +37,7 @@ from email_service.services.push.pending import AsyncMemoryPending, memory_pendi
 from email_service.services.push.supervisor import Supervisor
 from email_service.services.runtime import Runtime
 from email_service.store import migrate, scope
-from email_service.store.models import Account, Folder, Message
+from email_service.store.models import Account, Folder, Message, SyncState
 from tests.conftest import TENANT_A, TENANT_B
 from tests.integration import oauth_stack
 from tests.servers.dovecot import DovecotServer, MailAccount
@@ -122,6 +122,13 @@ def _count(runtime: Runtime, account_id: uuid.UUID) -> int:
     query = query.where(Message.account_id == account_id, Folder.raw_name == "INBOX")
     with scope.operator_scope("tests"), runtime.db.session() as session:
         return int(session.scalar(query) or 0)
+
+
+def _synced(runtime: Runtime, account_id: uuid.UUID) -> bool:
+    """The account's last sync has finished well."""
+    query = select(SyncState.state).where(SyncState.account_id == account_id)
+    with scope.operator_scope("tests"), runtime.db.session() as session:
+        return session.scalar(query) == "ok"
 
 
 def _row(runtime: Runtime, account_id: uuid.UUID) -> tuple[str, str | None, datetime]:
@@ -377,6 +384,9 @@ def test_a_token_refresh_keeps_the_connection_and_an_edit_restarts_it(
 
     async def scenario(supervisor: Supervisor) -> None:
         await _until("IDLE", lambda: _in_idle(supervisor, account_id))
+        # the sync the connection queued logs in with the token the refresh below revokes
+        # (the test provider rotates): let it finish first
+        await _until("the first sync", lambda: _synced(runtime, account_id), True)
         first = supervisor.watches[account_id][1]
         before = await asyncio.to_thread(_row, runtime, account_id)
         await asyncio.to_thread(refresh)
