@@ -45,6 +45,7 @@ from tests.servers.oauth_provider import OAuthProvider
 from tests.support import aio
 from tests.support.accounts import register
 from tests.support.mailgen import append, imap_login
+from tests.support.proxy import cutting_proxy
 
 pytestmark = [pytest.mark.dovecot]
 # Ends a wait in the scenario; never reached when the code is right.
@@ -88,9 +89,14 @@ def user(dovecot: DovecotServer) -> MailAccount:
 
 
 def _oauth_account(
-    runtime: Runtime, provider: OAuthProvider, dovecot: DovecotServer, user: MailAccount
+    runtime: Runtime,
+    provider: OAuthProvider,
+    dovecot: DovecotServer,
+    user: MailAccount,
+    port: int | None = None,
 ) -> tuple[uuid.UUID, str]:
-    """An OAuth2 account of TENANT_A with fresh tokens; (id, its access token)."""
+    """An OAuth2 account of TENANT_A with fresh tokens (IMAP on ``port``, Dovecot's by
+    default); (id, its access token)."""
     issued = provider.issue(user.email, _client_id(runtime))
     tokens = oauth_tokens.TokenSet(
         issued.access_token,
@@ -102,7 +108,7 @@ def _oauth_account(
         oauth=tokens,
         oauth_provider=oauth_stack.PROVIDER,
         imap_host="127.0.0.1",
-        imap_port=dovecot.imap_port,
+        imap_port=port or dovecot.imap_port,
         imap_security=Security.STARTTLS,
     )
     with runtime.db.session() as session:
@@ -315,6 +321,36 @@ def test_a_token_expired_before_the_connection_is_refreshed_once(
     _run(runtime, reconnect)
     assert oauth_provider.refreshes(user.email) == 1
     assert _row(runtime, account_id)[0] == "active"
+
+
+def test_a_connection_lost_after_the_token_expired_comes_back_with_one_refresh(
+    runtime: Runtime, oauth_provider: OAuthProvider, dovecot: DovecotServer, user: MailAccount
+) -> None:
+    with cutting_proxy("127.0.0.1", dovecot.imap_port, None) as proxy:
+        account_id, old_token = _oauth_account(
+            runtime, oauth_provider, dovecot, user, port=proxy.port
+        )
+
+        def expire() -> None:  # an hour later: the token is dead at the server and due here
+            oauth_provider.expire_access_tokens(user.email)
+            with scope.operator_scope("tests"):
+                oauth_stack.age_tokens(runtime, str(account_id))
+
+        async def scenario(supervisor: Supervisor) -> None:
+            await _until("IDLE", lambda: _in_idle(supervisor, account_id))
+            await _until("the first sync", lambda: _synced(runtime, account_id), True)
+            first = supervisor.watches[account_id][1]
+            await asyncio.to_thread(expire)
+            proxy.cut_all()
+            await _until("the drop", lambda: supervisor.stats.reconnects >= 1)
+            await _until("IDLE again", lambda: _in_idle(supervisor, account_id))
+            assert supervisor.watches[account_id][1] is first  # reconnected, not restarted
+            await asyncio.to_thread(_append, dovecot, user, "after the drop")
+            await _until("the pushed message", lambda: _count(runtime, account_id) == 1, True)
+
+        _run(runtime, scenario)
+    assert oauth_provider.refreshes(user.email) == 1
+    assert oauth_stack.stored_tokens(runtime, str(account_id)).access_token != old_token
 
 
 def test_a_revoked_grant_fails_the_account_once_and_the_watcher_lets_go(
