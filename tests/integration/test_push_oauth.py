@@ -2,10 +2,12 @@
 to the real Dovecot with OAUTHBEARER, its tokens checked by introspection against the
 real authorization server, and pushed changes are synced by the in-process runner.
 
-APPEND by another client -> stored; a token expired before the (re)connect -> one refresh;
-a revoked grant -> auth_failed, one token request, the watcher lets go; a token the server
-refuses -> auth_failed with the server's reason and no token anywhere; a token refresh
-keeps the connection, an edit of the tokens restarts it.
+The push client with OAUTHBEARER and XOAUTH2 (with and without SASL-IR) and a refused
+token's reason. The watcher: APPEND by another client -> stored; a token expired before
+the connection, or before a lost connection comes back -> one refresh; a revoked grant ->
+auth_failed, one token request, the watcher lets go; a token the server refuses ->
+auth_failed with the server's reason and no token anywhere; a token refresh keeps the
+connection, an edit of the tokens (or of a password) restarts it.
 """
 
 from __future__ import annotations
