@@ -13,8 +13,11 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from email_service.config import Security
+from email_service.errors import RemoteAuthError
 from email_service.mail.imap.idle import PushLogin
-from email_service.services.gateways import account_login
+from email_service.mail.sasl import BearerToken
+from email_service.services.hosts import Endpoint
 from email_service.services.oauth import tokens as oauth_tokens
 from email_service.services.runtime import Runtime
 from email_service.store.models import Account
@@ -63,20 +66,35 @@ def active_accounts(runtime: Runtime) -> dict[uuid.UUID, WatchedAccount]:
 def login_for(runtime: Runtime, account: WatchedAccount) -> PushLogin:
     """The current login to a vetted address (blocking: database, DNS, maybe the token
     endpoint; call off the event loop)."""
-    with tenant_scope(account.tenant_id), runtime.db.session() as session:
-        login = account_login(session, runtime, account.tenant_id, account.id)
-    address = runtime.hosts.addresses(login.endpoint, "imap")[0]
+    endpoint = Endpoint(account.host, account.port, Security(account.security))
+    address = runtime.hosts.addresses(endpoint, "imap")[0]
+    with tenant_scope(account.tenant_id):
+        secret = _secret(runtime, account)
     ca_file = runtime.settings.mail_ca_file
     return PushLogin(
-        host=login.endpoint.host,
-        port=login.endpoint.port,
-        security=login.endpoint.security.value,
-        username=login.username,
-        password=login.password,
+        host=account.host,
+        port=account.port,
+        security=account.security,
+        username=account.username,
+        password=secret,
         connect_address=address,
         ca_file=str(ca_file) if ca_file else None,
         timeout=runtime.settings.imap_timeout,
     )
+
+
+def _secret(runtime: Runtime, account: WatchedAccount) -> str | BearerToken:
+    """The password, or a current access token (one short transaction either way, unless
+    the token is refreshed)."""
+    if account.auth_kind == AuthKind.OAUTH2:
+        return BearerToken(oauth_tokens.access_token(runtime, account.id))
+    with runtime.db.session() as session:
+        ciphertext = session.scalar(
+            select(Account.password_ciphertext).where(Account.id == account.id)
+        )
+    if ciphertext is None:
+        raise RemoteAuthError("the account has no password")
+    return runtime.vault.decrypt(ciphertext)
 
 
 def login_refused(runtime: Runtime, account: WatchedAccount, reason: str) -> None:
