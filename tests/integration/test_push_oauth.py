@@ -2,8 +2,7 @@
 to the real Dovecot with OAUTHBEARER, its tokens checked by introspection against the
 real authorization server, and pushed changes are synced by the in-process runner.
 
-The push client with OAUTHBEARER and XOAUTH2 (with and without SASL-IR) and a refused
-token's reason. The watcher: APPEND by another client -> stored; a token expired before
+APPEND by another client -> stored; a token expired before
 the connection, or before a lost connection comes back -> one refresh; a revoked grant ->
 auth_failed, one token request, the watcher lets go; a token the server refuses ->
 auth_failed with the server's reason and no token anywhere; a token refresh keeps the
@@ -24,11 +23,8 @@ import pytest
 from sqlalchemy import func, select
 
 from email_service.config import Security
-from email_service.errors import RemoteAuthError
 from email_service.jobs import wire_queue
 from email_service.jobs.queues import EmbeddedQueue
-from email_service.mail.imap.idle import PushClient, PushLogin
-from email_service.mail.sasl import BearerToken
 from email_service.services import accounts
 from email_service.services.accounts import AccountFields
 from email_service.services.oauth import credentials
@@ -197,85 +193,6 @@ async def _ticks(supervisor: Supervisor, count: int) -> None:
 def _append(dovecot: DovecotServer, user: MailAccount, subject: str) -> None:
     with imap_login(dovecot, user) as client:
         append(client, "INBOX", f"Subject: {subject}\r\n\r\nhello\r\n".encode())
-
-
-# ---- the client alone -----------------------------------------------------------------
-
-
-class _Offering(PushClient):
-    """The client, with some of the server's capabilities hidden from it (the one seam:
-    Dovecot offers both mechanisms and SASL-IR)."""
-
-    hidden: frozenset[str] = frozenset()
-
-    async def authenticate(self, username: str, token: BearerToken, host: str, port: int) -> None:
-        if not self.capabilities:
-            await self.run(b"CAPABILITY")
-        self.capabilities = self.capabilities - self.hidden
-        await super().authenticate(username, token, host, port)
-
-
-def _hiding(hidden: set[str]) -> type[_Offering]:
-    class Client(_Offering):
-        pass
-
-    Client.hidden = frozenset(hidden)
-    return Client
-
-
-def _push_login(dovecot: DovecotServer, user: MailAccount, token: str) -> PushLogin:
-    return PushLogin(
-        dovecot.host,
-        dovecot.imap_port,
-        "starttls",
-        user.email,
-        BearerToken(token),
-        ca_file=str(dovecot.ca_file),
-        timeout=10,
-    )
-
-
-@pytest.mark.parametrize(
-    ("hidden", "method"),
-    [
-        (set(), "OAUTHBEARER"),
-        ({"AUTH=OAUTHBEARER"}, "XOAUTH2"),
-        ({"SASL-IR"}, "OAUTHBEARER"),  # the response after the server's "+"
-        ({"AUTH=OAUTHBEARER", "SASL-IR"}, "XOAUTH2"),
-    ],
-)
-def test_the_push_client_logs_in_with_the_mechanism_offered(
-    dovecot: DovecotServer,
-    user: MailAccount,
-    oauth_provider: OAuthProvider,
-    hidden: set[str],
-    method: str,
-) -> None:
-    oauth_provider.add_client("push-sasl", secrets.token_hex(8), [])
-    token = oauth_provider.issue(user.email, "push-sasl").access_token
-
-    async def scenario() -> str | None:
-        client = await _hiding(hidden).connect(_push_login(dovecot, user, token))
-        await client.examine_inbox()
-        await client.logout()
-        return client.selected
-
-    assert aio.run(asyncio.wait_for(scenario(), 30)) == "INBOX"
-    assert f"user=<{user.email}>, method={method}" in dovecot.log_file.read_text()
-
-
-@pytest.mark.parametrize("hidden", [set(), {"AUTH=OAUTHBEARER"}])
-def test_the_push_client_reports_the_servers_reason_for_a_refused_token(
-    dovecot: DovecotServer, user: MailAccount, oauth_provider: OAuthProvider, hidden: set[str]
-) -> None:
-    oauth_provider.add_client("push-sasl", secrets.token_hex(8), [])
-    token = oauth_provider.issue(user.email, "push-sasl").access_token
-    oauth_provider.revoke_user(user.email)
-    client = _hiding(hidden)
-    with pytest.raises(RemoteAuthError) as caught:
-        aio.run(asyncio.wait_for(client.connect(_push_login(dovecot, user, token)), 30))
-    assert str(caught.value.details["reason"]).startswith("token refused: status=")
-    assert token not in str(caught.value) + repr(caught.value.details)
 
 
 # ---- the watcher ----------------------------------------------------------------------
