@@ -31,7 +31,7 @@ class WatchedAccount:
 
     Two reads that differ mean the owner changed the login: the connection restarts.
     ``login_changed_at`` moves on an edit of the password, the tokens, the username or the
-    server, not on a token refresh (which changes ``updated_at`` every hour or so).
+    server, not on a token refresh (every hour or so), a status change or a key rotation.
     """
 
     id: uuid.UUID

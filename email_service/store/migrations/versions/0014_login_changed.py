@@ -7,8 +7,8 @@ Create Date: 2026-12-07
 ``email_account.login_changed_at`` moves when the account's owner changes what it logs in
 with or where: password, OAuth2 tokens given by the application or a new consent,
 username, IMAP host, port or security. A token refresh, a key rotation, a status change
-or the refresh lease leave it alone (they move ``updated_at``). The push watcher restarts
-an account's connection when it moves. Existing rows start from ``updated_at``.
+or the refresh lease leave it alone. The push watcher restarts an account's connection
+when it moves. Existing rows start from ``updated_at``.
 """
 
 from __future__ import annotations
