@@ -15,7 +15,7 @@ from email_service.services import accounts
 from email_service.services.accounts import AccountFields, AccountRecord
 from email_service.services.oauth import providers
 from email_service.services.oauth.tokens import TokenSet, store
-from email_service.store.models import Account, utcnow
+from email_service.store.models import Account
 from email_service.store.states import AccountStatus, AuthKind
 from email_service.store.tenancy import tenant_row
 
@@ -84,7 +84,7 @@ def replace_tokens(
     row.oauth_provider = provider if provider is not None else row.oauth_provider
     row.password_ciphertext = row.password_key_id = row.password_scheme = None
     row.auth_error = None
-    row.login_changed_at = utcnow()  # push logs in again
+    row.login_changed_at = datetime.now(UTC)  # push logs in again
     if row.status == AccountStatus.AUTH_FAILED:
         row.status = AccountStatus.ACTIVE  # new credentials deserve a new attempt
     session.flush()
