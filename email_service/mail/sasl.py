@@ -82,11 +82,13 @@ def error_reason(challenge: bytes) -> str:
     return "token refused: " + ", ".join(parts) if parts else "token refused"
 
 
-def _decode_b64(text: str) -> bytes:
+def challenge_reason(text: str) -> str:
+    """The reason in an error challenge as the server sent it (base64 of the JSON)."""
     try:
-        return base64.b64decode(text.strip(), validate=True)
+        decoded = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
-        return b""
+        decoded = b""
+    return error_reason(decoded)
 
 
 # ---- IMAP (RFC 9051 §6.2.2 AUTHENTICATE) ----------------------------------------------
@@ -103,16 +105,16 @@ def imap_authenticate(conn: ImapConnection, username: str, token: BearerToken, p
         tag = conn.send([b"AUTHENTICATE", mechanism.encode()])
         first = _next_for(conn, tag)
         if first.kind != "+":
-            _check(first, None)
+            check_answer(first, None)
             return
         conn.send_line(encoded)
     reason = None
     response = _next_for(conn, tag)
     if response.kind == "+":  # the error challenge; acknowledge it, then comes NO
-        reason = error_reason(_decode_b64(response.text))
+        reason = challenge_reason(response.text)
         conn.send_line(base64.b64encode(ERROR_ACK[mechanism].encode()))
         response = _next_for(conn, tag)
-    _check(response, reason)
+    check_answer(response, reason)
 
 
 def _next_for(conn: ImapConnection, tag: bytes) -> Response:
@@ -126,7 +128,8 @@ def _next_for(conn: ImapConnection, tag: bytes) -> Response:
             raise RemotePermanentError(f"IMAP answer for an unknown tag {response.tag!r}")
 
 
-def _check(response: Response, reason: str | None) -> None:
+def check_answer(response: Response, reason: str | None) -> None:
+    """Nothing if the AUTHENTICATE answer is OK; else the refusal, with the server's reason."""
     if response.kind == "+":
         raise RemotePermanentError("IMAP server asked for more than one OAuth2 exchange")
     if response.kind == "NO" and response.code not in TEMPORARY_CODES:

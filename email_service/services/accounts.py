@@ -27,7 +27,7 @@ from email_service.services.oauth import tokens as oauth_tokens
 from email_service.services.oauth.tokens import TokenSet
 from email_service.services.paging import Page, decode_cursor, encode_cursor
 from email_service.store.change_log import ChangeType, Op, record
-from email_service.store.models import Account
+from email_service.store.models import Account, utcnow
 from email_service.store.states import AccountStatus, AuthKind
 from email_service.store.tenancy import not_found, tenant_row
 
@@ -237,10 +237,10 @@ def update_account(
     if any(getattr(data, f"smtp_{n}") is not None for n in ("host", "port", "security")):
         hosts.check(Endpoint(row.smtp_host, row.smtp_port, Security(row.smtp_security)), "smtp")
     credentials = ("password", "oauth", "username", "imap_host", "imap_port", "imap_security")
-    if row.status == AccountStatus.AUTH_FAILED and any(
-        getattr(data, n) is not None for n in credentials
-    ):
-        row.status = AccountStatus.ACTIVE  # new credentials deserve a new attempt
+    if any(getattr(data, n) is not None for n in credentials):
+        row.login_changed_at = utcnow()  # push logs in again
+        if row.status == AccountStatus.AUTH_FAILED:
+            row.status = AccountStatus.ACTIVE  # new credentials deserve a new attempt
     _set_credentials(row, data, vault)
     _flush_unique(session, row.email)
     record(session, tenant_id, row.id, ChangeType.ACCOUNT, row.id, Op.UPDATED)

@@ -101,6 +101,9 @@ class Account(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # An edit of what the account logs in with or where (password, tokens given, username,
+    # IMAP server); a token refresh leaves it alone. Push restarts the connection on it.
+    login_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "email", name="uq_email_account_tenant_email"),

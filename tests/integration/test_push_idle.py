@@ -1,15 +1,20 @@
-"""The asyncio push client against the real Dovecot: IDLE + NOTIFY report every folder."""
+"""The asyncio push client against the real Dovecot: IDLE + NOTIFY report every folder;
+OAuth2 bearer tokens (the test authorization server's) log in with OAUTHBEARER or XOAUTH2."""
 
 from __future__ import annotations
 
 import asyncio
 import imaplib
+import secrets
 from typing import Any
 
 import pytest
 
 from email_service.errors import RemoteAuthError
 from email_service.mail.imap.idle import PushClient, PushLogin
+from email_service.mail.sasl import BearerToken
+from tests.servers.dovecot import DovecotServer, MailAccount
+from tests.servers.oauth_provider import OAuthProvider
 from tests.support import aio
 from tests.support.mailgen import make_message
 
@@ -65,3 +70,79 @@ def test_idle_with_notify_hears_inbox_and_other_folders(dovecot: Any, mail_user:
 def test_wrong_password_is_an_auth_error(dovecot: Any, mail_user: Any) -> None:
     with pytest.raises(RemoteAuthError):
         aio.run(PushClient.connect(_login(dovecot, mail_user, "wrong-password")))
+
+
+class _Offering(PushClient):
+    """The client, with some of the server's capabilities hidden from it (the one seam:
+    Dovecot offers both mechanisms and SASL-IR)."""
+
+    hidden: frozenset[str] = frozenset()
+
+    async def authenticate(self, username: str, token: BearerToken, host: str, port: int) -> None:
+        if not self.capabilities:
+            await self.run(b"CAPABILITY")
+        self.capabilities = self.capabilities - self.hidden
+        await super().authenticate(username, token, host, port)
+
+
+def _hiding(hidden: set[str]) -> type[_Offering]:
+    class Client(_Offering):
+        pass
+
+    Client.hidden = frozenset(hidden)
+    return Client
+
+
+def _push_login(dovecot: DovecotServer, user: MailAccount, token: str) -> PushLogin:
+    return PushLogin(
+        dovecot.host,
+        dovecot.imap_port,
+        "starttls",
+        user.email,
+        BearerToken(token),
+        ca_file=str(dovecot.ca_file),
+        timeout=10,
+    )
+
+
+@pytest.mark.parametrize(
+    ("hidden", "method"),
+    [
+        (set(), "OAUTHBEARER"),
+        ({"AUTH=OAUTHBEARER"}, "XOAUTH2"),
+        ({"SASL-IR"}, "OAUTHBEARER"),  # the response after the server's "+"
+        ({"AUTH=OAUTHBEARER", "SASL-IR"}, "XOAUTH2"),
+    ],
+)
+def test_the_push_client_logs_in_with_the_mechanism_offered(
+    dovecot: DovecotServer,
+    mail_user: MailAccount,
+    oauth_provider: OAuthProvider,
+    hidden: set[str],
+    method: str,
+) -> None:
+    oauth_provider.add_client("push-sasl", secrets.token_hex(8), [])
+    token = oauth_provider.issue(mail_user.email, "push-sasl").access_token
+
+    async def scenario() -> str | None:
+        client = await _hiding(hidden).connect(_push_login(dovecot, mail_user, token))
+        await client.examine_inbox()
+        await client.logout()
+        return client.selected
+
+    assert aio.run(asyncio.wait_for(scenario(), 30)) == "INBOX"
+    assert f"user=<{mail_user.email}>, method={method}" in dovecot.log_file.read_text()
+
+
+@pytest.mark.parametrize("hidden", [set(), {"AUTH=OAUTHBEARER"}])
+def test_the_push_client_reports_the_servers_reason_for_a_refused_token(
+    dovecot: DovecotServer, mail_user: MailAccount, oauth_provider: OAuthProvider, hidden: set[str]
+) -> None:
+    oauth_provider.add_client("push-sasl", secrets.token_hex(8), [])
+    token = oauth_provider.issue(mail_user.email, "push-sasl").access_token
+    oauth_provider.revoke_user(mail_user.email)
+    client = _hiding(hidden)
+    with pytest.raises(RemoteAuthError) as caught:
+        aio.run(asyncio.wait_for(client.connect(_push_login(dovecot, mail_user, token)), 30))
+    assert str(caught.value.details["reason"]).startswith("token refused: status=")
+    assert token not in str(caught.value) + repr(caught.value.details)

@@ -1,6 +1,8 @@
-"""A TCP proxy in front of a real server that cuts every connection after k server bytes.
+"""A TCP proxy in front of a real server that cuts every connection after k server bytes,
+or every open one on demand (``cut_all``).
 
-The seam the real server cannot reach: a connection lost in the middle of a FETCH.
+The seam the real server cannot reach: a connection lost in the middle of a FETCH, or
+under IDLE.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class CuttingProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
         self.cuts = 0
+        self._open: list[socket.socket] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
@@ -38,10 +41,19 @@ class CuttingProxy:
             except OSError:
                 return
             server = socket.create_connection(self.target)
+            self._open += [client, server]
             threading.Thread(target=self._pipe, args=(client, server, None), daemon=True).start()
             threading.Thread(
                 target=self._pipe, args=(server, client, self.cut_after), daemon=True
             ).start()
+
+    def cut_all(self) -> None:
+        """End every connection open now, both sides, as a lost network would."""
+        open_now, self._open = self._open, []
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.cuts += len(open_now) // 2
 
     def _pipe(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
         sent = 0

@@ -7,7 +7,8 @@ One instance per watched account, thousands per event loop: a connection costs a
 
 ::
 
-    connect -> greeting -> [STARTTLS] -> AUTHENTICATE PLAIN | LOGIN -> CAPABILITY
+    connect -> greeting -> [STARTTLS] -> AUTHENTICATE PLAIN | LOGIN       (a password)
+                                      | AUTHENTICATE OAUTHBEARER | XOAUTH2 (a token) -> CAPABILITY
             -> [ENABLE CONDSTORE] -> EXAMINE INBOX -> [NOTIFY SET ...]
             -> IDLE ──(renew_seconds, below the 29 min of RFC 2177 §3)──► DONE -> IDLE ...
                  └── EXISTS / EXPUNGE / VANISHED / FETCH / STATUS ──► on_change(folder)
@@ -23,9 +24,10 @@ import base64
 import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from email_service.errors import RemoteAuthError, RemoteTemporaryError
+from email_service.mail import sasl
 from email_service.mail.imap.codec import astring, check_text
 from email_service.mail.imap.conn import TEMPORARY_CODES, raise_for_status, tls_context
 from email_service.mail.imap.parse import (
@@ -34,6 +36,7 @@ from email_service.mail.imap.parse import (
     parse_segments,
     text_of,
 )
+from email_service.mail.sasl import BearerToken
 
 # A connection's line buffer cap: IDLE traffic is short lines; a CAPABILITY or STATUS
 # line is far below this. Anything longer ends the connection (the sync engine reads mail).
@@ -63,7 +66,7 @@ class PushLogin:
     port: int
     security: str  # "ssl", "starttls", "none"
     username: str
-    password: str
+    password: str | BearerToken = field(repr=False)  # an OAuth2 account's access token
     connect_address: str | None = None
     ca_file: str | None = None
     timeout: float = 30.0
@@ -119,7 +122,10 @@ class PushClient:
             raise RemoteTemporaryError(f"IMAP server refused the connection: {greeting.text}")
         if login.security == "starttls":
             await self._starttls(login.host, context)
-        await self.login(login.username, login.password)
+        if isinstance(login.password, BearerToken):
+            await self.authenticate(login.username, login.password, login.host, login.port)
+        else:
+            await self.login(login.username, login.password)
         if "CONDSTORE" in self.capabilities and "ENABLE" in self.capabilities:
             await self.run(b"ENABLE CONDSTORE")  # NOTIFY's STATUS then carries HIGHESTMODSEQ
 
@@ -152,6 +158,43 @@ class PushClient:
             )
         raise_for_status(response, "IMAP login")
         if response.code != "CAPABILITY":
+            await self.run(b"CAPABILITY")
+
+    async def authenticate(self, username: str, token: BearerToken, host: str, port: int) -> None:
+        """AUTHENTICATE OAUTHBEARER or XOAUTH2, as offered (RFC 7628, RFC 9051 §6.2.2).
+
+        A refusal raises RemoteAuthError whose reason is the server's JSON error challenge.
+        """
+        check_text(username, "username")
+        if not self.capabilities:
+            await self.run(b"CAPABILITY")
+        mechanism = sasl.choose_mechanism({c.removeprefix("AUTH=") for c in self.capabilities})
+        message = sasl.initial_response(mechanism, username, token, host, port)
+        encoded = base64.b64encode(message.encode())
+        command = b"AUTHENTICATE " + mechanism.encode()
+        if "SASL-IR" in self.capabilities:
+            tag = await self._send(command + b" " + encoded)
+        else:
+            tag = await self._send(command)
+            first = await self._continuation_or(tag)
+            if first.kind != "+":
+                sasl.check_answer(first, None)
+                return await self._after_login(first)
+            await self._send_line(encoded)
+        reason = None
+        response = await self._continuation_or(tag)
+        if response.kind == "+":  # the error challenge: acknowledge it, then comes NO
+            reason = sasl.challenge_reason(response.text)
+            await self._send_line(base64.b64encode(sasl.ERROR_ACK[mechanism].encode()))
+            response = await self._continuation_or(tag)
+        sasl.check_answer(response, reason)
+        await self._after_login(response)
+
+    async def _after_login(self, response: Response) -> None:
+        """RFC 9051 §6.2.2: capabilities change after login; ask unless the OK said them."""
+        if response.code == "CAPABILITY":
+            self.capabilities = frozenset(str(a).upper() for a in response.code_args)
+        else:
             await self.run(b"CAPABILITY")
 
     async def examine_inbox(self) -> None:
@@ -205,6 +248,18 @@ class PushClient:
         self.writer.write(tag.encode() + b" " + command + b"\r\n")
         await asyncio.wait_for(self.writer.drain(), self.timeout)
         return tag
+
+    async def _send_line(self, line: bytes) -> None:
+        self.writer.write(line + b"\r\n")
+        await asyncio.wait_for(self.writer.drain(), self.timeout)
+
+    async def _continuation_or(self, tag: str) -> Response:
+        """The next continuation request, or the tagged answer to ``tag``."""
+        while True:
+            response = await self.read()
+            if response.kind == "+" or response.tag == tag:
+                return response
+            self._untagged(response)
 
     async def _wait(self, tag: str) -> Response:
         while True:

@@ -84,6 +84,7 @@ def replace_tokens(
     row.oauth_provider = provider if provider is not None else row.oauth_provider
     row.password_ciphertext = row.password_key_id = row.password_scheme = None
     row.auth_error = None
+    row.login_changed_at = datetime.now(UTC)  # push logs in again
     if row.status == AccountStatus.AUTH_FAILED:
         row.status = AccountStatus.ACTIVE  # new credentials deserve a new attempt
     session.flush()

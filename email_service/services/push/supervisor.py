@@ -1,9 +1,10 @@
 """The loop of one watcher process: leases, fair share, one AccountWatch per held account.
 
 Every tick (a tenth of the lease, at least a second) the supervisor announces itself,
-renews its leases in one Redis call, drops the accounts it lost, deleted or disabled, and
-moves toward its fair share: it lets go of its surplus or takes free accounts. Changes
-the connections report go through one dispatcher task: mark (coalesce), then queue.
+renews its leases in one Redis call, drops the accounts it lost, deleted, disabled or
+auth_failed, restarts those whose login was edited, and moves toward its fair share: it
+lets go of its surplus or takes free accounts. Changes the connections report go through
+one dispatcher task: mark (coalesce), then queue.
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from email_service.observability import metrics
-from email_service.services.push.accounts import WatchedAccount, active_accounts, login_for
+from email_service.services.push.accounts import (
+    WatchedAccount,
+    active_accounts,
+    login_for,
+    login_refused,
+)
 from email_service.services.push.leases import Leases, fair_share
 from email_service.services.push.pending import AsyncPending
 from email_service.services.push.watch import AccountWatch, WatchStats
@@ -116,12 +122,13 @@ class Supervisor:
         metrics.set_push(len(self.watches), self.stats.idle)
 
     async def _drop_stale(self) -> None:
-        """Stop watching deleted or disabled accounts; restart edited ones."""
+        """Stop watching deleted, disabled or auth_failed accounts; restart those whose login
+        was edited (a token refresh is no edit: see WatchedAccount)."""
         gone = [a for a in self.watches if a not in self.accounts]
         self._stop(gone)
         await self.leases.release(gone)
         for account_id, (account, _task) in list(self.watches.items()):
-            if self.accounts[account_id].updated_at != account.updated_at:
+            if self.accounts[account_id] != account:
                 self._stop([account_id])
                 self._start(self.accounts[account_id])
 
@@ -132,6 +139,7 @@ class Supervisor:
             self._changed,
             self.runtime.settings.imap_idle_renew_seconds,
             self.stats,
+            lambda a, reason: login_refused(self.runtime, a, reason),
         )
         self.watches[account.id] = (account, asyncio.create_task(watch.run()))
 

@@ -6,7 +6,9 @@
        ▲                                   │ connection lost / server restarted / BYE
        └── sleep(back-off, jittered) ◄─────┘
            1 s, 2 s, 4 s … 5 min; a [LIMIT] refusal waits at least LIMIT_RETRY_S;
-           a refused login waits AUTH_RETRY_S (the sync marks the account auth_failed)
+           a refused login waits AUTH_RETRY_S: an OAuth2 account is marked auth_failed
+           at once (with the server's reason), a password one by its next sync; either
+           way the supervisor then drops it. A refused refresh grant marks it too.
 
 Every (re)connect queues a sync of the whole account: whatever happened while nobody
 listened (a takeover, a restart) is fetched, so nothing is missed.
@@ -40,6 +42,7 @@ LIMIT_WORDS = ("[LIMIT]", "maximum number of connections")
 
 ChangeSink = Callable[[WatchedAccount, str], None]
 LoginFactory = Callable[[WatchedAccount], PushLogin]  # blocking; run in a thread
+RefusalSink = Callable[[WatchedAccount, str], None]  # (account, reason); blocking, a thread
 
 
 @dataclass
@@ -67,9 +70,11 @@ class AccountWatch:
         changed: ChangeSink,
         renew_seconds: float,
         stats: WatchStats,
+        refused: RefusalSink | None = None,
     ) -> None:
         self.account = account
         self.make_login = make_login
+        self.refused = refused
         self.changed = changed
         self.renew_seconds = renew_seconds
         self.stats = stats
@@ -95,7 +100,11 @@ class AccountWatch:
 
     async def _session(self) -> None:
         login = await asyncio.to_thread(self.make_login, self.account)
-        client = await PushClient.connect(login)
+        try:
+            client = await PushClient.connect(login)
+        except RemoteAuthError as exc:
+            await self._record_refusal(exc.message)
+            raise
         try:
             await client.examine_inbox()
             await client.notify_all()
@@ -106,6 +115,14 @@ class AccountWatch:
         finally:
             self._mark(connected=False)
             client.close()
+
+    async def _record_refusal(self, reason: str) -> None:
+        if self.refused is None:
+            return
+        try:
+            await asyncio.to_thread(self.refused, self.account, reason)
+        except Exception:  # the database away: the account is retried after AUTH_RETRY_S
+            log.exception("could not record a refused push login", extra=self._extra())
 
     def _mark(self, connected: bool) -> None:
         key = str(self.account.id)
