@@ -50,7 +50,6 @@ from email_service.services.sync.ingest_pool import ParseOptions, Preparer
 from email_service.services.sync.writer import BatchWriter
 from email_service.store.blobs import BlobStore
 from email_service.store.db import Database
-from email_service.store.models import Folder
 
 # Rows per commit: short transactions (readers never wait long), few round trips to the DB;
 # the byte cap bounds memory: a batch being fetched, PARSE_AHEAD + 1 being parsed, and
@@ -147,23 +146,30 @@ class SyncEngine:
         ]
         for remote in ordered:  # every folder counts towards the run's percent from the start
             self._note(remote.name, 0, remote.status.messages if remote.status else 0)
+        with self.ctx.db.session() as session:  # one read for every folder's checkpoint
+            local = folders_repo.local_states(session, [rows[f.raw_name] for f in ordered])
         for remote in ordered:
-            self._sync_folder(remote, rows[remote.raw_name])
+            folder_id = rows[remote.raw_name]
+            self._sync_folder(remote, folder_id, local[folder_id])
         self.report.folders = len(server)
         self.report.seconds = time.monotonic() - started
         return self.report
 
     # --- per folder ---------------------------------------------------------------------
-    def _sync_folder(self, remote: ServerFolder, folder_id: uuid.UUID) -> None:
-        with self.ctx.db.session() as session:
-            local = session.get_one(Folder, folder_id)
-            known = (local.uidvalidity, local.uidnext, local.highestmodseq)
-            count = folders_repo.count_messages(session, folder_id)
+    def _sync_folder(
+        self,
+        remote: ServerFolder,
+        folder_id: uuid.UUID,
+        local: tuple[int | None, int | None, int | None, int],
+    ) -> None:
+        """``local``: the folder's checkpoint and stored count as the run began."""
+        uidvalidity, uidnext, modseq, count = local
+        known = (uidvalidity, uidnext, modseq)
         status = remote.status
-        if local.uidvalidity is None:
+        if uidvalidity is None:
             self._initial(remote, folder_id)
-        elif status is not None and status.uidvalidity != local.uidvalidity:
-            self._remap(remote, folder_id, known[0] or 0)
+        elif status is not None and status.uidvalidity != uidvalidity:
+            self._remap(remote, folder_id, uidvalidity)
         elif (
             status is not None
             and (status.uidvalidity, status.uidnext, status.highestmodseq) == known

@@ -58,6 +58,30 @@ def reconcile(
     return seen
 
 
+def local_states(
+    session: Session, folder_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[int | None, int | None, int | None, int]]:
+    """Per folder: (uidvalidity, uidnext, highestmodseq, messages stored), in two statements
+    whatever the number of folders."""
+    if not folder_ids:
+        return {}
+    counted = session.execute(
+        select(Message.folder_id, func.count())
+        .where(Message.folder_id.in_(folder_ids))
+        .group_by(Message.folder_id)
+    )
+    counts = {folder_id: int(n) for folder_id, n in counted}
+    rows = session.execute(
+        select(Folder.id, Folder.uidvalidity, Folder.uidnext, Folder.highestmodseq).where(
+            Folder.id.in_(folder_ids)
+        )
+    )
+    return {
+        row.id: (row.uidvalidity, row.uidnext, row.highestmodseq, counts.get(row.id, 0))
+        for row in rows
+    }
+
+
 def count_messages(session: Session, folder_id: uuid.UUID) -> int:
     """Messages stored for a folder."""
     return int(session.scalar(select(func.count()).where(Message.folder_id == folder_id)) or 0)
