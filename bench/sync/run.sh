@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Sync benchmark: `email-service sync --foreground` into PostgreSQL, next to the raw IMAP
-# fetch limit and mbsync, all measured in one run of the shared harness on one mailbox.
+# Sync benchmark, next to the raw IMAP fetch limit and mbsync, all measured in one run of
+# the shared harness on one mailbox: ours as users get it, through a running `serve` and
+# Celery worker (api.sh: POST, then the status until `ok`), and as the command
+# `email-service sync --foreground` (ours.sh, which pays an interpreter's start-up).
 #
 #   bench/sync/run.sh [N]        # N messages (default 10000); prints a markdown table
 #
-# Uses its own Dovecot (BENCH_DIR/IMAP_PORT below) and a throwaway PostgreSQL database on
-# 127.0.0.1:5432; neither the system services nor the test instances are touched.
+# Uses its own Dovecot (BENCH_DIR/IMAP_PORT below), a throwaway PostgreSQL database on
+# 127.0.0.1:5432 and Redis database 10 on 127.0.0.1:6379; neither the system services
+# nor the test instances are touched. The worker's peak RSS is printed after the table.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -26,14 +29,48 @@ bash "$harness/setup_dovecot.sh" start >&2
 psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 DATA_DIR="$BENCH_DIR/ours-setup" "$EMAIL_SERVICE" migrate >&2
 
+# The running service: push off (only the syncs triggered here), one worker process.
+export REDIS_URL="${SYNCBENCH_REDIS:-redis://127.0.0.1:6379/10}"
+export CELERY_BROKER_URL="$REDIS_URL" CELERY_RESULT_BACKEND="$REDIS_URL"
+export ENABLE_IMAP_PUSH=false SYNC_ON_CREATE=true RATE_LIMIT_ENABLED=false
+export FLASK_HOST=127.0.0.1 FLASK_PORT="${API_PORT:-18732}" API="http://127.0.0.1:${API_PORT:-18732}"
+export TOKEN="$("$repo/.venv/bin/python" -c 'import os; from email_service.security import tokens; print(tokens.mint(os.environ["JWT_SECRET"], ["bench"]))')"
+export API_DATABASE_URL="${PG_ADMIN%/*}/${DB}_api"  # its own: ours.sh empties the other
+redis-cli -u "$REDIS_URL" flushdb >/dev/null
+psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS ${DB}_api WITH (FORCE)" -c "CREATE DATABASE ${DB}_api"
+mkdir -p -m 700 "$BENCH_DIR/service"
+export DATA_DIR="$BENCH_DIR/service" LOG_DIR="$BENCH_DIR/service/logs"
+DATABASE_URL="$API_DATABASE_URL" "$EMAIL_SERVICE" migrate >&2
+DATABASE_URL="$API_DATABASE_URL" setsid "$EMAIL_SERVICE" serve >"$BENCH_DIR/service/serve.out" 2>&1 &
+serve_pid=$!
+DATABASE_URL="$API_DATABASE_URL" setsid "$EMAIL_SERVICE" worker --concurrency 1 \
+  >"$BENCH_DIR/service/worker.out" 2>&1 &
+worker_pid=$!
+stop_service() { kill -TERM -- "-$serve_pid" "-$worker_pid" 2>/dev/null || true; }
+trap stop_service EXIT
+for _ in $(seq 600); do curl -sf "$API/health/ready" >/dev/null && break; sleep 0.2; done
+sleep 3  # the worker's pool up
+unset DATA_DIR LOG_DIR
+
 generate=()
 count=$(find "$BENCH_DIR/mail" -path '*/cur/*' -type f 2>/dev/null | wc -l || true)
 [ "$count" -ge "$N" ] || generate=(--generate "$N")
 mkdir -p "$repo/bench/results"
 out="$repo/bench/results/sync-$(date +%Y%m%d-%H%M%S).md"
 python3 "$harness/bench_peers.py" "${generate[@]}" --skip offlineimap \
+  --cmd-full "ours: POST, then status ok (serve + worker)=bash $here/api.sh full" \
+  --cmd-incr "ours: POST, then status ok (serve + worker)=bash $here/api.sh incr" \
   --cmd-full "email-service sync --foreground (PostgreSQL)=bash $here/ours.sh full" \
   --cmd-incr "email-service sync --foreground (PostgreSQL)=bash $here/ours.sh incr" | tee "$out"
-psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+{
+  echo
+  echo "worker peak RSS (VmHWM, MB): $(for p in $(pgrep -g "$worker_pid"); do
+    awk '/VmHWM/ {printf "%.0f ", $2 / 1024}' "/proc/$p/status" 2>/dev/null; done)"
+  echo "load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
+} | tee -a "$out"
+stop_service
+sleep 2
+psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" \
+  -c "DROP DATABASE IF EXISTS ${DB}_api WITH (FORCE)"
 bash "$harness/setup_dovecot.sh" stop >&2
 echo "table saved to $out" >&2
