@@ -14,9 +14,12 @@ covered by a row of the same transaction:
 - a statement that matched no row (rowcount 0) changed nothing and needs nothing.
 
 A savepoint rolled back takes its writes with it; a transaction rolled back is forgotten.
-Writes made by test code (a fixture seeding rows, the teardown emptying tables) and by
-migrations are not the application's changes: a write counts as the application's when
-an ``email_service`` frame other than the session plumbing is on the stack.
+Writes made by test code (a fixture seeding rows, the teardown emptying tables, a step
+monkeypatched in to stand for a concurrent writer) and by migrations are not the
+application's changes. A write is the application's when the nearest frame in
+``email_service`` (past the session plumbing) or ``tests`` is in ``email_service``, or when
+it flushes an ORM object the application changed or added (remembered on the object, as a
+test may commit a session it handed to a service function).
 
 It works on the SQL text SQLAlchemy compiles (``INSERT INTO t (...) VALUES``,
 ``UPDATE t SET c=...``, ``DELETE FROM t``) for both backends' parameter styles, and costs
@@ -34,7 +37,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, inspect
+from sqlalchemy.orm import Session
+
+from email_service.store.models import Base
 
 # table -> (change type, primary key column)
 TRACKED: dict[str, tuple[str, str]] = {
@@ -90,11 +96,15 @@ _UPDATE = re.compile(r'^\s*UPDATE "?(\w+)"? SET (.*?)(?: WHERE (.*?))?(?: RETURN
 _DELETE = re.compile(r'^\s*DELETE FROM "?(\w+)"?(?: WHERE (.*?))?(?: RETURNING .*)?$', re.S)
 _ASSIGNED = re.compile(r'(?:^|, )"?(\w+)"?=(?!=)')
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|\?")
+# a placeholder as an expression, with the cast PostgreSQL's compiler may add
+_BOUND = re.compile(r"(?:%\(\w+\)s|\?)(?:::[A-Z][A-Z ]*)?")
 _INFO = "change_guard"
 _HERE = __file__
 # email_service modules that only carry a session or its scope: not a write's author
 _PLUMBING = ("/email_service/store/db.py", "/email_service/store/scope.py")
 _EXEMPT = ("/email_service/store/migrations/", "/alembic/")
+_TESTS = "/tests/"
+_FLUSHING = threading.local()
 _UNANNOUNCED_FILES = tuple("/" + path for path, _name in UNANNOUNCED)
 
 
@@ -270,7 +280,7 @@ def _set_columns(sql: str, found: re.Match[str], table: str, runs: list[_Params]
         expression = found.group(2)[assigned.end() : end].strip()
         if re.fullmatch(rf'"?{table}"?\."?{name}"?', expression):
             continue
-        value = _PLACEHOLDER.fullmatch(expression)
+        value = _BOUND.fullmatch(expression)
         required = re.search(rf'"?{table}"?\."?{name}"? = (%\(\w+\)s|\?)', where)
         if value is not None and required is not None:
             at_value = _PLACEHOLDER.match(
@@ -288,10 +298,15 @@ def _lead(text: str, at: int) -> int:
 
 
 def _author() -> str | None:
-    """``file:line`` of the application code that wrote, or None for a test's own write."""
+    """``file:line`` of the application code that wrote, or None for a test's own write.
+
+    The nearest frame in ``email_service`` (not the session plumbing) or in ``tests``
+    decides: a test's code run from inside the application (a monkeypatched step standing
+    for a concurrent writer) is the test's.
+    """
     frame = sys._getframe(2)
-    first: str | None = None
-    app = False
+    author: str | None = None
+    flushed = _FLUSHING.__dict__.get("author")  # an ORM flush of rows the application changed
     while frame is not None:
         name = frame.f_code.co_filename
         if any(part in name for part in _EXEMPT):
@@ -305,12 +320,29 @@ def _author() -> str | None:
             in UNANNOUNCED
         ):
             return None
-        if "/email_service/" in name and not name.endswith(_PLUMBING):
-            app = True
-            if first is None:
-                first = f"{name.split('/email_service/', 1)[1]}:{frame.f_lineno}"
+        if author is None and "/email_service/" in name and not name.endswith(_PLUMBING):
+            author = f"{name.split('/email_service/', 1)[1]}:{frame.f_lineno}"
+        elif author is None and _TESTS in name and name != _HERE:
+            return flushed
         frame = frame.f_back  # type: ignore[assignment]
-    return first if app else None
+    return author or flushed
+
+
+def _changed_by(target: Any, *_args: Any) -> None:
+    """An ORM object of a tracked table set or added: remember if the application did it
+    (a test may flush it later, committing a session it opened)."""
+    if GUARD.active:
+        author = _author()
+        if author is not None:
+            inspect(target).info[_INFO] = author
+
+
+def _flushing(_mapper: Any, _conn: Any, target: Any) -> None:
+    _FLUSHING.author = inspect(target).info.pop(_INFO, None) or _FLUSHING.__dict__.get("author")
+
+
+def _flushed(_mapper: Any, _conn: Any, _target: Any) -> None:
+    _FLUSHING.author = None
 
 
 def _after_execute(
@@ -340,7 +372,8 @@ def _after_execute(
         key = TRACKED[table][1]
         runs = _executions(statement, parameters, executemany)
         rows = _inserted(statement, cols, found.group(3), found.start(3), runs)
-        ids = {_norm(r[key]) for r in rows} if all(key in r for r in rows) else None
+        named = all(key in r for r in rows) and " ON CONFLICT " not in statement
+        ids = {_norm(r[key]) for r in rows} if named else None  # skipped rows: unknown
         _note(conn, cursor, Write(table, "insert", frozenset(cols), ids, ""))
         return
     if head == "UPDATE ":
@@ -445,10 +478,20 @@ _LISTENERS: Sequence[tuple[str, Any]] = (
 
 
 def install() -> None:
-    """Listen on every engine (once per process)."""
-    if not event.contains(Engine, "commit", _commit):
-        for name, fn in _LISTENERS:
-            event.listen(Engine, name, fn)
+    """Listen on every engine, and on the ORM classes of the tracked tables (once)."""
+    if event.contains(Engine, "commit", _commit):
+        return
+    for name, fn in _LISTENERS:
+        event.listen(Engine, name, fn)
+    for mapper in Base.registry.mappers:
+        if mapper.local_table.name not in TRACKED:
+            continue
+        for column in mapper.column_attrs:
+            event.listen(column.class_attribute, "set", _changed_by)
+        for when in ("insert", "update", "delete"):
+            event.listen(mapper, f"before_{when}", _flushing)
+            event.listen(mapper, f"after_{when}", _flushed)
+    event.listen(Session, "transient_to_pending", lambda _session, target: _changed_by(target))
 
 
 @contextmanager
