@@ -299,7 +299,7 @@ def rotate_keys(session: Session, vault: Vault, batch: int = 500) -> tuple[int, 
 
 def _rotated(row: Account, vault: Vault) -> dict[str, str]:
     """The row's password and OAuth2 tokens not under the primary key, re-encrypted."""
-    values = {}
+    values: dict[str, str] = {}
     if row.password_ciphertext is not None and row.password_key_id != vault.primary_key_id:
         sealed = vault.rotate(row.password_ciphertext)
         values |= {"password_ciphertext": sealed.ciphertext, "password_key_id": sealed.key_id}
