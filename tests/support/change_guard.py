@@ -8,9 +8,10 @@ covered by a row of the same transaction:
 
 - an INSERT or DELETE of a row, or an UPDATE that sets a column a client can see
   (every column not in :data:`HIDDEN`), needs a change-log row of the object's type;
-- when the statement names its rows by primary key (an INSERT, an ORM flush, an
-  UPDATE/DELETE ``WHERE <table>.id = ...`` or ``IN (...)``), each of those ids needs a row
-  of its own;
+- each row it changed needs a row of its own: the ids come from the statement when it
+  names them (an INSERT, an ORM flush, ``WHERE <table>.id = ...`` or ``IN (...)``), else
+  from ``SELECT <key> FROM <table> WHERE <its WHERE>`` run just before it, in its
+  transaction (an INSERT ... ON CONFLICT, which may skip rows, needs one of the type);
 - a statement that matched no row (rowcount 0) changed nothing and needs nothing.
 
 A savepoint rolled back takes its writes with it; a transaction rolled back is forgotten.
@@ -23,7 +24,8 @@ test may commit a session it handed to a service function).
 
 It works on the SQL text SQLAlchemy compiles (``INSERT INTO t (...) VALUES``,
 ``UPDATE t SET c=...``, ``DELETE FROM t``) for both backends' parameter styles, and costs
-a regular expression per statement and a stack walk per tracked write.
+a regular expression per statement, a stack walk per tracked write, and that SELECT for
+an UPDATE/DELETE that does not name its rows.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s|\?")
 # a placeholder as an expression, with the cast PostgreSQL's compiler may add
 _BOUND = re.compile(r"(?:%\(\w+\)s|\?)(?:::[A-Z][A-Z ]*)?")
 _INFO = "change_guard"
+_SELECTED = "change_guard.selected"
 _HERE = __file__
 # email_service modules that only carry a session or its scope: not a write's author
 _PLUMBING = ("/email_service/store/db.py", "/email_service/store/scope.py")
@@ -397,7 +400,51 @@ def _after_execute(
         return
     runs = _executions(statement, parameters, executemany)
     ids = _keyed(statement, where, offset, table, TRACKED[table][1], runs)
+    if ids is None:  # the rows the statement was about to change, read just before it
+        ids = conn.info.pop(_SELECTED, None)
     _note(conn, cursor, Write(table, kind, columns, ids, ""))
+
+
+def _before_execute(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    """An UPDATE/DELETE of the application that names no primary keys: read which rows its
+    WHERE matches, in its transaction, so that each needs its own change-log row."""
+    conn.info.pop(_SELECTED, None)
+    if not GUARD.active or statement.lstrip()[:7].upper() not in ("UPDATE ", "DELETE "):
+        return
+    runs = _executions(statement, parameters, executemany)
+    update = _UPDATE.match(statement)
+    if update is not None:
+        table, where, at = update.group(1), update.group(3), update.start(3)
+        if table in TRACKED and _set_columns(statement, update, table, runs) <= HIDDEN[table]:
+            return
+    else:
+        delete = _DELETE.match(statement)
+        if delete is None:
+            return
+        table, where, at = delete.group(1), delete.group(2), delete.start(2)
+    if table not in TRACKED or where is None:
+        return
+    key = TRACKED[table][1]
+    if _keyed(statement, where, at, table, key, runs) is not None:
+        return
+    if _author() is None:
+        return
+    query = f"SELECT {table}.{key} FROM {table} WHERE {where}"
+    holes = where.count("?")
+    raw = conn.connection.dbapi_connection.cursor()
+    try:
+        ids: set[str] = set()
+        for run in runs:
+            params = run.params
+            if isinstance(params, (tuple, list)):
+                params = tuple(params[len(params) - holes :]) if holes else ()
+            raw.execute(query, params)
+            ids.update(_norm(value) for (value,) in raw.fetchall())
+    finally:
+        raw.close()
+    conn.info[_SELECTED] = ids
 
 
 def _note(conn: Any, cursor: Any, write: Write) -> None:
@@ -467,6 +514,7 @@ def _say(write: Write, what: str) -> str:
 
 
 _LISTENERS: Sequence[tuple[str, Any]] = (
+    ("before_cursor_execute", _before_execute),
     ("after_cursor_execute", _after_execute),
     ("begin", _begin),
     ("savepoint", _savepoint),
