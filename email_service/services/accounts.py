@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -283,21 +283,27 @@ def rotate_keys(session: Session, vault: Vault, batch: int = 500) -> tuple[int, 
             return rotated, total
         for row in rows:
             total += 1
-            if _rotate_row(row, vault):
+            values = _rotated(row, vault)
+            if values:
+                # the same secrets under another key: the account shown is unchanged
+                session.execute(
+                    update(Account)
+                    .where(Account.id == row.id)
+                    .values(**values, updated_at=Account.updated_at)
+                    .execution_options(synchronize_session=False)
+                )
                 rotated += 1
         session.commit()
         last = rows[-1].id
 
 
-def _rotate_row(row: Account, vault: Vault) -> bool:
-    """Re-encrypt the row's password and OAuth2 tokens not under the primary key."""
-    changed = False
+def _rotated(row: Account, vault: Vault) -> dict[str, str]:
+    """The row's password and OAuth2 tokens not under the primary key, re-encrypted."""
+    values: dict[str, str] = {}
     if row.password_ciphertext is not None and row.password_key_id != vault.primary_key_id:
         sealed = vault.rotate(row.password_ciphertext)
-        row.password_ciphertext, row.password_key_id = sealed.ciphertext, sealed.key_id
-        changed = True
+        values |= {"password_ciphertext": sealed.ciphertext, "password_key_id": sealed.key_id}
     if row.oauth_ciphertext is not None and row.oauth_key_id != vault.primary_key_id:
         sealed = vault.rotate(row.oauth_ciphertext)
-        row.oauth_ciphertext, row.oauth_key_id = sealed.ciphertext, sealed.key_id
-        changed = True
-    return changed
+        values |= {"oauth_ciphertext": sealed.ciphertext, "oauth_key_id": sealed.key_id}
+    return values

@@ -14,10 +14,12 @@ from sqlalchemy.orm import Session
 
 from email_service.errors import FeatureDisabledError
 from email_service.mail.mime.parse import Limits, parse_message
+from email_service.services.events import record as announce
 from email_service.services.messages import get_message
 from email_service.services.runtime import Runtime
 from email_service.services.sync.ingest import parsed_columns
 from email_service.store.blobs import BlobStore
+from email_service.store.change_log import Op
 from email_service.store.models import Attachment
 from email_service.store.search.index import search_document
 
@@ -59,6 +61,7 @@ def reparse(
         )
     row.search_text = search_document(columns, [a.filename for a in parsed.attachments])
     session.flush()
+    announce.message_rows(session, [row], Op.UPDATED)  # its content and attachments
     return {
         "message_id": str(row.id),
         "parse_error": parsed.parse_error,

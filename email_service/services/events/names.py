@@ -1,8 +1,9 @@
 """Event names shared by the event stream and webhooks, derived from change-log rows.
 
 ``<type>.<created|updated|deleted>`` for plain changes; a row with a ``detail`` names a
-happening instead: ``sync.failed``, ``account.auth_failed``, ``send.sent``,
-``send.failed``, ``send.bounced``. Outbox rows are announced as ``send.*``.
+happening instead: ``sync.failed``, ``sync.queued``, ``sync.started``, ``sync.progress``,
+``account.auth_failed``, ``send.sent``, ``send.failed``, ``send.bounced``. Outbox rows are
+announced as ``send.*``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ PREFIX = {t.value: t.value for t in ChangeType} | {ChangeType.OUTBOX.value: "sen
 VERB = {Op.CREATED.value: "created", Op.UPDATED.value: "updated", Op.DESTROYED.value: "deleted"}
 # Details a writer may give, per type: each becomes an event ``<prefix>.<detail>``.
 DETAILS = {
-    ChangeType.SYNC.value: ("failed",),
+    ChangeType.SYNC.value: ("failed", "queued", "started", "progress"),
     ChangeType.ACCOUNT.value: ("auth_failed", "webhook_disabled"),
     ChangeType.OUTBOX.value: ("sent", "failed", "bounced"),
 }

@@ -96,9 +96,24 @@ def sync_ended(session: Session, row: SyncState) -> None:
     )
 
 
+def sync_changed(
+    session: Session,
+    tenant_id: str,
+    account_id: uuid.UUID,
+    detail: str | None,
+    op: Op = Op.UPDATED,
+) -> None:
+    """An account's sync status was made or changed before its run ended: ``sync.queued``,
+    ``sync.started``, ``sync.progress`` (the end is :func:`sync_ended`)."""
+    record(session, tenant_id, account_id, ChangeType.SYNC, account_id, op, detail)
+
+
 def account_status(session: Session, row: Account, before: str) -> None:
-    """An account's status changed (``account.auth_failed`` when its login was refused)."""
+    """An account's status changed (``account.auth_failed`` when its login was refused), or
+    only the reason it shows (``auth_error``): ``account.updated``."""
     if row.status == before:
+        if session.is_modified(row):
+            record(session, row.tenant_id, row.id, ChangeType.ACCOUNT, row.id, Op.UPDATED)
         return
     detail = "auth_failed" if row.status == "auth_failed" else None
     record(session, row.tenant_id, row.id, ChangeType.ACCOUNT, row.id, Op.UPDATED, detail)

@@ -15,6 +15,7 @@ from email_service.services import accounts
 from email_service.services.accounts import AccountFields, AccountRecord
 from email_service.services.oauth import providers
 from email_service.services.oauth.tokens import TokenSet, store
+from email_service.store.change_log import ChangeType, Op, record
 from email_service.store.models import Account
 from email_service.store.states import AccountStatus, AuthKind
 from email_service.store.tenancy import tenant_row
@@ -88,6 +89,7 @@ def replace_tokens(
     if row.status == AccountStatus.AUTH_FAILED:
         row.status = AccountStatus.ACTIVE  # new credentials deserve a new attempt
     session.flush()
+    record(session, tenant_id, row.id, ChangeType.ACCOUNT, row.id, Op.UPDATED)
     return accounts.get_account(session, tenant_id, account_id)
 
 

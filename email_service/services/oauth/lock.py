@@ -67,7 +67,7 @@ class DatabaseRefreshLock:
                     Account.id == account_id,
                     or_(Account.oauth_refresh_until.is_(None), Account.oauth_refresh_until < now),
                 )
-                .values(oauth_refresh_until=now + self._lease)
+                .values(oauth_refresh_until=now + self._lease, updated_at=Account.updated_at)
                 .execution_options(synchronize_session=False)
             )
             return bool(getattr(result, "rowcount", 0) == 1)
@@ -78,6 +78,6 @@ class DatabaseRefreshLock:
             session.execute(
                 update(Account)
                 .where(Account.id == account_id)
-                .values(oauth_refresh_until=None)
+                .values(oauth_refresh_until=None, updated_at=Account.updated_at)
                 .execution_options(synchronize_session=False)
             )

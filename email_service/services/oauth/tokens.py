@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from email_service.errors import RemoteAuthError, RemoteTemporaryError, ValidationError
 from email_service.mail.sasl import BearerToken
@@ -166,9 +166,14 @@ def _refresh_holding_lock(runtime: Runtime, account_id: uuid.UUID, margin: timed
         mark_auth_failed(runtime, account_id, exc.details.get("reason") or exc.message)
         raise
     fresh = TokenSet.from_grant(answer, tokens)
-    with runtime.db.session() as session:
-        row = session.get_one(Account, account_id)
-        store(row, runtime.vault, fresh)
+    ciphertext, key_id = seal(runtime.vault, fresh)
+    with runtime.db.session() as session:  # credentials only: the account shown is the same
+        session.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(oauth_ciphertext=ciphertext, oauth_key_id=key_id, updated_at=Account.updated_at)
+            .execution_options(synchronize_session=False)
+        )
     return fresh.access_token
 
 

@@ -318,4 +318,5 @@ def delete_attachment(
         return None
     draft.updated_at = utcnow()  # the draft changed: its Drafts copy is replaced
     session.flush()
+    announce.draft(session, draft, Op.UPDATED)
     return draft.id, draft.account_id

@@ -40,6 +40,7 @@ from email_service.mail.smtp import SmtpAmbiguousError, SmtpReply, SmtpTarget
 from email_service.mail.smtp_pool import SmtpPool
 from email_service.observability import metrics
 from email_service.services import gateways
+from email_service.services.events import record as announce
 from email_service.services.hosts import Endpoint
 from email_service.services.outgoing import reconcile
 from email_service.services.outgoing.send_steps import (
@@ -143,15 +144,23 @@ def _recover_stale(runtime: Runtime, row: Outbox) -> bool:
                 last_error="the worker stopped before the end of the message; safe to resend",
             ),
         ):
+            _announce(session, row, OutboxState.RETRYING)
             return True
-        return changed(
+        if changed(
             session,
             stale.where(Outbox.stage == "data_end").values(
                 state=OutboxState.NEEDS_RECONCILIATION,
                 last_error="the worker stopped after the end of the message was sent: "
                 "the server may have it; looking for it by Message-ID, not resending",
             ),
-        )
+        ):
+            _announce(session, row, OutboxState.NEEDS_RECONCILIATION)
+            return True
+        return False
+
+
+def _announce(session: Session, row: Outbox, state: str) -> None:
+    announce.outbox(session, row.tenant_id, row.account_id, row.id, state)
 
 
 def _attempt(runtime: Runtime, row: Outbox) -> SendOutcome:
@@ -204,6 +213,7 @@ def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) ->
                 Outbox.lease_owner == owner,
             )
         ).one()
+        _announce(session, row, OutboxState.SENDING)  # state and attempts changed
         return job_for(session, runtime, row)
 
 
@@ -243,7 +253,8 @@ def _fence(runtime: Runtime, row_id: uuid.UUID, owner: str) -> None:
                 Outbox.state == OutboxState.SENDING,
             )
             .where(Outbox.stage == "connecting")
-            .values(stage="data_end", lease_expires_at=now + lease),
+            # bookkeeping of this worker: the row a client reads stays as it was
+            .values(stage="data_end", lease_expires_at=now + lease, updated_at=Outbox.updated_at),
         ):
             raise LeaseLostError("another worker took over this message")
 
@@ -286,7 +297,7 @@ def _crashed(runtime: Runtime, row: Outbox, owner: str, exc: Exception) -> None:
     )
     error = f"internal error while sending: {type(exc).__name__}"
     with runtime.db.session() as session:
-        if not changed(
+        if changed(
             session,
             mine.where(Outbox.stage == "connecting").values(
                 state=OutboxState.RETRYING,
@@ -298,7 +309,11 @@ def _crashed(runtime: Runtime, row: Outbox, owner: str, exc: Exception) -> None:
                 last_error=error,
             ),
         ):
-            changed(session, mine.values(state=OutboxState.NEEDS_RECONCILIATION, last_error=error))
+            _announce(session, row, OutboxState.RETRYING)
+        elif changed(
+            session, mine.values(state=OutboxState.NEEDS_RECONCILIATION, last_error=error)
+        ):
+            _announce(session, row, OutboxState.NEEDS_RECONCILIATION)
 
 
 def _end(

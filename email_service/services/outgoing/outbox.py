@@ -53,7 +53,7 @@ from email_service.services.outgoing.drafts import OutboxRecord, outbox_record
 from email_service.services.paging import Page, decode_cursor, encode_cursor, older_than
 from email_service.services.runtime import Runtime
 from email_service.store.blobs import BlobStore
-from email_service.store.change_log import Op
+from email_service.store.change_log import ChangeType, Op, record
 from email_service.store.db import changed
 from email_service.store.models import Account, ComposeAttachment, Draft, Outbox, utcnow
 from email_service.store.states import CANCELLABLE_OUTBOX_STATES, OutboxState
@@ -225,6 +225,7 @@ def freeze(session: Session, blobs: BlobStore, draft: Draft, key: str | None) ->
     session.flush()
     _claim_draft(session, draft.id, row.id)
     announce.outbox(session, tenant_id, account.id, row.id, row.state, Op.CREATED)
+    announce.draft(session, draft, Op.UPDATED)  # queued now: its state and outbox_id
     return row
 
 
@@ -262,12 +263,15 @@ def cancel(runtime: Runtime, tenant_id: str, outbox_id: uuid.UUID) -> OutboxReco
 
 def release_draft(session: Session, row: Outbox) -> None:
     """Make the draft editable again after its send ended without being sent."""
-    session.execute(
+    released = session.scalar(
         update(Draft)
         .where(Draft.id == row.draft_id, Draft.outbox_id == row.id)
         .values(outbox_id=None)
+        .returning(Draft.id)
         .execution_options(synchronize_session=False)
     )
+    if released is not None:
+        record(session, row.tenant_id, row.account_id, ChangeType.DRAFT, released, Op.UPDATED)
 
 
 def get_row(session: Session, tenant_id: str, outbox_id: uuid.UUID) -> Outbox:

@@ -47,16 +47,15 @@ def reconcile(runtime: Runtime, row: Outbox) -> SendOutcome:
         return SendOutcome(row.state, retry_in=retry, detail=error)
     copy = "server_copy" if found == "sent_folder" else "pending"
     note = f"delivered: found in the {found.replace('_', ' ')} after an unanswered end of data"
-    with runtime.db.session() as session:
+    with runtime.db.session() as session:  # sent, the draft gone: one transaction
         done = changed(
             session,
             update(Outbox)
             .where(Outbox.id == row.id, Outbox.state == OutboxState.NEEDS_RECONCILIATION)
             .values(state=OutboxState.SENT, sent_at=utcnow(), sent_copy=copy, last_error=note),
         )
+        copy_may_exist = after_sent(session, row) if done else False
     if done:
-        with runtime.db.session() as session:
-            copy_may_exist = after_sent(session, row)
         drop_draft_copy(runtime, row, copy_may_exist)
         copy_to_sent_for_row(runtime, row.id)
     return SendOutcome(OutboxState.SENT, detail=note)

@@ -74,8 +74,9 @@ def settle(runtime: Runtime, row: Outbox, owner: str | None, **values: Any) -> b
         done = changed(session, statement.values(**values))
         if done and values.get("state") in (OutboxState.FAILED, OutboxState.CANCELLED):
             outbox.release_draft(session, row)
-        if done and "state" in values:
-            announce.outbox(session, row.tenant_id, row.account_id, row.id, values["state"])
+        if done:  # a new state, or only its Sent copy, error or checks: all shown
+            state = values.get("state", "")
+            announce.outbox(session, row.tenant_id, row.account_id, row.id, state)
         return done
 
 

@@ -19,10 +19,12 @@ from email_service.config import Security
 from email_service.errors import EmailServiceError, RemoteTemporaryError
 from email_service.mail.imap.session import ImapSession, search_string
 from email_service.services import gateways
+from email_service.services.events import record as announce
 from email_service.services.hosts import Endpoint
 from email_service.services.oauth import tokens as oauth_tokens
 from email_service.services.outgoing.imap_pool import Pooled, imap_pool
 from email_service.services.runtime import Runtime
+from email_service.store.change_log import Op
 from email_service.store.models import Account, Folder, Message, Outbox
 from email_service.store.states import SentCopyState
 from email_service.store.tenancy import tenant_row
@@ -154,6 +156,8 @@ def flag_locally(session: Session, row: Outbox) -> None:
         original.flags = [*original.flags, row.origin_flag]
     if row.origin_flag == "\\Answered":
         original.answered = True
+    if session.is_modified(original):
+        announce.message_rows(session, [original], Op.UPDATED)
 
 
 def find_delivered(runtime: Runtime, row: Outbox) -> str | None:

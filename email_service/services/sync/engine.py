@@ -278,7 +278,9 @@ class SyncEngine:
         self._drain()
         self.ctx.blobs.flush()
         with self.ctx.db.session() as session:
-            self.report.remapped += folders_repo.rekey(session, uidvalidity, survivors)
+            self.report.remapped += folders_repo.rekey(
+                session, self.ctx.tenant_id, self.ctx.account_id, uidvalidity, survivors
+            )
 
     # --- fetching and storing -----------------------------------------------------------
     def _fetch_new(

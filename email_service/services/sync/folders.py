@@ -19,7 +19,7 @@ from email_service.services.sync.ingest import (
     row_binds,
     row_params,
 )
-from email_service.store.change_log import Op
+from email_service.store.change_log import ChangeType, Op, record, record_many
 from email_service.store.db import Database
 from email_service.store.models import Folder, Message, utcnow
 
@@ -35,7 +35,7 @@ def reconcile(
     seen: dict[str, uuid.UUID] = {}
     for remote in server:
         row = rows.get(remote.raw_name)
-        before = None if row is None else (row.name, row.role, row.selectable, row.attributes)
+        before = None if row is None else _shown(row)
         if row is None:
             row = Folder(
                 tenant_id=tenant_id,
@@ -49,13 +49,18 @@ def reconcile(
         row.attributes, row.selectable = sorted(remote.flags), remote.selectable
         session.flush()
         seen[remote.raw_name] = row.id
-        if before != (row.name, row.role, row.selectable, row.attributes):
+        if before != _shown(row):
             announce.folder(session, row, Op.CREATED if before is None else Op.UPDATED)
     for raw_name, row in rows.items():
         if raw_name not in seen:  # deleted or renamed on the server: its messages go too
             announce.folder_removed(session, row)
             session.delete(row)
     return seen
+
+
+def _shown(row: Folder) -> tuple[object, ...]:
+    """What LIST sets of a folder row."""
+    return (row.name, row.delimiter, row.role, row.selectable, list(row.attributes or []))
 
 
 def local_states(
@@ -90,8 +95,12 @@ def count_messages(session: Session, folder_id: uuid.UUID) -> int:
 def checkpoint(
     session: Session, folder_id: uuid.UUID, uidvalidity: int, uidnext: int, modseq: int | None
 ) -> None:
-    """Record that everything below ``uidnext`` is stored; refresh the counters."""
-    session.execute(
+    """Record that everything below ``uidnext`` is stored; refresh the counters.
+
+    The checkpoint itself is the sync's bookkeeping, but ``synced_at`` and the counters
+    are what a client sees of the folder: ``folder.updated``.
+    """
+    owner = session.execute(
         update(Folder)
         .where(Folder.id == folder_id)
         .values(
@@ -101,7 +110,10 @@ def checkpoint(
             synced_at=utcnow(),
             **counters(session, folder_id),
         )
-    )
+        .returning(Folder.tenant_id, Folder.account_id)
+    ).first()
+    if owner is not None:
+        record(session, owner.tenant_id, owner.account_id, ChangeType.FOLDER, folder_id, Op.UPDATED)
 
 
 def counters(session: Session, folder_id: uuid.UUID) -> dict[str, int]:
@@ -139,12 +151,17 @@ def old_rows_by_digest(
 
 
 def rekey(
-    session: Session, uidvalidity: int, survivors: Sequence[tuple[uuid.UUID, FetchedMessage]]
+    session: Session,
+    tenant_id: str,
+    account_id: uuid.UUID,
+    uidvalidity: int,
+    survivors: Sequence[tuple[uuid.UUID, FetchedMessage]],
 ) -> int:
     """Give surviving messages their new UIDVALIDITY/UID, keeping everything else.
 
     One UPDATE by id executed for all of them (an executemany): re-keying 2,000 messages
-    one transaction each made a remap slower than syncing the folder afresh.
+    one transaction each made a remap slower than syncing the folder afresh. The ids stay;
+    the flags are the server's now, so each is ``message.updated``.
     """
     if not survivors:
         return 0
@@ -167,6 +184,8 @@ def rekey(
         for row_id, fetched in survivors
     ]
     result = session.execute(statement, rows)
+    ids = [row_id for row_id, _fetched in survivors]
+    record_many(session, tenant_id, account_id, ChangeType.MESSAGE, ids, Op.UPDATED)
     return int(getattr(result, "rowcount", 0))
 
 

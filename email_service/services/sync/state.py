@@ -22,6 +22,7 @@ from sqlalchemy import case, or_, select, update
 from sqlalchemy.orm import Session
 
 from email_service.services.events import record as announce
+from email_service.store.change_log import Op
 from email_service.store.models import Account, SyncState, utcnow
 from email_service.store.states import SyncRunState
 from email_service.store.tenancy import check_tenant_row
@@ -69,6 +70,7 @@ def _row(session: Session, tenant_id: str, account_id: uuid.UUID) -> SyncState:
         row = _new_row(account_id, tenant_id, state=SyncRunState.IDLE)
         session.add(row)
         session.flush()
+        announce.sync_changed(session, tenant_id, account_id, None, Op.CREATED)
     return row
 
 
@@ -124,6 +126,7 @@ def mark_queued(session: Session, tenant_id: str, account_id: uuid.UUID, job_id:
     """Record that a sync job was enqueued."""
     row = _row(session, tenant_id, account_id)
     row.state, row.job_id, row.queued_at = SyncRunState.QUEUED, job_id, utcnow()
+    announce.sync_changed(session, tenant_id, account_id, "queued")
 
 
 def mark_many_queued(session: Session, jobs: list[tuple[uuid.UUID, str, str]]) -> None:
@@ -142,6 +145,9 @@ def mark_many_queued(session: Session, jobs: list[tuple[uuid.UUID, str, str]]) -
         if account_id not in have
     ]
     session.add_all(fresh)
+    for account_id, tenant_id, _job in jobs:
+        op = Op.UPDATED if account_id in have else Op.CREATED
+        announce.sync_changed(session, tenant_id, account_id, "queued", op)
     known = [
         {"account_id": a, "job_id": j, "state": SyncRunState.QUEUED, "queued_at": now}
         for a, _, j in jobs
@@ -175,9 +181,13 @@ def acquire(session: Session, account_id: uuid.UUID, owner: str, ttl: timedelta 
             finished_at=None,
             progress={},
         )
+        .returning(SyncState.tenant_id)
     )
+    tenant_id = result.scalar()
+    if tenant_id is not None:
+        announce.sync_changed(session, tenant_id, account_id, "started")
     session.commit()
-    return bool(getattr(result, "rowcount", 0))
+    return tenant_id is not None
 
 
 def heartbeat(
@@ -190,7 +200,7 @@ def heartbeat(
     ttl: timedelta = LOCK_TTL,
 ) -> None:
     """Extend the lock and save progress (in the caller's transaction)."""
-    session.execute(
+    tenant_id = session.scalar(
         update(SyncState)
         .where(SyncState.account_id == account_id, SyncState.lock_owner == owner)
         .values(
@@ -199,7 +209,10 @@ def heartbeat(
             messages_synced=messages,
             bytes_synced=size,
         )
+        .returning(SyncState.tenant_id)
     )
+    if tenant_id is not None:
+        announce.sync_changed(session, tenant_id, account_id, "progress")
 
 
 def release(

@@ -22,6 +22,7 @@ from email_service.mail.threads import (
     ThreadInput,
     assign_thread,
 )
+from email_service.store.change_log import ChangeType, Op, record
 from email_service.store.models import Message, ThreadLink
 
 # SQLite allows 32,766 bound parameters; stay far below in IN (...) lists.
@@ -134,11 +135,15 @@ def assign_batch(
         row["thread_id"] = index.resolve(row["thread_id"])
     for merged in index.alias:
         keep = index.resolve(merged)
-        session.execute(
+        moved = session.execute(
             update(Message)
             .where(Message.account_id == account_id, Message.thread_id == merged)
             .values(thread_id=keep)
-        )
+            .returning(Message.id, Message.tenant_id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        for message_id, tenant_id in moved:  # a stored message joined another thread
+            record(session, tenant_id, account_id, ChangeType.MESSAGE, message_id, Op.UPDATED)
         session.execute(
             update(ThreadLink)
             .where(ThreadLink.account_id == account_id, ThreadLink.thread_id == merged)
