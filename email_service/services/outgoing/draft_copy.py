@@ -124,6 +124,10 @@ def store_copy(
     A delayed run for a save (``reason`` :data:`SAVED`) leaves the folder alone when the
     draft is gone or moved: the removal is another run's, queued when that happened.
     """
+    if reason == SAVED:
+        settled = _settled_save(runtime, tenant_id, draft_id, account_id)
+        if settled is not None:
+            return settled
     with runtime.db.session() as session, _draft_lock(session, draft_id):
         account = session.scalar(
             select(Account).where(Account.tenant_id == tenant_id, Account.id == account_id)
@@ -163,6 +167,24 @@ def store_copy(
             .execution_options(synchronize_session=False)
         )
         return result
+
+
+def _settled_save(
+    runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, account_id: uuid.UUID
+) -> CopyResult | None:
+    """What a delayed save finds without the lock, the account or its login: the draft
+    gone, moved or queued for sending (most saves of a draft sent at once). One read; the
+    run under the lock reads the draft again, so this only answers earlier what it would.
+    """
+    with runtime.db.reading() as session:
+        found = session.execute(
+            select(Draft.account_id, Draft.outbox_id).where(
+                Draft.tenant_id == tenant_id, Draft.id == draft_id
+            )
+        ).first()
+    if found is None or found.account_id != account_id:
+        return CopyResult("left")
+    return CopyResult("queued") if found.outbox_id is not None else None
 
 
 def _mark_copy_started(runtime: Runtime, session: Session, draft: Draft) -> bool:
