@@ -179,8 +179,7 @@ def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) ->
     now = utcnow()
     lease = timedelta(seconds=runtime.settings.send_lease_seconds)
     with runtime.db.session() as session:
-        claimed = changed(
-            session,
+        claimed = session.scalars(
             update(Outbox)
             .where(Outbox.tenant_id == tenant_id, Outbox.draft_id == draft_id)
             .where(Outbox.state.in_(CLAIMABLE_OUTBOX_STATES))
@@ -193,18 +192,13 @@ def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) ->
                 lease_expires_at=now + lease,
                 attempts=Outbox.attempts + 1,
                 updated_at=now,
-            ),
-        )
-        if not claimed:
-            return None
-        row = session.scalars(
-            select(Outbox).where(
-                Outbox.tenant_id == tenant_id,
-                Outbox.draft_id == draft_id,
-                Outbox.lease_owner == owner,
             )
-        ).one()
-        return job_for(session, runtime, row)
+            .returning(Outbox)  # the claimed row as it is now: no second read
+            .execution_options(synchronize_session=False)
+        ).all()
+        if len(claimed) != 1:
+            return None
+        return job_for(session, runtime, claimed[0])
 
 
 def _target(runtime: Runtime, job: Job) -> SmtpTarget:

@@ -47,8 +47,7 @@ class Job:
 
 def job_for(session: Session, runtime: Runtime, row: Outbox) -> Job:
     """The row with its account, IMAP login and the original to flag."""
-    login, origin = sent_copy.context(session, runtime, row)
-    return Job(row, session.get_one(Account, row.account_id), login, origin)
+    return Job(row, *sent_copy.context(session, runtime, row))
 
 
 def smtp_answer(exc: EmailServiceError | None) -> dict[str, Any]:

@@ -68,9 +68,11 @@ class Origin:
 
 def context(
     session: Session, runtime: Runtime, row: Outbox
-) -> tuple[gateways.Login, Origin | None]:
-    """The sender's IMAP login and the original to flag, read in the caller's transaction."""
-    return imap_login(session, runtime, _account(session, row)), _origin(session, row)
+) -> tuple[Account, gateways.Login, Origin | None]:
+    """The sender's account, its IMAP login and the original to flag, read in the caller's
+    transaction."""
+    account = _account(session, row)
+    return account, imap_login(session, runtime, account), _origin(session, row)
 
 
 T = TypeVar("T")
