@@ -198,7 +198,7 @@ def _earlier(
     ).first()
     if found is None:
         raise not_found(Draft, draft_id=str(draft_id))
-    draft, account = found.tuple()
+    draft, account = found
     if draft.outbox_id is None:
         return None, (draft, account)
     return session.scalar(select(Outbox).where(Outbox.id == draft.outbox_id)), (draft, account)
