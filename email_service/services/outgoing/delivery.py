@@ -23,7 +23,7 @@ import random
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from email_service.config import Security
@@ -54,7 +54,7 @@ from email_service.services.outgoing.send_steps import (
     smtp_answer,
 )
 from email_service.services.runtime import Runtime
-from email_service.store.db import changed
+from email_service.store.db import changed, table_of
 from email_service.store.models import Outbox, utcnow
 from email_service.store.states import (
     ACTIVE_OUTBOX_STATES,
@@ -67,6 +67,43 @@ log = logging.getLogger(__name__)
 # A task for a row not due yet is dropped (the row's own retry or beat will come), unless
 # it is this close: a retry timer firing early by a worker's clock.
 EARLY_TOLERANCE_S = 2.0
+
+
+# The statements every send runs, built once (Core, on the table): see store.db.changed.
+_OUTBOX = table_of(Outbox)
+# The fence: still mine and not past "connecting"? Then from here on it may be delivered.
+_FENCE = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.id == bindparam("row_id"),
+        _OUTBOX.c.lease_owner == bindparam("owner"),
+        _OUTBOX.c.state == OutboxState.SENDING,
+        _OUTBOX.c.stage == "connecting",
+    )
+    .values(stage="data_end", lease_expires_at=bindparam("expires"))
+)
+# The server said 250: sent, if the row is still mine.
+_SENT = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.id == bindparam("row_id"),
+        _OUTBOX.c.lease_owner == bindparam("owner"),
+        _OUTBOX.c.state.in_((OutboxState.SENDING, OutboxState.NEEDS_RECONCILIATION)),
+    )
+    .values(
+        state=OutboxState.SENT,
+        stage=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=None,
+        sent_at=bindparam("now"),
+        sent_copy=SentCopyState.PENDING,
+        last_smtp_code=bindparam("code"),
+        last_smtp_reply=bindparam("reply"),
+        last_error=None,
+        updated_at=bindparam("now"),
+    )
+)
 
 
 class LeaseLostError(ConflictError):
@@ -228,17 +265,7 @@ def _fence(runtime: Runtime, row_id: uuid.UUID, owner: str) -> None:
     now = utcnow()
     lease = timedelta(seconds=runtime.settings.send_lease_seconds)
     with runtime.db.session() as session:
-        if not changed(
-            session,
-            update(Outbox)
-            .where(
-                Outbox.id == row_id,
-                Outbox.lease_owner == owner,
-                Outbox.state == OutboxState.SENDING,
-            )
-            .where(Outbox.stage == "connecting")
-            .values(stage="data_end", lease_expires_at=now + lease),
-        ):
+        if not changed(session, _FENCE, {"row_id": row_id, "owner": owner, "expires": now + lease}):
             raise LeaseLostError("another worker took over this message")
 
 
@@ -365,22 +392,8 @@ def _sent(runtime: Runtime, job: Job, owner: str, reply: SmtpReply, data: bytes)
     with runtime.db.session() as session:
         done = changed(
             session,
-            update(Outbox)
-            .where(Outbox.id == row.id, Outbox.lease_owner == owner)
-            .where(Outbox.state.in_((OutboxState.SENDING, OutboxState.NEEDS_RECONCILIATION)))
-            .values(
-                state=OutboxState.SENT,
-                stage=None,
-                lease_owner=None,
-                lease_expires_at=None,
-                next_attempt_at=None,
-                sent_at=now,
-                sent_copy=SentCopyState.PENDING,
-                last_smtp_code=reply.code,
-                last_smtp_reply=reply.text,
-                last_error=None,
-                updated_at=now,
-            ),
+            _SENT,
+            {"row_id": row.id, "owner": owner, "now": now, "code": reply.code, "reply": reply.text},
         )
         copy_may_exist = after_sent(session, row)
     if not done:  # cannot happen while the fence holds; keep the record straight if it does
