@@ -82,6 +82,25 @@ _FENCE = (
     )
     .values(stage="data_end", lease_expires_at=bindparam("expires"))
 )
+# The claim: the draft's due send becomes this worker's, returned as it is now (no
+# second read).
+_CLAIM = (
+    update(Outbox)
+    .where(Outbox.tenant_id == bindparam("tenant"), Outbox.draft_id == bindparam("draft"))
+    .where(Outbox.state.in_(CLAIMABLE_OUTBOX_STATES))
+    .where(or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= bindparam("now")))
+    .where(Outbox.attempts < bindparam("max_attempts"))
+    .values(
+        state=OutboxState.SENDING,
+        stage="connecting",
+        lease_owner=bindparam("owner"),
+        lease_expires_at=bindparam("expires"),
+        attempts=Outbox.attempts + 1,
+        updated_at=bindparam("now"),
+    )
+    .returning(Outbox)
+    .execution_options(synchronize_session=False)
+)
 # The server said 250: sent, if the row is still mine.
 _SENT = (
     update(_OUTBOX)
@@ -215,24 +234,16 @@ def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) ->
     """Take the draft's due send for this worker, in one UPDATE (at most one row matches)."""
     now = utcnow()
     lease = timedelta(seconds=runtime.settings.send_lease_seconds)
+    params = {
+        "tenant": tenant_id,
+        "draft": draft_id,
+        "now": now,
+        "max_attempts": runtime.settings.send_max_attempts,
+        "owner": owner,
+        "expires": now + lease,
+    }
     with runtime.db.session() as session:
-        claimed = session.scalars(
-            update(Outbox)
-            .where(Outbox.tenant_id == tenant_id, Outbox.draft_id == draft_id)
-            .where(Outbox.state.in_(CLAIMABLE_OUTBOX_STATES))
-            .where(or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= now))
-            .where(Outbox.attempts < runtime.settings.send_max_attempts)
-            .values(
-                state=OutboxState.SENDING,
-                stage="connecting",
-                lease_owner=owner,
-                lease_expires_at=now + lease,
-                attempts=Outbox.attempts + 1,
-                updated_at=now,
-            )
-            .returning(Outbox)  # the claimed row as it is now: no second read
-            .execution_options(synchronize_session=False)
-        ).all()
+        claimed = session.scalars(_CLAIM, params).all()
         if len(claimed) != 1:
             return None
         return job_for(session, runtime, claimed[0])
