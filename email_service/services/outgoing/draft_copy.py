@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from email_service.mail.mime.build import build_message
@@ -50,6 +50,10 @@ DRAFT_COPY_TASK = "store_draft_copy"
 # The ``reason`` of a delayed run made for a save (see save_later).
 SAVED = "saved"
 DRAFT_FLAGS = ("\\Draft", "\\Seen")
+# Where a draft is now (account, send): what most delayed saves need to know, built once.
+_WHERE_IS = select(Draft.account_id, Draft.outbox_id).where(
+    Draft.tenant_id == bindparam("tenant"), Draft.id == bindparam("draft")
+)
 # Locks in this process for databases without advisory locks (SQLite), striped by draft.
 _LOCAL_LOCKS = tuple(threading.Lock() for _ in range(64))
 
@@ -177,11 +181,7 @@ def _settled_save(
     run under the lock reads the draft again, so this only answers earlier what it would.
     """
     with runtime.db.reading() as session:
-        found = session.execute(
-            select(Draft.account_id, Draft.outbox_id).where(
-                Draft.tenant_id == tenant_id, Draft.id == draft_id
-            )
-        ).first()
+        found = session.execute(_WHERE_IS, {"tenant": tenant_id, "draft": draft_id}).first()
     if found is None or found.account_id != account_id:
         return CopyResult("left")
     return CopyResult("queued") if found.outbox_id is not None else None

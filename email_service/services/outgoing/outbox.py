@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,13 +54,30 @@ from email_service.services.paging import Page, decode_cursor, encode_cursor, ol
 from email_service.services.runtime import Runtime
 from email_service.store.blobs import BlobStore
 from email_service.store.change_log import Op
-from email_service.store.db import changed
+from email_service.store.db import changed, table_of
 from email_service.store.models import Account, ComposeAttachment, Draft, Outbox, utcnow
 from email_service.store.states import CANCELLABLE_OUTBOX_STATES, OutboxState
 from email_service.store.tenancy import not_found, tenant_row
 
 # The public task name (jobs/tasks.py registers it under this name).
 SEND_TASK = "send_email"
+
+
+# Statements of every send request, built once (see store.db.changed).
+_BY_KEY = select(Outbox).where(
+    Outbox.tenant_id == bindparam("tenant"), Outbox.idempotency_key == bindparam("key")
+)
+_DRAFT_AND_ACCOUNT = (
+    select(Draft, Account)
+    .join(Account, Account.id == Draft.account_id)
+    .where(Draft.tenant_id == bindparam("tenant"), Draft.id == bindparam("draft"))
+)
+_DRAFTS = table_of(Draft)
+_CLAIM_DRAFT = (
+    update(_DRAFTS)
+    .where(_DRAFTS.c.id == bindparam("draft"), _DRAFTS.c.outbox_id.is_(None))
+    .values(outbox_id=bindparam("outbox"))
+)
 
 
 @dataclass(frozen=True)
@@ -191,11 +208,7 @@ def _earlier(
             raise ConflictError("this Idempotency-Key was used for another draft")
         if row is not None:
             return row, None
-    found = session.execute(
-        select(Draft, Account)
-        .join(Account, Account.id == Draft.account_id)
-        .where(Draft.tenant_id == tenant_id, Draft.id == draft_id)
-    ).first()
+    found = session.execute(_DRAFT_AND_ACCOUNT, {"tenant": tenant_id, "draft": draft_id}).first()
     if found is None:
         raise not_found(Draft, draft_id=str(draft_id))
     draft, account = found
@@ -207,9 +220,7 @@ def _earlier(
 def _by_key(session: Session, tenant_id: str, key: str | None) -> Outbox | None:
     if key is None:
         return None
-    return session.scalar(
-        select(Outbox).where(Outbox.tenant_id == tenant_id, Outbox.idempotency_key == key)
-    )
+    return session.scalar(_BY_KEY, {"tenant": tenant_id, "key": key})
 
 
 def freeze(
@@ -263,8 +274,7 @@ def _origin_flag(draft: Draft) -> str | None:
 
 def _claim_draft(session: Session, draft_id: uuid.UUID, outbox_id: uuid.UUID) -> None:
     """Point the draft at its send, atomically: a second concurrent send loses (409)."""
-    claimed = update(Draft).where(Draft.id == draft_id, Draft.outbox_id.is_(None))
-    if not changed(session, claimed.values(outbox_id=outbox_id)):
+    if not changed(session, _CLAIM_DRAFT, {"draft": draft_id, "outbox": outbox_id}):
         raise ConflictError("the draft is already queued for sending")
 
 
