@@ -55,7 +55,7 @@ from email_service.services.outgoing.send_steps import (
 )
 from email_service.services.runtime import Runtime
 from email_service.store.db import changed, table_of
-from email_service.store.models import Outbox, utcnow
+from email_service.store.models import Account, Outbox, utcnow
 from email_service.store.states import (
     ACTIVE_OUTBOX_STATES,
     CLAIMABLE_OUTBOX_STATES,
@@ -98,9 +98,14 @@ _CLAIM = (
         attempts=Outbox.attempts + 1,
         updated_at=bindparam("now"),
     )
-    .returning(Outbox)
     .execution_options(synchronize_session=False)
 )
+# On PostgreSQL the claim returns the account too (UPDATE ... FROM): SQLite's RETURNING
+# names the updated table only, so there the account is read after it.
+_CLAIM_ROW = _CLAIM.returning(Outbox)
+_CLAIM_WITH_ACCOUNT = _CLAIM.where(
+    Account.id == Outbox.account_id, Account.tenant_id == bindparam("tenant")
+).returning(Outbox, Account)
 # The server said 250: sent, if the row is still mine.
 _SENT = (
     update(_OUTBOX)
@@ -243,10 +248,14 @@ def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) ->
         "expires": now + lease,
     }
     with runtime.db.session() as session:
-        claimed = session.scalars(_CLAIM, params).all()
+        if session.get_bind().dialect.name != "postgresql":
+            rows = session.scalars(_CLAIM_ROW, params).all()
+            return job_for(session, runtime, rows[0]) if len(rows) == 1 else None
+        claimed = session.execute(_CLAIM_WITH_ACCOUNT, params).all()
         if len(claimed) != 1:
             return None
-        return job_for(session, runtime, claimed[0])
+        row, account = claimed[0]
+        return job_for(session, runtime, row, account)
 
 
 def _target(runtime: Runtime, job: Job) -> SmtpTarget:

@@ -56,9 +56,9 @@ class Job:
     origin: sent_copy.Origin | None
 
 
-def job_for(session: Session, runtime: Runtime, row: Outbox) -> Job:
-    """The row with its account, IMAP login and the original to flag."""
-    return Job(row, *sent_copy.context(session, runtime, row))
+def job_for(session: Session, runtime: Runtime, row: Outbox, account: Account | None = None) -> Job:
+    """The row with its account (read unless given), IMAP login and the original to flag."""
+    return Job(row, *sent_copy.context(session, runtime, row, account))
 
 
 def smtp_answer(exc: EmailServiceError | None) -> dict[str, Any]:

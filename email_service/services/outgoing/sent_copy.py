@@ -67,11 +67,11 @@ class Origin:
 
 
 def context(
-    session: Session, runtime: Runtime, row: Outbox
+    session: Session, runtime: Runtime, row: Outbox, account: Account | None = None
 ) -> tuple[Account, gateways.Login, Origin | None]:
-    """The sender's account, its IMAP login and the original to flag, read in the caller's
-    transaction."""
-    account = _account(session, row)
+    """The sender's account (read unless given), its IMAP login and the original to flag,
+    read in the caller's transaction."""
+    account = account or _account(session, row)
     return account, imap_login(session, runtime, account), _origin(session, row)
 
 
