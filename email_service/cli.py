@@ -139,14 +139,13 @@ def worker(concurrency: int) -> None:
 def watch() -> None:
     """Hold IMAP IDLE/NOTIFY connections for a share of the accounts; queue folder syncs."""
     from email_service.errors import ConfigError
-    from email_service.jobs import push
-    from email_service.jobs.app import celery_app
+    from email_service.jobs import make_celery, push
     from email_service.jobs.queues import CeleryQueue
 
     runtime = _runtime()
     if not push.push_enabled(runtime):
         raise click.ClickException("push is off (ENABLE_IMAP_PUSH or ENABLE_IMAP_SYNC is false)")
-    runtime.queue = CeleryQueue(celery_app)
+    runtime.queue = CeleryQueue(make_celery(runtime.settings, publisher=True))
     try:
         push.run_watcher(runtime)
     except ConfigError as exc:

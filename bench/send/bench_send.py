@@ -20,11 +20,13 @@ worker`` (Celery, Redis db 11 as broker). Root is needed for Postfix's master.
    body of SIZE bytes); the worker (concurrency C, SMTP connections reused) submits to
    the same port. Messages/s from the first request until every outbox row is ``sent``
    (Postfix said 250), and until every Sent copy is in Dovecot too.
-4. Optionally (``--submission``) ours again over the submission port: STARTTLS + AUTH.
+4. Ours again with one request per message: POST /api/send.
+5. Optionally (``--submission``) ours again over the submission port: STARTTLS + AUTH.
 
 The Postfix queue drains (delivery to Dovecot) before each run. Rate limits are off:
-this measures sending, not the limiter. The ratios printed are floor / smtp-source and
-ours / smtp-source.
+this measures sending, not the limiter. The ratios printed are floor / smtp-source,
+ours / smtp-source, and ours (until every Sent copy is stored) / the floor that also
+copies to Sent.
 """
 
 from __future__ import annotations
@@ -230,12 +232,18 @@ class Service:
             proc.wait(timeout=30)
 
 
-def ours(service: Service, args: argparse.Namespace, rcpt: str, count: int) -> tuple[float, float]:
-    """(messages/s until all sent, until all Sent copies are stored)."""
+def ours(
+    service: Service, args: argparse.Namespace, rcpt: str, count: int, one_request: bool = False
+) -> tuple[float, float]:
+    """(messages/s until all sent, until all Sent copies are stored): compose then send,
+    or ``one_request`` (POST /api/send)."""
     before_sent, before_done = service.counts()
     body = {"to": [rcpt], "subject": "bench", "body": "x" * (args.size - 1) + "\n"}
 
     def one(_i: int) -> None:
+        if one_request:
+            service.request("POST", "/api/send", body, key=uuid.uuid4().hex)
+            return
         draft = service.request("POST", "/api/compose", body)
         service.request("POST", f"/api/compose/send/{draft['id']}", key=draft["id"])
 
@@ -243,7 +251,8 @@ def ours(service: Service, args: argparse.Namespace, rcpt: str, count: int) -> t
     with ThreadPoolExecutor(args.concurrency) as pool:
         list(pool.map(one, range(count)))
     requests_s = time.perf_counter() - started
-    print(f"  ({count} compose+send requests answered in {requests_s:.2f} s)", file=sys.stderr)
+    what = "POST /api/send" if one_request else "compose+send"
+    print(f"  ({count} {what} requests answered in {requests_s:.2f} s)", file=sys.stderr)
     sent_at = done_at = None
     while done_at is None:
         sent, done = service.counts()
@@ -365,12 +374,15 @@ def main() -> None:
                 floors[sent_copy] = (rate, cpu_ms)
                 drain(postfix)
             floor.stop()
-            api_cpu, worker_cpu = service.cpu_seconds()
-            sent_rate, done_rate = ours(service, args, rcpt, args.messages)
-            api_after, worker_after = service.cpu_seconds()
-            api_ms = (api_after - api_cpu) * 1000 / args.messages
-            worker_ms = (worker_after - worker_cpu) * 1000 / args.messages
-            drain(postfix)
+            runs = {}
+            for one_request in (False, True):
+                api_cpu, worker_cpu = service.cpu_seconds()
+                rates = ours(service, args, rcpt, args.messages, one_request)
+                api_after, worker_after = service.cpu_seconds()
+                api_ms = (api_after - api_cpu) * 1000 / args.messages
+                worker_ms = (worker_after - worker_cpu) * 1000 / args.messages
+                runs[one_request] = (*rates, api_ms, worker_ms)
+                drain(postfix)
             print(f"messages: {args.messages}, body {args.size} B, concurrency {args.concurrency}")
             print(f"smtp-source -d (SMTP port)      {baseline:9.1f} msg/s")
             for sent_copy, label in ((False, "sends"), (True, "sends, copies to Sent")):
@@ -379,11 +391,20 @@ def main() -> None:
                     f"floor: Celery task that only {label}: {rate:.1f} msg/s (ratio "
                     f"{rate / baseline:.2f}; worker CPU {cpu_ms:.1f} ms per message)"
                 )
-            print(f"ours: API + worker (SMTP port)  {sent_rate:9.1f} msg/s accepted by Postfix")
-            print(f"ours, incl. Sent copy (IMAP)    {done_rate:9.1f} msg/s")
-            print(f"ours: CPU, API / worker         {api_ms:6.1f} / {worker_ms:.1f} ms per message")
+            floor_copy = floors[True][0]
+            for one_request, label in ((False, "compose + send"), (True, "POST /api/send")):
+                sent_rate, done_rate, api_ms, worker_ms = runs[one_request]
+                print(f"ours ({label}), API + worker:")
+                print(f"  accepted by Postfix           {sent_rate:9.1f} msg/s")
+                print(
+                    f"  incl. Sent copy (IMAP)        {done_rate:9.1f} msg/s (ratio to the floor "
+                    f"with Sent copy {done_rate / floor_copy:.2f}; target >= 0.6)"
+                )
+                print(
+                    f"  CPU, API / worker             {api_ms:6.1f} / {worker_ms:.1f} ms a message"
+                )
+                print(f"  ratio to smtp-source          {sent_rate / baseline:9.2f}")
             print(f"CPUs here, load average          {os.cpu_count():6d}, {os.getloadavg()[0]:.1f}")
-            print(f"ratio ours/smtp-source          {sent_rate / baseline:9.2f} (target >= 0.5)")
             if args.submission:
                 service.request("DELETE", "/api/accounts/" + _account_id(service))
                 register(service, sender, postfix.submission_port, "starttls")

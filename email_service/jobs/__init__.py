@@ -44,12 +44,21 @@ def broker_urls(settings: Settings) -> tuple[str, str]:
     )
 
 
-def make_celery(settings: Settings | None = None) -> Celery:
-    """A Celery app configured from settings (JSON only, late acks)."""
+def make_celery(settings: Settings | None = None, publisher: bool = False) -> Celery:
+    """A Celery app configured from settings (JSON only, late acks).
+
+    A ``publisher`` app only queues tasks and never waits for their results, so it has no
+    result backend: with one, every publish subscribes to the task's result channel in
+    Redis (and unsubscribes once the result handle is dropped), two round trips per task
+    that nothing reads. Workers still store the results of tasks that keep them.
+    """
     settings = settings or load_settings()
     broker, backend = broker_urls(settings)
     app = Celery(
-        "email_service", broker=broker, backend=backend, include=["email_service.jobs.tasks"]
+        "email_service",
+        broker=broker,
+        backend=None if publisher else backend,
+        include=["email_service.jobs.tasks"],
     )
     app.conf.update(
         task_serializer="json",
@@ -92,7 +101,7 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
     """
     settings = runtime.settings
     if settings.broker_url and settings.enable_celery_tasks:
-        runtime.queue = CeleryQueue(make_celery(settings))
+        runtime.queue = CeleryQueue(make_celery(settings, publisher=True))
         return
     handlers: dict[str, Callable[..., Any]] = {
         "sync_imap_account": lambda job_id, account_id, tenant_id: work.sync_account(

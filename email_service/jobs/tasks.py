@@ -92,7 +92,8 @@ def unsubscribe_message(message_id: str, tenant_id: str, url: str) -> dict[str, 
     return work.unsubscribe_message(_runtime(), message_id, tenant_id, url)
 
 
-@shared_task(name="store_draft_copy", **REMOTE_TASK)
+# The draft row records its copy (imap_uid, imap_saved_at): no result per save.
+@shared_task(name="store_draft_copy", ignore_result=True, **REMOTE_TASK)
 def store_draft_copy(
     draft_id: str, tenant_id: str, account_id: str, reason: str = ""
 ) -> dict[str, Any]:

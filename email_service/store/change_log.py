@@ -7,7 +7,8 @@ per-tenant advisory lock held until it commits: a tenant's rows therefore become
 in ``seq`` order, and a reader that has seen ``seq`` N of a tenant will never later find a
 row of that tenant below N. (SQLite has one writer at a time, so it needs no lock.) Taking
 the lock at commit, after every other write of the transaction, keeps it short and keeps
-it from waiting on row locks while held.
+it from waiting on row locks while held. The INSERT takes the lock itself (one round
+trip, see ``_LOCKED_INSERT``) before any of its rows is numbered.
 """
 
 from __future__ import annotations
@@ -107,10 +108,39 @@ def _write_pending(session: Session) -> None:
     if not pending:
         return
     now = utcnow()
-    if session.get_bind().dialect.name == "postgresql":
-        for key in sorted({_tenant_lock_key(str(row["tenant_id"])) for row in pending}):
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
-    session.execute(insert(Change), [{**row, "created_at": now} for row in pending])
+    rows = [{**row, "created_at": now} for row in pending]
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(insert(Change).execution_options(render_nulls=True), rows)
+        return
+    keys = sorted({_tenant_lock_key(str(row["tenant_id"])) for row in pending})
+    if len(keys) == 1:  # one tenant (every scoped transaction): one round trip
+        _locked_insert(session, rows, keys[0])
+        return
+    for key in keys:
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    session.execute(insert(Change).execution_options(render_nulls=True), rows)
+
+
+# One tenant's rows, inserted by one statement that first takes the tenant's lock (:k).
+# The lock is an uncorrelated subquery in the WHERE clause: PostgreSQL runs it once, as a
+# one-time filter, before the first row is produced and so before ``seq``'s default
+# (``nextval``) numbers any row. The rows come as arrays: one cached statement whatever
+# their number.
+_LOCKED_INSERT = text(
+    "INSERT INTO change_log (tenant_id, account_id, type, entity_id, op, detail, created_at)"
+    " SELECT tenant_id, account_id, type, entity_id, op, detail, CAST(:now AS timestamptz)"
+    " FROM unnest(CAST(:tenant_id AS varchar[]), CAST(:account_id AS uuid[]),"
+    " CAST(:type AS varchar[]), CAST(:entity_id AS varchar[]), CAST(:op AS varchar[]),"
+    " CAST(:detail AS varchar[])) AS pending(tenant_id, account_id, type, entity_id, op, detail)"
+    " WHERE (SELECT pg_advisory_xact_lock(:k)) IS NOT NULL"
+)
+_ARRAYS = ("tenant_id", "account_id", "type", "entity_id", "op", "detail")
+
+
+def _locked_insert(session: Session, rows: list[dict[str, object]], key: int) -> None:
+    """Insert one tenant's rows, under its lock (``key``), in one round trip."""
+    arrays: dict[str, object] = {name: [row[name] for row in rows] for name in _ARRAYS}
+    session.execute(_LOCKED_INSERT, {**arrays, "now": rows[0]["created_at"], "k": key})
 
 
 @event.listens_for(Session, "after_soft_rollback")

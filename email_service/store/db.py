@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, create_engine, event, exc, text
+from sqlalchemy import CursorResult, Engine, Table, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -100,10 +100,21 @@ def _ping_idle_connections(engine: Engine) -> None:
     event.listen(engine, "checkout", checkout)
 
 
-def changed(session: Session, statement: Any) -> bool:
-    """Run a conditional UPDATE/DELETE; True if it hit the one row (the condition held)."""
-    result = session.execute(statement.execution_options(synchronize_session=False))
+def changed(session: Session, statement: Any, params: dict[str, Any] | None = None) -> bool:
+    """Run a conditional UPDATE/DELETE; True if it hit the one row (the condition held).
+
+    A statement built once on the table (see :func:`table_of`) with ``params`` for its
+    bind parameters skips building, cache-keying and the ORM's bulk path on every call.
+    """
+    if "synchronize_session" not in statement.get_execution_options():
+        statement = statement.execution_options(synchronize_session=False)
+    result = session.execute(statement, params)
     return cast(CursorResult[Any], result).rowcount == 1
+
+
+def table_of(model: Any) -> Table:
+    """A model's table, for Core statements built once at import."""
+    return cast(Table, model.__table__)
 
 
 class Database:

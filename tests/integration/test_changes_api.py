@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import text, update
 
 from email_service.services.events import feed
-from email_service.store import change_log
+from email_service.store import change_log, scope
 from email_service.store.change_log import ChangeType, Op
 from email_service.store.models import Change, utcnow
 from tests.conftest import TENANT_A, TENANT_B
@@ -118,3 +120,35 @@ def test_rolled_back_changes_are_never_written(runtime: Any) -> None:
     with runtime.db.reading() as session:
         rows = change_log.read(session, TENANT_A, 0, 10)
     assert [(r.entity_id, r.op) for r in rows] == [(str(entity), "updated")]
+
+
+def test_a_tenants_changes_are_numbered_only_once_its_lock_is_held(runtime: Any) -> None:
+    """The tenant's rows commit in ``seq`` order: a transaction whose lock is held
+    elsewhere waits before any ``seq`` is handed out to it."""
+    if runtime.db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: there is no lock to wait for")
+    key = change_log._tenant_lock_key(TENANT_A)
+    entity = uuid.uuid4()
+
+    def commit_a_change() -> None:
+        with scope.tenant_scope(TENANT_A), runtime.db.session() as session:
+            change_log.record(session, TENANT_A, None, ChangeType.DRAFT, entity, Op.CREATED)
+
+    with runtime.db.engine.connect() as holder:
+        sequence = holder.scalar(text("SELECT pg_get_serial_sequence('change_log', 'seq')"))
+        last = text(f"SELECT last_value FROM {sequence}")
+        before = holder.scalar(last)
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        holder.commit()
+        writer = threading.Thread(target=commit_a_change)
+        writer.start()
+        writer.join(1.0)
+        assert writer.is_alive()  # waiting for the lock ...
+        assert holder.scalar(last) == before  # ... with no number taken
+        holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        holder.commit()
+        writer.join(10)
+    assert not writer.is_alive()
+    with scope.tenant_scope(TENANT_A), runtime.db.reading() as session:
+        rows = [r for r in change_log.read(session, TENANT_A, 0, 100) if r.entity_id == str(entity)]
+    assert len(rows) == 1 and rows[0].seq > before

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from email_service.services.outgoing import draft_copy
 from email_service.store import scope
@@ -323,6 +323,40 @@ def test_a_draft_sent_at_once_is_never_uploaded(
         (DELAY_S, draft_copy.SAVED),
         (DELAY_S, draft_copy.SAVED),
     ]
+
+
+def test_a_delayed_save_of_a_queued_or_sent_draft_reads_it_once(
+    delayed: dict[str, Any], as_tenant: Headers
+) -> None:
+    """Most delayed saves find the draft sent or queued already: one read answers them,
+    without the draft's lock, the account or its password."""
+    api, runtime = delayed["api"], delayed["runtime"]
+    headers = as_tenant(TENANT_A)
+    account = uuid.UUID(delayed["ids"][0])
+    body = {"account_id": str(account), "to": ["bob@example.test"], "subject": "Soon"}
+    later = {**body, "send_at": "2099-01-01T00:00:00Z"}
+    queued = api.post("/api/compose", headers=headers, json=later).get_json()
+    assert send(api, headers, queued["id"])["state"] == "queued"
+    sent = api.post("/api/compose", headers=headers, json=body).get_json()
+    wait_state(api, headers, send(api, headers, sent["id"])["id"], "sent")
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(runtime.db.engine, "before_cursor_execute", count)
+    try:
+        with scope.tenant_scope(TENANT_A):
+            found = [
+                draft_copy.store_copy(
+                    runtime, TENANT_A, uuid.UUID(draft["id"]), account, draft_copy.SAVED
+                ).state
+                for draft in (queued, sent)
+            ]
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", count)
+    assert found == ["queued", "left"]
+    assert len(statements) == 2, statements
 
 
 def _claim_meanwhile(runtime: Any, draft_id: uuid.UUID, **values: Any) -> Callable[..., bytes]:

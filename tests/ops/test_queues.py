@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import redis
 
-from email_service.jobs import make_celery
+from email_service.jobs import make_celery, wire_queue
 from email_service.jobs.queues import CeleryQueue, EmbeddedQueue
+from email_service.services.runtime import Runtime
 
 pytestmark = pytest.mark.redis
 BROKER = "redis://127.0.0.1:6379/8"  # this test's own database, flushed before use
@@ -70,3 +71,22 @@ def test_embedded_queue_drops_a_delayed_job_at_shutdown() -> None:
     queue.shutdown()  # at-most-once: what waits for its time is dropped
     time.sleep(0.4)
     assert ran == ["now"]
+
+
+def test_the_services_queue_waits_for_no_result(sqlite_settings: Any, redis_url: str) -> None:
+    """The API's queue publishes a task and nothing more: no subscription to its result
+    channel (two Redis round trips per task that nothing would read)."""
+    runtime = Runtime.build(sqlite_settings(redis_url=redis_url))
+    wire_queue(runtime)
+    client = redis.Redis.from_url(redis_url)
+    client.config_resetstat()
+    assert runtime.queue is not None
+    runtime.queue.enqueue("send_email", "job-1", draft_id="d", tenant_id="t")
+    runtime.queue.enqueue_later(3.0, "store_draft_copy", "job-2", draft_id="d", reason="saved")
+    calls = {
+        name.removeprefix("cmdstat_"): stats["calls"]
+        for name, stats in client.info("commandstats").items()
+    }
+    assert client.llen("celery") == 2
+    assert calls.get("lpush") == 2
+    assert "subscribe" not in calls and "unsubscribe" not in calls, calls

@@ -100,6 +100,14 @@ def _boxes(boxes: list[Mailbox]) -> list[dict[str, str]]:
 
 def create_draft(session: Session, tenant_id: str, data: DraftFields) -> DraftRecord:
     """A new draft; a reply or forward fills what the client left out from the original."""
+    row, _account = new_draft(session, tenant_id, data)
+    if not data.attachments:  # the common case: nothing more to read
+        return drafts_view.draft_record(row, [])
+    return get_draft(session, tenant_id, row.id)
+
+
+def new_draft(session: Session, tenant_id: str, data: DraftFields) -> tuple[Draft, Account]:
+    """:func:`create_draft`'s row, with the account it sends from."""
     _check_fields(data)
     original = _original(session, tenant_id, data)
     account_id = data.account_id or (original.account_id if original else None)
@@ -111,10 +119,9 @@ def create_draft(session: Session, tenant_id: str, data: DraftFields) -> DraftRe
     session.add(row)
     session.flush()
     announce.draft(session, row, Op.CREATED)
-    if not data.attachments:  # the common case: nothing more to read
-        return drafts_view.draft_record(row, [])
-    _attach(session, tenant_id, row, data.attachments)
-    return get_draft(session, tenant_id, row.id)
+    if data.attachments:
+        _attach(session, tenant_id, row, data.attachments)
+    return row, account
 
 
 def _original(session: Session, tenant_id: str, data: DraftFields) -> Message | None:

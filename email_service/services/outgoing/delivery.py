@@ -23,7 +23,7 @@ import random
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from email_service.config import Security
@@ -55,8 +55,8 @@ from email_service.services.outgoing.send_steps import (
     smtp_answer,
 )
 from email_service.services.runtime import Runtime
-from email_service.store.db import changed
-from email_service.store.models import Outbox, utcnow
+from email_service.store.db import changed, table_of
+from email_service.store.models import Account, Outbox, utcnow
 from email_service.store.states import (
     ACTIVE_OUTBOX_STATES,
     CLAIMABLE_OUTBOX_STATES,
@@ -68,6 +68,70 @@ log = logging.getLogger(__name__)
 # A task for a row not due yet is dropped (the row's own retry or beat will come), unless
 # it is this close: a retry timer firing early by a worker's clock.
 EARLY_TOLERANCE_S = 2.0
+
+
+# The statements every send runs, built once (Core, on the table): see store.db.changed.
+_OUTBOX = table_of(Outbox)
+# The fence: still mine and not past "connecting"? Then from here on it may be delivered.
+_FENCE = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.id == bindparam("row_id"),
+        _OUTBOX.c.lease_owner == bindparam("owner"),
+        _OUTBOX.c.state == OutboxState.SENDING,
+        _OUTBOX.c.stage == "connecting",
+    )
+    # bookkeeping of this worker: the row a client reads stays as it was
+    .values(
+        stage="data_end", lease_expires_at=bindparam("expires"), updated_at=_OUTBOX.c.updated_at
+    )
+)
+# The claim: the draft's due send becomes this worker's, returned as it is now (no
+# second read).
+_CLAIM = (
+    update(Outbox)
+    .where(Outbox.tenant_id == bindparam("tenant"), Outbox.draft_id == bindparam("draft"))
+    .where(Outbox.state.in_(CLAIMABLE_OUTBOX_STATES))
+    .where(or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= bindparam("now")))
+    .where(Outbox.attempts < bindparam("max_attempts"))
+    .values(
+        state=OutboxState.SENDING,
+        stage="connecting",
+        lease_owner=bindparam("owner"),
+        lease_expires_at=bindparam("expires"),
+        attempts=Outbox.attempts + 1,
+        updated_at=bindparam("now"),
+    )
+    .execution_options(synchronize_session=False)
+)
+# On PostgreSQL the claim returns the account too (UPDATE ... FROM): SQLite's RETURNING
+# names the updated table only, so there the account is read after it.
+_CLAIM_ROW = _CLAIM.returning(Outbox)
+_CLAIM_WITH_ACCOUNT = _CLAIM.where(
+    Account.id == Outbox.account_id, Account.tenant_id == bindparam("tenant")
+).returning(Outbox, Account)
+# The server said 250: sent, if the row is still mine.
+_SENT = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.id == bindparam("row_id"),
+        _OUTBOX.c.lease_owner == bindparam("owner"),
+        _OUTBOX.c.state.in_((OutboxState.SENDING, OutboxState.NEEDS_RECONCILIATION)),
+    )
+    .values(
+        state=OutboxState.SENT,
+        stage=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=None,
+        sent_at=bindparam("now"),
+        sent_copy=SentCopyState.PENDING,
+        last_smtp_code=bindparam("code"),
+        last_smtp_reply=bindparam("reply"),
+        last_error=None,
+        updated_at=bindparam("now"),
+    )
+)
 
 
 class LeaseLostError(ConflictError):
@@ -187,34 +251,27 @@ def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) ->
     """Take the draft's due send for this worker, in one UPDATE (at most one row matches)."""
     now = utcnow()
     lease = timedelta(seconds=runtime.settings.send_lease_seconds)
+    params = {
+        "tenant": tenant_id,
+        "draft": draft_id,
+        "now": now,
+        "max_attempts": runtime.settings.send_max_attempts,
+        "owner": owner,
+        "expires": now + lease,
+    }
     with runtime.db.session() as session:
-        claimed = changed(
-            session,
-            update(Outbox)
-            .where(Outbox.tenant_id == tenant_id, Outbox.draft_id == draft_id)
-            .where(Outbox.state.in_(CLAIMABLE_OUTBOX_STATES))
-            .where(or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= now))
-            .where(Outbox.attempts < runtime.settings.send_max_attempts)
-            .values(
-                state=OutboxState.SENDING,
-                stage="connecting",
-                lease_owner=owner,
-                lease_expires_at=now + lease,
-                attempts=Outbox.attempts + 1,
-                updated_at=now,
-            ),
-        )
-        if not claimed:
+        if session.get_bind().dialect.name != "postgresql":
+            rows = session.scalars(_CLAIM_ROW, params).all()
+            if len(rows) != 1:
+                return None
+            _announce(session, rows[0], OutboxState.SENDING)  # state and attempts changed
+            return job_for(session, runtime, rows[0])
+        claimed = session.execute(_CLAIM_WITH_ACCOUNT, params).all()
+        if len(claimed) != 1:
             return None
-        row = session.scalars(
-            select(Outbox).where(
-                Outbox.tenant_id == tenant_id,
-                Outbox.draft_id == draft_id,
-                Outbox.lease_owner == owner,
-            )
-        ).one()
+        row, account = claimed[0]
         _announce(session, row, OutboxState.SENDING)  # state and attempts changed
-        return job_for(session, runtime, row)
+        return job_for(session, runtime, row, account)
 
 
 def _target(runtime: Runtime, job: Job) -> SmtpTarget:
@@ -244,18 +301,7 @@ def _fence(runtime: Runtime, row_id: uuid.UUID, owner: str) -> None:
     now = utcnow()
     lease = timedelta(seconds=runtime.settings.send_lease_seconds)
     with runtime.db.session() as session:
-        if not changed(
-            session,
-            update(Outbox)
-            .where(
-                Outbox.id == row_id,
-                Outbox.lease_owner == owner,
-                Outbox.state == OutboxState.SENDING,
-            )
-            .where(Outbox.stage == "connecting")
-            # bookkeeping of this worker: the row a client reads stays as it was
-            .values(stage="data_end", lease_expires_at=now + lease, updated_at=Outbox.updated_at),
-        ):
+        if not changed(session, _FENCE, {"row_id": row_id, "owner": owner, "expires": now + lease}):
             raise LeaseLostError("another worker took over this message")
 
 
@@ -386,22 +432,8 @@ def _sent(runtime: Runtime, job: Job, owner: str, reply: SmtpReply, data: bytes)
     with runtime.db.session() as session:
         done = changed(
             session,
-            update(Outbox)
-            .where(Outbox.id == row.id, Outbox.lease_owner == owner)
-            .where(Outbox.state.in_((OutboxState.SENDING, OutboxState.NEEDS_RECONCILIATION)))
-            .values(
-                state=OutboxState.SENT,
-                stage=None,
-                lease_owner=None,
-                lease_expires_at=None,
-                next_attempt_at=None,
-                sent_at=now,
-                sent_copy=SentCopyState.PENDING,
-                last_smtp_code=reply.code,
-                last_smtp_reply=reply.text,
-                last_error=None,
-                updated_at=now,
-            ),
+            _SENT,
+            {"row_id": row.id, "owner": owner, "now": now, "code": reply.code, "reply": reply.text},
         )
         copy_may_exist = after_sent(session, row)
     if not done:  # cannot happen while the fence holds; keep the record straight if it does

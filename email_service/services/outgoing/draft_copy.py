@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from email_service.mail.mime.build import build_message
@@ -50,6 +50,10 @@ DRAFT_COPY_TASK = "store_draft_copy"
 # The ``reason`` of a delayed run made for a save (see save_later).
 SAVED = "saved"
 DRAFT_FLAGS = ("\\Draft", "\\Seen")
+# Where a draft is now (account, send): what most delayed saves need to know, built once.
+_WHERE_IS = select(Draft.account_id, Draft.outbox_id).where(
+    Draft.tenant_id == bindparam("tenant"), Draft.id == bindparam("draft")
+)
 # Locks in this process for databases without advisory locks (SQLite), striped by draft.
 _LOCAL_LOCKS = tuple(threading.Lock() for _ in range(64))
 
@@ -124,6 +128,10 @@ def store_copy(
     A delayed run for a save (``reason`` :data:`SAVED`) leaves the folder alone when the
     draft is gone or moved: the removal is another run's, queued when that happened.
     """
+    if reason == SAVED:
+        settled = _settled_save(runtime, tenant_id, draft_id, account_id)
+        if settled is not None:
+            return settled
     with runtime.db.session() as session, _draft_lock(session, draft_id):
         account = session.scalar(
             select(Account).where(Account.tenant_id == tenant_id, Account.id == account_id)
@@ -163,6 +171,20 @@ def store_copy(
             .execution_options(synchronize_session=False)
         )
         return result
+
+
+def _settled_save(
+    runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, account_id: uuid.UUID
+) -> CopyResult | None:
+    """What a delayed save finds without the lock, the account or its login: the draft
+    gone, moved or queued for sending (most saves of a draft sent at once). One read; the
+    run under the lock reads the draft again, so this only answers earlier what it would.
+    """
+    with runtime.db.reading() as session:
+        found = session.execute(_WHERE_IS, {"tenant": tenant_id, "draft": draft_id}).first()
+    if found is None or found.account_id != account_id:
+        return CopyResult("left")
+    return CopyResult("queued") if found.outbox_id is not None else None
 
 
 def _mark_copy_started(runtime: Runtime, session: Session, draft: Draft) -> bool:

@@ -26,10 +26,10 @@ cancelling and sending the draft again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,13 +54,30 @@ from email_service.services.paging import Page, decode_cursor, encode_cursor, ol
 from email_service.services.runtime import Runtime
 from email_service.store.blobs import BlobStore
 from email_service.store.change_log import ChangeType, Op, record
-from email_service.store.db import changed
+from email_service.store.db import changed, table_of
 from email_service.store.models import Account, ComposeAttachment, Draft, Outbox, utcnow
 from email_service.store.states import CANCELLABLE_OUTBOX_STATES, OutboxState
-from email_service.store.tenancy import tenant_row
+from email_service.store.tenancy import not_found, tenant_row
 
 # The public task name (jobs/tasks.py registers it under this name).
 SEND_TASK = "send_email"
+
+
+# Statements of every send request, built once (see store.db.changed).
+_BY_KEY = select(Outbox).where(
+    Outbox.tenant_id == bindparam("tenant"), Outbox.idempotency_key == bindparam("key")
+)
+_DRAFT_AND_ACCOUNT = (
+    select(Draft, Account)
+    .join(Account, Account.id == Draft.account_id)
+    .where(Draft.tenant_id == bindparam("tenant"), Draft.id == bindparam("draft"))
+)
+_DRAFTS = table_of(Draft)
+_CLAIM_DRAFT = (
+    update(_DRAFTS)
+    .where(_DRAFTS.c.id == bindparam("draft"), _DRAFTS.c.outbox_id.is_(None))
+    .values(outbox_id=bindparam("outbox"))
+)
 
 
 @dataclass(frozen=True)
@@ -81,13 +98,21 @@ def _boxes(values: list[dict[str, str]]) -> list[Mailbox]:
     return [Mailbox(v["email"], v.get("name") or "") for v in values]
 
 
-def outgoing(session: Session, blobs: BlobStore, draft: Draft, account: Account) -> Outgoing:
-    """What the draft will send, with a new Message-ID under the account's domain."""
-    uploads = session.scalars(
-        select(ComposeAttachment)
-        .where(ComposeAttachment.draft_id == draft.id)
-        .order_by(ComposeAttachment.created_at, ComposeAttachment.id)
-    )
+def outgoing(
+    session: Session,
+    blobs: BlobStore,
+    draft: Draft,
+    account: Account,
+    uploads: Iterable[ComposeAttachment] | None = None,
+) -> Outgoing:
+    """What the draft will send, with a new Message-ID under the account's domain
+    (``uploads``: its attachments, read here unless the caller knows them)."""
+    if uploads is None:
+        uploads = session.scalars(
+            select(ComposeAttachment)
+            .where(ComposeAttachment.draft_id == draft.id)
+            .order_by(ComposeAttachment.created_at, ComposeAttachment.id)
+        )
     files = [
         FilePart(u.filename, u.content_type, blobs.get(u.blob_sha256), u.content_id, u.inline)
         for u in uploads
@@ -117,11 +142,13 @@ def queue_send(
     require_send_enabled(runtime)
     try:
         with runtime.db.session() as session:
-            earlier, draft = _earlier(session, tenant_id, draft_id, idempotency_key)
+            earlier, loaded = _earlier(session, tenant_id, draft_id, idempotency_key)
             if earlier is not None:
                 return Queued(outbox_record(earlier), created=False)
-            assert draft is not None  # no earlier send: _earlier loaded the draft
-            row = freeze(session, gateways.blob_store(runtime, tenant_id), draft, idempotency_key)
+            assert loaded is not None  # no earlier send: _earlier loaded the draft
+            draft, account = loaded
+            blobs = gateways.blob_store(runtime, tenant_id)
+            row = freeze(session, blobs, draft, idempotency_key, account)
             record = outbox_record(row)
     except (IntegrityError, ConflictError):  # a concurrent request won the race
         with runtime.db.session() as session:
@@ -171,34 +198,44 @@ def enqueue(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID) -> None:
 
 def _earlier(
     session: Session, tenant_id: str, draft_id: uuid.UUID, key: str | None
-) -> tuple[Outbox | None, Draft | None]:
+) -> tuple[Outbox | None, tuple[Draft, Account] | None]:
     """The row an earlier request made (by Idempotency-Key, else the draft's active send),
-    and the draft when it had to be read (the caller freezes it if there is no such row)."""
+    and the draft with its account when it had to be read (the caller freezes it if there
+    is no such row)."""
     if key is not None:
         row = _by_key(session, tenant_id, key)
         if row is not None and row.draft_id != draft_id:
             raise ConflictError("this Idempotency-Key was used for another draft")
         if row is not None:
             return row, None
-    draft = tenant_row(session, Draft, tenant_id, draft_id, draft_id=str(draft_id))
+    found = session.execute(_DRAFT_AND_ACCOUNT, {"tenant": tenant_id, "draft": draft_id}).first()
+    if found is None:
+        raise not_found(Draft, draft_id=str(draft_id))
+    draft, account = found
     if draft.outbox_id is None:
-        return None, draft
-    return session.scalar(select(Outbox).where(Outbox.id == draft.outbox_id)), draft
+        return None, (draft, account)
+    return session.scalar(select(Outbox).where(Outbox.id == draft.outbox_id)), (draft, account)
 
 
 def _by_key(session: Session, tenant_id: str, key: str | None) -> Outbox | None:
     if key is None:
         return None
-    return session.scalar(
-        select(Outbox).where(Outbox.tenant_id == tenant_id, Outbox.idempotency_key == key)
-    )
+    return session.scalar(_BY_KEY, {"tenant": tenant_id, "key": key})
 
 
-def freeze(session: Session, blobs: BlobStore, draft: Draft, key: str | None) -> Outbox:
-    """Build the draft's MIME once and claim the draft for a new outbox row."""
+def freeze(
+    session: Session,
+    blobs: BlobStore,
+    draft: Draft,
+    key: str | None,
+    account: Account | None = None,
+    uploads: Iterable[ComposeAttachment] | None = None,
+) -> Outbox:
+    """Build the draft's MIME once and claim the draft for a new outbox row (``account``
+    and ``uploads``: the draft's, when the caller has them)."""
     tenant_id = draft.tenant_id
-    account = session.get_one(Account, draft.account_id)
-    out = outgoing(session, blobs, draft, account)
+    account = account or session.get_one(Account, draft.account_id)
+    out = outgoing(session, blobs, draft, account, uploads)
     data = build_message(out)  # HeaderInjectionError / ValidationError: nothing queued
     now = utcnow()
     row = Outbox(
@@ -238,8 +275,7 @@ def _origin_flag(draft: Draft) -> str | None:
 
 def _claim_draft(session: Session, draft_id: uuid.UUID, outbox_id: uuid.UUID) -> None:
     """Point the draft at its send, atomically: a second concurrent send loses (409)."""
-    claimed = update(Draft).where(Draft.id == draft_id, Draft.outbox_id.is_(None))
-    if not changed(session, claimed.values(outbox_id=outbox_id)):
+    if not changed(session, _CLAIM_DRAFT, {"draft": draft_id, "outbox": outbox_id}):
         raise ConflictError("the draft is already queued for sending")
 
 

@@ -26,7 +26,7 @@ from email_service.services.outgoing.outbox import Queued
 from email_service.services.runtime import Runtime
 from email_service.store.blobs import BlobStore
 from email_service.store.change_log import Op
-from email_service.store.models import Draft, Outbox, utcnow
+from email_service.store.models import ComposeAttachment, Outbox, utcnow
 from email_service.store.states import OutboxState
 
 
@@ -61,8 +61,10 @@ def send_fields(
         if ids:
             given = fields.given | {"attachments"}
             data = replace(fields, attachments=[*(fields.attachments or []), *ids], given=given)
-        record = compose.create_draft(session, tenant_id, data)
-        return outbox.freeze(session, blobs, session.get_one(Draft, record.id), key)
+        draft, account = compose.new_draft(session, tenant_id, data)
+        # No attachment given: none to read back.
+        uploads: list[ComposeAttachment] | None = None if data.attachments else []
+        return outbox.freeze(session, blobs, draft, key, account, uploads)
 
     return outbox.queue_new(runtime, tenant_id, key, make)
 

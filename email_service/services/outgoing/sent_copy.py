@@ -69,10 +69,12 @@ class Origin:
 
 
 def context(
-    session: Session, runtime: Runtime, row: Outbox
-) -> tuple[gateways.Login, Origin | None]:
-    """The sender's IMAP login and the original to flag, read in the caller's transaction."""
-    return imap_login(session, runtime, _account(session, row)), _origin(session, row)
+    session: Session, runtime: Runtime, row: Outbox, account: Account | None = None
+) -> tuple[Account, gateways.Login, Origin | None]:
+    """The sender's account (read unless given), its IMAP login and the original to flag,
+    read in the caller's transaction."""
+    account = account or _account(session, row)
+    return account, imap_login(session, runtime, account), _origin(session, row)
 
 
 T = TypeVar("T")
