@@ -96,6 +96,7 @@ UNANNOUNCED = {
 _INSERT = re.compile(r'^\s*INSERT INTO "?(\w+)"? \(([^)]*)\) VALUES (.*)$', re.S | re.I)
 _UPDATE = re.compile(r'^\s*UPDATE "?(\w+)"? SET (.*?)(?: WHERE (.*?))?(?: RETURNING .*)?$', re.S)
 _DELETE = re.compile(r'^\s*DELETE FROM "?(\w+)"?(?: WHERE (.*?))?(?: RETURNING .*)?$', re.S)
+_UPDATE_FROM = re.compile(r' FROM ("?\w+"?(?:, "?\w+"?)*)$')
 _ASSIGNED = re.compile(r'(?:^|, )"?(\w+)"?=(?!=)')
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|\?")
 # a placeholder as an expression, with the cast PostgreSQL's compiler may add
@@ -186,6 +187,16 @@ class _Params:
         if match.group(1) is not None:
             return self.params[match.group(1)]
         return self.params[self.sql.count("?", 0, match.start())]
+
+
+_UNNEST_LOG = re.compile(r"\s*INSERT INTO change_log \([^)]*\)\s+SELECT .* FROM unnest\(", re.S)
+
+
+def _arrays(parameters: Any, executemany: bool) -> Iterator[tuple[list[Any], list[Any]]]:
+    """(types, entity ids) of each execution of the array form of the change-log INSERT."""
+    runs = parameters if executemany else [parameters]
+    for run in runs:
+        yield list(run["type"]), list(run["entity_id"])
 
 
 def _executions(sql: str, parameters: Any, executemany: bool) -> list[_Params]:
@@ -357,6 +368,13 @@ def _after_execute(
     if head not in ("INSERT ", "UPDATE ", "DELETE "):
         return
     if head == "INSERT ":
+        if _UNNEST_LOG.match(statement):  # one tenant's rows as arrays (store/change_log.py)
+            state = _tx(conn)
+            for kinds, entities in _arrays(parameters, executemany):
+                for kind, entity in zip(kinds, entities, strict=True):
+                    state.covered.add((str(kind), str(entity)))
+                    state.types.add(str(kind))
+            return
         found = _INSERT.match(statement)
         if found is None:
             return
@@ -415,10 +433,13 @@ def _before_execute(
         return
     runs = _executions(statement, parameters, executemany)
     update = _UPDATE.match(statement)
+    joined = ""  # UPDATE ... SET ... FROM other: the WHERE may name it
     if update is not None:
         table, where, at = update.group(1), update.group(3), update.start(3)
         if table in TRACKED and _set_columns(statement, update, table, runs) <= HIDDEN[table]:
             return
+        also = _UPDATE_FROM.search(update.group(2))
+        joined = f", {also.group(1)}" if also else ""
     else:
         delete = _DELETE.match(statement)
         if delete is None:
@@ -431,7 +452,7 @@ def _before_execute(
         return
     if _author() is None:
         return
-    query = f"SELECT {table}.{key} FROM {table} WHERE {where}"
+    query = f"SELECT {table}.{key} FROM {table}{joined} WHERE {where}"
     holes = where.count("?")
     raw = conn.connection.dbapi_connection.cursor()
     try:

@@ -148,7 +148,8 @@ def copy_to_sent(runtime: Runtime, job: Job, data: bytes | None = None) -> None:
         return
     with runtime.db.session() as session:
         values = {"row_id": row.id, "copy_state": copy.state, "copy_uid": copy.uid, "now": utcnow()}
-        changed(session, _SENT_COPY, values)
+        if changed(session, _SENT_COPY, values):  # its Sent copy is shown: send.updated
+            announce.outbox(session, row.tenant_id, row.account_id, row.id, "")
 
 
 def copy_to_sent_for_row(runtime: Runtime, row_id: uuid.UUID) -> None:
