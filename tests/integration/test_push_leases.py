@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import redis
 
+from email_service.services.push import supervisor as module
+from email_service.services.push.accounts import WatchedAccount
 from email_service.services.push.leases import RedisLeases, fair_share, lease_key
-from email_service.services.push.pending import RedisPending, key
+from email_service.services.push.pending import (
+    AsyncMemoryPending,
+    RedisPending,
+    key,
+    memory_pending,
+)
 from tests.support import aio
 
 pytestmark = [pytest.mark.redis]
@@ -125,3 +135,63 @@ def test_pending_marks_coalesce_until_taken(url: str) -> None:
     assert marks.take(account, "INBOX") is None
     assert marks.mark(account, "INBOX", now + 2)  # after the job took it: queued again
     assert redis.Redis.from_url(url).ttl(key(account, "INBOX")) > 0
+
+
+def test_a_database_outage_costs_a_watcher_none_of_its_accounts(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher announces itself and renews its leases before it reads the account list:
+    with the database away for longer than a lease, it keeps every account it holds."""
+
+    lease_s = 3
+    now = datetime.now(UTC)
+    accounts = {
+        a: WatchedAccount(a, "t", "127.0.0.1", 143, "none", "u", "password", now)
+        for a in ACCOUNTS[:3]
+    }
+    database = {"up": True}
+
+    def active(_runtime: Any) -> dict[uuid.UUID, WatchedAccount]:
+        if not database["up"]:
+            raise ConnectionError("the database is away")
+        return accounts
+
+    class Idle:  # a connection that stays up (no IMAP server in this test)
+        def __init__(self, *_args: Any) -> None:
+            pass
+
+        async def run(self) -> None:
+            await asyncio.Event().wait()
+
+    monkeypatch.setattr(module, "active_accounts", active)
+    monkeypatch.setattr(module, "AccountWatch", Idle)
+    monkeypatch.setattr(module, "ACCOUNTS_REFRESH_S", 0.0)  # read the list every tick
+    settings = SimpleNamespace(watch_lease_seconds=lease_s, imap_idle_renew_seconds=1500)
+
+    async def scenario() -> tuple[int, list[uuid.UUID]]:
+        leases = RedisLeases(url, lease_s)
+        runtime: Any = SimpleNamespace(settings=settings, queue=None)
+        watcher = module.Supervisor(
+            runtime, leases, AsyncMemoryPending(memory_pending()), lambda *_: None
+        )
+        await watcher.tick()
+        held = len(watcher.watches)
+        database["up"] = False
+        deadline = asyncio.get_running_loop().time() + 2 * lease_s
+        while asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(ConnectionError):
+                await watcher.tick()
+            await asyncio.sleep(0.3)
+        other = RedisLeases(url, 30)
+        await other.heartbeat()
+        stolen = await other.acquire(list(accounts), 3)
+        watcher._stop(list(watcher.watches))
+        await leases.close()
+        await other.close()
+        return held, stolen
+
+    held, stolen = aio.run(scenario())
+    assert held == 3
+    assert stolen == []  # still the first watcher's, twice a lease later
+    client = redis.Redis.from_url(url)
+    assert all(client.get(lease_key(a)) is not None for a in accounts)

@@ -99,14 +99,15 @@ class Supervisor:
             await self._shutdown()
 
     async def tick(self) -> None:
-        """One round: accounts, heartbeat, renewal, fair share, metrics."""
+        """One round: heartbeat and renewal first (Redis only: a slow or absent database
+        never costs this watcher its accounts), then the account list, fair share, metrics."""
+        live = await self.leases.heartbeat()
+        lost = await self.leases.renew(list(self.watches))
+        self._stop(lost)
         now = time.monotonic()
         if not self._refreshed or now - self._refreshed >= ACCOUNTS_REFRESH_S:
             self.accounts = await asyncio.to_thread(active_accounts, self.runtime)
             self._refreshed = now
-        live = await self.leases.heartbeat()
-        lost = await self.leases.renew(list(self.watches))
-        self._stop(lost)
         await self._drop_stale()
         target = fair_share(len(self.accounts), live)
         held = len(self.watches)
