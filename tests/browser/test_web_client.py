@@ -245,7 +245,9 @@ def test_read_search_and_reply_in_the_browser(
     # The conversation: once synced, the reply's copy in Sent joins the original's thread.
     page.goto(service.base + "/#/accounts")
     card.get_by_role("button", name=f"Sync {alice.email} now").click()
-    original = service.call("web-a", "GET", "/api/sync/search?query=subject:quarterly")["items"][0]
+    found = service.call("web-a", "GET", "/api/sync/search?query=subject:quarterly")["items"]
+    # the original, not the reply: once its Sent copy is synced, the reply is the newer hit
+    original = next(item for item in found if item["subject"] == SUBJECT)
     thread = f"/api/threads/{original['thread_id']}"
     wait_until(lambda: len(service.call("web-a", "GET", thread)["items"]) == 2, "the thread")
     page.goto(f"{service.base}/#/mail/{original['account_id']}/{original['folder_id']}")
