@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from email_service.errors import EmailServiceError, RemoteTemporaryError
@@ -18,23 +18,12 @@ from email_service.services.events import record as announce
 from email_service.services.outgoing import draft_copy, outbox, sent_copy
 from email_service.services.runtime import Runtime
 from email_service.store.change_log import ChangeType, Op, record
-from email_service.store.db import changed, table_of
+from email_service.store.db import changed
 from email_service.store.models import Account, Draft, Outbox, utcnow
 from email_service.store.states import OutboxState, SentCopyState
 
 # A Sent copy that keeps failing for this long is reported failed.
 SENT_COPY_GIVE_UP = timedelta(days=1)
-_OUTBOX = table_of(Outbox)
-# What became of the Sent copy (built once: every send writes it; see store.db.changed).
-_SENT_COPY = (
-    update(_OUTBOX)
-    .where(_OUTBOX.c.id == bindparam("row_id"))
-    .values(
-        sent_copy=bindparam("copy_state"),
-        sent_copy_uid=bindparam("copy_uid"),
-        updated_at=bindparam("now"),
-    )
-)
 
 
 @dataclass(frozen=True)
@@ -146,10 +135,7 @@ def copy_to_sent(runtime: Runtime, job: Job, data: bytes | None = None) -> None:
             last_error=f"Sent copy: {exc.message}",
         )
         return
-    with runtime.db.session() as session:
-        values = {"row_id": row.id, "copy_state": copy.state, "copy_uid": copy.uid, "now": utcnow()}
-        if changed(session, _SENT_COPY, values):  # its Sent copy is shown: send.updated
-            announce.outbox(session, row.tenant_id, row.account_id, row.id, "")
+    settle(runtime, row, None, sent_copy=copy.state, sent_copy_uid=copy.uid)
 
 
 def copy_to_sent_for_row(runtime: Runtime, row_id: uuid.UUID) -> None:
