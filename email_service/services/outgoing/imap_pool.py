@@ -33,6 +33,9 @@ class Pooled:
     reused: bool = False
     last_used: float = field(default_factory=time.monotonic)
     role_folders: dict[str, str | None] = field(default_factory=dict)
+    # Sent's UIDVALIDITY and the least UID a message added to it from now on can have, as
+    # last seen on this session (EXAMINE's UIDNEXT, or past our own APPEND's UID).
+    sent_next: tuple[int, int] | None = None
 
     def folder(self, role: str) -> str | None:
         """The raw name of the selectable folder with this RFC 6154 role (``sent``,

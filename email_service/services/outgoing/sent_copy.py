@@ -96,27 +96,66 @@ def with_session(runtime: Runtime, login: gateways.Login, step: Callable[[Pooled
 
 
 def store_sent_copy(
-    runtime: Runtime, row: Outbox, data: bytes, login: gateways.Login, origin: Origin | None
+    runtime: Runtime,
+    row: Outbox,
+    data: bytes,
+    login: gateways.Login,
+    origin: Origin | None,
+    just_sent: bool = False,
 ) -> SentCopy:
-    """Append the sent message to Sent unless it is there already; flag the original."""
+    """Append the sent message to Sent unless it is there already; flag the original.
+
+    ``just_sent``: the first copy of a message whose 250 this run received, so no earlier
+    run can have copied it; a copy the server filed itself is then newer than anything a
+    reused session saw in Sent before, and only those messages are searched.
+    """
 
     def step(pooled: Pooled) -> SentCopy:
-        state, uid = _append_once(pooled, row, data)
+        state, uid = _append_once(pooled, row, data, just_sent)
         flagged = origin is not None and _flag(pooled.imap, origin, row.origin_flag or "")
         return SentCopy(state, uid, flagged)
 
     return with_session(runtime, login, step)
 
 
-def _append_once(pooled: Pooled, row: Outbox, data: bytes) -> tuple[SentCopyState, int | None]:
+def _append_once(
+    pooled: Pooled, row: Outbox, data: bytes, just_sent: bool = False
+) -> tuple[SentCopyState, int | None]:
     sent = pooled.folder("sent")
     if sent is None:
         return SentCopyState.NO_FOLDER, None
-    found = search_message_id(pooled.imap, sent, row.message_id)
+    found = _in_sent(pooled, sent, row.message_id, just_sent)
     if found:
         return SentCopyState.SERVER_COPY, found[-1]
     result = pooled.imap.append(sent, data, ["\\Seen"], row.sent_at)
-    return SentCopyState.APPENDED, result[1] if result else None
+    if result is None:  # no APPENDUID: nothing learnt about the UIDs to come
+        pooled.sent_next = None
+        return SentCopyState.APPENDED, None
+    uidvalidity, uid = result
+    # Messages added to Sent from now on get a greater UID (RFC 9051 §2.3.1.1).
+    pooled.sent_next = (uidvalidity, uid + 1)
+    return SentCopyState.APPENDED, uid
+
+
+def _in_sent(pooled: Pooled, sent: str, message_id: str, just_sent: bool) -> list[int]:
+    """UIDs in Sent with this Message-ID. For a message ``just_sent`` on a session that has
+    seen Sent before (``Pooled.sent_next``), only the messages added since are searched:
+    the server had no copy of it then. The folder stays selected between sends: a NOOP
+    brings in what was added meanwhile (RFC 9051 §6.1.2) instead of EXAMINE again."""
+    known = pooled.sent_next
+    if pooled.imap.selected == sent and known is not None:
+        pooled.imap.noop()
+    else:
+        selected = pooled.imap.select_folder(sent, readonly=True)
+        if known is not None and known[0] != selected.uidvalidity:
+            known = None
+        pooled.sent_next = (selected.uidvalidity, selected.uidnext)
+    criteria = f"HEADER Message-ID {search_string(message_id)}"
+    if not (just_sent and known is not None):
+        return pooled.imap.search_uids(criteria)
+    first = known[1]
+    # "first:*" also names the last message when it is older than first (RFC 9051 §9)
+    return [uid for uid in pooled.imap.search_uids(f"UID {first}:* {criteria}") if uid >= first]
 
 
 def _origin(session: Session, row: Outbox) -> Origin | None:
