@@ -67,8 +67,16 @@ SEND_TASK = "send_email"
 _BY_KEY = select(Outbox).where(
     Outbox.tenant_id == bindparam("tenant"), Outbox.idempotency_key == bindparam("key")
 )
+# The draft, its account, and whether it has uploads to read (most have none).
 _DRAFT_AND_ACCOUNT = (
-    select(Draft, Account)
+    select(
+        Draft,
+        Account,
+        select(ComposeAttachment.id)
+        .where(ComposeAttachment.draft_id == Draft.id)
+        .exists()
+        .label("has_uploads"),
+    )
     .join(Account, Account.id == Draft.account_id)
     .where(Draft.tenant_id == bindparam("tenant"), Draft.id == bindparam("draft"))
 )
@@ -146,9 +154,10 @@ def queue_send(
             if earlier is not None:
                 return Queued(outbox_record(earlier), created=False)
             assert loaded is not None  # no earlier send: _earlier loaded the draft
-            draft, account = loaded
+            draft, account, has_uploads = loaded
             blobs = gateways.blob_store(runtime, tenant_id)
-            row = freeze(session, blobs, draft, idempotency_key, account)
+            uploads: list[ComposeAttachment] | None = None if has_uploads else []
+            row = freeze(session, blobs, draft, idempotency_key, account, uploads)
             record = outbox_record(row)
     except (IntegrityError, ConflictError):  # a concurrent request won the race
         with runtime.db.session() as session:
@@ -198,10 +207,10 @@ def enqueue(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID) -> None:
 
 def _earlier(
     session: Session, tenant_id: str, draft_id: uuid.UUID, key: str | None
-) -> tuple[Outbox | None, tuple[Draft, Account] | None]:
+) -> tuple[Outbox | None, tuple[Draft, Account, bool] | None]:
     """The row an earlier request made (by Idempotency-Key, else the draft's active send),
-    and the draft with its account when it had to be read (the caller freezes it if there
-    is no such row)."""
+    and the draft with its account (and whether it has uploads) when it had to be read
+    (the caller freezes it if there is no such row)."""
     if key is not None:
         row = _by_key(session, tenant_id, key)
         if row is not None and row.draft_id != draft_id:
@@ -211,10 +220,11 @@ def _earlier(
     found = session.execute(_DRAFT_AND_ACCOUNT, {"tenant": tenant_id, "draft": draft_id}).first()
     if found is None:
         raise not_found(Draft, draft_id=str(draft_id))
-    draft, account = found
+    draft, account, has_uploads = found
+    loaded = (draft, account, bool(has_uploads))
     if draft.outbox_id is None:
-        return None, (draft, account)
-    return session.scalar(select(Outbox).where(Outbox.id == draft.outbox_id)), (draft, account)
+        return None, loaded
+    return session.scalar(select(Outbox).where(Outbox.id == draft.outbox_id)), loaded
 
 
 def _by_key(session: Session, tenant_id: str, key: str | None) -> Outbox | None:
