@@ -162,6 +162,13 @@ class Database:
         with self.reads() as session:
             yield session
 
+    @contextmanager
+    def autocommit(self) -> Iterator[Session]:
+        """A session whose statements each commit on their own: one round trip for a
+        single conditional write that needs no change-log row (no BEGIN, no COMMIT)."""
+        with self.reads() as session:
+            yield session
+
     def ping(self) -> None:
         """Raise if the database does not answer."""
         with self.engine.connect() as conn:

@@ -301,7 +301,8 @@ def _fence(runtime: Runtime, row_id: uuid.UUID, owner: str) -> None:
     """Right before the final ".": still mine? Then from here on it may be delivered."""
     now = utcnow()
     lease = timedelta(seconds=runtime.settings.send_lease_seconds)
-    with runtime.db.session() as session:
+    # One statement, only this worker's bookkeeping (no change-log row): it commits alone.
+    with runtime.db.autocommit() as session:
         if not changed(session, _FENCE, {"row_id": row_id, "owner": owner, "expires": now + lease}):
             raise LeaseLostError("another worker took over this message")
 
