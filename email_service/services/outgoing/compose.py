@@ -106,13 +106,16 @@ def create_draft(session: Session, tenant_id: str, data: DraftFields) -> DraftRe
     return get_draft(session, tenant_id, row.id)
 
 
-def new_draft(session: Session, tenant_id: str, data: DraftFields) -> tuple[Draft, Account]:
-    """:func:`create_draft`'s row, with the account it sends from."""
+def new_draft(
+    session: Session, tenant_id: str, data: DraftFields, outbox_id: uuid.UUID | None = None
+) -> tuple[Draft, Account]:
+    """:func:`create_draft`'s row, with the account it sends from (``outbox_id``: made
+    already queued for that send, as ``POST /api/send`` does)."""
     _check_fields(data)
     original = _original(session, tenant_id, data)
     account_id = data.account_id or (original.account_id if original else None)
     account = sending_account(session, tenant_id, account_id)
-    row = Draft(tenant_id=tenant_id, account_id=account.id, references=[])
+    row = Draft(tenant_id=tenant_id, account_id=account.id, references=[], outbox_id=outbox_id)
     _apply(row, data)
     if original is not None:
         _from_original(row, original, data)

@@ -240,16 +240,18 @@ def freeze(
     key: str | None,
     account: Account | None = None,
     uploads: Iterable[ComposeAttachment] | None = None,
+    row_id: uuid.UUID | None = None,
 ) -> Outbox:
     """Build the draft's MIME once and claim the draft for a new outbox row (``account``
-    and ``uploads``: the draft's, when the caller has them)."""
+    and ``uploads``: the draft's, when the caller has them; ``row_id``: the row's id, which
+    a draft made in this transaction already names as its send)."""
     tenant_id = draft.tenant_id
     account = account or session.get_one(Account, draft.account_id)
     out = outgoing(session, blobs, draft, account, uploads)
     data = build_message(out)  # HeaderInjectionError / ValidationError: nothing queued
     now = utcnow()
     row = Outbox(
-        id=uuid.uuid4(),
+        id=row_id or uuid.uuid4(),
         tenant_id=tenant_id,
         account_id=account.id,
         draft_id=draft.id,
@@ -270,8 +272,10 @@ def freeze(
     blobs.flush()
     session.add(row)
     session.flush()
-    _claim_draft(session, draft.id, row.id)
     announce.outbox(session, tenant_id, account.id, row.id, row.state, Op.CREATED)
+    if draft.outbox_id == row.id:  # made queued in this transaction: announced as created
+        return row
+    _claim_draft(session, draft.id, row.id)
     announce.draft(session, draft, Op.UPDATED)  # queued now: its state and outbox_id
     return row
 

@@ -61,10 +61,12 @@ def send_fields(
         if ids:
             given = fields.given | {"attachments"}
             data = replace(fields, attachments=[*(fields.attachments or []), *ids], given=given)
-        draft, account = compose.new_draft(session, tenant_id, data)
+        # The new draft is queued as it is made: no other request can know it yet.
+        row_id = uuid.uuid4()
+        draft, account = compose.new_draft(session, tenant_id, data, outbox_id=row_id)
         # No attachment given: none to read back.
         uploads: list[ComposeAttachment] | None = None if data.attachments else []
-        return outbox.freeze(session, blobs, draft, key, account, uploads)
+        return outbox.freeze(session, blobs, draft, key, account, uploads, row_id)
 
     return outbox.queue_new(runtime, tenant_id, key, make)
 
