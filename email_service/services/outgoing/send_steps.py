@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, update
 from sqlalchemy.orm import Session
 
 from email_service.errors import EmailServiceError, RemoteTemporaryError
@@ -19,13 +19,22 @@ from email_service.services.events import record as announce
 from email_service.services.outgoing import draft_copy, outbox, sent_copy
 from email_service.services.runtime import Runtime
 from email_service.store.change_log import ChangeType, Op, record
-from email_service.store.db import changed
+from email_service.store.db import changed, table_of
 from email_service.store.models import Account, Draft, Outbox, utcnow
 from email_service.store.states import OutboxState, SentCopyState
 
 log = logging.getLogger(__name__)
 # A Sent copy that keeps failing for this long is reported failed.
 SENT_COPY_GIVE_UP = timedelta(days=1)
+
+
+# The sent draft's removal (Core, built once): whether a Drafts copy was started.
+_DRAFTS = table_of(Draft)
+_DROP_DRAFT = (
+    delete(_DRAFTS)
+    .where(_DRAFTS.c.id == bindparam("draft"), _DRAFTS.c.outbox_id == bindparam("outbox"))
+    .returning(_DRAFTS.c.imap_copy_started)
+)
 
 
 @dataclass(frozen=True)
@@ -92,12 +101,7 @@ def after_sent(session: Session, row: Outbox) -> bool:
     if row.without_draft:
         sent_copy.flag_locally(session, row)
         return False
-    marked = session.scalar(
-        delete(Draft)
-        .where(Draft.id == row.draft_id, Draft.outbox_id == row.id)
-        .returning(Draft.imap_copy_started)
-        .execution_options(synchronize_session=False)
-    )
+    marked = session.scalar(_DROP_DRAFT, {"draft": row.draft_id, "outbox": row.id})
     if marked is not None:
         record(session, row.tenant_id, row.account_id, ChangeType.DRAFT, row.draft_id, Op.DESTROYED)
     sent_copy.flag_locally(session, row)
