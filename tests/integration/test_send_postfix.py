@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from email_service.services.runtime import Runtime
 from email_service.services.sync.run import run_sync
+from email_service.store import change_log
 from email_service.store.models import Folder, Message
 from tests.conftest import TENANT_A, TENANT_B
 from tests.servers.wait import wait_for
@@ -77,6 +78,13 @@ def mail(api: FlaskClient, headers: dict[str, str], body: dict[str, Any]) -> dic
     )
 
 
+def outbox_changes(runtime: Runtime, outbox_id: str) -> list[tuple[str, str | None]]:
+    """(op, detail) of the change-log rows of one outbox item, in order."""
+    with runtime.db.session() as session:
+        rows = change_log.read(session, TENANT_A, 0, 10_000)
+    return [(r.op, r.detail) for r in rows if r.type == "outbox" and r.entity_id == outbox_id]
+
+
 def sync(runtime: Runtime, tenant: str, account_id: str) -> None:
     run_sync(runtime, tenant, uuid.UUID(account_id), owner=uuid.uuid4().hex)
 
@@ -105,6 +113,12 @@ def test_sent_through_postfix_arrives_once_and_is_in_sent_once(
     sent = mail(api, as_tenant(TENANT_A), body)
     assert sent["sent_copy"] == "appended" and sent["attempts"] == 1
     assert sent["last_smtp_code"] == 250 and "queued" in sent["last_smtp_reply"].lower()
+    # The Sent copy is made before the 250 is written: one transaction, one announcement.
+    assert outbox_changes(runtime, sent["id"]) == [
+        ("created", None),
+        ("updated", None),  # claimed: sending, one attempt
+        ("updated", "sent"),  # with its Sent copy
+    ]
     mid = sent["message_id"]
     assert re.fullmatch(r"<[^@]+@example\.test>", mid)
     inbox = delivered(dovecot, bob, mid)
