@@ -67,7 +67,8 @@ SEND_TASK = "send_email"
 _BY_KEY = select(Outbox).where(
     Outbox.tenant_id == bindparam("tenant"), Outbox.idempotency_key == bindparam("key")
 )
-# The draft, its account, and whether it has uploads to read (most have none).
+# The draft, its account, whether it has uploads to read (most have none), and the send
+# the request's Idempotency-Key already names, if any: one round trip.
 _DRAFT_AND_ACCOUNT = (
     select(
         Draft,
@@ -76,6 +77,10 @@ _DRAFT_AND_ACCOUNT = (
         .where(ComposeAttachment.draft_id == Draft.id)
         .exists()
         .label("has_uploads"),
+        select(Outbox.id)
+        .where(Outbox.tenant_id == bindparam("tenant"), Outbox.idempotency_key == bindparam("key"))
+        .scalar_subquery()
+        .label("keyed"),
     )
     .join(Account, Account.id == Draft.account_id)
     .where(Draft.tenant_id == bindparam("tenant"), Draft.id == bindparam("draft"))
@@ -211,20 +216,27 @@ def _earlier(
     """The row an earlier request made (by Idempotency-Key, else the draft's active send),
     and the draft with its account (and whether it has uploads) when it had to be read
     (the caller freezes it if there is no such row)."""
-    if key is not None:
+    params = {"tenant": tenant_id, "draft": draft_id, "key": key}
+    found = session.execute(_DRAFT_AND_ACCOUNT, params).first()
+    if found is None:  # no such draft (a sent one is gone): the key may name its send
         row = _by_key(session, tenant_id, key)
-        if row is not None and row.draft_id != draft_id:
-            raise ConflictError("this Idempotency-Key was used for another draft")
-        if row is not None:
-            return row, None
-    found = session.execute(_DRAFT_AND_ACCOUNT, {"tenant": tenant_id, "draft": draft_id}).first()
-    if found is None:
-        raise not_found(Draft, draft_id=str(draft_id))
-    draft, account, has_uploads = found
+        if row is None:
+            raise not_found(Draft, draft_id=str(draft_id))
+        return _same_draft(row, draft_id), None
+    draft, account, has_uploads, keyed = found
+    if keyed is not None:
+        return _same_draft(session.get_one(Outbox, keyed), draft_id), None
     loaded = (draft, account, bool(has_uploads))
     if draft.outbox_id is None:
         return None, loaded
     return session.scalar(select(Outbox).where(Outbox.id == draft.outbox_id)), loaded
+
+
+def _same_draft(row: Outbox, draft_id: uuid.UUID) -> Outbox:
+    """The send an Idempotency-Key named, if it was for this draft (else 409)."""
+    if row.draft_id != draft_id:
+        raise ConflictError("this Idempotency-Key was used for another draft")
+    return row
 
 
 def _by_key(session: Session, tenant_id: str, key: str | None) -> Outbox | None:
