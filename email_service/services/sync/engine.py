@@ -144,8 +144,6 @@ class SyncEngine:
             self.report.seconds = time.monotonic() - started
             return self.report
         server = self.imap.list_folders(with_status=True)
-        with self.ctx.db.session() as session:
-            rows = folders_repo.reconcile(session, self.ctx.tenant_id, self.ctx.account_id, server)
         only = self.ctx.only_folder  # a pushed change syncs just its folder
         ordered = [
             f
@@ -154,7 +152,8 @@ class SyncEngine:
         ]
         for remote in ordered:  # every folder counts towards the run's percent from the start
             self._note(remote.name, 0, remote.status.messages if remote.status else 0)
-        with self.ctx.db.session() as session:  # one read for every folder's checkpoint
+        with self.ctx.db.session() as session:  # and one read for every folder's checkpoint
+            rows = folders_repo.reconcile(session, self.ctx.tenant_id, self.ctx.account_id, server)
             local = folders_repo.local_states(session, [rows[f.raw_name] for f in ordered])
         for remote in ordered:
             folder_id = rows[remote.raw_name]
