@@ -17,9 +17,14 @@ Per folder, from what LIST-STATUS (RFC 5819) reports in one round trip::
                                CONDSTORE FETCH 1:* FLAGS (CHANGEDSINCE modseq) + UID SEARCH
                                neither  FETCH 1:* FLAGS compared with the store
 
+A pushed change of a folder with a checkpoint skips the LIST: EXAMINE (QRESYNC) of that
+folder answers the same questions (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, EXISTS) and the
+state machine goes on from there; a folder the server no longer has falls back to the LIST.
+
 A folder's checkpoint (uidvalidity, uidnext, highestmodseq) is written only after the
-folder is complete, so a run killed anywhere resumes: stored UIDs are skipped, inserts
-ignore duplicates (unique folder/uidvalidity/uid), and the blob store is idempotent.
+folder is complete (in one transaction with its last batch of new mail), so a run killed
+anywhere resumes: stored UIDs are skipped, inserts ignore duplicates (unique
+folder/uidvalidity/uid), and the blob store is idempotent.
 Errors: RemoteAuthError ends the run as ``auth_failed`` (no retry storm); other remote
 errors end it as ``error`` and the task layer retries with back-off.
 """
