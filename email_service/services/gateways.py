@@ -35,6 +35,11 @@ def account_login(
 ) -> Login:
     """The account's IMAP endpoint and decrypted credentials (jobs and checks only)."""
     row = tenant_row(session, Account, tenant_id, account_id, account_id=str(account_id))
+    return row_login(runtime, row)
+
+
+def row_login(runtime: Runtime, row: Account) -> Login:
+    """:func:`account_login` of an account row already read."""
     endpoint = Endpoint(row.imap_host, row.imap_port, Security(row.imap_security))
     return Login(endpoint, row.username, oauth_tokens.login_secret(runtime, row))
 

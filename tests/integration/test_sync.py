@@ -512,3 +512,71 @@ def test_quick_resync_reads_only_the_uids_it_was_told_about(
     with runtime.db.session() as session:
         final = sync_state.status(session, TENANT_A, account_id)
     assert final.folders["INBOX"] == {"done": 40, "total": 40, "percent": 100.0}
+
+
+def _listing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records each LIST the engine sends."""
+    from email_service.mail.imap.session import ImapSession
+
+    listed: list[str] = []
+    real = ImapSession.list_folders
+
+    def spy(self: Any, with_status: bool = True) -> Any:
+        listed.append("LIST")
+        return real(self, with_status)
+
+    monkeypatch.setattr(ImapSession, "list_folders", spy)
+    return listed
+
+
+@pytest.mark.parametrize("hidden", [set(), {"QRESYNC"}, {"QRESYNC", "CONDSTORE"}])
+def test_a_pushed_folder_sync_goes_straight_to_its_folder(
+    runtime: Any,
+    dovecot: Any,
+    mailbox_user: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    hidden: set[str],
+) -> None:
+    """A push names a folder synced before: no LIST of every folder, that folder's changes
+    (new, expunged, flags) stored, the other folders left to their own pushes."""
+    account_id = _account(runtime, dovecot, mailbox_user)
+    _sync(runtime, account_id)
+    _hide_capabilities(monkeypatch, hidden)
+    listed = _listing(monkeypatch)
+    with imap_login(dovecot, mailbox_user) as client:
+        client.select('"INBOX"')
+        client.uid("STORE", "1", "+FLAGS", "(\\Flagged)")
+        client.uid("STORE", "2", "+FLAGS", "(\\Deleted)")
+        client.expunge()
+        append(client, "INBOX", make_message(600))
+        append(client, "Archive", make_message(601))
+    report = run_sync(runtime, TENANT_A, account_id, owner=uuid.uuid4().hex, folder="INBOX")
+    assert listed == []
+    assert (report.new_messages, report.deleted, report.folders) == (1, 1, 1)
+    assert report.flag_updates >= 1
+    local, server = _local_counts(runtime, account_id), _server_counts(dovecot, mailbox_user)
+    assert local["INBOX"] == server["INBOX"] == FOLDERS["INBOX"]
+    assert local["Archive"] == server["Archive"] - 1  # Archive's own push brings it
+    with runtime.db.session() as session:
+        inbox = session.scalars(select(Folder).where(Folder.raw_name == "INBOX")).one()
+        assert inbox.message_count == server["INBOX"]
+        state = sync_state.status(session, TENANT_A, account_id)
+        assert state.state == "ok" and state.folders["INBOX"]["percent"] == 100.0
+    again = run_sync(runtime, TENANT_A, account_id, owner=uuid.uuid4().hex, folder="INBOX")
+    assert (again.new_messages, again.deleted, again.flag_updates, again.bytes) == (0, 0, 0, 0)
+    assert listed == []
+
+
+def test_a_pushed_sync_of_a_folder_gone_from_the_server_lists_the_folders(
+    runtime: Any, dovecot: Any, mailbox_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account_id = _account(runtime, dovecot, mailbox_user)
+    _sync(runtime, account_id)
+    with imap_login(dovecot, mailbox_user) as client:
+        client.delete('"Entw&APw-rfe"')
+    listed = _listing(monkeypatch)
+    report = run_sync(runtime, TENANT_A, account_id, owner=uuid.uuid4().hex, folder="Entw&APw-rfe")
+    assert listed == ["LIST"]
+    assert report.new_messages == 0
+    assert "Entw&APw-rfe" not in _local_counts(runtime, account_id)
+    assert _local_counts(runtime, account_id) == _server_counts(dovecot, mailbox_user)

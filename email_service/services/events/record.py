@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from email_service.store.change_log import ChangeType, Op, record, record_many
-from email_service.store.models import Account, Draft, Folder, Message, SyncState
+from email_service.store.models import Account, Draft, Folder, Message
 
 # Parameters per IN list: under SQLite's limit, few round trips for a large expunge.
 ID_CHUNK = 500
@@ -88,12 +88,10 @@ def folder_removed(session: Session, row: Folder) -> None:
     folder(session, row, Op.DESTROYED)
 
 
-def sync_ended(session: Session, row: SyncState) -> None:
-    """A sync run ended: ``sync.updated``, or ``sync.failed`` when it failed."""
-    detail = "failed" if row.state in SYNC_FAILED else None
-    record(
-        session, row.tenant_id, row.account_id, ChangeType.SYNC, row.account_id, Op.UPDATED, detail
-    )
+def sync_ended(session: Session, tenant_id: str, account_id: uuid.UUID, state: str) -> None:
+    """A sync run ended in ``state``: ``sync.updated``, or ``sync.failed`` when it failed."""
+    detail = "failed" if state in SYNC_FAILED else None
+    record(session, tenant_id, account_id, ChangeType.SYNC, account_id, Op.UPDATED, detail)
 
 
 def sync_changed(
@@ -106,6 +104,15 @@ def sync_changed(
     """An account's sync status was made or changed before its run ended: ``sync.queued``,
     ``sync.started``, ``sync.progress`` (the end is :func:`sync_ended`)."""
     record(session, tenant_id, account_id, ChangeType.SYNC, account_id, op, detail)
+
+
+def account_status_set(
+    session: Session, tenant_id: str, account_id: uuid.UUID, status: str
+) -> None:
+    """An account's status was changed to ``status`` by an UPDATE that matched only another
+    status: as :func:`account_status`."""
+    detail = "auth_failed" if status == "auth_failed" else None
+    record(session, tenant_id, account_id, ChangeType.ACCOUNT, account_id, Op.UPDATED, detail)
 
 
 def account_status(session: Session, row: Account, before: str) -> None:

@@ -13,14 +13,11 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from email_service.errors import ConflictError, NotFoundError
 from email_service.observability import metrics
 from email_service.services.push.pending import Pending
 from email_service.services.push.supervisor import FOLDER_SYNC_TASK
 from email_service.services.runtime import Runtime
-from email_service.services.sync import state as sync_state
 from email_service.services.sync.run import run_sync
 
 log = logging.getLogger(__name__)
@@ -42,7 +39,6 @@ def sync_pushed_folder(
         pending.take(account_id, folder)
         return {"skipped": "ENABLE_IMAP_SYNC is false"}
     event_at = pending.take(account_id, folder)
-    _ensure_state(runtime, tenant_id, account_id)
     try:
         report = run_sync(runtime, tenant_id, account_id, owner=job_id, folder=folder or None)
     except ConflictError:
@@ -62,15 +58,3 @@ def sync_pushed_folder(
         "flag_updates": report.flag_updates,
         "seconds": round(report.seconds, 3),
     }
-
-
-def _ensure_state(runtime: Runtime, tenant_id: str, account_id: uuid.UUID) -> None:
-    """Create the account's sync row; a push queues several jobs at once (one per folder),
-    and the first ever sync of an account would otherwise race to insert it."""
-    try:
-        with runtime.db.session() as session:
-            sync_state.ensure(session, tenant_id, account_id)
-    except IntegrityError:
-        pass  # a concurrent job created it
-    except NotFoundError:
-        pass  # deleted: run_sync says so

@@ -17,9 +17,14 @@ Per folder, from what LIST-STATUS (RFC 5819) reports in one round trip::
                                CONDSTORE FETCH 1:* FLAGS (CHANGEDSINCE modseq) + UID SEARCH
                                neither  FETCH 1:* FLAGS compared with the store
 
+A pushed change of a folder with a checkpoint skips the LIST: EXAMINE (QRESYNC) of that
+folder answers the same questions (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, EXISTS) and the
+state machine goes on from there; a folder the server no longer has falls back to the LIST.
+
 A folder's checkpoint (uidvalidity, uidnext, highestmodseq) is written only after the
-folder is complete, so a run killed anywhere resumes: stored UIDs are skipped, inserts
-ignore duplicates (unique folder/uidvalidity/uid), and the blob store is idempotent.
+folder is complete (in one transaction with its last batch of new mail), so a run killed
+anywhere resumes: stored UIDs are skipped, inserts ignore duplicates (unique
+folder/uidvalidity/uid), and the blob store is idempotent.
 Errors: RemoteAuthError ends the run as ``auth_failed`` (no retry storm); other remote
 errors end it as ``error`` and the task layer retries with back-off.
 """
@@ -38,6 +43,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from email_service.errors import RemotePermanentError
 from email_service.mail.imap.session import FetchedMessage, ImapSession
 from email_service.mail.imap.session import Folder as ServerFolder
 from email_service.mail.imap.types import SelectResult
@@ -107,6 +113,8 @@ class SyncContext:
     parse_bodies: bool = True  # ENABLE_EMAIL_PARSING: false stores raw MIME + headers only
     parse_processes: int = 0  # SYNC_PARSE_PROCESSES: a pool for large runs; 0 parses inline
     only_folder: str | None = None  # a pushed change: this folder (raw name) alone
+    # ... and its checkpoint, read as the run took its lock: then no LIST (see _pushed)
+    known: folders_repo.Checkpoint | None = None
 
 
 class SyncEngine:
@@ -126,6 +134,7 @@ class SyncEngine:
         )
         self.preparer = Preparer(ctx.blobs, options, ctx.parse_processes)
         self._parsing: deque[_Parsing] = deque()
+        self._held: _Parsing | None = None  # a folder's final batch, for its checkpoint
         self.writer = BatchWriter()
         try:
             return self._run()
@@ -135,9 +144,11 @@ class SyncEngine:
 
     def _run(self) -> SyncReport:
         started = time.monotonic()
+        if self.ctx.known is not None and self._pushed(self.ctx.known):
+            self.report.folders = 1
+            self.report.seconds = time.monotonic() - started
+            return self.report
         server = self.imap.list_folders(with_status=True)
-        with self.ctx.db.session() as session:
-            rows = folders_repo.reconcile(session, self.ctx.tenant_id, self.ctx.account_id, server)
         only = self.ctx.only_folder  # a pushed change syncs just its folder
         ordered = [
             f
@@ -146,7 +157,8 @@ class SyncEngine:
         ]
         for remote in ordered:  # every folder counts towards the run's percent from the start
             self._note(remote.name, 0, remote.status.messages if remote.status else 0)
-        with self.ctx.db.session() as session:  # one read for every folder's checkpoint
+        with self.ctx.db.session() as session:  # and one read for every folder's checkpoint
+            rows = folders_repo.reconcile(session, self.ctx.tenant_id, self.ctx.account_id, server)
             local = folders_repo.local_states(session, [rows[f.raw_name] for f in ordered])
         for remote in ordered:
             folder_id = rows[remote.raw_name]
@@ -154,6 +166,41 @@ class SyncEngine:
         self.report.folders = len(server)
         self.report.seconds = time.monotonic() - started
         return self.report
+
+    def _pushed(self, known: folders_repo.Checkpoint) -> bool:
+        """A pushed change of a folder synced before: straight to it, without the LIST of
+        every folder (a new, renamed or deleted folder is the periodic sync's, or the
+        reconnect's whole-account sync). False when the folder cannot be selected: then
+        the LIST decides."""
+        ctx = self.ctx
+        assert ctx.only_folder is not None
+        remote = ServerFolder(
+            ctx.only_folder, known.name, None, frozenset(), None, status=None, selectable=True
+        )
+        caps = self.imap.capabilities
+        qresync = (known.uidvalidity, known.highestmodseq or 0)
+        use_qresync = "QRESYNC" in caps and bool(known.highestmodseq)
+        try:
+            selected = self.imap.select_folder(
+                ctx.only_folder, readonly=True, qresync=qresync if use_qresync else None
+            )
+        except RemotePermanentError:  # gone or renamed since
+            return False
+        self._note(known.name, 0, known.messages)
+        folder_id = known.folder_id
+        if selected.uidvalidity != known.uidvalidity:
+            self._remap(remote, folder_id, known.uidvalidity)
+        elif (
+            (selected.uidnext, selected.highestmodseq) == (known.uidnext, known.highestmodseq)
+            and selected.exists == known.messages
+            and not selected.vanished
+            and not selected.changed
+        ):
+            self._note(known.name, known.messages, known.messages)  # nothing to do
+        else:
+            point = (known.uidvalidity, known.uidnext, known.highestmodseq)
+            self._incremental(remote, folder_id, point, known.messages, selected)
+        return True
 
     # --- per folder ---------------------------------------------------------------------
     def _sync_folder(
@@ -196,12 +243,15 @@ class SyncEngine:
         folder_id: uuid.UUID,
         known: tuple[int | None, int | None, int | None],
         count: int,
+        selected: SelectResult | None = None,
     ) -> None:
+        """``selected``: the folder already selected (with QRESYNC when offered)."""
         uidvalidity, uidnext, modseq = known
         assert uidvalidity is not None
         caps = self.imap.capabilities
         qresync = (uidvalidity, modseq) if "QRESYNC" in caps and modseq else None
-        selected = self.imap.select_folder(remote.raw_name, readonly=True, qresync=qresync)
+        if selected is None:
+            selected = self.imap.select_folder(remote.raw_name, readonly=True, qresync=qresync)
         if qresync is not None:
             self._quick_resync(remote, folder_id, uidvalidity, uidnext or 1, selected, count)
             return
@@ -304,10 +354,10 @@ class SyncEngine:
         self._note(remote.name, done, total)
         self.preparer.start(len(todo))
         newest, older = todo[:FIRST_BATCH], todo[FIRST_BATCH:]
-        done = self._fetch_batches(remote, folder_id, uidvalidity, newest, done, total)
+        done = self._fetch_batches(remote, folder_id, uidvalidity, newest, done, total, not older)
         if older:
             self._drain()  # the newest are committed before the rest is fetched
-            self._fetch_batches(remote, folder_id, uidvalidity, older, done, total)
+            self._fetch_batches(remote, folder_id, uidvalidity, older, done, total, True)
 
     def _fetch_batches(
         self,
@@ -317,8 +367,10 @@ class SyncEngine:
         uids: list[int],
         done: int,
         total: int,
+        last: bool = False,
     ) -> int:
-        """Fetch ``uids`` newest first and hand them over in batches; returns ``done``."""
+        """Fetch ``uids`` newest first and hand them over in batches; returns ``done``.
+        ``last``: the folder's checkpoint follows, and commits the final batch with it."""
         batch: list[FetchedMessage] = []
         size = 0
         for message in self.imap.fetch_messages(uids, newest_first=True):
@@ -327,7 +379,7 @@ class SyncEngine:
             if len(batch) >= BATCH_MESSAGES or size >= BATCH_BYTES:
                 done += self._store(remote, folder_id, uidvalidity, batch, done, total)
                 batch, size = [], 0
-        return done + self._store(remote, folder_id, uidvalidity, batch, done, total)
+        return done + self._store(remote, folder_id, uidvalidity, batch, done, total, last)
 
     def _store(
         self,
@@ -337,6 +389,7 @@ class SyncEngine:
         batch: list[FetchedMessage],
         done: int,
         total: int,
+        last: bool = False,
     ) -> int:
         if not batch:
             return 0
@@ -349,6 +402,9 @@ class SyncEngine:
         size = sum(len(m.body) for m in batch)
         parts = self.preparer.submit(batch, scope)
         self._parsing.append(_Parsing(parts, remote.name, size, done + len(batch), total))
+        if last:  # the checkpoint's transaction commits it: one transaction less per folder
+            self._held = self._parsing.pop()
+            return len(batch)
         # With a pool, batches parse while the next ones are fetched; inline, at once.
         ahead = PARSE_AHEAD if self.preparer.parallel else 0
         while len(self._parsing) > ahead:
@@ -364,6 +420,9 @@ class SyncEngine:
 
     def _drain(self) -> None:
         """Every batch fetched so far parsed and committed."""
+        held, self._held = self._held, None
+        if held is not None:
+            self._parsing.append(held)
         while self._parsing:
             self._hand_over(self._parsing.popleft())
         self.writer.drain()
@@ -374,11 +433,26 @@ class SyncEngine:
         """On the writer thread: make the blobs durable, then commit the rows."""
         self.ctx.blobs.flush()
         with self.ctx.db.session() as session:
-            inserted = ingest.insert_batch(session, prepared)
-            self.report.new_messages += inserted
-            self.report.bytes += size
-            self._note(name, done, max(total, done))
+            inserted = self._insert(session, name, prepared, size, done, total)
             self._beat(session)
+        self._written(name, inserted, size, done, total)
+
+    def _insert(
+        self,
+        session: Session,
+        name: str,
+        prepared: list[ingest.Incoming],
+        size: int,
+        done: int,
+        total: int,
+    ) -> int:
+        inserted = ingest.insert_batch(session, prepared)
+        self.report.new_messages += inserted
+        self.report.bytes += size
+        self._note(name, done, max(total, done))
+        return inserted
+
+    def _written(self, name: str, inserted: int, size: int, done: int, total: int) -> None:
         metrics.count_emails("synced", inserted)  # committed
         if self.ctx.progress:
             self.ctx.progress(name, done, total, size)
@@ -386,10 +460,19 @@ class SyncEngine:
     def _checkpoint(
         self, folder_id: uuid.UUID, uidvalidity: int, uidnext: int, modseq: int | None
     ) -> None:
+        held, self._held = self._held, None  # the folder's final batch, committed below
         self._drain()  # the checkpoint promises every row below uidnext is stored
+        rows = [row for part in held.parts for row in part.result()] if held else []
+        inserted = 0
+        if held is not None:
+            self.ctx.blobs.flush()
         with self.ctx.db.session() as session:
+            if held is not None:
+                inserted = self._insert(session, held.name, rows, held.size, held.done, held.total)
             folders_repo.checkpoint(session, folder_id, uidvalidity, uidnext, modseq)
             self._beat(session, force=True)
+        if held is not None:
+            self._written(held.name, inserted, held.size, held.done, held.total)
 
     def _note(self, name: str, done: int, total: int) -> None:
         self.report.per_folder[name] = {"done": done, "total": total}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
@@ -87,6 +88,38 @@ def local_states(
     }
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A synced folder as our copy last saw it: enough to resync it without a LIST."""
+
+    folder_id: uuid.UUID
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int | None
+    messages: int  # the folder's counter: its stored messages at the last checkpoint
+
+
+def checkpoint_of(session: Session, account_id: uuid.UUID, raw_name: str) -> Checkpoint | None:
+    """The folder's checkpoint, or None if it has none (never synced, or no such row)."""
+    row = session.execute(
+        select(
+            Folder.id,
+            Folder.name,
+            Folder.uidvalidity,
+            Folder.uidnext,
+            Folder.highestmodseq,
+            Folder.message_count,
+            Folder.selectable,
+        ).where(Folder.account_id == account_id, Folder.raw_name == raw_name)
+    ).first()
+    if row is None or row.uidvalidity is None or row.uidnext is None or not row.selectable:
+        return None
+    return Checkpoint(
+        row.id, row.name, row.uidvalidity, row.uidnext, row.highestmodseq, row.message_count
+    )
+
+
 def count_messages(session: Session, folder_id: uuid.UUID) -> int:
     """Messages stored for a folder."""
     return int(session.scalar(select(func.count()).where(Message.folder_id == folder_id)) or 0)
@@ -117,12 +150,13 @@ def checkpoint(
 
 
 def counters(session: Session, folder_id: uuid.UUID) -> dict[str, int]:
-    """The folder's ``message_count`` and ``unread_count`` from the stored messages."""
-    unread = select(func.count()).where(Message.folder_id == folder_id, Message.seen.is_(False))
-    return {
-        "message_count": count_messages(session, folder_id),
-        "unread_count": int(session.scalar(unread) or 0),
-    }
+    """The folder's ``message_count`` and ``unread_count`` from the stored messages (one
+    statement)."""
+    unread = func.count().filter(Message.seen.is_(False))
+    total, unseen = session.execute(
+        select(func.count(), unread).where(Message.folder_id == folder_id)
+    ).one()
+    return {"message_count": int(total or 0), "unread_count": int(unseen or 0)}
 
 
 def recount(session: Session, folder_ids: set[uuid.UUID]) -> None:

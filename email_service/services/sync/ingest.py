@@ -47,6 +47,9 @@ FLAG_COLUMNS = {
 }
 # Flag changes sent to the database per executemany: bounds the parameters held at once.
 FLAG_BATCH = 1000
+# Rows from which a batch goes through COPY on PostgreSQL (store/copy_rows.py): below it,
+# one multi-row INSERT costs fewer round trips than a savepoint, staging and a move.
+COPY_MIN_ROWS = 10
 # Prefix of the per-row parameters of an executemany UPDATE: a bind parameter may not
 # share its name with a column the statement sets.
 ROW_PARAM = "v_"
@@ -174,7 +177,9 @@ def insert_batch(session: Session, batch: Sequence[Incoming]) -> int:
         return 0
     rows = [item.row for item in batch]
     links = thread_ids.assign_batch(session, rows[0]["account_id"], rows)
-    postgres = session.get_bind().dialect.name == "postgresql"
+    # COPY for a batch of some size; a pushed message or two go in one INSERT, not a
+    # savepoint, a staging table and a move per table.
+    postgres = session.get_bind().dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS
     if postgres and copy_new_rows(session, Message, rows):
         inserted = {row["id"] for row in rows}  # the common case: every UID was new
     else:

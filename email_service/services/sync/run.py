@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
 from email_service.errors import (
     ConflictError,
     EmailServiceError,
@@ -14,13 +17,16 @@ from email_service.errors import (
 )
 from email_service.services import caller_errors
 from email_service.services.events import record as announce
-from email_service.services.gateways import account_login, blob_store, open_imap
+from email_service.services.gateways import blob_store, open_imap, row_login
 from email_service.services.runtime import Runtime
+from email_service.services.sync import folders as folders_repo
 from email_service.services.sync import state as sync_state
 from email_service.services.sync.engine import Progress, SyncContext, SyncEngine, SyncReport
+from email_service.services.sync.folders import Checkpoint
 from email_service.services.sync.ingest_pool import parse_processes
 from email_service.store.models import Account
 from email_service.store.states import AccountStatus, SyncRunState
+from email_service.store.tenancy import tenant_row
 
 
 def run_sync(
@@ -32,12 +38,8 @@ def run_sync(
     folder: str | None = None,
 ) -> SyncReport:
     """Sync the account (or one folder, by raw name) now; raises if a run holds the lock."""
-    with runtime.db.session() as session:
-        sync_state.ensure(session, tenant_id, account_id)  # NotFoundError before the lock
     ttl = timedelta(seconds=runtime.settings.sync_lock_ttl_seconds)
-    with runtime.db.session() as session:
-        if not sync_state.acquire(session, account_id, owner, ttl):
-            raise ConflictError("a sync of this account is already running")
+    account, known = _start(runtime, tenant_id, account_id, owner, ttl, folder)
     ctx = SyncContext(
         runtime.db,
         blob_store(runtime, tenant_id),
@@ -49,14 +51,13 @@ def run_sync(
         parse_bodies=runtime.settings.enable_email_parsing,
         parse_processes=parse_processes(runtime.settings.sync_parse_processes),
         only_folder=folder,
+        known=known,
     )
     connected = False
     try:
         # Inside the lock: an OAuth2 login may refresh its token, and a refused grant
         # ends this run as auth_failed like a refused password.
-        with runtime.db.session() as session:
-            login = account_login(session, runtime, tenant_id, account_id)
-        with open_imap(runtime, login) as imap:
+        with open_imap(runtime, row_login(runtime, account)) as imap:
             connected = True
             report = SyncEngine(ctx, imap).run()
     except RemoteAuthError as exc:
@@ -90,6 +91,34 @@ def run_sync(
     return report
 
 
+def _start(
+    runtime: Runtime,
+    tenant_id: str,
+    account_id: uuid.UUID,
+    owner: str,
+    ttl: timedelta,
+    folder: str | None,
+) -> tuple[Account, Checkpoint | None]:
+    """One transaction: the lock (the status row made first if missing; NotFoundError for
+    no such account), the account row, and the checkpoint of a pushed folder."""
+    for attempt in (1, 2):
+        try:
+            with runtime.db.session() as session:
+                if not sync_state.start(session, tenant_id, account_id, owner, ttl):
+                    raise ConflictError("a sync of this account is already running")
+                account = tenant_row(
+                    session, Account, tenant_id, account_id, account_id=str(account_id)
+                )
+                known = folders_repo.checkpoint_of(session, account_id, folder) if folder else None
+                return account, known
+        except IntegrityError:
+            # Jobs pushed for several folders of an account never synced race to make its
+            # status row: the loser takes (or finds held) the winner's.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _finish(
     runtime: Runtime,
     account_id: uuid.UUID,
@@ -100,8 +129,16 @@ def _finish(
 ) -> None:
     with runtime.db.session() as session:
         if account_status:
-            row = session.get(Account, account_id)
-            if row is not None and row.status != AccountStatus.DISABLED:
-                before, row.status = row.status, account_status
-                announce.account_status(session, row, before)
-        sync_state.release(session, account_id, owner, state, error)
+            changed = session.execute(
+                update(Account)
+                .where(
+                    Account.id == account_id,
+                    Account.status.not_in((account_status, AccountStatus.DISABLED)),
+                )
+                .values(status=account_status)
+                .returning(Account.tenant_id)
+                .execution_options(synchronize_session=False)
+            ).first()
+            if changed is not None:
+                announce.account_status_set(session, changed.tenant_id, account_id, account_status)
+        sync_state.release(session, account_id, owner, state, error, commit=False)

@@ -159,11 +159,38 @@ def mark_many_queued(session: Session, jobs: list[tuple[uuid.UUID, str, str]]) -
 
 def acquire(session: Session, account_id: uuid.UUID, owner: str, ttl: timedelta = LOCK_TTL) -> bool:
     """Take the account's lock unless a live one is held; commits."""
+    taken = _take(session, account_id, owner, ttl)
+    session.commit()
+    return taken
+
+
+def start(
+    session: Session, tenant_id: str, account_id: uuid.UUID, owner: str, ttl: timedelta = LOCK_TTL
+) -> bool:
+    """Take the tenant's account's lock unless a live one is held, creating its status row
+    first if it has none (NotFoundError for no such account): one statement when the row
+    exists. In the caller's transaction, which must commit before the run goes on."""
+    if _take(session, account_id, owner, ttl, tenant_id):
+        return True
+    _row(session, tenant_id, account_id)  # missing: made now; or held by a live lock
+    return _take(session, account_id, owner, ttl, tenant_id)
+
+
+def _take(
+    session: Session,
+    account_id: uuid.UUID,
+    owner: str,
+    ttl: timedelta,
+    tenant_id: str | None = None,
+) -> bool:
     now = utcnow()
+    mine = [SyncState.account_id == account_id]
+    if tenant_id is not None:
+        mine.append(SyncState.tenant_id == tenant_id)
     result = session.execute(
         update(SyncState)
         .where(
-            SyncState.account_id == account_id,
+            *mine,
             or_(
                 SyncState.lock_owner.is_(None),
                 SyncState.lock_expires_at < now,
@@ -182,12 +209,12 @@ def acquire(session: Session, account_id: uuid.UUID, owner: str, ttl: timedelta 
             progress={},
         )
         .returning(SyncState.tenant_id)
+        .execution_options(synchronize_session=False)
     )
-    tenant_id = result.scalar()
-    if tenant_id is not None:
-        announce.sync_changed(session, tenant_id, account_id, "started")
-    session.commit()
-    return tenant_id is not None
+    taken = result.scalar()
+    if taken is not None:
+        announce.sync_changed(session, taken, account_id, "started")
+    return taken is not None
 
 
 def heartbeat(
@@ -216,21 +243,35 @@ def heartbeat(
 
 
 def release(
-    session: Session, account_id: uuid.UUID, owner: str, state: str, error: str | None = None
+    session: Session,
+    account_id: uuid.UUID,
+    owner: str,
+    state: str,
+    error: str | None = None,
+    commit: bool = True,
 ) -> None:
-    """Drop the lock and record how the run ended; commits."""
+    """Drop the lock and record how the run ended (one statement); commits unless told not."""
     now = utcnow()
-    row = session.get(SyncState, account_id)
-    if row is None or row.lock_owner != owner:
-        return
-    row.lock_owner, row.lock_expires_at = None, None
-    row.state, row.finished_at, row.last_error = state, now, error
-    if state == SyncRunState.OK:
-        row.last_success_at, row.failures = now, 0
-    else:
-        row.failures += 1
-    announce.sync_ended(session, row)
-    session.commit()
+    ok = state == SyncRunState.OK
+    ended = session.execute(
+        update(SyncState)
+        .where(SyncState.account_id == account_id, SyncState.lock_owner == owner)
+        .values(
+            lock_owner=None,
+            lock_expires_at=None,
+            state=state,
+            finished_at=now,
+            last_error=error,
+            last_success_at=now if ok else SyncState.last_success_at,
+            failures=0 if ok else SyncState.failures + 1,
+        )
+        .returning(SyncState.tenant_id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if ended is not None:
+        announce.sync_ended(session, ended.tenant_id, account_id, state)
+    if commit:
+        session.commit()
 
 
 def ensure(session: Session, tenant_id: str, account_id: uuid.UUID) -> None:
