@@ -47,9 +47,9 @@ from email_service.services.outgoing.send_steps import (
     Job,
     SendOutcome,
     after_sent,
+    copy_to_sent,
     copy_to_sent_for_row,
     drop_draft_copy,
-    first_sent_copy,
     job_for,
     settle,
     smtp_answer,
@@ -110,7 +110,7 @@ _CLAIM_ROW = _CLAIM.returning(Outbox)
 _CLAIM_WITH_ACCOUNT = _CLAIM.where(
     Account.id == Outbox.account_id, Account.tenant_id == bindparam("tenant")
 ).returning(Outbox, Account)
-# The server said 250 (and the Sent copy was made, or not): sent, if the row is still mine.
+# The server said 250: sent, if the row is still mine.
 _SENT = (
     update(_OUTBOX)
     .where(
@@ -125,11 +125,10 @@ _SENT = (
         lease_expires_at=None,
         next_attempt_at=None,
         sent_at=bindparam("now"),
-        sent_copy=bindparam("sent_copy"),
-        sent_copy_uid=bindparam("sent_copy_uid"),
+        sent_copy=SentCopyState.PENDING,
         last_smtp_code=bindparam("code"),
         last_smtp_reply=bindparam("reply"),
-        last_error=bindparam("error"),
+        last_error=None,
         updated_at=bindparam("now"),
     )
 )
@@ -429,24 +428,21 @@ def _ambiguous(runtime: Runtime, row: Outbox, owner: str, exc: SmtpAmbiguousErro
 
 
 def _sent(runtime: Runtime, job: Job, owner: str, reply: SmtpReply, data: bytes) -> SendOutcome:
-    """The 250: the Sent copy first, then one transaction writes both (and removes the
-    draft). Until then the row stays ``sending`` past the fence: a worker that dies in
-    between leaves it to reconciliation, which finds the message (in Sent, if copied)."""
     row = job.row
     now = utcnow()
-    row.sent_at = now  # the Sent copy's date
-    outcome = first_sent_copy(runtime, job, data)
-    copy = {
-        "sent_copy": outcome.get("sent_copy", SentCopyState.PENDING),
-        "sent_copy_uid": outcome.get("sent_copy_uid"),
-        "error": outcome.get("last_error"),
-    }
-    params = {"row_id": row.id, "owner": owner, "now": now, "code": reply.code, "reply": reply.text}
     with runtime.db.session() as session:
-        done = changed(session, _SENT, {**params, **copy})
+        done = changed(
+            session,
+            _SENT,
+            {"row_id": row.id, "owner": owner, "now": now, "code": reply.code, "reply": reply.text},
+        )
         copy_may_exist = after_sent(session, row)
     if not done:  # cannot happen while the fence holds; keep the record straight if it does
         log.error("sent, but the row was taken over", extra={"outbox_id": str(row.id)})
     drop_draft_copy(runtime, row, copy_may_exist)
     metrics.count_emails("sent")
+    row.sent_at = now
+    # The 250 is written first: the Sent copy (an IMAP session, seconds when the server is
+    # slow) never holds back ``sent`` or widens the window a crash leaves to reconciliation.
+    copy_to_sent(runtime, job, data, just_sent=True)
     return SendOutcome(OutboxState.SENT, detail=reply.text)

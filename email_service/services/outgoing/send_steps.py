@@ -4,7 +4,6 @@ Sent copy)."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,7 +22,6 @@ from email_service.store.db import changed, table_of
 from email_service.store.models import Account, Draft, Outbox, utcnow
 from email_service.store.states import OutboxState, SentCopyState
 
-log = logging.getLogger(__name__)
 # A Sent copy that keeps failing for this long is reported failed.
 SENT_COPY_GIVE_UP = timedelta(days=1)
 
@@ -119,31 +117,17 @@ def drop_draft_copy(runtime: Runtime, row: Outbox, copy_may_exist: bool) -> None
         draft_copy.enqueue(runtime, row.tenant_id, row.draft_id, row.account_id)
 
 
-def first_sent_copy(runtime: Runtime, job: Job, data: bytes) -> dict[str, Any]:
-    """The Sent copy made right after the 250, before the row is written ``sent``: the
-    outcome as outbox columns, for the same statement that writes the 250. Empty (it stays
-    ``pending``, for beat) on temporary trouble or a bug: the message is sent all the same.
-    """
-    try:
-        copy = sent_copy.store_sent_copy(
-            runtime, job.row, data, job.login, job.origin, just_sent=True
-        )
-    except RemoteTemporaryError:
-        return {}
-    except EmailServiceError as exc:
-        return {"sent_copy": SentCopyState.FAILED, "last_error": f"Sent copy: {exc.message}"}
-    except Exception:
-        log.exception("Sent copy crashed", extra={"outbox_id": str(job.row.id)})
-        return {}
-    return {"sent_copy": copy.state, "sent_copy_uid": copy.uid}
-
-
-def copy_to_sent(runtime: Runtime, job: Job, data: bytes | None = None) -> None:
-    """The Sent copy (and the flag on the server); pending again on temporary trouble."""
+def copy_to_sent(
+    runtime: Runtime, job: Job, data: bytes | None = None, just_sent: bool = False
+) -> None:
+    """The Sent copy (and the flag on the server); pending again on temporary trouble.
+    ``just_sent``: right after this run's 250 (see ``sent_copy.store_sent_copy``)."""
     row = job.row
     try:
         data = data or gateways.blob_store(runtime, row.tenant_id).get(row.mime_blob_sha256)
-        copy = sent_copy.store_sent_copy(runtime, row, data, job.login, job.origin)
+        copy = sent_copy.store_sent_copy(
+            runtime, row, data, job.login, job.origin, just_sent=just_sent
+        )
     except RemoteTemporaryError as exc:
         too_old = row.sent_at is not None and utcnow() - row.sent_at > SENT_COPY_GIVE_UP
         if too_old:
