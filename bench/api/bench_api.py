@@ -223,9 +223,7 @@ def bench(
             "ours GET /api/messages": (svc.base + messages, auth),
         }
         if args.limits:
-            limited = stack.enter_context(
-                running({**svc.env, **HIGH_LIMITS}, root / "limited.out")
-            )
+            limited = stack.enter_context(running({**svc.env, **HIGH_LIMITS}, root / "limited.out"))
             targets["ours+limits GET /api/accounts"] = (limited.base + accounts, auth)
             targets["ours+limits GET /api/messages"] = (limited.base + messages, auth)
         loads = [uptime()]

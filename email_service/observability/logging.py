@@ -85,22 +85,28 @@ class Rendered(str):
 _RENDER = structlog.processors.JSONRenderer()
 
 
-def log_event(logger: logging.Logger, event: str, **fields: Any) -> None:
+def log_event(
+    logger: logging.Logger, event: str, fields: dict[str, Any], as_extra: bool = False
+) -> None:
     """Log ``event`` at INFO with ``fields``: the line a structlog logger would write (the
-    same fields, order, redaction and JSON), rendered here in one pass.
+    same fields, order, redaction and JSON), rendered here in one pass; with ``as_extra``,
+    the line of ``logger.info(event, extra=fields)``.
 
-    For the line written per request, where structlog's processors and then the
-    formatter's, each copying the event, cost more than the rest of a small request.
-    The record carries the finished line (:class:`Rendered`); the handlers, their levels
-    and files are the same.
+    For the lines written per request (ours, Gunicorn's access line), where structlog's
+    processors and then the formatter's, each copying the event, cost more than the rest
+    of a small request. The record carries the finished line (:class:`Rendered`); the
+    handlers, their levels and files are the same.
     """
     if not logger.isEnabledFor(logging.INFO):
         return
     line: dict[str, Any] = {**structlog.contextvars.get_contextvars(), "event": event}
-    line.update(fields)
+    if not as_extra:  # a structlog call's keywords come before what its processors add
+        line.update(fields)
     line["level"] = "info"
     line["logger"] = logger.name
     line["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    if as_extra:  # ExtraAdder runs after them
+        line.update(fields)
     text = _RENDER(None, "", _shape(None, "", _redact(None, "", line)))
     logger.handle(logger.makeRecord(logger.name, logging.INFO, "", 0, Rendered(text), (), None))
 

@@ -44,15 +44,14 @@ def finish_request(response: Response) -> Response:
         response.headers[REQUEST_ID_HEADER] = request_id
     started = g.get("started")
     duration = round((time.perf_counter() - started) * 1000, 2) if started else None
-    log_event(
-        log,
-        "request",
-        method=request.method,
-        path=request.path,
-        status=response.status_code,
-        duration_ms=duration,
-        tenant_id=g.get("tenant_id"),
-    )
+    fields = {
+        "method": request.method,
+        "path": request.path,
+        "status": response.status_code,
+        "duration_ms": duration,
+        "tenant_id": g.get("tenant_id"),
+    }
+    log_event(log, "request", fields)
     request.environ[TENANT_ENVIRON] = g.get("tenant_id")  # for Gunicorn's access log line
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     if request.path.startswith("/api/"):  # tenant data: never kept by a cache on the way
