@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from apiflask import APIBlueprint
-from flask import url_for
+from flask import Response, url_for
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from email_service.api.http.context import runtime, tenant_id
+from email_service.api.http.responses import json_response
 from email_service.api.http.schemas import EmailAddress, PageQuery, StrictInput
 from email_service.api.oauth_schemas import OAuthTokens, oauth_fields
 from email_service.api.outgoing.compose_schemas import OneLine
@@ -125,13 +126,11 @@ def _fields(body: BaseModel) -> AccountFields:
 @bp.get("")
 @bp.input(PageQuery, location="query", arg_name="query")
 @bp.output(AccountPage)
-def list_accounts(query: PageQuery) -> AccountPage:
+def list_accounts(query: PageQuery) -> Response:
     """List this tenant's accounts."""
-    with runtime().db.reading() as session:
-        page = accounts.list_accounts(session, tenant_id(), query.limit, query.cursor)
-    return AccountPage(
-        items=[AccountOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor
-    )
+    with runtime().db.rows() as conn:
+        page = accounts.list_accounts(conn, tenant_id(), query.limit, query.cursor)
+    return json_response(AccountPage, page)
 
 
 @bp.post("")

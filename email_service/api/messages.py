@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from email_service.api.headers import ListFields
 from email_service.api.http.context import runtime, tenant_id
+from email_service.api.http.responses import json_response
 from email_service.api.http.schemas import MAX_PAGE_SIZE, JsonUUID, QueryInput, StrictInput
 from email_service.errors import NotFoundError
 from email_service.services import gateways, messages, parsing, writeback
@@ -180,13 +181,13 @@ def list_folders(account_id: uuid.UUID) -> FolderList:
 @bp.get("/messages")
 @bp.input(MessageQuery, location="query", arg_name="query")
 @bp.output(MessagePage)
-def list_messages(query: MessageQuery) -> MessagePage:
+def list_messages(query: MessageQuery) -> Response:
     """Messages, newest first, filtered; follow ``next_cursor`` for more."""
     flt = messages.MessageFilter(**query.model_dump(exclude={"limit", "cursor"}))
-    with runtime().db.session() as session:
-        page = messages.list_messages(session, tenant_id(), flt, query.limit, query.cursor)
-        items = [MessageSummary.model_validate(messages.summary_view(r)) for r in page.items]
-    return MessagePage(items=items, next_cursor=page.next_cursor)
+    with runtime().db.rows() as conn:
+        page = messages.list_messages(conn, tenant_id(), flt, query.limit, query.cursor)
+    items = [messages.summary_view(r) for r in page.items]
+    return json_response(MessagePage, {"items": items, "next_cursor": page.next_cursor})
 
 
 @bp.get("/messages/<uuid:message_id>")

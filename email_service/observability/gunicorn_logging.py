@@ -12,7 +12,12 @@ from typing import Any
 from gunicorn.glogging import Logger  # type: ignore[import-untyped]
 
 from email_service.files import private_dir, private_umask
-from email_service.observability.logging import ROTATE_BYTES, ROTATE_KEEP, TENANT_ENVIRON
+from email_service.observability.logging import (
+    ROTATE_BYTES,
+    ROTATE_KEEP,
+    TENANT_ENVIRON,
+    log_event,
+)
 
 FORMATTER = "email_service.observability.logging.json_formatter"
 HANDLER = "email_service.observability.logfiles.SharedRotatingFileHandler"
@@ -64,9 +69,8 @@ class JsonLogger(Logger):  # type: ignore[misc]  # gunicorn has no type hints
         if not self.access_log_enabled:
             return
         fields = access_fields(resp, environ, request_time)
-        self.access_log.info(
-            "%s %s %s", fields["method"], fields["path"], fields["status"], extra=fields
-        )
+        message = f"{fields['method']} {fields['path']} {fields['status']}"
+        log_event(self.access_log, message, fields, as_extra=True)  # as info(extra=fields)
 
 
 def access_fields(resp: Any, environ: dict[str, Any], request_time: dt.timedelta) -> dict[str, Any]:

@@ -115,17 +115,30 @@ def count_emails(kind: str, n: int = 1) -> None:
         EMAILS.labels(kind).inc(n)
 
 
+# The children of REQUESTS and REQUEST_DURATION per label values, found once: ``labels()``
+# checks and joins its values under a lock on every call. Bounded like the labels (route
+# templates x METHODS x statuses).
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+_POOL_IN_USE = POOL.labels("in_use")
+_POOL_IDLE = POOL.labels("idle")
+
+
 def observe_request(route: str | None, method: str, status: int, seconds: float) -> None:
     """Record one HTTP request under its route template (never the raw path)."""
-    labels = (route or UNMATCHED_ROUTE, method if method in METHODS else "OTHER", str(status))
-    REQUESTS.labels(*labels).inc()
-    REQUEST_DURATION.labels(*labels).observe(seconds)
+    key = (route or UNMATCHED_ROUTE, method if method in METHODS else "OTHER", status)
+    children = _REQUEST_CHILDREN.get(key)
+    if children is None:
+        labels = (key[0], key[1], str(status))
+        children = (REQUESTS.labels(*labels), REQUEST_DURATION.labels(*labels))
+        _REQUEST_CHILDREN[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def set_pool(in_use: int, idle: int) -> None:
     """This process's database pool: connections checked out and idle."""
-    POOL.labels("in_use").set(in_use)
-    POOL.labels("idle").set(idle)
+    _POOL_IN_USE.set(in_use)
+    _POOL_IDLE.set(idle)
 
 
 def count_cache_hit(n: int = 1) -> None:

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -181,7 +181,7 @@ def get_account(session: Session, tenant_id: str, account_id: uuid.UUID) -> Acco
 
 
 def list_accounts(
-    session: Session, tenant_id: str, limit: int, cursor: str | None = None
+    session: Session | Connection, tenant_id: str, limit: int, cursor: str | None = None
 ) -> Page[AccountRecord]:
     """This tenant's accounts, oldest first, in keyset pages."""
     params: dict[str, object] = {"tenant_id": tenant_id, "limit": limit + 1}

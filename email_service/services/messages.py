@@ -5,13 +5,13 @@ Every query is scoped by tenant; another tenant's ids are simply not found.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Connection, Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from email_service.errors import NotFoundError, ValidationError
@@ -20,7 +20,7 @@ from email_service.mail.mime.list_headers import client_headers
 from email_service.mail.mime.parse import AttachmentInfo, extract_part, safe_filename
 from email_service.services.paging import Page, decode_cursor, encode_cursor, older_than
 from email_service.store.blobs import BlobStore
-from email_service.store.models import Account, Attachment, Folder, Message
+from email_service.store.models import Account, Attachment, Folder, Message, UTCDateTime
 from email_service.store.tenancy import check_tenant_row, tenant_row
 
 # How a LIST answer says a folder is subscribed (RFC 5258 §3.4), kept among its attributes.
@@ -68,7 +68,30 @@ def folder_view(row: Folder) -> dict[str, Any]:
     }
 
 
-def summary_view(row: Message) -> dict[str, Any]:
+# What a message list shows (``summary_view``): read as columns, not as Message objects,
+# so a page never loads bodies, headers or the other address lists it does not show.
+SUMMARY_COLUMNS: tuple[Any, ...] = (
+    Message.id,
+    Message.account_id,
+    Message.folder_id,
+    Message.thread_id,
+    Message.subject,
+    Message.from_name,
+    Message.from_email,
+    Message.to_addrs,
+    Message.received_date,
+    Message.sent_at,
+    Message.flags,
+    Message.seen,
+    Message.flagged,
+    Message.answered,
+    Message.has_attachments,
+    Message.snippet,
+    Message.size,
+)
+
+
+def summary_view(row: Message | Row[Any]) -> dict[str, Any]:
     """A message as a list shows it, as plain data."""
     sender = {"name": row.from_name or "", "email": row.from_email} if row.from_email else None
     return {
@@ -137,48 +160,63 @@ def list_folders(session: Session, tenant_id: str, account_id: uuid.UUID) -> lis
     return sorted(rows, key=lambda f: (order.index(f.role) if f.role in order else 99, f.name))
 
 
-def _filtered(tenant_id: str, flt: MessageFilter) -> Select[Message]:
-    query = select(Message).where(Message.tenant_id == tenant_id)
-    equal: Mapping[str, Any] = {
-        "account_id": flt.account_id,
-        "folder_id": flt.folder_id,
-        "thread_id": flt.thread_id,
-        "seen": flt.seen,
-        "flagged": flt.flagged,
-        "answered": flt.answered,
-        "has_attachments": flt.has_attachments,
-    }
-    for column, value in equal.items():
+# Filters compared by value, bound as parameters: ids and a thread.
+BOUND_FILTERS = ("account_id", "folder_id", "thread_id")
+# Flag filters, written into the statement as constants: a partial index on ``NOT seen`` or
+# ``flagged`` (migration 0006) serves only a statement that says so, not ``seen = $1``.
+FLAG_FILTERS = ("seen", "flagged", "answered", "has_attachments")
+
+
+@functools.cache
+def _page_statement(shape: tuple[object, ...]) -> Select[Any]:
+    """The list statement for one combination of filters, built (and compiled) once; the
+    values come as parameters. ``shape``: the bound filters given, each flag filter's value
+    (or None), whether ``after``/``before``/a cursor are given."""
+    bound, flags, after, before, cursor = shape
+    query: Select[Any] = select(*SUMMARY_COLUMNS).where(Message.tenant_id == bindparam("tenant_id"))
+    for column in cast(tuple[str, ...], bound):
+        query = query.where(getattr(Message, column) == bindparam(column))
+    for column, value in zip(FLAG_FILTERS, cast(tuple[bool | None, ...], flags), strict=True):
         if value is not None:
             query = query.where(getattr(Message, column) == value)
-    if flt.after is not None:
-        query = query.where(Message.received_date >= flt.after)
-    if flt.before is not None:
-        query = query.where(Message.received_date < flt.before)
-    return query
+    if after:
+        query = query.where(Message.received_date >= bindparam("after"))
+    if before:
+        query = query.where(Message.received_date < bindparam("before"))
+    if cursor:
+        at: Any = bindparam("cursor_at", type_=UTCDateTime())
+        key: Any = bindparam("cursor_id")
+        query = query.where(older_than(Message.received_date, Message.id, at, key))
+    newest_first = (Message.received_date.desc(), Message.id.desc())
+    return query.order_by(*newest_first).limit(bindparam("limit"))
 
 
 def list_messages(
-    session: Session, tenant_id: str, flt: MessageFilter, limit: int, cursor: str | None = None
-) -> Page[Message]:
-    """Newest first, in keyset pages that stay stable when new mail arrives."""
-    query = _filtered(tenant_id, flt)
+    session: Session | Connection,
+    tenant_id: str,
+    flt: MessageFilter,
+    limit: int,
+    cursor: str | None = None,
+) -> Page[Row[Any]]:
+    """Newest first, in keyset pages that stay stable when new mail arrives; each row has
+    the :data:`SUMMARY_COLUMNS` (what :func:`summary_view` reads)."""
+    params: dict[str, Any] = {"tenant_id": tenant_id, "limit": limit + 1}
+    bound = tuple(name for name in BOUND_FILTERS if getattr(flt, name) is not None)
+    params.update({name: getattr(flt, name) for name in bound})
+    params.update(after=flt.after, before=flt.before)
     if cursor:
         at, key = decode_cursor(cursor)
         try:
-            after_id = uuid.UUID(key)
+            params.update(cursor_at=at, cursor_id=uuid.UUID(key))
         except ValueError:
             raise ValidationError("invalid cursor", field="cursor") from None
-        query = query.where(older_than(Message.received_date, Message.id, at, after_id))
-    rows = list(
-        session.scalars(
-            query.order_by(Message.received_date.desc(), Message.id.desc()).limit(limit + 1)
-        )
-    )
+    flags = tuple(getattr(flt, name) for name in FLAG_FILTERS)
+    shape = (bound, flags, flt.after is not None, flt.before is not None, bool(cursor))
+    rows = session.execute(_page_statement(shape), params).all()
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].received_date, str(rows[-1].id)) if more else None
-    return Page(rows, next_cursor)
+    return Page(list(rows), next_cursor)
 
 
 def get_message(session: Session, tenant_id: str, message_id: uuid.UUID) -> Message:

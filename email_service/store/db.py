@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, Table, create_engine, event, exc, text
+from sqlalchemy import Connection, CursorResult, Engine, Table, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -123,9 +123,8 @@ class Database:
     def __init__(self, url: str, echo: bool = False) -> None:
         self.engine = make_engine(url, echo=echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.reads = sessionmaker(
-            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-        )
+        self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.reads = sessionmaker(self._autocommit_engine, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -168,6 +167,14 @@ class Database:
         single conditional write that needs no change-log row (no BEGIN, no COMMIT)."""
         with self.reads() as session:
             yield session
+
+    @contextmanager
+    def rows(self) -> Iterator[Connection]:
+        """:meth:`reading` without the ORM: a Core connection in autocommit, for reads that
+        select columns, not objects (the list routes). The transaction still starts as the
+        caller's scope (row-level security), by the same ``begin`` event as a session's."""
+        with self._autocommit_engine.connect() as conn:
+            yield conn
 
     def ping(self) -> None:
         """Raise if the database does not answer."""

@@ -214,7 +214,7 @@ class Message(Base):
         UniqueConstraint("folder_id", "uidvalidity", "uid", name="uq_email_message_folder_uid"),
         Index("idx_email_message_account", "account_id"),
         Index("idx_email_message_received", received_date.desc()),
-        Index("idx_email_message_list", "tenant_id", "folder_id", received_date.desc(), "id"),
+        Index("idx_email_message_list", "tenant_id", "folder_id", received_date.desc(), id.desc()),
         Index("idx_email_message_message_id", "account_id", "message_id"),
         Index("idx_email_message_thread", "account_id", "thread_id"),
         Index("idx_email_message_subject_key", "account_id", "subject_key"),

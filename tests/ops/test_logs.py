@@ -221,3 +221,45 @@ def test_access_line_fields_leave_query_and_headers_out() -> None:
         "request_id": "req-9",
         "tenant_id": "tenant-a",
     }
+
+
+def test_a_line_rendered_in_one_pass_is_the_structlog_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fields = {"method": "GET", "path": "/api/x", "status": 200, "authorization": "Bearer x"}
+    configure_logging("INFO", tmp_path)
+    structlog.contextvars.bind_contextvars(request_id="req-9", tenant_id="tenant-a")
+    try:
+        get_logger("email_service.http").info("request", **fields)
+        logging_module.log_event(logging.getLogger("email_service.http"), "request", fields)
+        logging.getLogger("email_service.http").setLevel(logging.WARNING)
+        logging_module.log_event(logging.getLogger("email_service.http"), "request", fields)
+    finally:
+        structlog.contextvars.clear_contextvars()
+        logging.getLogger("email_service.http").setLevel(logging.NOTSET)
+        configure_logging("INFO", None)
+    err = capsys.readouterr().err.strip().splitlines()
+    filed = (tmp_path / "email-service.log").read_text().strip().splitlines()
+    assert len(err) == len(filed) == 2  # nothing below the logger's level
+    structlog_line, one_pass = (json.loads(line) for line in err)
+    assert list(one_pass) == list(structlog_line) and one_pass["authorization"] == "[redacted]"
+    assert {**one_pass, "timestamp": None} == {**structlog_line, "timestamp": None}
+    assert filed[1] == err[1]
+
+
+def test_a_line_rendered_as_extra_is_the_stdlib_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fields = {"method": "GET", "path": "/api/x", "status": 200, "request_id": "req-2"}
+    configure_logging("INFO", None)
+    structlog.contextvars.bind_contextvars(request_id="req-1", tenant_id="tenant-a")
+    access = logging.getLogger("gunicorn.access")
+    try:
+        access.info("GET /api/x 200", extra=fields)
+        logging_module.log_event(access, "GET /api/x 200", fields, as_extra=True)
+    finally:
+        structlog.contextvars.clear_contextvars()
+        configure_logging("INFO", None)
+    stdlib_line, one_pass = (json.loads(x) for x in capsys.readouterr().err.splitlines()[-2:])
+    assert list(one_pass) == list(stdlib_line) and one_pass["request_id"] == "req-2"
+    assert {**one_pass, "timestamp": None} == {**stdlib_line, "timestamp": None}

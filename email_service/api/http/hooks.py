@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -10,13 +11,13 @@ import structlog
 from flask import Response, g, request
 
 from email_service.api import metrics
-from email_service.observability.logging import TENANT_ENVIRON, get_logger
+from email_service.observability.logging import TENANT_ENVIRON, log_event
 from email_service.store import scope
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accept a caller's id only if it is short and printable; otherwise make our own.
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-log = get_logger("email_service.http")
+log = logging.getLogger("email_service.http")
 
 
 def start_request() -> None:
@@ -43,14 +44,14 @@ def finish_request(response: Response) -> Response:
         response.headers[REQUEST_ID_HEADER] = request_id
     started = g.get("started")
     duration = round((time.perf_counter() - started) * 1000, 2) if started else None
-    log.info(
-        "request",
-        method=request.method,
-        path=request.path,
-        status=response.status_code,
-        duration_ms=duration,
-        tenant_id=g.get("tenant_id"),
-    )
+    fields = {
+        "method": request.method,
+        "path": request.path,
+        "status": response.status_code,
+        "duration_ms": duration,
+        "tenant_id": g.get("tenant_id"),
+    }
+    log_event(log, "request", fields)
     request.environ[TENANT_ENVIRON] = g.get("tenant_id")  # for Gunicorn's access log line
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     if request.path.startswith("/api/"):  # tenant data: never kept by a cache on the way
