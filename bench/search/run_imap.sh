@@ -11,7 +11,11 @@
 #    message list, the HTTP route, the same 20 queries as UID SEARCH on the Dovecot, and on
 #    notmuch (Xapian) indexing the same Maildir (Debian's notmuch + python3-notmuch2,
 #    installed here if missing).
-# Set KEEP=1 to keep the database and Maildir for another run (then it skips 1 and 2).
+# Set KEEP=1 to keep the database and Maildir for another run (then it skips 1 and 2), and
+# FILL_ONLY=1 to stop after the fill, the sync and notmuch's index (no timings: that part
+# need not hold the benchmark lock). DB, BENCH_DIR and IMAP_PORT keep two sizes apart:
+#   DB=es_searchbench_10k BENCH_DIR=/tmp/email-service-searchbench-10k IMAP_PORT=10146 \
+#     KEEP=1 bench/search/run_imap.sh 10000
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -21,7 +25,7 @@ N="${1:-100000}"
 shift || true  # the rest goes to bench_search.py
 export BENCH_DIR="${BENCH_DIR:-/tmp/email-service-searchbench}" IMAP_PORT="${IMAP_PORT:-10145}"
 export PG_ADMIN="${PG_ADMIN:-postgresql://postgres@127.0.0.1:5432/postgres}"
-DB="es_searchbench"
+DB="${DB:-es_searchbench}"
 export DATABASE_URL="${PG_ADMIN%/*}/$DB"
 export FLASK_ENV=development JWT_SECRET="bench-jwt-$(printf 'k%.0s' {1..40})"
 export ENCRYPTION_KEY="${ENCRYPTION_KEY:-$("$repo/.venv/bin/python" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')}"
@@ -62,6 +66,11 @@ if [ "$have" -lt "$N" ]; then
   } | tee "$out"
 fi
 
+/usr/bin/python3 "$here/notmuch_search.py" index "$BENCH_MAILDIR" "$BENCH_DIR/notmuch" >&2
+if [ -n "${FILL_ONLY:-}" ]; then
+  echo "filled: $DB and $BENCH_MAILDIR (notmuch index in $BENCH_DIR/notmuch)" >&2
+  exit 0
+fi
 "$py" "$here/bench_search.py" --database "$DB" --tenant bench --now now -n "$N" --noise 0 \
   --imap "imap://${BENCH_USER/@/%40}:$BENCH_PASS@$IMAP_HOST:$IMAP_PORT" \
   --notmuch "$BENCH_MAILDIR" --notmuch-db "$BENCH_DIR/notmuch" "$@" | tee -a "$out"
