@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import ColumnElement, exc, func, select, text, update
 from sqlalchemy.orm import Session, defer
@@ -50,6 +50,8 @@ LARGE = (Message.body_html, Message.headers)
 # from a hit is an error (the session is gone), not a query per row.
 DEFERRED = (*LARGE, Message.references, Message.cc_addrs, Message.bcc_addrs, Message.reply_to)
 _DEFER = [defer(column, raiseload=True) for column in DEFERRED]
+# A page whose query has no free-text word marks no body: its bodies stay unread too.
+_DEFER_BODY = [*_DEFER, defer(Message.body_text, raiseload=True)]
 _DEFER_LARGE = [defer(column, raiseload=True) for column in LARGE]
 # Matches ranked by relevance (the newest ones); the rest follow by date. Ranking reads
 # every ranked message's vector, so the window bounds a common word's cost (bench/search).
@@ -127,14 +129,19 @@ def search_messages(
         if account_id is not None:
             matching.append(Message.account_id == account_id)
         rank_terms = _any_of(found) if found else None
-        pages = _Pages(session, engine, matching, rank_terms, order, limit)
+        marker = Headlines(found)
+        options = _DEFER if marker.body else _DEFER_BODY
+        pages = _Pages(session, engine, matching, rank_terms, order, limit, options)
         if order == "relevance" and found and (position is None or position.phase == "rank"):
             rows, next_cursor = pages.ranked(position)
         else:
             rows, next_cursor = pages.dated(position.key if position else None)
-    marker = Headlines(found)
     hits = [
-        SearchHit(message, float(score), marker.headline(message.body_text, message.subject))
+        SearchHit(
+            message,
+            float(score),
+            marker.headline(message.body_text if marker.body else None, message.subject),
+        )
         for message, score in rows
     ]
     return SearchPage(hits, next_cursor.encode() if next_cursor else None)
@@ -151,10 +158,12 @@ class _Pages:
         rank_terms: Node | None,
         order: str,
         limit: int,
+        options: list[Any],
     ) -> None:
         self.session, self.matching, self.order, self.limit = session, matching, order, limit
+        self.options = options
         query, _ = engine.with_rank(select(Message), rank_terms)
-        self.query = query.where(*matching).options(*_DEFER)
+        self.query = query.where(*matching).options(*options)
         keys, _ = engine.with_rank(select(Message.id, Message.received_date), rank_terms)
         self.keys = keys.where(*matching)
 
@@ -212,7 +221,7 @@ class _Pages:
         """The messages of these window entries, in their order."""
         tenant = self.matching[0]  # the window came from this tenant's rows; stay in them
         ids = [ident for _, _, ident in chosen]
-        query = select(Message).where(tenant, Message.id.in_(ids)).options(*_DEFER)
+        query = select(Message).where(tenant, Message.id.in_(ids)).options(*self.options)
         loaded = {message.id: message for message in self.session.scalars(query)}
         return [(loaded[ident], score) for score, _, ident in chosen]
 
