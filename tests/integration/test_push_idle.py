@@ -55,6 +55,7 @@ async def _scenario(dovecot: Any, user: Any) -> tuple[list[str], list[str]]:
     await step("flag", lambda: other.store("1", "+FLAGS", "\\Flagged"), 3)
     await step("expunge", lambda: (other.store("1", "+FLAGS", "\\Deleted"), other.expunge()), 4)
     idle.cancel()
+    await asyncio.wait({idle}, timeout=5)  # its last read ends before LOGOUT's begins
     await client.logout()
     other.logout()
     return events, steps

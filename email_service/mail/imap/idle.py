@@ -277,12 +277,16 @@ class PushClient:
         call picks it up (IDLE's renewal times out reads on purpose).
         """
         wait = self.timeout if timeout is None else timeout
-        if self._next is None:
-            self._next = asyncio.ensure_future(self._read_response())
-        done, _pending = await asyncio.wait({self._next}, timeout=wait)
+        task = self._next
+        if task is None:
+            task = self._next = asyncio.ensure_future(self._read_response())
+        done, _pending = await asyncio.wait({task}, timeout=wait)
         if not done:
             raise TimeoutError("no response from the IMAP server")
-        task, self._next = self._next, None
+        # Another reader (an IDLE task whose cancellation came too late) may have taken
+        # this response and started the next read meanwhile: leave that one in place.
+        if self._next is task:
+            self._next = None
         return task.result()
 
     async def _read_response(self) -> Response:
