@@ -109,8 +109,9 @@ def sync_changed(
 def account_status_set(
     session: Session, tenant_id: str, account_id: uuid.UUID, status: str
 ) -> None:
-    """An account's status was changed to ``status`` by an UPDATE that matched only another
-    status: as :func:`account_status`."""
+    """An account's status was changed to ``status`` (by an UPDATE that matched only another
+    status, or through :func:`account_status`): ``account.auth_failed`` when its login was
+    refused, else ``account.updated``."""
     detail = "auth_failed" if status == "auth_failed" else None
     record(session, tenant_id, account_id, ChangeType.ACCOUNT, account_id, Op.UPDATED, detail)
 
@@ -122,8 +123,7 @@ def account_status(session: Session, row: Account, before: str) -> None:
         if session.is_modified(row):
             record(session, row.tenant_id, row.id, ChangeType.ACCOUNT, row.id, Op.UPDATED)
         return
-    detail = "auth_failed" if row.status == "auth_failed" else None
-    record(session, row.tenant_id, row.id, ChangeType.ACCOUNT, row.id, Op.UPDATED, detail)
+    account_status_set(session, row.tenant_id, row.id, row.status)
 
 
 def draft(session: Session, row: Draft, op: Op) -> None:
