@@ -215,9 +215,7 @@ def test_second_run_while_locked_is_refused(runtime: Any, dovecot: Any, mail_use
 
     account_id = _account(runtime, dovecot, mail_user)
     with runtime.db.session() as session:
-        sync_state.ensure(session, TENANT_A, account_id)
-    with runtime.db.session() as session:
-        assert sync_state.acquire(session, account_id, "someone-else")
+        assert sync_state.start(session, TENANT_A, account_id, "someone-else")
     with pytest.raises(ConflictError):
         _sync(runtime, account_id)
 

@@ -96,10 +96,8 @@ def test_second_trigger_while_running_joins_the_running_job(
     import uuid
 
     account_id = _create(client, as_tenant, dovecot, mail_user)
-    with runtime.db.session() as session:
-        sync_state.ensure(session, TENANT_A, uuid.UUID(account_id))
     with runtime.db.session() as session:  # a worker elsewhere holds the lock
-        assert sync_state.acquire(session, uuid.UUID(account_id), "other-worker")
+        assert sync_state.start(session, TENANT_A, uuid.UUID(account_id), "other-worker")
     headers = as_tenant(TENANT_A)
     response = client.post(f"/api/sync/imap/{account_id}", headers=headers)
     assert response.status_code == 202

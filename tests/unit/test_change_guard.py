@@ -83,7 +83,7 @@ def test_a_rolled_back_change_and_bookkeeping_columns_need_no_row(
             session.flush()
             raise RuntimeError("rolled back")
         with sessions.begin() as session:  # the lock only
-            assert sync_state.acquire(session, account, "owner")
+            assert sync_state.start(session, TENANT, account, "owner")
         assert [v for v in guard.take() if "lock" not in v] == []
         with sessions.begin() as session:
             sync_state.release(session, account, "owner", "ok")  # announced: sync.updated

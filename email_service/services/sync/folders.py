@@ -120,11 +120,6 @@ def checkpoint_of(session: Session, account_id: uuid.UUID, raw_name: str) -> Che
     )
 
 
-def count_messages(session: Session, folder_id: uuid.UUID) -> int:
-    """Messages stored for a folder."""
-    return int(session.scalar(select(func.count()).where(Message.folder_id == folder_id)) or 0)
-
-
 def checkpoint(
     session: Session, folder_id: uuid.UUID, uidvalidity: int, uidnext: int, modseq: int | None
 ) -> None:

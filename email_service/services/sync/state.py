@@ -157,40 +157,27 @@ def mark_many_queued(session: Session, jobs: list[tuple[uuid.UUID, str, str]]) -
         session.execute(update(SyncState), known)
 
 
-def acquire(session: Session, account_id: uuid.UUID, owner: str, ttl: timedelta = LOCK_TTL) -> bool:
-    """Take the account's lock unless a live one is held; commits."""
-    taken = _take(session, account_id, owner, ttl)
-    session.commit()
-    return taken
-
-
 def start(
     session: Session, tenant_id: str, account_id: uuid.UUID, owner: str, ttl: timedelta = LOCK_TTL
 ) -> bool:
     """Take the tenant's account's lock unless a live one is held, creating its status row
     first if it has none (NotFoundError for no such account): one statement when the row
     exists. In the caller's transaction, which must commit before the run goes on."""
-    if _take(session, account_id, owner, ttl, tenant_id):
+    if _take(session, tenant_id, account_id, owner, ttl):
         return True
     _row(session, tenant_id, account_id)  # missing: made now; or held by a live lock
-    return _take(session, account_id, owner, ttl, tenant_id)
+    return _take(session, tenant_id, account_id, owner, ttl)
 
 
 def _take(
-    session: Session,
-    account_id: uuid.UUID,
-    owner: str,
-    ttl: timedelta,
-    tenant_id: str | None = None,
+    session: Session, tenant_id: str, account_id: uuid.UUID, owner: str, ttl: timedelta
 ) -> bool:
     now = utcnow()
-    mine = [SyncState.account_id == account_id]
-    if tenant_id is not None:
-        mine.append(SyncState.tenant_id == tenant_id)
     result = session.execute(
         update(SyncState)
         .where(
-            *mine,
+            SyncState.account_id == account_id,
+            SyncState.tenant_id == tenant_id,
             or_(
                 SyncState.lock_owner.is_(None),
                 SyncState.lock_expires_at < now,
@@ -272,8 +259,3 @@ def release(
         announce.sync_ended(session, ended.tenant_id, account_id, state)
     if commit:
         session.commit()
-
-
-def ensure(session: Session, tenant_id: str, account_id: uuid.UUID) -> None:
-    """Create the status row if missing (before a worker tries to lock it)."""
-    _row(session, tenant_id, account_id)
