@@ -64,9 +64,9 @@ SEND_TASK = "send_email"
 
 
 # Statements of every send request, built once (see store.db.changed).
-_BY_KEY = select(Outbox).where(
-    Outbox.tenant_id == bindparam("tenant"), Outbox.idempotency_key == bindparam("key")
-)
+# The send a tenant's Idempotency-Key names.
+_KEYED = (Outbox.tenant_id == bindparam("tenant"), Outbox.idempotency_key == bindparam("key"))
+_BY_KEY = select(Outbox).where(*_KEYED)
 # The draft, its account, whether it has uploads to read (most have none), and the send
 # the request's Idempotency-Key already names, if any: one round trip.
 _DRAFT_AND_ACCOUNT = (
@@ -77,10 +77,7 @@ _DRAFT_AND_ACCOUNT = (
         .where(ComposeAttachment.draft_id == Draft.id)
         .exists()
         .label("has_uploads"),
-        select(Outbox.id)
-        .where(Outbox.tenant_id == bindparam("tenant"), Outbox.idempotency_key == bindparam("key"))
-        .scalar_subquery()
-        .label("keyed"),
+        select(Outbox.id).where(*_KEYED).scalar_subquery().label("keyed"),
     )
     .join(Account, Account.id == Draft.account_id)
     .where(Draft.tenant_id == bindparam("tenant"), Draft.id == bindparam("draft"))

@@ -177,13 +177,9 @@ class SyncEngine:
         remote = ServerFolder(
             ctx.only_folder, known.name, None, frozenset(), None, status=None, selectable=True
         )
-        caps = self.imap.capabilities
-        qresync = (known.uidvalidity, known.highestmodseq or 0)
-        use_qresync = "QRESYNC" in caps and bool(known.highestmodseq)
+        qresync = self._qresync(known.uidvalidity, known.highestmodseq)
         try:
-            selected = self.imap.select_folder(
-                ctx.only_folder, readonly=True, qresync=qresync if use_qresync else None
-            )
+            selected = self.imap.select_folder(ctx.only_folder, readonly=True, qresync=qresync)
         except RemotePermanentError:  # gone or renamed since
             return False
         self._note(known.name, 0, known.messages)
@@ -201,6 +197,11 @@ class SyncEngine:
             point = (known.uidvalidity, known.uidnext, known.highestmodseq)
             self._incremental(remote, folder_id, point, known.messages, selected)
         return True
+
+    def _qresync(self, uidvalidity: int, modseq: int | None) -> tuple[int, int] | None:
+        """What SELECT (QRESYNC ...) sends for a checkpoint, when the server offers it and
+        the checkpoint has a mod-sequence; else None."""
+        return (uidvalidity, modseq) if "QRESYNC" in self.imap.capabilities and modseq else None
 
     # --- per folder ---------------------------------------------------------------------
     def _sync_folder(
@@ -248,8 +249,7 @@ class SyncEngine:
         """``selected``: the folder already selected (with QRESYNC when offered)."""
         uidvalidity, uidnext, modseq = known
         assert uidvalidity is not None
-        caps = self.imap.capabilities
-        qresync = (uidvalidity, modseq) if "QRESYNC" in caps and modseq else None
+        qresync = self._qresync(uidvalidity, modseq)
         if selected is None:
             selected = self.imap.select_folder(remote.raw_name, readonly=True, qresync=qresync)
         if qresync is not None:
@@ -259,7 +259,7 @@ class SyncEngine:
             have = ingest.stored_uids(session, folder_id, uidvalidity)
         server_uids = self.imap.search_uids("ALL")
         vanished = have - set(server_uids)
-        since = modseq if "CONDSTORE" in caps and modseq else None
+        since = modseq if "CONDSTORE" in self.imap.capabilities and modseq else None
         flags = self.imap.fetch_flags("1:*", changedsince=since)
         changed = {u: (c.flags, c.modseq) for u, c in flags.items() if u in have}
         with self.ctx.db.session() as session:
