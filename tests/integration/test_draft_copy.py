@@ -24,7 +24,13 @@ from email_service.store import scope
 from email_service.store.models import Draft
 from tests.conftest import TENANT_A
 from tests.servers.wait import wait_for
-from tests.support.compose_api import add_account, running_app, send, wait_state
+from tests.support.compose_api import (
+    add_account,
+    running_app,
+    send,
+    wait_sent_copy,
+    wait_state,
+)
 from tests.support.mailgen import imap_login, quote
 from tests.support.smtp_seam import Seam, smtp_seam
 
@@ -338,7 +344,9 @@ def test_a_delayed_save_of_a_queued_or_sent_draft_reads_it_once(
     queued = api.post("/api/compose", headers=headers, json=later).get_json()
     assert send(api, headers, queued["id"])["state"] == "queued"
     sent = api.post("/api/compose", headers=headers, json=body).get_json()
-    wait_state(api, headers, send(api, headers, sent["id"])["id"], "sent")
+    outbox_id = send(api, headers, sent["id"])["id"]
+    wait_state(api, headers, outbox_id, "sent")
+    wait_sent_copy(api, headers, outbox_id)  # the send's last write: nothing runs beside
     statements: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:

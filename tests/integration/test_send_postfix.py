@@ -31,6 +31,7 @@ from tests.support.compose_api import (
     mail_stack,
     running_app,
     send,
+    wait_sent_copy,
     wait_state,
 )
 from tests.support.mailgen import imap_login, quote
@@ -63,19 +64,7 @@ def mail(api: FlaskClient, headers: dict[str, str], body: dict[str, Any]) -> dic
     queued = send(api, headers, draft.get_json()["id"])
     sent = wait_state(api, headers, queued["id"], "sent", "failed", "needs_reconciliation")
     assert sent["state"] == "sent", sent
-    return dict(
-        wait_for(
-            lambda: (
-                row
-                if (row := api.get(f"/api/outbox/{sent['id']}", headers=headers).get_json())[
-                    "sent_copy"
-                ]
-                != "pending"
-                else None
-            ),
-            "the Sent copy",
-        )
-    )
+    return dict(wait_sent_copy(api, headers, sent["id"]))
 
 
 def outbox_changes(runtime: Runtime, outbox_id: str) -> list[tuple[str, str | None]]:

@@ -90,6 +90,17 @@ def wait_state(api: FlaskClient, headers: dict[str, str], outbox_id: str, *state
     return wait_for(current, f"outbox {outbox_id} to reach {states}")
 
 
+def wait_sent_copy(api: FlaskClient, headers: dict[str, str], outbox_id: str) -> Any:
+    """The outbox row once its Sent copy is settled (no longer ``pending``): a send's last
+    write, after the 250 is written."""
+
+    def current() -> Any:
+        row = api.get(f"/api/outbox/{outbox_id}", headers=headers).get_json()
+        return row if row["sent_copy"] != "pending" else None
+
+    return wait_for(current, f"outbox {outbox_id}'s Sent copy")
+
+
 @contextmanager
 def mail_stack(
     settings: Settings, postfix: Any, dovecot: Any, as_tenant: Any
