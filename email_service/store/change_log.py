@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Engine, delete, event, func, insert, select, text, update
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.sql.elements import TextClause
 
 from email_service.store.models import Change, ChangeHorizon, utcnow
 
@@ -124,6 +124,9 @@ def _write_pending(session: Session) -> None:
         if session.in_nested_transaction() or getattr(driver, "autocommit", True):
             _locked_insert(connection, rows, keys[0])  # a savepoint's: no COMMIT to join
         else:  # sent with the COMMIT, by ``_insert_and_commit``
+            earlier = connection.info.pop(_AT_COMMIT, None)
+            if earlier is not None:  # a session inside a longer transaction committed twice
+                _locked_insert(connection, earlier[0], earlier[1])
             connection.info[_AT_COMMIT] = (rows, keys[0])
         return
     for key in keys:
@@ -151,7 +154,10 @@ _ARRAYS = ("tenant_id", "account_id", "type", "entity_id", "op", "detail")
 
 
 def _locked_insert(
-    connection: Connection, rows: list[dict[str, object]], key: int, statement: Any = _LOCKED_INSERT
+    connection: Connection,
+    rows: list[dict[str, object]],
+    key: int,
+    statement: TextClause = _LOCKED_INSERT,
 ) -> None:
     """Insert one tenant's rows, under its lock (``key``), in one statement."""
     arrays: dict[str, object] = {name: [row[name] for row in rows] for name in _ARRAYS}
@@ -169,15 +175,16 @@ def _insert_and_commit(connection: Connection) -> None:
     takes several statements; the values bound by psycopg on this side), right before the
     driver's commit, which then has nothing left to do. Listed first, so that every other
     listener of the commit sees the INSERT as part of the transaction."""
-    pending = connection.info.pop(_AT_COMMIT, None)
+    pending: tuple[list[dict[str, object]], int] | None = connection.info.pop(_AT_COMMIT, None)
     if pending is None:
         return
+    rows, key = pending
     driver = connection.connection.dbapi_connection
     assert driver is not None
     cursors = driver.cursor_factory
     driver.cursor_factory = psycopg.ClientCursor
     try:
-        _locked_insert(connection, *pending, statement=_LOCKED_INSERT_AND_COMMIT)
+        _locked_insert(connection, rows, key, _LOCKED_INSERT_AND_COMMIT)
     finally:
         driver.cursor_factory = cursors
 
