@@ -7,8 +7,11 @@ per-tenant advisory lock held until it commits: a tenant's rows therefore become
 in ``seq`` order, and a reader that has seen ``seq`` N of a tenant will never later find a
 row of that tenant below N. (SQLite has one writer at a time, so it needs no lock.) Taking
 the lock at commit, after every other write of the transaction, keeps it short and keeps
-it from waiting on row locks while held. The INSERT takes the lock itself (one round
-trip, see ``_LOCKED_INSERT``) before any of its rows is numbered.
+it from waiting on row locks while held. The INSERT takes the lock itself (see
+``_LOCKED_INSERT``) before any of its rows is numbered, and it reaches the server in one
+message with the COMMIT: the lock is held for the server's INSERT and COMMIT only, never
+across a round trip to a client process that may wait for a CPU or its GIL meanwhile
+(which would make every other transaction of the tenant wait behind it).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import delete, event, func, insert, select, text, update
+import psycopg
+from sqlalchemy import Connection, Engine, delete, event, func, insert, select, text, update
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.sql.elements import TextClause
 
 from email_service.store.models import Change, ChangeHorizon, utcnow
 
@@ -113,8 +118,16 @@ def _write_pending(session: Session) -> None:
         session.execute(insert(Change).execution_options(render_nulls=True), rows)
         return
     keys = sorted({_tenant_lock_key(str(row["tenant_id"])) for row in pending})
-    if len(keys) == 1:  # one tenant (every scoped transaction): one round trip
-        _locked_insert(session, rows, keys[0])
+    if len(keys) == 1:  # one tenant (every scoped transaction): one statement
+        connection = session.connection()
+        driver = connection.connection.dbapi_connection
+        if session.in_nested_transaction() or getattr(driver, "autocommit", True):
+            _locked_insert(connection, rows, keys[0])  # a savepoint's: no COMMIT to join
+        else:  # sent with the COMMIT, by ``_insert_and_commit``
+            earlier = connection.info.pop(_AT_COMMIT, None)
+            if earlier is not None:  # a session inside a longer transaction committed twice
+                _locked_insert(connection, earlier[0], earlier[1])
+            connection.info[_AT_COMMIT] = (rows, keys[0])
         return
     for key in keys:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
@@ -134,13 +147,52 @@ _LOCKED_INSERT = text(
     " CAST(:detail AS varchar[])) AS pending(tenant_id, account_id, type, entity_id, op, detail)"
     " WHERE (SELECT pg_advisory_xact_lock(:k)) IS NOT NULL"
 )
+
+
+_LOCKED_INSERT_AND_COMMIT = text(f"{_LOCKED_INSERT.text}; COMMIT")
 _ARRAYS = ("tenant_id", "account_id", "type", "entity_id", "op", "detail")
 
 
-def _locked_insert(session: Session, rows: list[dict[str, object]], key: int) -> None:
-    """Insert one tenant's rows, under its lock (``key``), in one round trip."""
+def _locked_insert(
+    connection: Connection,
+    rows: list[dict[str, object]],
+    key: int,
+    statement: TextClause = _LOCKED_INSERT,
+) -> None:
+    """Insert one tenant's rows, under its lock (``key``), in one statement."""
     arrays: dict[str, object] = {name: [row[name] for row in rows] for name in _ARRAYS}
-    session.execute(_LOCKED_INSERT, {**arrays, "now": rows[0]["created_at"], "k": key})
+    connection.execute(statement, {**arrays, "now": rows[0]["created_at"], "k": key})
+
+
+# A transaction's rows to insert with its COMMIT, kept on its connection from the
+# session's ``before_commit`` to the connection's ``commit``.
+_AT_COMMIT = "email_service.changes_at_commit"
+
+
+@event.listens_for(Engine, "commit", insert=True)
+def _insert_and_commit(connection: Connection) -> None:
+    """The locked INSERT and the COMMIT as one message (the simple query protocol, which
+    takes several statements; the values bound by psycopg on this side), right before the
+    driver's commit, which then has nothing left to do. Listed first, so that every other
+    listener of the commit sees the INSERT as part of the transaction."""
+    pending: tuple[list[dict[str, object]], int] | None = connection.info.pop(_AT_COMMIT, None)
+    if pending is None:
+        return
+    rows, key = pending
+    driver = connection.connection.dbapi_connection
+    assert driver is not None
+    cursors = driver.cursor_factory
+    driver.cursor_factory = psycopg.ClientCursor
+    try:
+        _locked_insert(connection, rows, key, _LOCKED_INSERT_AND_COMMIT)
+    finally:
+        driver.cursor_factory = cursors
+
+
+@event.listens_for(Engine, "begin")
+@event.listens_for(Engine, "rollback")
+def _forget_at_commit(connection: Connection) -> None:
+    connection.info.pop(_AT_COMMIT, None)
 
 
 @event.listens_for(Session, "after_soft_rollback")

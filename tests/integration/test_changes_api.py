@@ -8,7 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import event, text, update
+from sqlalchemy.exc import DataError
 
 from email_service.services.events import feed
 from email_service.store import change_log, scope
@@ -136,7 +137,8 @@ def test_a_tenants_changes_are_numbered_only_once_its_lock_is_held(runtime: Any)
 
     with runtime.db.engine.connect() as holder:
         sequence = holder.scalar(text("SELECT pg_get_serial_sequence('change_log', 'seq')"))
-        last = text(f"SELECT last_value FROM {sequence}")
+        # the last number handed out (0 before the first: last_value is 1 until then)
+        last = text(f"SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {sequence}")
         before = holder.scalar(last)
         holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
         holder.commit()
@@ -152,3 +154,50 @@ def test_a_tenants_changes_are_numbered_only_once_its_lock_is_held(runtime: Any)
     with scope.tenant_scope(TENANT_A), runtime.db.reading() as session:
         rows = [r for r in change_log.read(session, TENANT_A, 0, 100) if r.entity_id == str(entity)]
     assert len(rows) == 1 and rows[0].seq > before
+
+
+def test_a_tenants_lock_is_free_again_when_its_insert_returns(runtime: Any) -> None:
+    """The INSERT that takes the tenant's lock reaches the server with the COMMIT: by the
+    time it answers, the lock is released (it is never held while this process runs)."""
+    if runtime.db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: there is no lock to hold")
+    key = change_log._tenant_lock_key(TENANT_A)
+    free: list[bool] = []
+
+    def answered(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO change_log"):
+            with runtime.db.engine.connect() as other:
+                free.append(other.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}))
+                other.rollback()
+
+    event.listen(runtime.db.engine, "after_cursor_execute", answered)
+    try:
+        with scope.tenant_scope(TENANT_A), runtime.db.session() as session:
+            change_log.record(session, TENANT_A, None, ChangeType.DRAFT, uuid.uuid4(), Op.CREATED)
+    finally:
+        event.remove(runtime.db.engine, "after_cursor_execute", answered)
+    assert free == [True]
+
+
+def test_a_change_that_cannot_be_written_rolls_its_transaction_back(runtime: Any) -> None:
+    """An INSERT failing at commit (sent with the COMMIT) raises as SQLAlchemy's error, commits
+    none of the transaction's changes, and leaves the pooled connection usable."""
+    if runtime.db.dialect != "postgresql":
+        pytest.skip("SQLite: the INSERT runs on its own, before the commit")
+    entity = uuid.uuid4()
+
+    def commit(op: Op, account_id: Any = None) -> None:
+        with scope.tenant_scope(TENANT_A), runtime.db.session() as session:
+            change_log.record(session, TENANT_A, None, ChangeType.DRAFT, entity, op)
+            if account_id is not None:
+                change_log.record(session, TENANT_A, account_id, ChangeType.DRAFT, entity, op)
+
+    commit(Op.CREATED)
+    with pytest.raises(DataError):  # not a uuid: the array cast fails on the server
+        commit(Op.UPDATED, account_id="not-a-uuid")
+    commit(Op.DESTROYED)
+    with scope.tenant_scope(TENANT_A), runtime.db.reading() as session:
+        ops = [
+            r.op for r in change_log.read(session, TENANT_A, 0, 100) if r.entity_id == str(entity)
+        ]
+    assert ops == ["created", "destroyed"]
