@@ -15,12 +15,14 @@ from __future__ import annotations
 import threading
 from collections import namedtuple
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, Select
+from sqlalchemy import Dialect, Engine, Select
 
 from email_service.store import rls, scope
+from email_service.store.models import UTCDateTime
 
 Processor = Callable[[Any], Any]
 
@@ -41,9 +43,9 @@ class Prepared:
         columns = list(statement.selected_columns)
         self.results: list[tuple[int, Processor]] = []
         for index, column in enumerate(columns):
-            processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
-            if processor is not None:
-                self.results.append((index, processor))
+            read = _result_processor(column.type, dialect)
+            if read is not None:
+                self.results.append((index, read))
         self.row: Any = namedtuple("Row", [c.key for c in columns], rename=True)  # type: ignore[misc]
 
     def parameters(self, given: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +66,21 @@ class Prepared:
                 items[index] = processor(items[index])
             out.append(self.row._make(items))
         return out
+
+
+def _result_processor(type_: Any, dialect: Dialect) -> Processor | None:
+    """The column type's result processing; UTCDateTime's without SQLAlchemy's wrapper."""
+    if isinstance(type_, UTCDateTime):
+        return _utc
+    processor: Processor | None = type_.dialect_impl(dialect).result_processor(dialect, None)
+    return processor
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """What UTCDateTime reads back (aware UTC), one call per value."""
+    if value is None or value.tzinfo is UTC:
+        return value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Result(list[Any]):
