@@ -26,8 +26,9 @@ Targets, each under ``wrk -t2 -c16 --latency`` for ``--seconds`` after a warm-up
 Prints requests/s, p99 latency and the ratios ours / floor (the target is >= 0.8x) and
 floor / hello-world, with the load average at the start and end of the measured runs.
 Beside them, the CPU time the target's own processes (its Gunicorn master and workers,
-from /proc) spent per request during its run, and ours / floor of that: on a machine
-shared with other work, requests/s move with the load, the CPU a request costs much less.
+from /proc, workers replaced during the run included) spent per request during its run,
+and floor / ours of that: on a machine shared with other work, requests/s move with the
+load, the CPU a request costs much less.
 (PostgreSQL's and Redis' share is not in it: the floor and ours run the same SELECT.)
 """
 
@@ -122,14 +123,17 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(leader: int) -> float:
-    """User + system CPU of the live processes of ``leader``'s process group, from /proc."""
+    """User + system CPU of ``leader``'s process group, from /proc: its live processes'
+    own, and that of the children they reaped (a Gunicorn worker that reached
+    ``max_requests`` and was replaced during a run still counts, in its master's)."""
     total = 0
     for pid in group_pids(leader):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        # utime, stime, cutime, cstime: fields 14 to 17 of proc(5), counted after "comm".
+        total += sum(int(value) for value in fields[11:15])
     return total / CLOCK_TICKS
 
 
