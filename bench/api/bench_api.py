@@ -25,6 +25,11 @@ Targets, each under ``wrk -t2 -c16 --latency`` for ``--seconds`` after a warm-up
 
 Prints requests/s, p99 latency and the ratios ours / floor (the target is >= 0.8x) and
 floor / hello-world, with the load average at the start and end of the measured runs.
+Beside them, the CPU time the target's own processes (its Gunicorn master and workers,
+from /proc, workers replaced during the run included) spent per request during its run,
+and floor / ours of that: on a machine shared with other work, requests/s move with the
+load, the CPU a request costs much less.
+(PostgreSQL's and Redis' share is not in it: the floor and ours run the same SELECT.)
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from tests.hardening.loadgen import Run, gunicorn_app, wrk  # noqa: E402
 from tests.hardening.stack import JWT_AUDIENCE, JWT_ISSUER, Service, token  # noqa: E402
 from tests.servers.dovecot import DovecotServer  # noqa: E402
 from tests.servers.postgres import pg_database  # noqa: E402
+from tests.servers.process import group_pids  # noqa: E402
 from tests.servers.redis import RedisServer  # noqa: E402
 from tests.servers.service import cli, running  # noqa: E402
 from tests.support.mailgen import imap_login, make_message  # noqa: E402
@@ -113,35 +119,71 @@ def fill(svc: Service, dovecot: DovecotServer, user: Any, accounts: int) -> str:
     return str(inbox["id"])
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(leader: int) -> float:
+    """User + system CPU of ``leader``'s process group, from /proc: its live processes'
+    own, and that of the children they reaped (a Gunicorn worker that reached
+    ``max_requests`` and was replaced during a run still counts, in its master's)."""
+    total = 0
+    for pid in group_pids(leader):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # utime, stime, cutime, cstime: fields 14 to 17 of proc(5), counted after "comm".
+        total += sum(int(value) for value in fields[11:15])
+    return total / CLOCK_TICKS
+
+
 def measure(
-    targets: dict[str, tuple[str, dict[str, str]]], seconds: int, warmup: int, wrk_args: list[str]
-) -> dict[str, Run]:
-    """Warm every target, then run each for ``seconds``; any error fails the run."""
-    for url, headers in targets.values():
+    targets: dict[str, tuple[str, dict[str, str], int]],
+    seconds: int,
+    warmup: int,
+    wrk_args: list[str],
+) -> tuple[dict[str, Run], dict[str, float]]:
+    """Warm every target, then run each for ``seconds``; any error fails the run. The
+    runs, and each target's server CPU milliseconds per request."""
+    for url, headers, _ in targets.values():
         wrk(url, warmup, headers, wrk_args)
-    runs = {}
-    for name, (url, headers) in targets.items():
+    runs, cpu = {}, {}
+    for name, (url, headers, leader) in targets.items():
+        before = cpu_seconds(leader)
         runs[name] = run = wrk(url, seconds, headers, wrk_args)
-        print(f"  {name:<28} {run.rps:8.0f} req/s  p99 {run.p99_ms:6.1f} ms  ({run.requests})")
+        cpu[name] = (cpu_seconds(leader) - before) * 1000 / max(run.requests, 1)
+        print(
+            f"  {name:<28} {run.rps:8.0f} req/s  p99 {run.p99_ms:6.1f} ms  ({run.requests})"
+            f"  {cpu[name]:.2f} ms CPU/request"
+        )
         if run.errors:
             raise SystemExit(f"{name}: {run.errors} errors (non-2xx or socket) in {run.requests}")
-    return runs
+    return runs, cpu
 
 
-def report(runs: dict[str, Run], wrk_args: list[str], seconds: int, loads: list[str]) -> None:
-    """The table of the run: req/s, p99, ratios to the floor and to the hello-world."""
+def report(
+    runs: dict[str, Run], cpu: dict[str, float], wrk_args: list[str], seconds: int, loads: list[str]
+) -> None:
+    """The table of the run: req/s, p99, ratios to the floor and to the hello-world, and
+    the server CPU per request with floor / ours of it (higher is better, as for req/s)."""
     hello = runs["hello-world"].rps
     print(f"\nwrk {' '.join(wrk_args)} -d{seconds}s, {os.cpu_count()} cores, loopback")
-    print("| target | req/s | p99 ms | / hello-world | ours / floor |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| target | req/s | p99 ms | / hello-world | ours / floor | CPU ms/req | floor / ours CPU |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, run in runs.items():
         endpoint = name.split(" ", 1)[-1]
         floor = runs.get(f"floor {endpoint}")
-        ratio = ""
+        ratio = by_cpu = ""
         if name.startswith("ours") and floor is not None:
             value = run.rps / floor.rps
             ratio = f"{value:.2f}x ({'meets' if value >= TARGET else 'below'} {TARGET}x)"
-        row = f"| {name} | {run.rps:.0f} | {run.p99_ms:.1f} | {run.rps / hello:.2f}x | {ratio} |"
+            by_cpu = f"{cpu[f'floor {endpoint}'] / cpu[name]:.2f}x"
+        row = (
+            f"| {name} | {run.rps:.0f} | {run.p99_ms:.1f} | {run.rps / hello:.2f}x | {ratio} "
+            f"| {cpu[name]:.2f} | {by_cpu} |"
+        )
         print(row)
     for load in loads:
         print(f"load: {load}")
@@ -209,28 +251,41 @@ def bench(
         "FLOOR_JWT_AUDIENCE": JWT_AUDIENCE,
         "FLOOR_JWT_ISSUER": JWT_ISSUER,
     }
+    pids: list[int] = []
+    assert svc.api is not None
     with (
-        gunicorn_app(root, "tests.hardening.hello_app:app", "/", {}) as hello,
-        gunicorn_app(root, "tests.hardening.floor_app:app", accounts, auth, **floor_env) as floor,
+        gunicorn_app(root, "tests.hardening.hello_app:app", "/", {}, pids) as hello,
+        gunicorn_app(
+            root, "tests.hardening.floor_app:app", accounts, auth, pids, **floor_env
+        ) as floor,
         contextlib.ExitStack() as stack,
     ):
         floor_base = floor.split("/api/", 1)[0]
+        ours = svc.api.pid
         targets = {
-            "hello-world": (hello, {}),
-            "floor GET /api/accounts": (floor_base + accounts, auth),
-            "ours GET /api/accounts": (svc.base + accounts, auth),
-            "floor GET /api/messages": (floor_base + messages, auth),
-            "ours GET /api/messages": (svc.base + messages, auth),
+            "hello-world": (hello, {}, pids[0]),
+            "floor GET /api/accounts": (floor_base + accounts, auth, pids[1]),
+            "ours GET /api/accounts": (svc.base + accounts, auth, ours),
+            "floor GET /api/messages": (floor_base + messages, auth, pids[1]),
+            "ours GET /api/messages": (svc.base + messages, auth, ours),
         }
         if args.limits:
             limited = stack.enter_context(running({**svc.env, **HIGH_LIMITS}, root / "limited.out"))
-            targets["ours+limits GET /api/accounts"] = (limited.base + accounts, auth)
-            targets["ours+limits GET /api/messages"] = (limited.base + messages, auth)
+            targets["ours+limits GET /api/accounts"] = (
+                limited.base + accounts,
+                auth,
+                limited.proc.pid,
+            )
+            targets["ours+limits GET /api/messages"] = (
+                limited.base + messages,
+                auth,
+                limited.proc.pid,
+            )
         loads = [uptime()]
         print(f"measuring ({loads[0]})")
-        runs = measure(targets, args.seconds, args.warmup, wrk_args)
+        runs, cpu = measure(targets, args.seconds, args.warmup, wrk_args)
         loads.append(uptime())
-    report(runs, wrk_args, args.seconds, loads)
+    report(runs, cpu, wrk_args, args.seconds, loads)
 
 
 if __name__ == "__main__":

@@ -41,13 +41,32 @@ DATA_LOGGERS = {"sqlalchemy.engine": logging.WARNING, "sqlalchemy.pool": logging
 TENANT_ENVIRON = "email_service.tenant_id"
 
 
+# Any text SECRET_TEXT or SQL_PARAMETERS could change contains one of these: a value
+# without them (most are: a path, an id, a host) is kept without running both rewrites.
+_MAYBE_SECRET = re.compile(r"(?i:bearer)|eyJ|gAAAAA|^\[parameters: ", re.MULTILINE)
+# Whether a key names a secret, per key (the few keys of a service's lines, remembered).
+_SECRET_KEY: dict[str, bool] = {}
+_SECRET_KEYS_REMEMBERED = 1024
+
+
+def _secret_key(key: str) -> bool:
+    found = _SECRET_KEY.get(key)
+    if found is None:
+        found = SECRET_KEYS.search(key) is not None
+        if len(_SECRET_KEY) < _SECRET_KEYS_REMEMBERED:
+            _SECRET_KEY[key] = found
+    return found
+
+
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
-        if SECRET_KEYS.search(key):
+        if _secret_key(key):
             event[key] = REDACTED
-        elif isinstance(event[key], str):
-            text = SECRET_TEXT.sub(REDACTED, event[key])
-            event[key] = SQL_PARAMETERS.sub(f"[parameters: {REDACTED}]", text)
+        else:
+            value = event[key]
+            if isinstance(value, str) and _MAYBE_SECRET.search(value) is not None:
+                text = SECRET_TEXT.sub(REDACTED, value)
+                event[key] = SQL_PARAMETERS.sub(f"[parameters: {REDACTED}]", text)
     return event
 
 

@@ -10,6 +10,7 @@ caller passes to :func:`render`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -123,6 +124,11 @@ _POOL_IN_USE = POOL.labels("in_use")
 _POOL_IDLE = POOL.labels("idle")
 
 
+# The pool gauges' values as this process last wrote them.
+_POOL_LAST: dict[str, int] = {}
+_POOL_LOCK = threading.Lock()
+
+
 def observe_request(route: str | None, method: str, status: int, seconds: float) -> None:
     """Record one HTTP request under its route template (never the raw path)."""
     key = (route or UNMATCHED_ROUTE, method if method in METHODS else "OTHER", status)
@@ -136,9 +142,14 @@ def observe_request(route: str | None, method: str, status: int, seconds: float)
 
 
 def set_pool(in_use: int, idle: int) -> None:
-    """This process's database pool: connections checked out and idle."""
-    _POOL_IN_USE.set(in_use)
-    _POOL_IDLE.set(idle)
+    """This process's database pool: connections checked out and idle (each gauge written
+    when its value changed: a write in multiprocess mode is a locked mmap update)."""
+    if _POOL_LAST.get("in_use") == in_use and _POOL_LAST.get("idle") == idle:
+        return
+    with _POOL_LOCK:  # the last value written is the one remembered
+        _POOL_IN_USE.set(in_use)
+        _POOL_IDLE.set(idle)
+        _POOL_LAST.update(in_use=in_use, idle=idle)
 
 
 def count_cache_hit(n: int = 1) -> None:

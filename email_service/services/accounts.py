@@ -28,6 +28,7 @@ from email_service.services.oauth.tokens import TokenSet
 from email_service.services.paging import Page, decode_cursor, encode_cursor
 from email_service.store.change_log import ChangeType, Op, record
 from email_service.store.models import Account, utcnow
+from email_service.store.reader import Reader
 from email_service.store.states import AccountStatus, AuthKind
 from email_service.store.tenancy import not_found, tenant_row
 
@@ -181,7 +182,10 @@ def get_account(session: Session, tenant_id: str, account_id: uuid.UUID) -> Acco
 
 
 def list_accounts(
-    session: Session | Connection, tenant_id: str, limit: int, cursor: str | None = None
+    session: Session | Connection | Reader,
+    tenant_id: str,
+    limit: int,
+    cursor: str | None = None,
 ) -> Page[AccountRecord]:
     """This tenant's accounts, oldest first, in keyset pages."""
     params: dict[str, object] = {"tenant_id": tenant_id, "limit": limit + 1}

@@ -21,6 +21,7 @@ from email_service.mail.mime.parse import AttachmentInfo, extract_part, safe_fil
 from email_service.services.paging import Page, decode_cursor, encode_cursor, older_than
 from email_service.store.blobs import BlobStore
 from email_service.store.models import Account, Attachment, Folder, Message, UTCDateTime
+from email_service.store.reader import Reader
 from email_service.store.tenancy import check_tenant_row, tenant_row
 
 # How a LIST answer says a folder is subscribed (RFC 5258 §3.4), kept among its attributes.
@@ -192,7 +193,7 @@ def _page_statement(shape: tuple[object, ...]) -> Select[Any]:
 
 
 def list_messages(
-    session: Session | Connection,
+    session: Session | Connection | Reader,
     tenant_id: str,
     flt: MessageFilter,
     limit: int,

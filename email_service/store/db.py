@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from email_service.files import FILE_MODE, private_dir
 from email_service.store import rls, scope
+from email_service.store.reader import Reader
 
 # SQLite waits this long (ms) for a writer lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -125,6 +126,7 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.reads = sessionmaker(self._autocommit_engine, expire_on_commit=False)
+        self.reader = Reader(self.engine) if self.engine.dialect.name == "postgresql" else None
 
     @property
     def dialect(self) -> str:
@@ -169,10 +171,14 @@ class Database:
             yield session
 
     @contextmanager
-    def rows(self) -> Iterator[Connection]:
-        """:meth:`reading` without the ORM: a Core connection in autocommit, for reads that
-        select columns, not objects (the list routes). The transaction still starts as the
-        caller's scope (row-level security), by the same ``begin`` event as a session's."""
+    def rows(self) -> Iterator[Connection | Reader]:
+        """:meth:`reading` without the ORM, for SELECTs of columns built once (the list
+        routes): on PostgreSQL a :class:`Reader` (prepared statements on the pooled psycopg
+        connection, store/reader.py), elsewhere a Core connection in autocommit. Either
+        runs as the caller's scope (row-level security)."""
+        if self.reader is not None:
+            yield self.reader
+            return
         with self._autocommit_engine.connect() as conn:
             yield conn
 

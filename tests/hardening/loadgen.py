@@ -90,9 +90,15 @@ def wrk(url: str, seconds: int, headers: dict[str, str], options: list[str] = WR
 
 @contextlib.contextmanager
 def gunicorn_app(
-    workdir: Path, app: str, path: str, headers: dict[str, str], **env: str
+    workdir: Path,
+    app: str,
+    path: str,
+    headers: dict[str, str],
+    pids: list[int] | None = None,
+    **env: str,
 ) -> Iterator[str]:
-    """``app`` under Gunicorn with the service's settings; the URL of ``path``."""
+    """``app`` under Gunicorn with the service's settings; the URL of ``path``. Its
+    process (the leader of its process group) is appended to ``pids`` when given."""
     name = app.rsplit(".", 1)[-1].split(":", maxsplit=1)[0]
     port = free_port()
     config = workdir / f"{name}.conf.py"
@@ -106,6 +112,8 @@ def gunicorn_app(
         env={**os.environ, "PYTHONPATH": str(REPO), **env},
     )
     url = f"http://127.0.0.1:{port}{path}"
+    if pids is not None:
+        pids.append(proc.pid)
     try:
         import requests
 

@@ -127,9 +127,9 @@ def test_a_query_that_lost_its_tenant_filter_still_sees_one_tenant(
     listing = account_service.list_accounts
 
     def list_and_ask_who(session: Any, *args: Any) -> Any:
-        if backend == "postgres":
-            ask = "SELECT current_user, current_setting('app.tenant_id')"
-            seen.append(tuple(session.execute(text(ask)).one()))
+        if backend == "postgres":  # on the list's own reader (store/reader.py)
+            ask = select(func.current_user(), func.current_setting("app.tenant_id"))
+            seen.append(tuple(session.execute(ask).one()))
         return listing(session, *args)
 
     monkeypatch.setattr(account_service, "list_accounts", list_and_ask_who)

@@ -145,6 +145,37 @@ def test_sql_parameters_in_error_text_are_masked() -> None:
     assert "[SQL: INSERT INTO email_message" in line["message"]
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "GET /api/accounts",
+        "bearer x",
+        "BeArEr\tx",
+        f"/api/{TOKEN}",
+        f"x{FERNET}y",
+        "gAAAAA" + "a" * 39,
+        "[parameters: {'a': 1}]",
+        "error\n[parameters: {'a': 'b'}]\nmore",
+        "not at the start [parameters: {'a': 1}]",
+        "eyJ but no token",
+    ],
+)
+def test_the_quick_check_skips_only_values_the_rewrites_keep(value: str) -> None:
+    """A string the pre-check lets through unchanged is one both rewrites leave as it is."""
+    full = logging_module.SQL_PARAMETERS.sub(
+        "[parameters: [redacted]]", logging_module.SECRET_TEXT.sub("[redacted]", value)
+    )
+    assert logging_module._redact(None, "", {"field": value})["field"] == full
+    if full != value:
+        assert logging_module._MAYBE_SECRET.search(value) is not None
+
+
+def test_secret_keys_are_told_by_name_every_time() -> None:
+    for _ in range(2):  # the second time from the remembered answers
+        event = logging_module._redact(None, "", {"api_key": "k", "Token": "t", "path": "/p"})
+        assert event == {"api_key": "[redacted]", "Token": "[redacted]", "path": "/p"}
+
+
 def test_debug_level_keeps_sqlalchemy_parameters_out(tmp_path: Path) -> None:
     configure_logging("DEBUG", None)
     try:

@@ -221,3 +221,18 @@ def test_dead_processes_are_archived_and_totals_stay(
     text = metrics.render()[0].decode()
     assert value(text, "requests_total", route="/api/accounts") == 41
     assert len(metrics_files.sample_files(directory)) == 2
+
+
+def test_pool_gauges_show_the_last_counts_written_once_each() -> None:
+    writes: list[float] = []
+    metrics._POOL_LAST.clear()  # as in a new process
+    gauge = metrics._POOL_IN_USE
+    real = gauge.set
+    gauge.set = lambda v: writes.append(v) or real(v)  # type: ignore[method-assign]
+    try:
+        for counts in [(1, 4), (1, 4), (2, 3), (2, 3), (1, 4)]:
+            metrics.set_pool(*counts)
+            assert (metrics._POOL_IN_USE._value.get(), metrics._POOL_IDLE._value.get()) == counts
+    finally:
+        del gauge.set
+    assert writes == [1, 2, 1]

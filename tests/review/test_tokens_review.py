@@ -1,7 +1,8 @@
 """Findings 6 and 7: tenant ids are matched whole (no trailing newline); token lifetimes are
 capped by JWT_MAX_TTL_SECONDS with numeric exp/iat/nbf, every token carries a jti, and a
-jti revoked with ``email-service token --revoke`` is refused at once (the database in the
-embedded default, Redis when REDIS_URL is set)."""
+jti revoked with ``email-service token --revoke`` is refused at once in the embedded default
+(the database) and within ``revocation.RECHECK_S`` with Redis (REDIS_URL set), where each
+process reuses Redis' "not revoked" that long."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,10 @@ import redis
 from email_service.app import create_app
 from email_service.errors import AuthError, ValidationError
 from email_service.security import tokens
+from email_service.services import revocation
 from email_service.store import migrate
 from tests.conftest import JWT_SECRET, REDIS_URL, TENANT_A, TENANT_B
+from tests.servers.ports import free_port
 from tests.servers.require import server_missing
 
 SECRET = "s" * 48
@@ -119,7 +123,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _revocation_case(settings: Any, env: dict[str, str]) -> None:
+def _revocation_case(settings: Any, env: dict[str, str], bound: float = 0.0) -> None:
     app = create_app(settings, configure_logs=False)
     migrate.upgrade(app.extensions["email_service"].db.engine)
     client = app.test_client()
@@ -137,6 +141,7 @@ def _revocation_case(settings: Any, env: dict[str, str]) -> None:
     revoked = _cli(env, "token", "--revoke", jti)
     assert revoked.returncode == 0, revoked.stderr
     assert jti in revoked.stdout
+    time.sleep(bound)  # the longest a process may reuse an answer from before the revocation
     answer = client.get(
         "/api/accounts", headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": TENANT_A}
     )
@@ -163,7 +168,83 @@ def test_revoked_jti_is_refused_with_redis(tmp_path: Path, sqlite_settings: Any)
         server_missing(f"Redis not reachable at {REVIEW_REDIS}: {exc}")
     settings = sqlite_settings(redis_url=REVIEW_REDIS)
     env = _env(tmp_path, REDIS_URL=REVIEW_REDIS)
-    _revocation_case(settings, env)
+    _revocation_case(settings, env, bound=revocation.RECHECK_S)
     keys = redis.Redis.from_url(REVIEW_REDIS).keys("email-service:revoked:*")
     assert keys  # kept in Redis, with an expiry
     assert all(redis.Redis.from_url(REVIEW_REDIS).ttl(k) > 0 for k in keys)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _review_redis() -> redis.Redis:
+    client = redis.Redis.from_url(REVIEW_REDIS, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        server_missing(f"Redis not reachable at {REVIEW_REDIS}: {exc}")
+    return client
+
+
+@pytest.mark.redis
+def test_a_revocation_reaches_every_process_within_the_recheck_interval() -> None:
+    client = _review_redis()
+    clock = _Clock()
+    keep = timedelta(seconds=60)
+    api = revocation.RedisDenylist(REVIEW_REDIS, keep, clock=clock)  # a serving process
+    cli = revocation.RedisDenylist(REVIEW_REDIS, keep)  # `token --revoke`, elsewhere
+    jti, other = uuid.uuid4().hex, uuid.uuid4().hex
+    assert not api.is_revoked(jti) and not api.is_revoked(other)
+    cli.revoke(jti)
+    clock.now += revocation.RECHECK_S / 2
+    assert not api.is_revoked(jti)  # the answer from before the revocation, still fresh
+    clock.now += revocation.RECHECK_S / 2
+    assert api.is_revoked(jti)  # RECHECK_S after the last look: Redis is asked again
+    assert not api.is_revoked(other)
+    client.delete(revocation.KEY_PREFIX + jti)
+    clock.now += 10 * revocation.RECHECK_S
+    assert api.is_revoked(jti)  # a revoked jti stays refused in the process that saw it
+    mine = uuid.uuid4().hex
+    assert not api.is_revoked(mine)
+    api.revoke(mine)
+    assert api.is_revoked(mine)  # the revoking process refuses it at once
+
+
+@pytest.mark.redis
+def test_each_process_asks_redis_once_per_interval_per_jti() -> None:
+    _review_redis()
+    clock = _Clock()
+    api = revocation.RedisDenylist(REVIEW_REDIS, timedelta(seconds=60), clock=clock)
+    asked: list[tuple[Any, ...]] = []
+    exists = api.client.exists
+    api.client.exists = lambda *keys: asked.append(keys) or exists(*keys)  # type: ignore[method-assign]
+    jti = uuid.uuid4().hex
+    for _ in range(50):
+        assert not api.is_revoked(jti)
+    clock.now += revocation.RECHECK_S
+    assert not api.is_revoked(jti)
+    assert asked == [(revocation.KEY_PREFIX + jti,)] * 2
+
+
+def test_redis_down_fails_open_and_remembers_nothing() -> None:
+    port = free_port()  # nothing listens there
+    clock = _Clock()
+    api = revocation.RedisDenylist(f"redis://127.0.0.1:{port}/0", timedelta(seconds=60), clock)
+    jti = uuid.uuid4().hex
+    assert not api.is_revoked(jti)  # fail open, as before (logged)
+    assert jti not in api.answers.passed  # so the next request asks again
+    assert api.answers.refused == {}
+
+
+def test_remembered_answers_are_bounded() -> None:
+    answers = revocation._Answers(3)
+    for n in range(5):
+        answers.remember(f"p{n}", False, float(n))
+        answers.remember(f"r{n}", True, float(n))
+    assert list(answers.passed) == ["p2", "p3", "p4"]
+    assert list(answers.refused) == ["r2", "r3", "r4"]
