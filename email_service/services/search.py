@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
 from email_service.mail.query import parse
+from email_service.store.db import Database
 from email_service.store.search.backend import Order, SearchPage, search_messages
+from email_service.store.search.pairs import pair_pending
+
+# Seconds one tick of the pairing job may run before it leaves the rest to the next tick,
+# so that a worker it shares with syncs is never held for long.
+PAIR_TICK_BUDGET_S = 20.0
 
 
 def search(
@@ -38,3 +45,18 @@ def search(
         order=order,
         timeout=timeout,
     )
+
+
+def pair_stored_messages(db: Database, budget_s: float = PAIR_TICK_BUDGET_S) -> int:
+    """Write the phrase pairs of messages stored since the last run (every tenant's), in
+    batches, for about ``budget_s`` seconds; returns how many messages were paired."""
+    if db.dialect != "postgresql":
+        return 0  # FTS5 keeps positions in its index
+    done, until = 0, time.monotonic() + budget_s
+    while time.monotonic() < until:
+        with db.operator_session("search: pair the words of stored messages") as session:
+            paired = pair_pending(session)
+        if not paired:
+            break
+        done += paired
+    return done

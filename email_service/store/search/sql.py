@@ -49,6 +49,7 @@ from email_service.mail.query import (
     Term,
 )
 from email_service.store.models import Message
+from email_service.store.search import pairs
 from email_service.store.search.index import query_tokens
 
 # A SELECT of any columns (SQLAlchemy 2.1 types each column of a Select).
@@ -109,9 +110,17 @@ class PostgresText:
         return None
 
     def match(self, query: str, node: Node) -> ColumnElement[bool]:
-        """``vector @@ query``: the small header vector when only fields are searched."""
+        """``vector @@ query``: the small header vector when only fields are searched.
+
+        A phrase the query requires also narrows it to the messages that may hold its
+        adjacent pairs (``pairs.candidates``), so positions are checked in those only.
+        """
         vector = SEARCH_HEAD if _fields_only(node) else Message.search_text
-        return vector.bool_op("@@")(_tsquery(query))
+        condition: ColumnElement[bool] = vector.bool_op("@@")(_tsquery(query))
+        keys = _required_pairs(node)
+        if keys:
+            condition = and_(condition, Message.id.in_(pairs.candidates(keys)))
+        return condition
 
     def with_rank(
         self, stmt: AnySelect, terms: Node | None
@@ -142,6 +151,16 @@ def _fields_only(node: Node) -> bool:
         case And(children) | Or(children):
             return all(_fields_only(child) for child in children)
     return False
+
+
+def _required_pairs(node: Node) -> set[str]:
+    """Pair keys every message matching a text subtree holds (from its required phrases)."""
+    match node:
+        case Term(text, field):
+            return set(pairs.phrase_pairs(query_tokens(text, field)))
+        case And(children):
+            return set().union(*(_required_pairs(child) for child in children))
+    return set()  # a negation requires nothing; an OR only one of its branches
 
 
 def _lexeme(token: str) -> str:
