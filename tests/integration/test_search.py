@@ -10,7 +10,7 @@ tenant A's messages (and one Message-ID): none may ever come back for tenant A.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from sqlalchemy import text, update
 from email_service.errors import ValidationError
 from email_service.mail.query import parse
 from email_service.services.search import pair_stored_messages
-from email_service.store.models import Attachment, Folder, Message
+from email_service.store.models import Attachment, Folder, Message, SyncState, utcnow
 from email_service.store.search import backend as search
 from email_service.store.search.backend import (
     SEARCH_RANDOM_PAGE_COST,
@@ -28,6 +28,7 @@ from email_service.store.search.backend import (
 )
 from email_service.store.search.index import search_document
 from email_service.store.search.pairs import pair_pending
+from email_service.store.states import SyncRunState
 from tests.conftest import TENANT_A, TENANT_B
 from tests.integration.search_corpus import (
     CANARY,
@@ -323,6 +324,13 @@ def test_a_phrase_reads_only_messages_with_its_pairs(runtime: Any, corpus: dict[
     if runtime.db.dialect != "postgresql":
         pytest.skip("the pair index is PostgreSQL's (FTS5 keeps positions)")
     message_id = corpus["ids"]["cafe_plain"]
+    with runtime.db.session() as session:  # a sync runs (live lock): the pairing waits
+        session.add(SyncState(account_id=corpus["accounts"]["a1"], tenant_id=TENANT_A,
+                              state=SyncRunState.RUNNING,
+                              lock_expires_at=utcnow() + timedelta(minutes=5)))  # fmt: skip
+    assert pair_stored_messages(runtime.db) == 0
+    with runtime.db.session() as session:
+        session.execute(update(SyncState).values(state=SyncRunState.OK))
     assert pair_stored_messages(runtime.db) == len(CORPUS) + 1
     assert pair_stored_messages(runtime.db) == 0
     with runtime.db.operator_session("test: forget the pairs of one message") as session:
