@@ -33,6 +33,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, TSQUERY, TSVECTOR
+from sqlalchemy.orm import Session
 
 from email_service.mail.query import (
     And,
@@ -91,7 +92,15 @@ class TextEngine(Protocol):
 
 
 class PostgresText:
-    """tsquery over the tsvector column; phrases with ``<->``."""
+    """tsquery over the tsvector column; phrases with ``<->``.
+
+    With a session, a phrase's pairs are counted first (``pairs.few_candidates``): few,
+    and only those messages are checked; many, and the phrase is common enough for the
+    date order to meet its matches early, as it does without pairs.
+    """
+
+    def __init__(self, session: Session | None = None) -> None:
+        self.session = session
 
     def query(self, node: Node) -> str | None:
         """Any text-only subtree is one tsquery."""
@@ -113,12 +122,15 @@ class PostgresText:
         """``vector @@ query``: the small header vector when only fields are searched.
 
         A phrase the query requires also narrows it to the messages that may hold its
-        adjacent pairs (``pairs.candidates``), so positions are checked in those only.
+        adjacent pairs (``pairs.candidates``), so positions are checked in those only;
+        not on the header vector, small enough to be checked in every row (``from:a.com``
+        is in a fifth of the mail: its 21,818 candidates took 200 ms against 7.5 ms).
         """
-        vector = SEARCH_HEAD if _fields_only(node) else Message.search_text
+        fields_only = _fields_only(node)
+        vector = SEARCH_HEAD if fields_only else Message.search_text
         condition: ColumnElement[bool] = vector.bool_op("@@")(_tsquery(query))
-        keys = _required_pairs(node)
-        if keys:
+        keys = set() if fields_only else _required_pairs(node)  # header vectors are small
+        if keys and self.session is not None and pairs.few_candidates(self.session, keys):
             condition = and_(condition, Message.id.in_(pairs.candidates(keys)))
         return condition
 
@@ -224,10 +236,11 @@ class SqliteText:
         return exists(select(1).select_from(values).where(func.lower(values.c.value) == name))
 
 
-def engine_for(dialect: str) -> TextEngine:
-    """The text engine of a backend (``postgresql`` or ``sqlite``)."""
+def engine_for(dialect: str, session: Session | None = None) -> TextEngine:
+    """The text engine of a backend (``postgresql`` or ``sqlite``); ``session`` lets
+    PostgreSQL look at a phrase's pairs before it compiles the phrase."""
     if dialect == "postgresql":
-        return PostgresText()
+        return PostgresText(session)
     if dialect == "sqlite":
         return SqliteText()
     raise ValueError(f"no full-text search for {dialect!r}")
