@@ -21,6 +21,7 @@ from email_service.mail.query import parse
 from email_service.services.search import pair_stored_messages
 from email_service.store.models import Attachment, Folder, Message, SyncState, utcnow
 from email_service.store.search import backend as search
+from email_service.store.search import pairs
 from email_service.store.search.backend import (
     SEARCH_RANDOM_PAGE_COST,
     refresh_search_text,
@@ -340,6 +341,9 @@ def test_a_phrase_reads_only_messages_with_its_pairs(runtime: Any, corpus: dict[
         )
     assert _subjects(runtime, '"cafe menu"') == []  # its pairs say it cannot hold the phrase
     assert _subjects(runtime, "cafe menu") == ["cafe menu"]  # words need no pairs
+    with pytest.MonkeyPatch.context() as patch:  # as many candidates as a common phrase:
+        patch.setattr(pairs, "FEW_CANDIDATES", 0)  # positions are checked in date order
+        assert _subjects(runtime, '"cafe menu"') == ["cafe menu"]
     with runtime.db.session() as session:
         assert refresh_search_text(session, TENANT_A, [message_id]) == 1  # unchanged text
     assert _subjects(runtime, '"cafe menu"') == []  # ... leaves its pairs as they were
