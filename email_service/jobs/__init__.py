@@ -31,6 +31,9 @@ VISIBILITY_TIMEOUT_S = 15 * 60
 SEND_TICK_S = 15.0
 # How often beat prunes the change log (retention is counted in hours).
 PRUNE_TICK_S = 3600.0
+# How often beat pairs the words of newly stored messages: until then a phrase checks
+# positions in those messages (each tick runs at most services.search.PAIR_TICK_BUDGET_S).
+PAIR_TICK_S = 30.0
 
 
 def broker_urls(settings: Settings) -> tuple[str, str]:
@@ -85,6 +88,7 @@ def make_celery(settings: Settings | None = None, publisher: bool = False) -> Ce
                 "schedule": settings.webhook_dispatch_seconds,
             },
             "prune-change-log": {"task": "prune_change_log", "schedule": PRUNE_TICK_S},
+            "index-search-pairs": {"task": "index_search_pairs", "schedule": PAIR_TICK_S},
             "sweep-blobs": {
                 "task": "sweep_blobs",
                 "schedule": float(settings.blob_sweep_interval_seconds),
@@ -141,6 +145,7 @@ def wire_queue(runtime: Runtime, background: bool = False) -> None:
             settings.webhook_dispatch_seconds, lambda: event_work.dispatch_webhooks(runtime)
         ).start()
         Ticker(PRUNE_TICK_S, lambda: event_work.prune_change_log(runtime)).start()
+        Ticker(PAIR_TICK_S, lambda: work.pair_search_words(runtime)).start()
         sweep_every = float(settings.blob_sweep_interval_seconds)
         Ticker(sweep_every, lambda: work.sweep_blobs(runtime)).start()
         push.start_embedded(runtime)  # jobs run here, so does the watcher

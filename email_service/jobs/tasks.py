@@ -132,6 +132,12 @@ def finish_deletions(tenant_id: str) -> dict[str, Any]:
     return work.finish_deletions(_runtime(), tenant_id)
 
 
+@shared_task(name="index_search_pairs", acks_late=True)
+def index_search_pairs() -> dict[str, Any]:
+    """Beat's periodic job: the phrase pairs of messages stored since the last tick."""
+    return work.pair_search_words(_runtime())
+
+
 @shared_task(name="sweep_blobs", acks_late=True)
 def sweep_blobs() -> dict[str, Any]:
     """Finish interrupted deletions; remove blobs no row names, past the grace period."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from email_service.config import load_settings, with_generated_secrets
 from email_service.errors import ConflictError, NotFoundError
-from email_service.services import gateways, parsing, writeback
+from email_service.services import gateways, parsing, search, writeback
 from email_service.services.folders import apply as folder_jobs
 from email_service.services.lifecycle import deletion
 from email_service.services.outgoing import delivery, draft_copy, reconcile, unsubscribe
@@ -162,6 +162,11 @@ def send_due(runtime: Runtime) -> dict[str, Any]:
 def finish_deletions(runtime: Runtime, tenant_id: str) -> dict[str, Any]:
     """Finish the tenant's recorded deletions (an account's blobs, a tenant purge)."""
     return deletion.finish_deletions(runtime, tenant_id).as_dict()
+
+
+def pair_search_words(runtime: Runtime) -> dict[str, Any]:
+    """Write the phrase pairs of newly stored messages (a tick's worth)."""
+    return {"paired": search.pair_stored_messages(runtime.db)}
 
 
 def sweep_blobs(runtime: Runtime) -> dict[str, Any]:

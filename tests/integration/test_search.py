@@ -10,7 +10,7 @@ tenant A's messages (and one Message-ID): none may ever come back for tenant A.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,14 +18,18 @@ from sqlalchemy import text, update
 
 from email_service.errors import ValidationError
 from email_service.mail.query import parse
-from email_service.store.models import Attachment, Folder, Message
+from email_service.services.search import pair_stored_messages
+from email_service.store.models import Attachment, Folder, Message, SyncState, utcnow
 from email_service.store.search import backend as search
+from email_service.store.search import pairs
 from email_service.store.search.backend import (
     SEARCH_RANDOM_PAGE_COST,
     refresh_search_text,
     search_messages,
 )
 from email_service.store.search.index import search_document
+from email_service.store.search.pairs import pair_pending
+from email_service.store.states import SyncRunState
 from tests.conftest import TENANT_A, TENANT_B
 from tests.integration.search_corpus import (
     CANARY,
@@ -299,3 +303,55 @@ def test_search_statements_are_planned_for_their_words(
         session.execute(text("SET LOCAL random_page_cost = 1.05"))
         search_messages(session, TENANT_A, parse("quarterly", NOW), limit=5)
         assert session.scalar(text("SHOW random_page_cost")) == "1.05"
+
+
+def test_phrases_answer_the_same_once_paired(runtime: Any, corpus: dict[str, Any]) -> None:
+    """Stored messages wait in ``email_search_pending``; paired, every query answers the same."""
+    if runtime.db.dialect != "postgresql":
+        pytest.skip("the pair index is PostgreSQL's (FTS5 keeps positions)")
+    with runtime.db.operator_session("test: pair every message") as session:
+        assert pair_pending(session, batch=5) == 5
+        while pair_pending(session, batch=5):
+            pass
+        assert session.scalar(text("SELECT count(*) FROM email_search_pending")) == 0
+        assert session.scalar(text("SELECT count(*) FROM email_search_pair")) == len(CORPUS) + 1
+    for query, expected in QUERIES:
+        by_date = _keys(corpus, _search(runtime, query, order="date"))
+        assert by_date == sorted(expected, key=lambda key: CORPUS[key].date, reverse=True), query
+
+
+def test_a_phrase_reads_only_messages_with_its_pairs(runtime: Any, corpus: dict[str, Any]) -> None:
+    """The pairs decide which messages a phrase checks; a re-indexed message is pending again."""
+    if runtime.db.dialect != "postgresql":
+        pytest.skip("the pair index is PostgreSQL's (FTS5 keeps positions)")
+    message_id = corpus["ids"]["cafe_plain"]
+    with runtime.db.session() as session:  # a sync runs (live lock): the pairing waits
+        session.add(SyncState(account_id=corpus["accounts"]["a1"], tenant_id=TENANT_A,
+                              state=SyncRunState.RUNNING,
+                              lock_expires_at=utcnow() + timedelta(minutes=5)))  # fmt: skip
+    assert pair_stored_messages(runtime.db) == 0
+    with runtime.db.session() as session:
+        session.execute(update(SyncState).values(state=SyncRunState.OK))
+    assert pair_stored_messages(runtime.db) == len(CORPUS) + 1
+    assert pair_stored_messages(runtime.db) == 0
+    with runtime.db.operator_session("test: forget the pairs of one message") as session:
+        session.execute(
+            text("UPDATE email_search_pair SET pairs = '' WHERE message_id = :id"),
+            {"id": message_id},
+        )
+    assert _subjects(runtime, '"cafe menu"') == []  # its pairs say it cannot hold the phrase
+    assert _subjects(runtime, "cafe menu") == ["cafe menu"]  # words need no pairs
+    with pytest.MonkeyPatch.context() as patch:  # as many candidates as a common phrase:
+        patch.setattr(pairs, "FEW_CANDIDATES", 0)  # positions are checked in date order
+        assert _subjects(runtime, '"cafe menu"') == ["cafe menu"]
+    with runtime.db.session() as session:
+        assert refresh_search_text(session, TENANT_A, [message_id]) == 1  # unchanged text
+    assert _subjects(runtime, '"cafe menu"') == []  # ... leaves its pairs as they were
+    with runtime.db.session() as session:
+        session.execute(update(Message).where(Message.id == message_id).values(search_text=""))
+        assert refresh_search_text(session, TENANT_A, [message_id]) == 1  # rebuilt: pending
+    assert _subjects(runtime, '"cafe menu"') == ["cafe menu"]
+    with runtime.db.operator_session("test: pair it again") as session:
+        assert pair_pending(session) == 1
+    assert _subjects(runtime, '"cafe menu"') == ["cafe menu"]
+    assert _subjects(runtime, '"menu cafe"') == []

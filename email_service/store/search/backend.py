@@ -123,7 +123,7 @@ def search_messages(
     position = search_cursor.decode(cursor, order) if cursor is not None else None
     found = [term for term in terms(node) if is_text(term)]
     with _limited(session, timeout) as dialect:
-        engine = engine_for(dialect)
+        engine = engine_for(dialect, session)
         compiler = Compiler(engine, _folder_ids(session, tenant_id, account_id, node))
         matching = [Message.tenant_id == tenant_id, compiler.condition(node)]
         if account_id is not None:
@@ -236,7 +236,9 @@ def count_messages(
 ) -> int:
     """How many messages of the tenant (and account) match the query tree."""
     with _limited(session, timeout) as dialect:
-        compiler = Compiler(engine_for(dialect), _folder_ids(session, tenant_id, account_id, node))
+        compiler = Compiler(
+            engine_for(dialect, session), _folder_ids(session, tenant_id, account_id, node)
+        )
         query = select(func.count()).where(Message.tenant_id == tenant_id, compiler.condition(node))
         if account_id is not None:
             query = query.where(Message.account_id == account_id)

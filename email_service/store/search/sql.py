@@ -33,6 +33,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, TSQUERY, TSVECTOR
+from sqlalchemy.orm import Session
 
 from email_service.mail.query import (
     And,
@@ -49,6 +50,7 @@ from email_service.mail.query import (
     Term,
 )
 from email_service.store.models import Message
+from email_service.store.search import pairs
 from email_service.store.search.index import query_tokens
 
 # A SELECT of any columns (SQLAlchemy 2.1 types each column of a Select).
@@ -90,7 +92,15 @@ class TextEngine(Protocol):
 
 
 class PostgresText:
-    """tsquery over the tsvector column; phrases with ``<->``."""
+    """tsquery over the tsvector column; phrases with ``<->``.
+
+    With a session, a phrase's pairs are counted first (``pairs.few_candidates``): few,
+    and only those messages are checked; many, and the phrase is common enough for the
+    date order to meet its matches early, as it does without pairs.
+    """
+
+    def __init__(self, session: Session | None = None) -> None:
+        self.session = session
 
     def query(self, node: Node) -> str | None:
         """Any text-only subtree is one tsquery."""
@@ -109,9 +119,20 @@ class PostgresText:
         return None
 
     def match(self, query: str, node: Node) -> ColumnElement[bool]:
-        """``vector @@ query``: the small header vector when only fields are searched."""
-        vector = SEARCH_HEAD if _fields_only(node) else Message.search_text
-        return vector.bool_op("@@")(_tsquery(query))
+        """``vector @@ query``: the small header vector when only fields are searched.
+
+        A phrase the query requires also narrows it to the messages that may hold its
+        adjacent pairs (``pairs.candidates``), so positions are checked in those only;
+        not on the header vector, small enough to be checked in every row (``from:a.com``
+        is in a fifth of the mail: its 21,818 candidates took 200 ms against 7.5 ms).
+        """
+        fields_only = _fields_only(node)
+        vector = SEARCH_HEAD if fields_only else Message.search_text
+        condition: ColumnElement[bool] = vector.bool_op("@@")(_tsquery(query))
+        keys = set() if fields_only else _required_pairs(node)  # header vectors are small
+        if keys and self.session is not None and pairs.few_candidates(self.session, keys):
+            condition = and_(condition, Message.id.in_(pairs.candidates(keys)))
+        return condition
 
     def with_rank(
         self, stmt: AnySelect, terms: Node | None
@@ -142,6 +163,16 @@ def _fields_only(node: Node) -> bool:
         case And(children) | Or(children):
             return all(_fields_only(child) for child in children)
     return False
+
+
+def _required_pairs(node: Node) -> set[str]:
+    """Pair keys every message matching a text subtree holds (from its required phrases)."""
+    match node:
+        case Term(text, field):
+            return set(pairs.phrase_pairs(query_tokens(text, field)))
+        case And(children):
+            return set().union(*(_required_pairs(child) for child in children))
+    return set()  # a negation requires nothing; an OR only one of its branches
 
 
 def _lexeme(token: str) -> str:
@@ -205,10 +236,11 @@ class SqliteText:
         return exists(select(1).select_from(values).where(func.lower(values.c.value) == name))
 
 
-def engine_for(dialect: str) -> TextEngine:
-    """The text engine of a backend (``postgresql`` or ``sqlite``)."""
+def engine_for(dialect: str, session: Session | None = None) -> TextEngine:
+    """The text engine of a backend (``postgresql`` or ``sqlite``); ``session`` lets
+    PostgreSQL look at a phrase's pairs before it compiles the phrase."""
     if dialect == "postgresql":
-        return PostgresText()
+        return PostgresText(session)
     if dialect == "sqlite":
         return SqliteText()
     raise ValueError(f"no full-text search for {dialect!r}")
