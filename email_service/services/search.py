@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from email_service.mail.query import parse
@@ -12,7 +13,7 @@ from email_service.store.search.backend import Order, SearchPage, search_message
 
 
 def search(
-    session: Session,
+    session: Session | Connection,
     tenant_id: str,
     query: str,
     *,
