@@ -192,9 +192,9 @@ def _percentiles(samples: list[float]) -> tuple[float, float, float]:
 
 def _search(db: Database, query: str, order: str) -> Callable[[], Any]:
     def run() -> Any:
-        with db.sessions() as session:
+        with db.searching() as conn:  # as GET /api/sync/search runs it
             node = parse(query, NOW)
-            return search_messages(session, TENANT, node, limit=PAGE, order=order)  # type: ignore[arg-type]
+            return search_messages(conn, TENANT, node, limit=PAGE, order=order)  # type: ignore[arg-type]
 
     return run
 

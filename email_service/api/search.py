@@ -6,9 +6,11 @@ import uuid
 from typing import Literal
 
 from apiflask import APIBlueprint
+from flask import Response
 from pydantic import BaseModel, Field
 
 from email_service.api.http.context import runtime, tenant_id
+from email_service.api.http.responses import json_response
 from email_service.api.http.schemas import MAX_PAGE_SIZE, QueryInput
 from email_service.api.messages import MessageSummary
 from email_service.services import messages, search
@@ -50,15 +52,15 @@ class SearchResults(BaseModel):
 @bp.input(SearchQuery, location="query", arg_name="params")
 @bp.output(SearchResults)
 @bp.doc(responses=[400, 503])
-def search_messages(params: SearchQuery) -> SearchResults:
+def search_messages(params: SearchQuery) -> Response:
     """Search messages; a syntax error is a 400 whose ``position`` points into the query.
 
     A search still running after ``SEARCH_TIMEOUT_SECONDS`` is stopped: 503, ``search_timeout``.
     """
     settings = runtime().settings
-    with runtime().db.session() as session:
+    with runtime().db.searching() as conn:
         page = search.search(
-            session,
+            conn,
             tenant_id(),
             params.query,
             account_id=params.account_id,
@@ -67,10 +69,8 @@ def search_messages(params: SearchQuery) -> SearchResults:
             order=params.order,
             timeout=settings.search_timeout_seconds or None,
         )
-        items = [
-            SearchResult.model_validate(
-                {**messages.summary_view(hit.message), "rank": hit.rank, "headline": hit.headline}
-            )
-            for hit in page.items
-        ]
-    return SearchResults(items=items, next_cursor=page.next_cursor)
+    items = [
+        {**messages.summary_view(hit.message), "rank": hit.rank, "headline": hit.headline}
+        for hit in page.items
+    ]
+    return json_response(SearchResults, {"items": items, "next_cursor": page.next_cursor})

@@ -20,7 +20,14 @@ from email_service.mail.mime.list_headers import client_headers
 from email_service.mail.mime.parse import AttachmentInfo, extract_part, safe_filename
 from email_service.services.paging import Page, decode_cursor, encode_cursor, older_than
 from email_service.store.blobs import BlobStore
-from email_service.store.models import Account, Attachment, Folder, Message, UTCDateTime
+from email_service.store.models import (
+    SUMMARY_COLUMNS,
+    Account,
+    Attachment,
+    Folder,
+    Message,
+    UTCDateTime,
+)
 from email_service.store.reader import Reader
 from email_service.store.tenancy import check_tenant_row, tenant_row
 
@@ -67,29 +74,6 @@ def folder_view(row: Folder) -> dict[str, Any]:
         "unread_count": row.unread_count,
         "synced_at": row.synced_at,
     }
-
-
-# What a message list shows (``summary_view``): read as columns, not as Message objects,
-# so a page never loads bodies, headers or the other address lists it does not show.
-SUMMARY_COLUMNS: tuple[Any, ...] = (
-    Message.id,
-    Message.account_id,
-    Message.folder_id,
-    Message.thread_id,
-    Message.subject,
-    Message.from_name,
-    Message.from_email,
-    Message.to_addrs,
-    Message.received_date,
-    Message.sent_at,
-    Message.flags,
-    Message.seen,
-    Message.flagged,
-    Message.answered,
-    Message.has_attachments,
-    Message.snippet,
-    Message.size,
-)
 
 
 def summary_view(row: Message | Row[Any]) -> dict[str, Any]:

@@ -83,10 +83,11 @@ def sync_lag_histogram(
 
 
 def pool_counts(db: Database) -> tuple[int, int]:
-    """Connections of this process's pool: (checked out, idle); (0, 0) without a pool."""
-    pool = db.engine.pool
-    checked_out = getattr(pool, "checkedout", None)
-    checked_in = getattr(pool, "checkedin", None)
-    if checked_out is None or checked_in is None:
-        return 0, 0
-    return int(checked_out()), int(checked_in())
+    """Connections of this process's pools: (checked out, idle); (0, 0) without a pool."""
+    in_use = idle = 0
+    for engine in db.engines:
+        checked_out = getattr(engine.pool, "checkedout", None)
+        checked_in = getattr(engine.pool, "checkedin", None)
+        if checked_out is not None and checked_in is not None:
+            in_use, idle = in_use + int(checked_out()), idle + int(checked_in())
+    return in_use, idle

@@ -6,7 +6,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import exists, select
+from sqlalchemy import Connection, exists, select
 from sqlalchemy.orm import Session
 
 from email_service.mail.query import parse
@@ -22,7 +22,7 @@ PAIR_TICK_BUDGET_S = 20.0
 
 
 def search(
-    session: Session,
+    session: Session | Connection,
     tenant_id: str,
     query: str,
     *,

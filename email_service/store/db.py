@@ -28,6 +28,12 @@ PG_CONNECT_TIMEOUT_S = 5
 # leaves every pooled connection dead); one used more recently is trusted, as HikariCP's
 # aliveBypassWindowMs does, which spares busy workers a round trip per request.
 PING_AFTER_IDLE_S = 0.5
+# Connections per process kept for searches (Database.searching): their settings (plans,
+# statement_timeout) are the connection's, so they never serve other statements.
+PG_SEARCH_POOL_SIZE = 5
+PG_SEARCH_MAX_OVERFLOW = 5
+# Execution option of the search pool's connections: search settings may be left on them.
+SEARCH_POOL = "email_service_search_pool"
 _LAST_USED = "email_service.last_used"
 
 
@@ -41,7 +47,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, echo: bool = False) -> Engine:
+def make_engine(
+    url: str, echo: bool = False, pool_size: int = PG_POOL_SIZE, max_overflow: int = PG_MAX_OVERFLOW
+) -> Engine:
     """Create an engine with settings suited to the backend."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -61,8 +69,8 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         url,
         echo=echo,
         hide_parameters=True,  # bound values (message text, ciphertext) never enter error text
-        pool_size=PG_POOL_SIZE,
-        max_overflow=PG_MAX_OVERFLOW,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         pool_recycle=1800,
         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
     )
@@ -127,6 +135,18 @@ class Database:
         self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.reads = sessionmaker(self._autocommit_engine, expire_on_commit=False)
         self.reader = Reader(self.engine) if self.engine.dialect.name == "postgresql" else None
+        self._search_engine = self._autocommit_engine
+        if self.engine.dialect.name == "postgresql":  # SQLite has no per-connection settings
+            own = make_engine(url, echo, PG_SEARCH_POOL_SIZE, PG_SEARCH_MAX_OVERFLOW)
+            self._search_engine = own.execution_options(
+                isolation_level="AUTOCOMMIT", **{SEARCH_POOL: True}
+            )
+
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        """Each engine with a pool of its own: the main one, then the search pool's."""
+        search = self._search_engine.engine
+        return (self.engine,) if search is self.engine else (self.engine, search)
 
     @property
     def dialect(self) -> str:
@@ -182,6 +202,14 @@ class Database:
         with self._autocommit_engine.connect() as conn:
             yield conn
 
+    @contextmanager
+    def searching(self) -> Iterator[Connection]:
+        """:meth:`rows` for searches, on PostgreSQL from a pool of their own: a connection
+        keeps the search settings (``store.search.backend``) for its life, so a search is
+        one statement, without BEGIN, the settings and ROLLBACK around it."""
+        with self._search_engine.connect() as conn:
+            yield conn
+
     def ping(self) -> None:
         """Raise if the database does not answer."""
         with self.engine.connect() as conn:
@@ -189,4 +217,5 @@ class Database:
 
     def dispose(self) -> None:
         """Close pooled connections (after fork, at shutdown)."""
-        self.engine.dispose()
+        for engine in self.engines:
+            engine.dispose()

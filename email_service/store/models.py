@@ -249,6 +249,30 @@ class Message(Base):
     )
 
 
+# What a message list shows (``services.messages.summary_view``) and a search hit carries:
+# read as columns, not as Message objects, so a page never loads bodies, headers or the
+# other address lists it does not show.
+SUMMARY_COLUMNS: tuple[Any, ...] = (
+    Message.id,
+    Message.account_id,
+    Message.folder_id,
+    Message.thread_id,
+    Message.subject,
+    Message.from_name,
+    Message.from_email,
+    Message.to_addrs,
+    Message.received_date,
+    Message.sent_at,
+    Message.flags,
+    Message.seen,
+    Message.flagged,
+    Message.answered,
+    Message.has_attachments,
+    Message.snippet,
+    Message.size,
+)
+
+
 class Attachment(Base):
     """Metadata of one attachment; its bytes are extracted from the raw MIME on demand."""
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -26,6 +27,7 @@ from email_service.store.search.backend import count_messages, search_messages
 from email_service.store.search.index import search_document
 from tests.conftest import TENANT_A
 from tests.integration.search_corpus import add_account
+from tests.servers.postgres import PG_ADMIN_URL
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 # The route's limit here: long enough for the settings statement, short for a test.
@@ -105,20 +107,28 @@ def test_a_search_past_its_limit_is_a_503_problem(
         assert {item["id"] for item in again.get_json()["items"]} == {str(i) for i in stored}
 
 
+@contextmanager
+def _opened(runtime: Any, on: str) -> Iterator[Any]:
+    """A Session (its transaction), or a connection of the search pool as the route uses."""
+    with runtime.db.session() if on == "session" else runtime.db.searching() as opened:
+        yield opened
+
+
+@pytest.mark.parametrize("on", ["session", "search pool"])
 @pytest.mark.parametrize("run", ["search", "count"])
 def test_search_and_count_stop_at_the_limit_and_leave_the_connection_as_it_was(
-    runtime: Any, stored: list[uuid.UUID], run: str
+    runtime: Any, stored: list[uuid.UUID], run: str, on: str
 ) -> None:
     node = parse("quarterly", NOW)
     held = _held(runtime)
-    with pytest.raises(SearchTimeoutError) as raised, held, runtime.db.session() as session:
+    with pytest.raises(SearchTimeoutError) as raised, held, _opened(runtime, on) as session:
         if run == "search":
             search_messages(session, TENANT_A, node, limit=10, timeout=_limit(runtime))
         else:
             count_messages(session, TENANT_A, node, timeout=_limit(runtime))
     assert raised.value.details == {"timeout": _limit(runtime)}
     # the pooled connection has no limit left on it (SQLite: no progress handler)
-    with runtime.db.session() as session:
+    with _opened(runtime, on) as session:
         assert count_messages(session, TENANT_A, node) == len(stored)
         page = search_messages(session, TENANT_A, node, limit=10)
     assert {hit.message.id for hit in page.items} == set(stored)
@@ -147,3 +157,53 @@ def test_the_limit_lasts_for_the_transaction_and_keeps_a_shorter_server_limit(
     with runtime.db.session() as session:  # under a millisecond is one, not 0 (none)
         search_store._custom_plans(session, 1e-6)
         assert session.scalar(text("SHOW statement_timeout")) == "1ms"
+
+
+def test_a_search_pool_connection_keeps_the_settings_and_no_other_connection_gets_them(
+    runtime: Any, stored: list[uuid.UUID]
+) -> None:
+    """The search pool's connections carry the limit and plan settings for their life (a
+    search is one statement); they are set again for another limit, and the main pool's
+    connections, which run everything else, never have them."""
+    if runtime.db.dialect != "postgresql":
+        pytest.skip("statement_timeout is PostgreSQL's")
+    node = parse("quarterly", NOW)
+    with runtime.db.searching() as conn:
+        assert len(search_messages(conn, TENANT_A, node, limit=10, timeout=2.5).items) == 3
+        assert conn.scalar(text("SHOW statement_timeout")) == "2500ms"
+        assert conn.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
+        pid = conn.scalar(text("SELECT pg_backend_pid()"))
+    with runtime.db.searching() as conn:  # the same connection, asked for another limit
+        assert conn.scalar(text("SELECT pg_backend_pid()")) == pid
+        search_messages(conn, TENANT_A, node, limit=10, timeout=4)
+        assert conn.scalar(text("SHOW statement_timeout")) == "4s"
+        count_messages(conn, TENANT_A, node, timeout=None)
+        assert conn.scalar(text("SHOW statement_timeout")) == "0"
+        assert conn.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
+    with runtime.db.session() as session:
+        assert session.scalar(text("SHOW statement_timeout")) == "0"
+        assert session.scalar(text("SHOW plan_cache_mode")) == "auto"
+
+
+def test_a_search_pool_connection_keeps_a_shorter_limit_of_the_database(
+    runtime: Any, stored: list[uuid.UUID]
+) -> None:
+    if runtime.db.dialect != "postgresql":
+        pytest.skip("statement_timeout is PostgreSQL's")
+    with runtime.db.engine.connect() as conn:
+        name = conn.scalar(text("SELECT current_database()"))
+    alter = f'ALTER DATABASE "{name}"'
+    runtime.db.dispose()  # new connections start with the database's setting
+    try:
+        _as_admin(f"{alter} SET statement_timeout = '100ms'")
+        with runtime.db.searching() as conn:
+            search_messages(conn, TENANT_A, parse("quarterly", NOW), limit=10, timeout=10)
+            assert conn.scalar(text("SHOW statement_timeout")) == "100ms"
+    finally:
+        _as_admin(f"{alter} RESET statement_timeout")
+        runtime.db.dispose()
+
+
+def _as_admin(statement: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(statement.encode())

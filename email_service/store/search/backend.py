@@ -19,6 +19,7 @@ call :func:`refresh_search_text` after changing what the document is built from.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import uuid
@@ -28,31 +29,32 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import ColumnElement, exc, func, select, text, update
+from sqlalchemy import ColumnElement, Connection, Row, exc, func, select, text, update
 from sqlalchemy.orm import Session, defer
 
 from email_service.errors import SearchTimeoutError, ValidationError
 from email_service.mail.query import And, Folder, Node, Not, Or, Term, terms
-from email_service.store.models import Attachment, Message
+from email_service.store.db import SEARCH_POOL
+from email_service.store.models import SUMMARY_COLUMNS, Attachment, Message
 from email_service.store.models import Folder as FolderRow
 from email_service.store.search import cursor as search_cursor
 from email_service.store.search.cursor import Cursor, Key, key_of, not_older, older
-from email_service.store.search.headline import Headlines
+from email_service.store.search.headline import SCAN_CHARS, Headlines
 from email_service.store.search.index import search_document
-from email_service.store.search.sql import Compiler, TextEngine, engine_for, is_text
+from email_service.store.search.sql import AnySelect, Compiler, TextEngine, engine_for, is_text
 
 # A page larger than this is a dump, not a result list; it also bounds headline work.
 MAX_LIMIT = 200
-# Large columns of Message that neither a search result nor a rebuilt document reads.
+# Large columns of Message that a rebuilt document does not read.
 LARGE = (Message.body_html, Message.headers)
-# What a search result does not load besides: not shown in a result list (see
-# ``messages.summary_view``), JSON that would be decoded for nothing. Reading one of them
-# from a hit is an error (the session is gone), not a query per row.
-DEFERRED = (*LARGE, Message.references, Message.cc_addrs, Message.bcc_addrs, Message.reply_to)
-_DEFER = [defer(column, raiseload=True) for column in DEFERRED]
-# A page whose query has no free-text word marks no body: its bodies stay unread too.
-_DEFER_BODY = [*_DEFER, defer(Message.body_text, raiseload=True)]
 _DEFER_LARGE = [defer(column, raiseload=True) for column in LARGE]
+# What a headline is cut from: the start of the body it scans (headline.SCAN_CHARS), read
+# only when the query has a free-text word (nothing else in a body is marked).
+BODY_HEAD = func.substr(Message.body_text, 1, SCAN_CHARS).label("body_head")
+# A hit's columns: the message list's (a hit is shown as a list shows a message), then the
+# head of the body for its headline when there is one to mark.
+HIT_COLUMNS = SUMMARY_COLUMNS
+MARKED_HIT_COLUMNS = (*SUMMARY_COLUMNS, BODY_HEAD)
 # Matches ranked by relevance (the newest ones); the rest follow by date. Ranking reads
 # every ranked message's vector, so the window bounds a common word's cost (bench/search).
 RANK_WINDOW = 500
@@ -65,6 +67,9 @@ SEARCH_RANDOM_PAGE_COST = 1.1
 # The settings of _custom_plans in one round trip, for this transaction only. A server already
 # set lower (an operator's tuning) keeps its own cost and its own shorter statement_timeout
 # (milliseconds; 0 is none); :limit NULL keeps the server's timeout.
+# SEARCH_CONNECTION_SETTINGS: the same for the rest of the connection's life (the search
+# pool's, see _connection_settings), measured against the values the connection started
+# with (``reset_val``: the server's, database's or role's), so it can be set again.
 SEARCH_SETTINGS = text(
     "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
     " set_config('random_page_cost',"
@@ -75,6 +80,18 @@ SEARCH_SETTINGS = text(
     " FROM (SELECT extract(epoch FROM current_setting('statement_timeout')::interval) * 1000"
     " AS ms) AS server"
 )
+SEARCH_CONNECTION_SETTINGS = text(
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', false),"
+    " set_config('random_page_cost', least(server.cost, :cost)::text, false),"
+    " set_config('statement_timeout', (CASE WHEN CAST(:limit AS float8) IS NULL"
+    " OR (server.ms > 0 AND server.ms < CAST(:limit AS float8)) THEN server.ms"
+    " ELSE CAST(:limit AS float8) END)::bigint::text, false)"
+    " FROM (SELECT max(reset_val::float8) FILTER (WHERE name = 'random_page_cost') AS cost,"
+    " max(reset_val::float8) FILTER (WHERE name = 'statement_timeout') AS ms"
+    " FROM pg_settings WHERE name IN ('random_page_cost', 'statement_timeout')) AS server"
+)
+# Where a search pool connection remembers the limit (ms, None: none of ours) it was set to.
+_CONNECTION_LIMIT = "email_service.search_limit"
 # SQLite calls the deadline check every this many virtual machine instructions.
 SQLITE_PROGRESS_STEPS = 1_000
 # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout (or by a cancel
@@ -83,13 +100,14 @@ QUERY_CANCELED = "57014"
 SQLITE_INTERRUPTED = "interrupted"
 
 Order = Literal["relevance", "date"]
-Row = tuple[Message, float]
+Scored = tuple[Row[Any], float]
 
 
 class SearchHit(NamedTuple):
-    """One result: the message, its relevance (higher is better) and a marked snippet."""
+    """One result: the message's :data:`SUMMARY_COLUMNS` (what ``summary_view`` reads), its
+    relevance (higher is better) and a marked snippet."""
 
-    message: Message
+    message: Row[Any]
     rank: float
     headline: str | None
 
@@ -103,7 +121,7 @@ class SearchPage:
 
 
 def search_messages(
-    session: Session,
+    session: Session | Connection,
     tenant_id: str,
     node: Node,
     *,
@@ -115,36 +133,43 @@ def search_messages(
 ) -> SearchPage:
     """Messages of the tenant (and account) matching the query tree, one page at a time.
 
-    With ``timeout`` (seconds), a statement that runs longer is stopped and
-    :class:`SearchTimeoutError` raised (see :func:`_limited`).
+    ``session``: a Session (its transaction), or a Connection such as
+    ``Database.searching()`` gives. With ``timeout`` (seconds), a statement that runs
+    longer is stopped and :class:`SearchTimeoutError` raised (see :func:`_limited`).
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
     position = search_cursor.decode(cursor, order) if cursor is not None else None
     found = [term for term in terms(node) if is_text(term)]
-    with _limited(session, timeout) as dialect:
-        engine = engine_for(dialect, session)
-        compiler = Compiler(engine, _folder_ids(session, tenant_id, account_id, node))
+    conn = _connection(session)
+    with _limited(conn, timeout) as dialect:
+        engine = engine_for(dialect, conn)
+        compiler = Compiler(engine, _folder_ids(conn, tenant_id, account_id, node))
         matching = [Message.tenant_id == tenant_id, compiler.condition(node)]
         if account_id is not None:
             matching.append(Message.account_id == account_id)
         rank_terms = _any_of(found) if found else None
         marker = Headlines(found)
-        options = _DEFER if marker.body else _DEFER_BODY
-        pages = _Pages(session, engine, matching, rank_terms, order, limit, options)
+        columns = MARKED_HIT_COLUMNS if marker.body else HIT_COLUMNS
+        pages = _Pages(conn, engine, matching, rank_terms, order, limit, columns)
         if order == "relevance" and found and (position is None or position.phase == "rank"):
             rows, next_cursor = pages.ranked(position)
         else:
             rows, next_cursor = pages.dated(position.key if position else None)
     hits = [
         SearchHit(
-            message,
+            row,
             float(score),
-            marker.headline(message.body_text if marker.body else None, message.subject),
+            marker.headline(row.body_head if marker.body else None, row.subject),
         )
-        for message, score in rows
+        for row, score in rows
     ]
     return SearchPage(hits, next_cursor.encode() if next_cursor else None)
+
+
+def _connection(session: Session | Connection) -> Connection:
+    """The connection a search runs on: a Session's, in its transaction."""
+    return session if isinstance(session, Connection) else session.connection()
 
 
 class _Pages:
@@ -152,32 +177,38 @@ class _Pages:
 
     def __init__(
         self,
-        session: Session,
+        conn: Connection,
         engine: TextEngine,
         matching: list[ColumnElement[bool]],
         rank_terms: Node | None,
         order: str,
         limit: int,
-        options: list[Any],
+        columns: tuple[Any, ...],
     ) -> None:
-        self.session, self.matching, self.order, self.limit = session, matching, order, limit
-        self.options = options
-        query, _ = engine.with_rank(select(Message), rank_terms)
-        self.query = query.where(*matching).options(*options)
-        keys, _ = engine.with_rank(select(Message.id, Message.received_date), rank_terms)
-        self.keys = keys.where(*matching)
+        self.conn, self.matching, self.order, self.limit = conn, matching, order, limit
+        self.engine, self.rank_terms, self.columns = engine, rank_terms, columns
+        query, _ = engine.with_rank(select(*columns), rank_terms)
+        self.query = query.where(*matching)
 
-    def dated(self, after: Key | None, limit: int | None = None) -> tuple[list[Row], Cursor | None]:
+    @functools.cached_property
+    def keys(self) -> AnySelect:
+        """The matches' ids, dates and ranks (the relevance window; built only for it)."""
+        keys, _ = self.engine.with_rank(select(Message.id, Message.received_date), self.rank_terms)
+        return keys.where(*self.matching)
+
+    def dated(
+        self, after: Key | None, limit: int | None = None
+    ) -> tuple[list[Scored], Cursor | None]:
         """Newest first, after ``after``."""
         limit = self.limit if limit is None else limit
         query = self.query if after is None else self.query.where(older(after))
-        found = self.session.execute(query.order_by(*DATE_ORDER).limit(limit + 1))
-        rows = [(message, score) for message, score in found]
+        found = self.conn.execute(query.order_by(*DATE_ORDER).limit(limit + 1)).all()
+        rows = [(row, row.rank) for row in found]
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, Cursor(self.order, "date", key_of(rows[-1][0])) if more and rows else None
 
-    def ranked(self, position: Cursor | None) -> tuple[list[Row], Cursor | None]:
+    def ranked(self, position: Cursor | None) -> tuple[list[Scored], Cursor | None]:
         """The window by rank, then what is older than the window by date.
 
         One scan in date order reads the window's keys and ranks (the newest
@@ -197,7 +228,7 @@ class _Pages:
         need = self.limit - len(rows)
         if need == 0:  # the window ended with the page: older matches start the next one
             beyond = self.keys.where(older(edge)).order_by(*DATE_ORDER).limit(1)
-            more = self.session.execute(beyond).first() is not None
+            more = self.conn.execute(beyond).first() is not None
             return rows, Cursor(self.order, "date", edge) if more else None
         older_rows, next_cursor = self.dated(edge, need)
         return rows + older_rows, next_cursor
@@ -208,26 +239,27 @@ class _Pages:
         """(rank, date, id) of the window, best first, and its oldest key (None: all)."""
         query = self.keys.order_by(*DATE_ORDER)
         if edge is not None:
-            found = self.session.execute(query.where(not_older(edge))).all()
+            found = self.conn.execute(query.where(not_older(edge))).all()
         else:
-            found = self.session.execute(query.limit(RANK_WINDOW + 1)).all()
+            found = self.conn.execute(query.limit(RANK_WINDOW + 1)).all()
             if len(found) > RANK_WINDOW:
                 found = found[:RANK_WINDOW]
                 edge = (found[-1][1], found[-1][0])
         entries = [(float(score), at, ident) for ident, at, score in found]
         return sorted(entries, reverse=True), edge
 
-    def _load(self, chosen: list[tuple[float, datetime, uuid.UUID]]) -> list[Row]:
-        """The messages of these window entries, in their order."""
+    def _load(self, chosen: list[tuple[float, datetime, uuid.UUID]]) -> list[Scored]:
+        """The messages of these window entries, in their order (one deleted since the
+        window was read, on a connection without a transaction, is left out)."""
         tenant = self.matching[0]  # the window came from this tenant's rows; stay in them
         ids = [ident for _, _, ident in chosen]
-        query = select(Message).where(tenant, Message.id.in_(ids)).options(*self.options)
-        loaded = {message.id: message for message in self.session.scalars(query)}
-        return [(loaded[ident], score) for score, _, ident in chosen]
+        query = select(*self.columns).where(tenant, Message.id.in_(ids))
+        loaded = {row.id: row for row in self.conn.execute(query).all()}
+        return [(loaded[ident], score) for score, _, ident in chosen if ident in loaded]
 
 
 def count_messages(
-    session: Session,
+    session: Session | Connection,
     tenant_id: str,
     node: Node,
     *,
@@ -235,18 +267,19 @@ def count_messages(
     timeout: float | None = None,
 ) -> int:
     """How many messages of the tenant (and account) match the query tree."""
-    with _limited(session, timeout) as dialect:
+    conn = _connection(session)
+    with _limited(conn, timeout) as dialect:
         compiler = Compiler(
-            engine_for(dialect, session), _folder_ids(session, tenant_id, account_id, node)
+            engine_for(dialect, conn), _folder_ids(conn, tenant_id, account_id, node)
         )
         query = select(func.count()).where(Message.tenant_id == tenant_id, compiler.condition(node))
         if account_id is not None:
             query = query.where(Message.account_id == account_id)
-        return int(session.scalar(query) or 0)
+        return int(conn.scalar(query) or 0)
 
 
 @contextmanager
-def _limited(session: Session, timeout: float | None) -> Iterator[str]:
+def _limited(conn: Connection, timeout: float | None) -> Iterator[str]:
     """A search's statements, planned for their values and stopped after ``timeout`` s.
 
     Yields the dialect. On PostgreSQL the transaction's ``statement_timeout`` becomes
@@ -257,8 +290,8 @@ def _limited(session: Session, timeout: float | None) -> Iterator[str]:
     ``None`` or ``0``: no limit of ours.
     """
     limit = timeout if timeout else None
-    dialect = _custom_plans(session, limit)
-    raw = session.connection().connection.dbapi_connection if dialect == "sqlite" else None
+    dialect = _custom_plans(conn, limit)
+    raw = conn.connection.dbapi_connection if dialect == "sqlite" else None
     if raw is not None and limit is not None:
         deadline = time.monotonic() + limit
         raw.set_progress_handler(lambda: time.monotonic() > deadline, SQLITE_PROGRESS_STEPS)
@@ -283,7 +316,7 @@ def _stopped(error: exc.OperationalError) -> bool:
     return getattr(orig, "sqlstate", None) == QUERY_CANCELED or str(orig) == SQLITE_INTERRUPTED
 
 
-def _custom_plans(session: Session, limit: float | None = None) -> str:
+def _custom_plans(session: Session | Connection, limit: float | None = None) -> str:
     """Plan this transaction's statements for their actual values; returns the dialect.
 
     Search statements are the same text for every query (the tsquery is a parameter), so
@@ -297,12 +330,35 @@ def _custom_plans(session: Session, limit: float | None = None) -> str:
     than fetch its matches from the text index and sort them (docs/search.md). The settings are
     local to the transaction (``set_config(..., true)``), and one statement sets them
     all, with ``statement_timeout`` from ``limit`` (seconds) when there is one.
+
+    A connection of the search pool (``Database.searching``) keeps them instead: see
+    :func:`_connection_settings`.
     """
-    dialect = session.get_bind().dialect.name
+    conn = _connection(session)
+    dialect = conn.dialect.name
     if dialect == "postgresql":
         ms = None if limit is None else max(1, math.ceil(limit * 1000))  # 0 would be none
-        session.execute(SEARCH_SETTINGS, {"cost": SEARCH_RANDOM_PAGE_COST, "limit": ms})
+        if conn.get_execution_options().get(SEARCH_POOL):
+            _connection_settings(conn, ms)
+        else:
+            conn.execute(SEARCH_SETTINGS, {"cost": SEARCH_RANDOM_PAGE_COST, "limit": ms})
     return dialect
+
+
+def _connection_settings(conn: Connection, ms: int | None) -> None:
+    """The settings of :func:`_custom_plans` for the connection's life, set when it is new
+    or was set for another limit: no round trip for them per search.
+
+    Only connections of the search pool are set so; they run nothing but searches, each
+    statement on its own (autocommit), so the limit holds for every statement as
+    ``SET LOCAL`` would. A server's lower cost or shorter timeout stays, as there.
+    """
+    info = conn.connection.info
+    if _CONNECTION_LIMIT in info and info[_CONNECTION_LIMIT] == ms:
+        return
+    info.pop(_CONNECTION_LIMIT, None)  # unknown until the settings are in
+    conn.execute(SEARCH_CONNECTION_SETTINGS, {"cost": SEARCH_RANDOM_PAGE_COST, "limit": ms})
+    info[_CONNECTION_LIMIT] = ms
 
 
 def _any_of(found: Sequence[Term]) -> Node:
@@ -311,7 +367,7 @@ def _any_of(found: Sequence[Term]) -> Node:
 
 
 def _folder_ids(
-    session: Session, tenant_id: str, account_id: uuid.UUID | None, node: Node
+    conn: Connection, tenant_id: str, account_id: uuid.UUID | None, node: Node
 ) -> dict[Folder, list[uuid.UUID]]:
     """Folder ids per ``in:`` of the tree: name equal ignoring case (casefold), or role."""
     wanted = _folders_in(node)
@@ -322,7 +378,7 @@ def _folder_ids(
     )
     if account_id is not None:
         query = query.where(FolderRow.account_id == account_id)
-    rows = session.execute(query).all()
+    rows = conn.execute(query).all()
     return {
         folder: [
             row.id

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, Row, and_, or_
 
 from email_service.errors import ValidationError
 from email_service.store.keyset import older_than
@@ -73,8 +73,8 @@ def _key_in(value: Any) -> Key:
     return moment, uuid.UUID(key)
 
 
-def key_of(message: Message) -> Key:
-    """A message's place in date order."""
+def key_of(message: Message | Row[Any]) -> Key:
+    """A message's (or a row with its ``received_date`` and ``id``) place in date order."""
     return message.received_date, message.id
 
 

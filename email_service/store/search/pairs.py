@@ -20,7 +20,18 @@ import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, column, func, select, table, text, union_all
+from sqlalchemy import (
+    Connection,
+    Text,
+    bindparam,
+    cast,
+    column,
+    func,
+    select,
+    table,
+    text,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import TSQUERY, TSVECTOR, insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import CompoundSelect
@@ -100,7 +111,7 @@ def candidates(keys: Iterable[str]) -> CompoundSelect[Any]:
     return union_all(paired, select(PENDING.c.message_id))
 
 
-def few_candidates(session: Session, keys: Iterable[str]) -> bool:
+def few_candidates(session: Session | Connection, keys: Iterable[str]) -> bool:
     """Whether fewer than :data:`FEW_CANDIDATES` of the tenant's messages may hold these
     pairs (pending ones included): one index lookup, counting no further than that."""
     found = candidates(keys).limit(FEW_CANDIDATES).subquery()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Select,
     Text,
     and_,
@@ -99,7 +100,7 @@ class PostgresText:
     date order to meet its matches early, as it does without pairs.
     """
 
-    def __init__(self, session: Session | None = None) -> None:
+    def __init__(self, session: Session | Connection | None = None) -> None:
         self.session = session
 
     def query(self, node: Node) -> str | None:
@@ -236,7 +237,7 @@ class SqliteText:
         return exists(select(1).select_from(values).where(func.lower(values.c.value) == name))
 
 
-def engine_for(dialect: str, session: Session | None = None) -> TextEngine:
+def engine_for(dialect: str, session: Session | Connection | None = None) -> TextEngine:
     """The text engine of a backend (``postgresql`` or ``sqlite``); ``session`` lets
     PostgreSQL look at a phrase's pairs before it compiles the phrase."""
     if dialect == "postgresql":
