@@ -6,6 +6,7 @@ Counts are compared with what the server reports (STATUS), not just "no exceptio
 from __future__ import annotations
 
 import re
+import socket
 import uuid
 from typing import Any
 
@@ -578,3 +579,64 @@ def test_a_pushed_sync_of_a_folder_gone_from_the_server_lists_the_folders(
     assert report.new_messages == 0
     assert "Entw&APw-rfe" not in _local_counts(runtime, account_id)
     assert _local_counts(runtime, account_id) == _server_counts(dovecot, mailbox_user)
+
+
+def _logins(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Each new IMAP session's login, as it happens (a pooled session's reuse is none)."""
+    opened: list[int] = []
+    real = gateways.open_imap
+
+    def counting(runtime: Any, login: Any) -> Any:
+        opened.append(1)
+        return real(runtime, login)
+
+    monkeypatch.setattr(gateways, "open_imap", counting)
+    return opened
+
+
+def test_a_resync_reuses_the_logged_in_session_and_replaces_a_dead_one(
+    runtime: Any, dovecot: Any, mailbox_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from email_service.services.imap_pool import imap_pool
+
+    logins = _logins(monkeypatch)
+    account_id = _account(runtime, dovecot, mailbox_user)
+    _sync(runtime, account_id)
+    with imap_login(dovecot, mailbox_user) as client:
+        append(client, "Archive", make_message(99), "")
+    report = _sync(runtime, account_id)  # the same session: no second login
+    assert (len(logins), report.new_messages) == (1, 1)
+    assert _local_counts(runtime, account_id) == _server_counts(dovecot, mailbox_user)
+
+    # The kept session dies while idle (a server restart, a NAT timeout): the next run
+    # notices before it starts, logs in again and syncs as usual.
+    pool = imap_pool(runtime)
+    (pooled,) = [p for login, p in pool._idle if login.username == mailbox_user.email]
+    assert pooled.imap.selected is not None  # left in the last folder it synced
+    pooled.imap._conn.sock.shutdown(socket.SHUT_RDWR)
+    with imap_login(dovecot, mailbox_user) as client:
+        append(client, "INBOX", make_message(100), "")
+    report = _sync(runtime, account_id)
+    assert (len(logins), report.new_messages) == (2, 1)
+    assert _local_counts(runtime, account_id) == _server_counts(dovecot, mailbox_user)
+
+
+def test_a_changed_password_is_not_served_by_the_kept_session(
+    runtime: Any, dovecot: Any, mail_user: Any
+) -> None:
+    account_id = _account(runtime, dovecot, mail_user)
+    _sync(runtime, account_id)  # a session logged in with the right password is kept
+    with runtime.db.session() as session:
+        accounts.update_account(
+            session,
+            TENANT_A,
+            account_id,
+            AccountFields(password="wrong"),
+            runtime.vault,
+            runtime.hosts,
+        )
+    with pytest.raises(RemoteAuthError):
+        _sync(runtime, account_id)
+    with runtime.db.session() as session:
+        assert sync_state.status(session, TENANT_A, account_id).state == "auth_failed"
+
