@@ -479,6 +479,31 @@ def test_new_mail_is_stored_newest_first_with_percent_progress(
     assert final.folders["INBOX"] == {"done": count, "total": count, "percent": 100.0}
 
 
+def test_a_little_new_mail_in_a_synced_folder_is_committed_at_once(
+    runtime: Any, dovecot: Any, mail_user: Any
+) -> None:
+    """The newest-first early commit is for a folder with nothing stored yet: new mail of
+    a synced folder, up to a batch, comes in one transaction with the checkpoint."""
+    from email_service.services.sync.engine import FIRST_BATCH
+
+    with imap_login(dovecot, mail_user) as client:
+        append(client, "INBOX", make_message(0), "")
+    account_id = _account(runtime, dovecot, mail_user)
+    _sync(runtime, account_id)
+    with imap_login(dovecot, mail_user) as client:
+        for n in range(1, FIRST_BATCH + 31):
+            append(client, "INBOX", make_message(n), "")
+    committed: list[int] = []
+
+    def progress(name: str, done: int, total: int, size: int) -> None:
+        with runtime.db.session() as session:
+            stored = select(func.count()).where(Message.account_id == account_id)
+            committed.append(session.scalar(stored) or 0)
+
+    run_sync(runtime, TENANT_A, account_id, owner=uuid.uuid4().hex, progress=progress)
+    assert committed == [FIRST_BATCH + 31]
+
+
 def test_quick_resync_reads_only_the_uids_it_was_told_about(
     runtime: Any, dovecot: Any, mail_user: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
