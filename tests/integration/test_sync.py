@@ -702,3 +702,38 @@ def _parse_in_pool(root: str, answers: Any) -> None:
         answers.put((preparer.parallel, rows, multiprocessing.current_process().daemon))
     finally:
         preparer.close()
+
+
+def test_a_status_read_is_one_statement_and_another_tenant_gets_not_found(
+    runtime: Any, dovecot: Any, mail_user: Any
+) -> None:
+    """The status row answers for its tenant alone: the account is read only when the row
+    is missing (or not the tenant's)."""
+    from sqlalchemy import event
+
+    from email_service.errors import NotFoundError
+    from email_service.store import scope
+    from tests.conftest import TENANT_B
+
+    account_id = _account(runtime, dovecot, mail_user)
+    _sync(runtime, account_id)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "account_sync" in statement or "email_account" in statement:
+            statements.append(statement)
+
+    event.listen(runtime.db.engine, "before_cursor_execute", count)
+    try:
+        with scope.tenant_scope(TENANT_A), runtime.db.session() as session:
+            assert sync_state.status(session, TENANT_A, account_id).state == "ok"
+        assert len(statements) == 1 and "email_account" not in statements[0], statements
+        with (
+            scope.tenant_scope(TENANT_B),
+            runtime.db.session() as session,
+            pytest.raises(NotFoundError),
+        ):
+            sync_state.status(session, TENANT_B, account_id)
+        assert "email_account" in statements[-1]  # the row hidden or not B's: the account
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", count)
