@@ -95,12 +95,20 @@ class _PoolProcess(ForkServerProcess):
 
     def start(self) -> None:
         parent = multiprocessing.current_process()
-        daemonic = parent.daemon
-        parent._config["daemon"] = False  # type: ignore[attr-defined]  # the check start() makes
+        config: dict[str, Any] = parent._config  # type: ignore[attr-defined]
+        saved = dict(config)
+        # Celery's processes (billiard's) keep their key in a type of their own, which
+        # the fork server's pickler refuses: the same bytes, as plain bytes for the
+        # parent's key sent along while this process starts, and in the standard type
+        # for this process's copy of it.
+        config["authkey"] = bytes(parent.authkey)
+        self.authkey = parent.authkey
+        config["daemon"] = False  # the check start() makes
         try:
             super().start()
         finally:
-            parent._config["daemon"] = daemonic  # type: ignore[attr-defined]
+            config.clear()
+            config.update(saved)
 
 
 class _PoolContext(ForkServerContext):
