@@ -668,11 +668,11 @@ def test_a_changed_password_is_not_served_by_the_kept_session(
 
 def test_a_daemonic_process_parses_in_a_pool_of_its_own(tmp_path: Any) -> None:
     """A Celery prefork child is daemonic: its large runs still parse in worker processes."""
-    import billiard  # Celery's multiprocessing, whose children a prefork worker runs
+    import multiprocessing
 
     # spawn: a fork of this process would inherit the handle of its fork server, if an
     # earlier test started one, and could not use it
-    context = billiard.get_context("spawn")
+    context = multiprocessing.get_context("spawn")
     answers = context.Queue()
     child = context.Process(target=_parse_in_pool, args=(str(tmp_path), answers), daemon=True)
     child.start()

@@ -95,20 +95,12 @@ class _PoolProcess(ForkServerProcess):
 
     def start(self) -> None:
         parent = multiprocessing.current_process()
-        config: dict[str, Any] = parent._config  # type: ignore[attr-defined]
-        saved = dict(config)
-        # Celery's processes (billiard's) keep their key in a type of their own, which
-        # the fork server's pickler refuses: the same bytes, as plain bytes for the
-        # parent's key sent along while this process starts, and in the standard type
-        # for this process's copy of it.
-        config["authkey"] = bytes(parent.authkey)
-        self.authkey = parent.authkey
-        config["daemon"] = False  # the check start() makes
+        daemonic = parent.daemon
+        parent._config["daemon"] = False  # type: ignore[attr-defined]  # the check start() makes
         try:
             super().start()
         finally:
-            config.clear()
-            config.update(saved)
+            parent._config["daemon"] = daemonic  # type: ignore[attr-defined]
 
 
 class _PoolContext(ForkServerContext):
