@@ -666,44 +666,6 @@ def test_a_changed_password_is_not_served_by_the_kept_session(
         assert sync_state.status(session, TENANT_A, account_id).state == "auth_failed"
 
 
-def test_a_daemonic_process_parses_in_a_pool_of_its_own(tmp_path: Any) -> None:
-    """A Celery prefork child is daemonic: its large runs still parse in worker processes."""
-    import multiprocessing
-
-    # spawn: a fork of this process would inherit the handle of its fork server, if an
-    # earlier test started one, and could not use it
-    context = multiprocessing.get_context("spawn")
-    answers = context.Queue()
-    child = context.Process(target=_parse_in_pool, args=(str(tmp_path), answers), daemon=True)
-    child.start()
-    parallel, rows, daemonic = answers.get(timeout=120)
-    child.join(timeout=60)
-    assert (parallel, daemonic, child.exitcode) == (True, True, 0)
-    assert [row["uid"] for row in rows] == [1, 2, 3]
-    assert all(row["subject"] for row in rows)
-
-
-def _parse_in_pool(root: str, answers: Any) -> None:
-    import datetime as dt
-    import multiprocessing
-    from pathlib import Path
-
-    from email_service.store.blobs import FileBlobStore
-
-    options = ingest_pool.ParseOptions(Limits(), parse_bodies=True, tsvector=True)
-    preparer = ingest_pool.Preparer(FileBlobStore(Path(root)), options, processes=2)
-    now = dt.datetime.now(dt.UTC)
-    batch = [FetchedMessage(uid, frozenset(), now, 0, None, make_message(uid)) for uid in (1, 2, 3)]
-    scope = {"tenant_id": TENANT_A, "account_id": uuid.uuid4(), "folder_id": uuid.uuid4()}
-    try:
-        preparer.start(ingest_pool.PARALLEL_MIN_MESSAGES)
-        parts = preparer.submit(batch, {**scope, "uidvalidity": 1})
-        rows = [item.row for part in parts for item in part.result(timeout=120)]
-        answers.put((preparer.parallel, rows, multiprocessing.current_process().daemon))
-    finally:
-        preparer.close()
-
-
 def test_a_status_read_is_one_statement_and_another_tenant_gets_not_found(
     runtime: Any, dovecot: Any, mail_user: Any
 ) -> None:

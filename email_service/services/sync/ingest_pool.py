@@ -6,15 +6,8 @@ pool of processes started through a fork server (never a fork of this threaded p
 they store the raw bytes in the blob store, parse, build the search document, make their
 blobs durable, and send back the rows. The sync thread keeps the IMAP connection and the
 order of batches; the writer thread keeps the database. Small runs (an incremental sync)
-parse inline, where a pool would only add start-up time.
-
-A Celery prefork child is a daemonic process, and ``multiprocessing`` refuses to start
-children from one: their parent would be killed at exit without waiting for them. The
-pool's processes are started anyway (``_PoolProcess``): each run shuts its pool down
-before it returns, even when it fails, and a pool worker or fork server whose parent dies
-reads end-of-file on its pipe and exits, so none is left behind. ``SYNC_PARSE_PROCESSES=0``
-keeps every parse in the task's process (a worker whose ``--concurrency`` already fills
-the cores with many accounts).
+parse inline, where a pool would only add start-up time, and so do Celery's prefork
+children, which may not start processes of their own (they are daemonic).
 
 Nothing changes for correctness: a row is committed only after its blob was flushed by the
 process that wrote it, and a pool that breaks (a worker killed) fails the run, which the
@@ -29,7 +22,6 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.context import ForkServerContext, ForkServerProcess
 from typing import Any
 
 from email_service.mail.imap.session import FetchedMessage
@@ -89,26 +81,6 @@ def parse_processes(setting: int | None) -> int:
     return cores if cores and cores > 1 else 0
 
 
-class _PoolProcess(ForkServerProcess):
-    """A pool process that a daemonic parent (a Celery prefork child) may start: see the
-    module docstring for why none outlives the run."""
-
-    def start(self) -> None:
-        parent = multiprocessing.current_process()
-        daemonic = parent.daemon
-        parent._config["daemon"] = False  # type: ignore[attr-defined]  # the check start() makes
-        try:
-            super().start()
-        finally:
-            parent._config["daemon"] = daemonic  # type: ignore[attr-defined]
-
-
-class _PoolContext(ForkServerContext):
-    """The fork server's context, starting ``_PoolProcess``."""
-
-    Process = _PoolProcess
-
-
 class Preparer:
     """Turns fetched batches into rows, inline or in a process pool."""
 
@@ -120,7 +92,12 @@ class Preparer:
         """Start the pool if a run of this many new messages is worth it (idempotent)."""
         if self._pool is not None or self.processes < 1 or messages < PARALLEL_MIN_MESSAGES:
             return
-        context = _PoolContext()
+        if multiprocessing.current_process().daemon:
+            # A Celery prefork child may not have children; its worker runs tasks in
+            # parallel already (--concurrency), one account each.
+            self.processes = 0
+            return
+        context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
         try:
             self._pool = ProcessPoolExecutor(
