@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from email_service.services.imap_pool import imap_pool
 from email_service.services.outgoing import sent_copy
-from email_service.services.outgoing.imap_pool import imap_pool
 from email_service.store.models import Account, Outbox, utcnow
 from email_service.store.states import SentCopyState
 from tests.conftest import TENANT_A

@@ -6,6 +6,7 @@ Counts are compared with what the server reports (STATUS), not just "no exceptio
 from __future__ import annotations
 
 import re
+import socket
 import uuid
 from typing import Any
 
@@ -478,6 +479,31 @@ def test_new_mail_is_stored_newest_first_with_percent_progress(
     assert final.folders["INBOX"] == {"done": count, "total": count, "percent": 100.0}
 
 
+def test_a_little_new_mail_in_a_synced_folder_is_committed_at_once(
+    runtime: Any, dovecot: Any, mail_user: Any
+) -> None:
+    """The newest-first early commit is for a folder with nothing stored yet: new mail of
+    a synced folder, up to a batch, comes in one transaction with the checkpoint."""
+    from email_service.services.sync.engine import FIRST_BATCH
+
+    with imap_login(dovecot, mail_user) as client:
+        append(client, "INBOX", make_message(0), "")
+    account_id = _account(runtime, dovecot, mail_user)
+    _sync(runtime, account_id)
+    with imap_login(dovecot, mail_user) as client:
+        for n in range(1, FIRST_BATCH + 31):
+            append(client, "INBOX", make_message(n), "")
+    committed: list[int] = []
+
+    def progress(name: str, done: int, total: int, size: int) -> None:
+        with runtime.db.session() as session:
+            stored = select(func.count()).where(Message.account_id == account_id)
+            committed.append(session.scalar(stored) or 0)
+
+    run_sync(runtime, TENANT_A, account_id, owner=uuid.uuid4().hex, progress=progress)
+    assert committed == [FIRST_BATCH + 31]
+
+
 def test_quick_resync_reads_only_the_uids_it_was_told_about(
     runtime: Any, dovecot: Any, mail_user: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -578,3 +604,98 @@ def test_a_pushed_sync_of_a_folder_gone_from_the_server_lists_the_folders(
     assert report.new_messages == 0
     assert "Entw&APw-rfe" not in _local_counts(runtime, account_id)
     assert _local_counts(runtime, account_id) == _server_counts(dovecot, mailbox_user)
+
+
+def _logins(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Each new IMAP session's login, as it happens (a pooled session's reuse is none)."""
+    opened: list[int] = []
+    real = gateways.open_imap
+
+    def counting(runtime: Any, login: Any) -> Any:
+        opened.append(1)
+        return real(runtime, login)
+
+    monkeypatch.setattr(gateways, "open_imap", counting)
+    return opened
+
+
+def test_a_resync_reuses_the_logged_in_session_and_replaces_a_dead_one(
+    runtime: Any, dovecot: Any, mailbox_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from email_service.services.imap_pool import imap_pool
+
+    logins = _logins(monkeypatch)
+    account_id = _account(runtime, dovecot, mailbox_user)
+    _sync(runtime, account_id)
+    with imap_login(dovecot, mailbox_user) as client:
+        append(client, "Archive", make_message(99), "")
+    report = _sync(runtime, account_id)  # the same session: no second login
+    assert (len(logins), report.new_messages) == (1, 1)
+    assert _local_counts(runtime, account_id) == _server_counts(dovecot, mailbox_user)
+
+    # The kept session dies while idle (a server restart, a NAT timeout): the next run
+    # notices before it starts, logs in again and syncs as usual.
+    pool = imap_pool(runtime)
+    (pooled,) = [p for login, p in pool._idle if login.username == mailbox_user.email]
+    assert pooled.imap.selected is not None  # left in the last folder it synced
+    pooled.imap._conn.sock.shutdown(socket.SHUT_RDWR)
+    with imap_login(dovecot, mailbox_user) as client:
+        append(client, "INBOX", make_message(100), "")
+    report = _sync(runtime, account_id)
+    assert (len(logins), report.new_messages) == (2, 1)
+    assert _local_counts(runtime, account_id) == _server_counts(dovecot, mailbox_user)
+
+
+def test_a_changed_password_is_not_served_by_the_kept_session(
+    runtime: Any, dovecot: Any, mail_user: Any
+) -> None:
+    account_id = _account(runtime, dovecot, mail_user)
+    _sync(runtime, account_id)  # a session logged in with the right password is kept
+    with runtime.db.session() as session:
+        accounts.update_account(
+            session,
+            TENANT_A,
+            account_id,
+            AccountFields(password="wrong"),
+            runtime.vault,
+            runtime.hosts,
+        )
+    with pytest.raises(RemoteAuthError):
+        _sync(runtime, account_id)
+    with runtime.db.session() as session:
+        assert sync_state.status(session, TENANT_A, account_id).state == "auth_failed"
+
+
+def test_a_status_read_is_one_statement_and_another_tenant_gets_not_found(
+    runtime: Any, dovecot: Any, mail_user: Any
+) -> None:
+    """The status row answers for its tenant alone: the account is read only when the row
+    is missing (or not the tenant's)."""
+    from sqlalchemy import event
+
+    from email_service.errors import NotFoundError
+    from email_service.store import scope
+    from tests.conftest import TENANT_B
+
+    account_id = _account(runtime, dovecot, mail_user)
+    _sync(runtime, account_id)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "account_sync" in statement or "email_account" in statement:
+            statements.append(statement)
+
+    event.listen(runtime.db.engine, "before_cursor_execute", count)
+    try:
+        with scope.tenant_scope(TENANT_A), runtime.db.session() as session:
+            assert sync_state.status(session, TENANT_A, account_id).state == "ok"
+        assert len(statements) == 1 and "email_account" not in statements[0], statements
+        with (
+            scope.tenant_scope(TENANT_B),
+            runtime.db.session() as session,
+            pytest.raises(NotFoundError),
+        ):
+            sync_state.status(session, TENANT_B, account_id)
+        assert "email_account" in statements[-1]  # the row hidden or not B's: the account
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", count)

@@ -35,6 +35,7 @@ FORBIDDEN = {
     "services.outgoing": {"api", "jobs", "app", "cli", "wsgi", "services.sync"},
     "services.sync": {"api", "jobs", "app", "cli", "wsgi", "services.outgoing"},
     "services.gateways": {"api", "jobs", "app", "cli", "services.sync", "services.outgoing"},
+    "services.imap_pool": {"api", "jobs", "app", "cli", "services.sync", "services.outgoing"},
     "services.runtime": {"api", "jobs", "app", "cli", "services.sync", "services.outgoing"},
     "services.hosts": {"api", "jobs", "app", "cli", "services.sync", "services.outgoing"},
     "services.paging": {"api", "jobs", "app", "cli", "services.sync", "services.outgoing"},

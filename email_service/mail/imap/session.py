@@ -201,6 +201,11 @@ class ImapSession:
         self._run([b"CLOSE"], "CLOSE")
         self.selected = None
 
+    def unselect(self) -> None:
+        """UNSELECT: leave the selected folder without expunging anything (RFC 3691)."""
+        self._run([b"UNSELECT"], "UNSELECT")
+        self.selected = None
+
     def subscribe(self, raw_name: str, subscribed: bool = True) -> None:
         """SUBSCRIBE or UNSUBSCRIBE a folder (RFC 9051 §6.3.7, §6.3.8)."""
         verb = b"SUBSCRIBE" if subscribed else b"UNSUBSCRIBE"

@@ -38,8 +38,8 @@ from sqlalchemy.orm import Session
 
 from email_service.mail.mime.build import build_message
 from email_service.services import gateways
+from email_service.services.imap_pool import Pooled
 from email_service.services.outgoing import outbox, sent_copy
-from email_service.services.outgoing.imap_pool import Pooled
 from email_service.services.runtime import Runtime
 from email_service.store.db import changed
 from email_service.store.models import Account, Draft

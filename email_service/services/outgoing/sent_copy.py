@@ -21,8 +21,8 @@ from email_service.mail.imap.session import ImapSession, search_string
 from email_service.services import gateways
 from email_service.services.events import record as announce
 from email_service.services.hosts import Endpoint
+from email_service.services.imap_pool import Pooled, imap_pool
 from email_service.services.oauth import tokens as oauth_tokens
-from email_service.services.outgoing.imap_pool import Pooled, imap_pool
 from email_service.services.runtime import Runtime
 from email_service.store.change_log import Op
 from email_service.store.models import Account, Folder, Message, Outbox

@@ -66,7 +66,9 @@ BATCH_BYTES = 4 * 1024 * 1024
 # and memory at a few batches.
 PARSE_AHEAD = 1
 # New mail is fetched newest first, and the newest messages of a folder are committed as
-# one small batch before the rest, so a new mailbox shows its latest mail at once.
+# one small batch before the rest, so a new mailbox shows its latest mail at once. A folder
+# that has mail stored and at most a batch of new mail gets it in one transaction, with
+# its checkpoint: a small incremental sync pays one commit, not two.
 FIRST_BATCH = 50
 ROLE_ORDER = ("inbox", "sent", "drafts", "archive", "flagged", "junk", "trash", "all")
 
@@ -353,7 +355,8 @@ class SyncEngine:
             total = stored + len(todo)
         self._note(remote.name, done, total)
         self.preparer.start(len(todo))
-        newest, older = todo[:FIRST_BATCH], todo[FIRST_BATCH:]
+        first = FIRST_BATCH if done == 0 or len(todo) > BATCH_MESSAGES else len(todo)
+        newest, older = todo[:first], todo[first:]
         done = self._fetch_batches(remote, folder_id, uidvalidity, newest, done, total, not older)
         if older:
             self._drain()  # the newest are committed before the rest is fetched

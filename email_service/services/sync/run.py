@@ -17,7 +17,8 @@ from email_service.errors import (
 )
 from email_service.services import caller_errors
 from email_service.services.events import record as announce
-from email_service.services.gateways import blob_store, open_imap, row_login
+from email_service.services.gateways import blob_store, row_login
+from email_service.services.imap_pool import imap_pool
 from email_service.services.runtime import Runtime
 from email_service.services.sync import folders as folders_repo
 from email_service.services.sync import state as sync_state
@@ -56,10 +57,11 @@ def run_sync(
     connected = False
     try:
         # Inside the lock: an OAuth2 login may refresh its token, and a refused grant
-        # ends this run as auth_failed like a refused password.
-        with open_imap(runtime, row_login(runtime, account)) as imap:
+        # ends this run as auth_failed like a refused password. The session is kept in
+        # the process's pool afterwards: the next run of this account skips the login.
+        with imap_pool(runtime).session(runtime, row_login(runtime, account), True) as pooled:
             connected = True
-            report = SyncEngine(ctx, imap).run()
+            report = SyncEngine(ctx, pooled.imap).run()
     except RemoteAuthError as exc:
         _finish(
             runtime,

@@ -64,8 +64,13 @@ def _new_row(account_id: uuid.UUID, tenant_id: str, **values: Any) -> SyncState:
 
 
 def _row(session: Session, tenant_id: str, account_id: uuid.UUID) -> SyncState:
-    check_tenant_row(session, Account, tenant_id, account_id, account_id=str(account_id))
+    """The account's status row, made if missing; NotFoundError unless it is the tenant's.
+    One statement when the row exists (none when the session holds it already): a status
+    row is the tenant's exactly when its account is."""
     row = session.get(SyncState, account_id)
+    if row is not None and row.tenant_id == tenant_id:
+        return row
+    check_tenant_row(session, Account, tenant_id, account_id, account_id=str(account_id))
     if row is None:
         row = _new_row(account_id, tenant_id, state=SyncRunState.IDLE)
         session.add(row)

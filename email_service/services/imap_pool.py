@@ -1,9 +1,15 @@
 """Logged-in IMAP sessions kept per process for the sending side (Sent copies, flags,
-reconciliation searches): up to ``IMAP_POOL_SIZE`` idle, reused for the same login.
+reconciliation searches) and for syncs: up to ``IMAP_POOL_SIZE`` idle, reused for the
+same login (host, user and secret: a changed password or token never finds the old one).
 
 A session is used by one thread at a time. One that fails is closed, never returned. A
 reused session that turns out dead raises RemoteTemporaryError on its first command; the
 callers' steps search before they write, so doing them again on a fresh one is safe.
+A sync asks for a ``checked`` session instead: a reused one is first brought back to the
+authenticated state with one round trip (UNSELECT, RFC 3691, or NOOP), and replaced by a
+fresh login if that fails, so a run never starts on a dead connection or inside a folder.
+Idle sessions past ``IDLE_SECONDS`` are logged out whenever the pool is used (an account
+deleted or re-keyed leaves nothing open for long).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from email_service.errors import RemoteError
 from email_service.mail.imap.session import ImapSession
 from email_service.services import gateways
 from email_service.services.runtime import Runtime
@@ -61,9 +68,15 @@ class ImapPool:
         self._lock = threading.Lock()
 
     @contextmanager
-    def session(self, runtime: Runtime, login: gateways.Login) -> Iterator[Pooled]:
-        """A pooled (or new) session for ``login``; closed if the block raises."""
-        pooled = self._take(login) or Pooled(gateways.open_imap(runtime, login))
+    def session(
+        self, runtime: Runtime, login: gateways.Login, checked: bool = False
+    ) -> Iterator[Pooled]:
+        """A pooled (or new) session for ``login``; closed if the block raises.
+        ``checked``: a reused session is known alive, with no folder selected."""
+        pooled = self._take(login)
+        if pooled is not None and checked and not _ready(pooled.imap):
+            pooled = None
+        pooled = pooled or Pooled(gateways.open_imap(runtime, login))
         try:
             yield pooled
         except BaseException:
@@ -72,17 +85,15 @@ class ImapPool:
         self._give_back(login, pooled)
 
     def _take(self, login: gateways.Login) -> Pooled | None:
-        stale: list[Pooled] = []
         found = None
         now = time.monotonic()
         with self._lock:
+            stale = [p for _key, p in self._idle if now - p.last_used >= IDLE_SECONDS]
+            self._idle = [(k, p) for k, p in self._idle if now - p.last_used < IDLE_SECONDS]
             for index, (key, pooled) in enumerate(self._idle):
                 if key == login:
                     del self._idle[index]
-                    if now - pooled.last_used < IDLE_SECONDS:
-                        found = pooled
-                    else:
-                        stale.append(pooled)
+                    found = pooled
                     break
         for old in stale:
             old.imap.logout()
@@ -98,6 +109,23 @@ class ImapPool:
             del self._idle[: len(surplus)]
         for _key, old in surplus:
             old.imap.logout()
+
+
+def _ready(imap: ImapSession) -> bool:
+    """One round trip: True if the session answers and has no folder selected (else it
+    is logged out). Without UNSELECT a selected folder could only be left by CLOSE, which
+    expunges in a folder selected read-write: such a session is not reused."""
+    try:
+        if imap.selected is None:
+            imap.noop()
+            return True
+        if "UNSELECT" in imap.capabilities:
+            imap.unselect()
+            return True
+    except (RemoteError, OSError):
+        pass
+    imap.logout()
+    return False
 
 
 @functools.cache
