@@ -185,10 +185,8 @@ def test_uidvalidity_change_remaps_without_duplicates(
     assert report.remapped == 2
 
 
-def test_wrong_password_is_auth_failed_without_retry(
-    runtime: Any, dovecot: Any, mail_user: Any
-) -> None:
-    account_id = _account(runtime, dovecot, mail_user)
+def _sync_with_a_wrong_password(runtime: Any, account_id: uuid.UUID) -> None:
+    """Store a wrong password for the account; its next sync raises RemoteAuthError."""
     with runtime.db.session() as session:
         accounts.update_account(
             session,
@@ -200,6 +198,13 @@ def test_wrong_password_is_auth_failed_without_retry(
         )
     with pytest.raises(RemoteAuthError):
         _sync(runtime, account_id)
+
+
+def test_wrong_password_is_auth_failed_without_retry(
+    runtime: Any, dovecot: Any, mail_user: Any
+) -> None:
+    account_id = _account(runtime, dovecot, mail_user)
+    _sync_with_a_wrong_password(runtime, account_id)
     with runtime.db.session() as session:
         current = sync_state.status(session, TENANT_A, account_id)
         assert current.state == "auth_failed"
@@ -651,17 +656,7 @@ def test_a_changed_password_is_not_served_by_the_kept_session(
 ) -> None:
     account_id = _account(runtime, dovecot, mail_user)
     _sync(runtime, account_id)  # a session logged in with the right password is kept
-    with runtime.db.session() as session:
-        accounts.update_account(
-            session,
-            TENANT_A,
-            account_id,
-            AccountFields(password="wrong"),
-            runtime.vault,
-            runtime.hosts,
-        )
-    with pytest.raises(RemoteAuthError):
-        _sync(runtime, account_id)
+    _sync_with_a_wrong_password(runtime, account_id)
     with runtime.db.session() as session:
         assert sync_state.status(session, TENANT_A, account_id).state == "auth_failed"
 
