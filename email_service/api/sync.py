@@ -99,9 +99,8 @@ def _queued(account_id: uuid.UUID, result: sync_jobs.Trigger) -> Response:
 @bp.get("/status/<uuid:account_id>")
 @bp.output(StatusOut)
 @bp.doc(responses=[404, 503])
-def sync_status(account_id: uuid.UUID) -> StatusOut:
+def sync_status(account_id: uuid.UUID) -> Response:
     """State, times, per-folder progress, totals and the last error in words."""
     sync_jobs.require_sync_enabled(runtime())
-    with runtime().db.session() as session:
-        current = sync_state.status(session, tenant_id(), account_id)
-    return StatusOut.model_validate(current, from_attributes=True)
+    current = sync_state.read_status(runtime().db, tenant_id(), account_id)
+    return json_response(StatusOut, current)

@@ -62,8 +62,7 @@ def trigger_and_wait(
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             listener.wait(min(left, RECHECK_S))
-            with runtime.db.session() as session:
-                current = sync_state.status(session, tenant_id, account_id)
+            current = sync_state.read_status(runtime.db, tenant_id, account_id)
             if current.job_id == job.job_id and current.state in ENDED:
                 return job, current
     return job, None
