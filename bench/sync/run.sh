@@ -4,11 +4,13 @@
 # Celery worker (api.sh: POST, then the status until `ok`), and as the command
 # `email-service sync --foreground` (ours.sh, which pays an interpreter's start-up).
 #
-#   bench/sync/run.sh [N]        # N messages (default 10000); prints a markdown table
+#   bench/sync/run.sh [N]        # N messages (default 10000); prints markdown tables
 #
 # Uses its own Dovecot (BENCH_DIR/IMAP_PORT below), a throwaway PostgreSQL database on
-# 127.0.0.1:5432 and Redis database 10 on 127.0.0.1:6379; neither the system services
-# nor the test instances are touched. The worker's peak RSS is printed after the table.
+# 127.0.0.1:5432 and Redis databases 10 and 13 (handoff.py's floor) on 127.0.0.1:6379;
+# neither the system services nor the test instances are touched. After the harness'
+# table, handoff.py's medians of the no-change sync next to the Celery hand-off floor;
+# then the worker's peak RSS.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -62,6 +64,10 @@ python3 "$harness/bench_peers.py" "${generate[@]}" --skip offlineimap \
   --cmd-incr "ours: POST, then status ok (serve + worker)=bash $here/api.sh incr" \
   --cmd-full "email-service sync --foreground (PostgreSQL)=bash $here/ours.sh full" \
   --cmd-incr "email-service sync --foreground (PostgreSQL)=bash $here/ours.sh incr" | tee "$out"
+# The no-change sync again, as medians from one persistent client, next to the Celery
+# hand-off floor (handoff.py), while the service still runs.
+account_file=$(ls "$BENCH_DIR"/work/extra-ours__POST*/account_id)
+ACCOUNT_FILE="$account_file" "$repo/.venv/bin/python" "$here/handoff.py" 30 | tee -a "$out"
 {
   echo
   echo "worker peak RSS (VmHWM, MB): $(for p in $(pgrep -g "$worker_pid"); do

@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from apiflask import APIBlueprint
-from flask import url_for
+from flask import Response, url_for
 from pydantic import BaseModel, Field
 
+from email_service.api.http import prefer
 from email_service.api.http.context import runtime, tenant_id
+from email_service.api.http.responses import json_response
 from email_service.services.sync import schedule as sync_jobs
 from email_service.services.sync import state as sync_state
 from email_service.store.states import SyncRunState
 
 bp = APIBlueprint("sync", __name__, url_prefix="/api/sync", tag="Sync")
+# The longest ``Prefer: wait`` honoured: a waiting trigger holds a request thread, so a
+# client that wants to follow a long sync reads the status or /api/events instead.
+MAX_WAIT_S = 30
+TRIGGER_RESPONSES: dict[int | str, Any] = {
+    200: {
+        "description": "Only with `Prefer: wait=N`: the job ended within N seconds (at most "
+        f"{MAX_WAIT_S}); the body is its final status, as GET /api/sync/status shows it, and "
+        "`Preference-Applied: wait=N` says the wait was honoured. Else the answer is the 202.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StatusOut"}}},
+    },
+    404: "Not Found",
+    503: "Service Unavailable",
+}
 
 
 class TriggerOut(BaseModel):
@@ -54,24 +70,37 @@ class StatusOut(BaseModel):
 
 @bp.post("/imap/<uuid:account_id>")
 @bp.output(TriggerOut, status_code=202)
-@bp.doc(responses=[404, 503])
-def trigger_sync(account_id: uuid.UUID) -> TriggerOut:
-    """Queue a sync of the account; a second trigger while one runs returns that job."""
-    result = sync_jobs.trigger(runtime(), tenant_id(), account_id)
-    return TriggerOut(
+@bp.doc(responses=TRIGGER_RESPONSES)
+def trigger_sync(account_id: uuid.UUID) -> Response:
+    """Queue a sync of the account; a second trigger while one runs returns that job.
+
+    With `Prefer: wait=N` (RFC 7240) the answer waits up to N seconds for that job to end.
+    """
+    wait = prefer.wait_seconds(MAX_WAIT_S)
+    if wait is None:
+        return _queued(account_id, sync_jobs.trigger(runtime(), tenant_id(), account_id))
+    result, ended = sync_jobs.trigger_and_wait(runtime(), tenant_id(), account_id, wait)
+    answer = _queued(account_id, result) if ended is None else json_response(StatusOut, ended)
+    answer.headers["Preference-Applied"] = f"wait={wait}"
+    return answer
+
+
+def _queued(account_id: uuid.UUID, result: sync_jobs.Trigger) -> Response:
+    """202 with the job."""
+    job = TriggerOut(
         job_id=result.job_id,
         state=result.state,
         already_running=result.already_running,
         status_url=url_for(".sync_status", account_id=account_id),
     )
+    return json_response(TriggerOut, job, status=202)
 
 
 @bp.get("/status/<uuid:account_id>")
 @bp.output(StatusOut)
 @bp.doc(responses=[404, 503])
-def sync_status(account_id: uuid.UUID) -> StatusOut:
+def sync_status(account_id: uuid.UUID) -> Response:
     """State, times, per-folder progress, totals and the last error in words."""
     sync_jobs.require_sync_enabled(runtime())
-    with runtime().db.session() as session:
-        current = sync_state.status(session, tenant_id(), account_id)
-    return StatusOut.model_validate(current, from_attributes=True)
+    current = sync_state.read_status(runtime().db, tenant_id(), account_id)
+    return json_response(StatusOut, current)

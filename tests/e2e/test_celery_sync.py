@@ -106,6 +106,13 @@ def test_worker_killed_mid_sync_resumes_without_loss_or_duplicates(
             WAIT_S,
         )
         assert final["state"] == "ok", (final, (tmp_path / "worker.log").read_text()[-3000:])
+        # A trigger that waits (Prefer: wait) answers with the status the worker ended with.
+        waited = api.post(
+            f"/api/sync/imap/{account['id']}", headers={**headers, "Prefer": f"wait={WAIT_S}"}
+        )
+        assert waited.status_code == 200, waited.get_json()
+        assert waited.get_json()["state"] == "ok"
+        assert waited.get_json()["job_id"] not in (job["job_id"], again["job_id"])
     finally:
         kill_tree(worker)
     with runtime.db.session() as session:

@@ -105,6 +105,47 @@ def test_second_trigger_while_running_joins_the_running_job(
     assert response.get_json()["state"] == "running"
 
 
+def test_prefer_wait_answers_with_the_final_status(
+    client: Any, as_tenant: Any, dovecot: Any, mail_user: Any
+) -> None:
+    with imap_login(dovecot, mail_user) as imap:
+        for i in range(4):
+            append(imap, "INBOX", make_message(i))
+    account_id = _create(client, as_tenant, dovecot, mail_user)
+    headers = as_tenant(TENANT_A)
+    # RFC 7240: several preferences in one field, an unknown one ignored.
+    prefer = {**headers, "Prefer": f"respond-async, handling=lenient, wait={WAIT_S}"}
+    response = client.post(f"/api/sync/imap/{account_id}", headers=prefer)
+    assert response.status_code == 200, response.get_json()
+    assert response.headers["Preference-Applied"] == "wait=30"  # capped at MAX_WAIT_S
+    done = response.get_json()
+    assert done["state"] == "ok" and done["job_id"], done
+    assert done["folders"]["INBOX"] == {"done": 4, "total": 4, "percent": 100.0}
+    assert done == client.get(f"/api/sync/status/{account_id}", headers=headers).get_json()
+    again = client.post(f"/api/sync/imap/{account_id}", headers=prefer).get_json()
+    assert again["state"] == "ok" and again["job_id"] != done["job_id"]
+
+
+def test_prefer_wait_gives_up_with_the_queued_job(
+    client: Any, as_tenant: Any, dovecot: Any, mail_user: Any, runtime: Any
+) -> None:
+    import uuid
+
+    account_id = _create(client, as_tenant, dovecot, mail_user)
+    with runtime.db.session() as session:  # a worker elsewhere holds the lock, never ends
+        assert sync_state.start(session, TENANT_A, uuid.UUID(account_id), "other-worker")
+    prefer = {**as_tenant(TENANT_A), "Prefer": "wait=1"}
+    response = client.post(f"/api/sync/imap/{account_id}", headers=prefer)
+    assert response.status_code == 202
+    assert response.headers["Preference-Applied"] == "wait=1"
+    assert response.get_json()["already_running"] is True
+    assert response.get_json()["state"] == "running"
+    other = client.post(
+        f"/api/sync/imap/{account_id}", headers={**as_tenant(TENANT_B), "Prefer": "wait=1"}
+    )
+    assert other.status_code == 404
+
+
 def test_wrong_password_reports_auth_failed(
     client: Any, as_tenant: Any, dovecot: Any, mail_user: Any
 ) -> None:

@@ -67,23 +67,26 @@ def _shown(row: Folder) -> tuple[object, ...]:
 def local_states(
     session: Session, folder_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, tuple[int | None, int | None, int | None, int]]:
-    """Per folder: (uidvalidity, uidnext, highestmodseq, messages stored), in two statements
-    whatever the number of folders."""
+    """Per folder: (uidvalidity, uidnext, highestmodseq, messages stored at that checkpoint),
+    in one statement whatever the number of folders or messages.
+
+    The stored count is the folder's counter, which every checkpoint sets from its rows
+    (and a client's move or delete refreshes, :func:`recount`): counting the rows instead
+    would read every message of the account on each run, a run with nothing to do included.
+    """
     if not folder_ids:
         return {}
-    counted = session.execute(
-        select(Message.folder_id, func.count())
-        .where(Message.folder_id.in_(folder_ids))
-        .group_by(Message.folder_id)
-    )
-    counts = {folder_id: int(n) for folder_id, n in counted}
     rows = session.execute(
-        select(Folder.id, Folder.uidvalidity, Folder.uidnext, Folder.highestmodseq).where(
-            Folder.id.in_(folder_ids)
-        )
+        select(
+            Folder.id,
+            Folder.uidvalidity,
+            Folder.uidnext,
+            Folder.highestmodseq,
+            Folder.message_count,
+        ).where(Folder.id.in_(folder_ids))
     )
     return {
-        row.id: (row.uidvalidity, row.uidnext, row.highestmodseq, counts.get(row.id, 0))
+        row.id: (row.uidvalidity, row.uidnext, row.highestmodseq, row.message_count or 0)
         for row in rows
     }
 

@@ -22,6 +22,7 @@ from email_service.services.imap_pool import imap_pool
 from email_service.services.runtime import Runtime
 from email_service.services.sync import folders as folders_repo
 from email_service.services.sync import state as sync_state
+from email_service.services.sync.ends import ends_for
 from email_service.services.sync.engine import Progress, SyncContext, SyncEngine, SyncReport
 from email_service.services.sync.folders import Checkpoint
 from email_service.services.sync.ingest_pool import parse_processes
@@ -144,3 +145,5 @@ def _finish(
             if changed is not None:
                 announce.account_status_set(session, changed.tenant_id, account_id, account_status)
         sync_state.release(session, account_id, owner, state, error, commit=False)
+    # Committed: a trigger waiting for this run (Prefer: wait) reads the status now.
+    ends_for(runtime.settings.redis_url, runtime.settings.broker_url).announce(account_id)

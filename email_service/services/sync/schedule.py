@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,10 +12,13 @@ from sqlalchemy import or_, select
 from email_service.errors import FeatureDisabledError
 from email_service.services.runtime import Runtime
 from email_service.services.sync import state as sync_state
+from email_service.services.sync.ends import RECHECK_S, ends_for
 from email_service.store.models import Account, SyncState, utcnow
 from email_service.store.states import AccountStatus, SyncRunState
 
 SYNC_TASK = "sync_imap_account"
+# States a run ends in: a trigger that waits returns when its job reaches one.
+ENDED = frozenset({SyncRunState.OK, SyncRunState.ERROR, SyncRunState.AUTH_FAILED})
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,23 @@ def trigger(runtime: Runtime, tenant_id: str, account_id: uuid.UUID) -> Trigger:
     assert runtime.queue is not None, "no job queue wired"
     runtime.queue.enqueue(SYNC_TASK, job_id, account_id=str(account_id), tenant_id=tenant_id)
     return Trigger(job_id, SyncRunState.QUEUED, already_running=False)
+
+
+def trigger_and_wait(
+    runtime: Runtime, tenant_id: str, account_id: uuid.UUID, seconds: float
+) -> tuple[Trigger, sync_state.SyncStatus | None]:
+    """:func:`trigger`, then wait up to ``seconds`` for that job to end: the trigger, and
+    the status it ended with (None if it had not ended in time)."""
+    ends = ends_for(runtime.settings.redis_url, runtime.settings.broker_url)
+    with ends.listen(account_id) as listener:  # before the job exists: no end is missed
+        job = trigger(runtime, tenant_id, account_id)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            listener.wait(min(left, RECHECK_S))
+            current = sync_state.read_status(runtime.db, tenant_id, account_id)
+            if current.job_id == job.job_id and current.state in ENDED:
+                return job, current
+    return job, None
 
 
 def first_sync(runtime: Runtime, tenant_id: str, account_id: uuid.UUID) -> str | None:

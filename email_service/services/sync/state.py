@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from email_service.services.events import record as announce
 from email_service.store.change_log import Op
+from email_service.store.db import Database
 from email_service.store.models import Account, SyncState, utcnow
 from email_service.store.states import SyncRunState
 from email_service.store.tenancy import check_tenant_row
@@ -81,7 +82,21 @@ def _row(session: Session, tenant_id: str, account_id: uuid.UUID) -> SyncState:
 
 def status(session: Session, tenant_id: str, account_id: uuid.UUID) -> SyncStatus:
     """The account's sync status (idle if it never synced)."""
-    row = _row(session, tenant_id, account_id)
+    return _status_of(_row(session, tenant_id, account_id))
+
+
+def read_status(db: Database, tenant_id: str, account_id: uuid.UUID) -> SyncStatus:
+    """:func:`status` in one round trip (a read outside a transaction) when the account
+    has a status row; else in a transaction that makes the row."""
+    with db.reading() as session:
+        row = session.get(SyncState, account_id)
+        if row is not None and row.tenant_id == tenant_id:
+            return _status_of(row)
+    with db.session() as session:
+        return status(session, tenant_id, account_id)
+
+
+def _status_of(row: SyncState) -> SyncStatus:
     listed: dict[str, dict[str, int]] = dict(row.progress.get("folders", {}))
     folders = {
         name: {**p, "percent": _percent(p["done"], p["total"], row.state == SyncRunState.OK)}
@@ -90,7 +105,7 @@ def status(session: Session, tenant_id: str, account_id: uuid.UUID) -> SyncStatu
     done = sum(p["done"] for p in listed.values())
     total = sum(p["total"] for p in listed.values())
     return SyncStatus(
-        account_id=account_id,
+        account_id=row.account_id,
         state=row.state,
         job_id=row.job_id,
         queued_at=row.queued_at,
