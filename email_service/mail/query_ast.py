@@ -108,7 +108,9 @@ OPERATOR_NAMES = TEXT_FIELDS | {
 KEYWORDS = frozenset({"OR", "AND"})
 # Characters that end an unquoted word.
 DELIMITERS = frozenset('()"|')
-_WORD = re.compile(r"[^\W_]+")
+# What separates words: runs of anything but letters and digits. Splitting on these gives
+# the words ``[^\W_]+`` finds (plus an empty string at either end), about twice as fast.
+_NON_WORD = re.compile(r"[\W_]+")
 
 
 class QuerySyntaxError(BadRequestError):
@@ -211,7 +213,12 @@ MATCH_ALL = And(())
 
 def words(text: str) -> list[str]:
     """The words a Term's text stands for: runs of letters and digits, lower-cased."""
-    return _WORD.findall(unicodedata.normalize("NFC", text).lower())
+    found = _NON_WORD.split(unicodedata.normalize("NFC", text).lower())
+    if not found[-1]:  # the text ended with a separator, or was empty
+        found.pop()
+    if found and not found[0]:  # it began with one
+        del found[0]
+    return found
 
 
 def and_(*nodes: Node) -> Node:

@@ -11,6 +11,7 @@ from email_service.store.search.index import (
     from_tsvector_text,
     query_tokens,
     search_document,
+    search_vector,
     to_tsvector_text,
 )
 
@@ -65,3 +66,19 @@ def test_limits_turn_words_into_fillers() -> None:
     assert tokens[MAX_OCCURRENCES : MAX_OCCURRENCES + 6] == [FILLER] * 6
     assert len(tokens) == MAX_POSITIONS
     assert tokens[-1] == f"w{MAX_POSITIONS - MAX_OCCURRENCES - 7}"
+
+
+def test_search_vector_is_the_vector_of_the_document() -> None:
+    many = " ".join(f"w{n}" for n in range(MAX_POSITIONS + 10))
+    crowd = [{"name": "Bob", "email": "bob@example.org"}] * 300  # fillers by the hundred
+    rows = [
+        ({}, []),
+        (ROW, ["menu.pdf", None]),
+        ({"subject": "only a subject"}, ["a.txt"]),
+        ({"body_text": "the " * (MAX_OCCURRENCES + 1)}, []),  # a word too frequent
+        ({"body_text": "x" * 300 + " y"}, []),  # a word too long
+        ({"subject": "s", "body_text": many}, []),  # too many positions
+        ({"subject": "s", "to_addrs": crowd, "body_text": "hello world"}, []),
+    ]
+    for row, filenames in rows:
+        assert search_vector(row, filenames) == to_tsvector_text(search_document(row, filenames))

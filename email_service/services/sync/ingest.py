@@ -36,7 +36,7 @@ from email_service.store.blobs import BlobStore
 from email_service.store.change_log import Op
 from email_service.store.copy_rows import copy_new_rows
 from email_service.store.models import Attachment, Message, ThreadLink
-from email_service.store.search.index import StoredVector, search_document, to_tsvector_text
+from email_service.store.search.index import search_document, search_vector
 
 # System flags mirrored into boolean columns for fast filters (RFC 9051 §2.3.2).
 FLAG_COLUMNS = {
@@ -110,8 +110,8 @@ def prepare(
         **flag_values(fetched.flags),
         **parsed_columns(parsed),
     }
-    document = search_document(row, [a.filename for a in parsed.attachments])
-    row["search_text"] = StoredVector(to_tsvector_text(document)) if tsvector else document
+    filenames = [a.filename for a in parsed.attachments]
+    row["search_text"] = (search_vector if tsvector else search_document)(row, filenames)
     attachments = [
         {
             "id": uuid.uuid4(),

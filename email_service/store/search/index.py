@@ -25,8 +25,8 @@ are applied to the document itself, so SQLite indexes the very same words.
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import Dialect, Text
@@ -89,22 +89,46 @@ SCHEMA_INDEXES = frozenset(
 def search_document(row: Mapping[str, Any], filenames: Iterable[str | None] = ()) -> str:
     """The token document of a message, from its column values (``Message`` names)."""
     header = list(_header_values(row, filenames))
-    fast = _document_within_limits(header, row.get("body_text") or "")
-    if fast is not None:
-        return fast
+    tokens = _plain_tokens(header, row.get("body_text") or "")
+    if tokens is not None:
+        counts = Counter(tokens)
+        counts.pop(FILLER, None)
+        if _within_counts(counts.values(), counts):
+            return " ".join(tokens)
+    return _built_document(header, row.get("body_text") or "")
+
+
+def search_vector(row: Mapping[str, Any], filenames: Iterable[str | None] = ()) -> StoredVector:
+    """``to_tsvector_text(search_document(row, filenames))``, made from the tokens at once.
+
+    The positions gathered for the vector also count each token for the limits, so a
+    sync neither joins the document to split it again nor counts its tokens twice.
+    """
+    header = list(_header_values(row, filenames))
+    tokens = _plain_tokens(header, row.get("body_text") or "")
+    if tokens is not None:
+        positions = _positions(tokens)
+        if _within_counts(map(len, positions.values()), positions):
+            return StoredVector(_vector_text(positions, str))  # words() have no quotes
+    return StoredVector(to_tsvector_text(_built_document(header, row.get("body_text") or "")))
+
+
+def _built_document(header: list[tuple[str, str]], body: str) -> str:
+    """The document word by word under every limit (the rare message near one)."""
     builder = _Builder()
     for _, value in header:
         builder.add_value(value, "")
     for field, value in header:
         builder.add_value(value, FIELD_PREFIXES[field])
-    builder.add_value(row.get("body_text") or "", "")
+    builder.add_value(body, "")
     return builder.text()
 
 
-def _document_within_limits(header: list[tuple[str, str]], body: str) -> str | None:
-    """The document in one pass when no limit can apply (nearly every message); else None.
-
-    Equal to what ``_Builder`` makes, with the per-word work left to C code.
+def _plain_tokens(header: list[tuple[str, str]], body: str) -> list[str] | None:
+    """The document's tokens in one pass, when neither the number of positions nor a
+    token's size reaches a limit (nearly every message); else None. The counts per token
+    are left to :func:`_within_counts`: together equal to what ``_Builder`` makes, with the
+    per-word work left to C code.
     """
     values = [(words(value), "") for _, value in header]
     values += [
@@ -118,7 +142,7 @@ def _document_within_limits(header: list[tuple[str, str]], body: str) -> str | N
             tokens.extend([prefix + word for word in found] if prefix else found)
             tokens.append(FILLER)
     if not tokens:
-        return ""
+        return tokens
     if len(tokens) > MAX_POSITIONS:
         return None
     if max(map(len, tokens)) * 4 > MAX_TOKEN_BYTES:  # some token may be too long
@@ -126,14 +150,15 @@ def _document_within_limits(header: list[tuple[str, str]], body: str) -> str | N
             prefix_bytes = 2 if token[1:2] == "_" else 0  # prefixes are "x_"; words have no "_"
             if len(token.encode()) - prefix_bytes > MAX_TOKEN_BYTES:
                 return None
-    counts = Counter(tokens)
-    counts.pop(FILLER, None)
-    if counts and max(counts.values()) > MAX_OCCURRENCES:
-        return None
-    if sum(map(len, counts)) * 4 > MAX_LEXEME_BYTES:  # UTF-8: at most 4 bytes a character
-        return None
     tokens.pop()  # the trailing filler
-    return " ".join(tokens)
+    return tokens
+
+
+def _within_counts(occurrences: Iterable[int], lexemes: Iterable[str]) -> bool:
+    """No token occurs too often, and the distinct tokens fit a tsvector (fillers left out)."""
+    if max(occurrences, default=0) > MAX_OCCURRENCES:
+        return False
+    return sum(map(len, lexemes)) * 4 <= MAX_LEXEME_BYTES  # UTF-8: at most 4 bytes a character
 
 
 def query_tokens(text: str, field: str | None) -> list[str]:
@@ -238,11 +263,22 @@ def to_tsvector_text(document: str) -> str:
     Field-prefixed tokens get weight A, so that ``ts_filter(search_text, '{a}')`` is the
     small vector of the header fields alone (``search_head``, migration 0003).
     """
-    positions: defaultdict[str, list[str]] = defaultdict(list)
-    for position, token in zip(POSITION_TEXT, document.split(), strict=False):
-        positions[token].append(position)
-    positions.pop(FILLER, None)
     quote = _quote if "'" in document or "\\" in document else str  # words() never has them
+    return _vector_text(_positions(document.split()), quote)
+
+
+def _positions(tokens: list[str]) -> dict[str, list[str]]:
+    """Each token's positions (as text), fillers left out; tokens past the last position
+    are dropped, as PostgreSQL would clamp them."""
+    positions: dict[str, list[str]] = {}
+    add = positions.setdefault
+    for position, token in zip(POSITION_TEXT, tokens, strict=False):
+        add(token, []).append(position)
+    positions.pop(FILLER, None)
+    return positions
+
+
+def _vector_text(positions: dict[str, list[str]], quote: Callable[[str], str]) -> str:
     return " ".join(
         [
             # field prefixes are "x_" (weight A after every position); words have no "_"
