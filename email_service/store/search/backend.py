@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import ColumnElement, Connection, exc, func, select, text, update
+from sqlalchemy import ColumnElement, Connection, case, exc, func, select, text, update
 from sqlalchemy.orm import Session, defer
 
 from email_service.errors import SearchTimeoutError, ValidationError
@@ -52,10 +52,19 @@ _DEFER_LARGE = [defer(column, raiseload=True) for column in LARGE]
 # What a headline is cut from: the start of the body it scans (headline.SCAN_CHARS), read
 # only when the query has a free-text word (nothing else in a body is marked).
 BODY_HEAD = func.substr(Message.body_text, 1, SCAN_CHARS).label("body_head")
+# The same on PostgreSQL, where a body of no more bytes than SCAN_CHARS (no more characters
+# either) is read whole: octet_length reads the stored size, where substr decompressed
+# and counted the characters of every body (1.8 ms of a page of 51 4.5 KB bodies, of 4.4).
+# SQLite has octet_length only from 3.43 and keeps substr.
+PG_BODY_HEAD = case(
+    (func.octet_length(Message.body_text) <= SCAN_CHARS, Message.body_text),
+    else_=func.substr(Message.body_text, 1, SCAN_CHARS),
+).label("body_head")
 # A hit's columns: the message list's (a hit is shown as a list shows a message), then the
 # head of the body for its headline when there is one to mark.
 HIT_COLUMNS = SUMMARY_COLUMNS
 MARKED_HIT_COLUMNS = (*SUMMARY_COLUMNS, BODY_HEAD)
+PG_MARKED_HIT_COLUMNS = (*SUMMARY_COLUMNS, PG_BODY_HEAD)
 # Matches ranked by relevance (the newest ones); the rest follow by date. Ranking reads
 # every ranked message's vector, so the window bounds a common word's cost (bench/search).
 RANK_WINDOW = 500
@@ -151,7 +160,8 @@ def search_messages(
             matching.append(Message.account_id == account_id)
         rank_terms = _any_of(found) if found else None
         marker = Headlines(found)
-        columns = MARKED_HIT_COLUMNS if marker.body else HIT_COLUMNS
+        marked = PG_MARKED_HIT_COLUMNS if dialect == "postgresql" else MARKED_HIT_COLUMNS
+        columns = marked if marker.body else HIT_COLUMNS
         pages = _Pages(conn, engine, matching, rank_terms, order, limit, columns)
         if order == "relevance" and found and (position is None or position.phase == "rank"):
             rows, next_cursor = pages.ranked(position)
