@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from json.scanner import make_scanner
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,6 +37,23 @@ PG_SEARCH_MAX_OVERFLOW = 5
 # Execution option of the search pool's connections: search settings may be left on them.
 SEARCH_POOL = "email_service_search_pool"
 _LAST_USED = "email_service.last_used"
+# The JSON scanner behind json.loads, without its checks (jsonb_loads makes its own).
+_JSON_SCAN = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # the decoder has its fields
+
+
+def jsonb_loads(data: bytes | str) -> Any:
+    """A JSONB value as PostgreSQL writes it (canonical: no leading blank, one value).
+
+    A search page reads two JSONB columns of each of its rows (flags, recipients):
+    ``json.loads`` of bytes first guesses their encoding, which costs as much as the
+    decoding; the text is UTF-8 (psycopg's client encoding). Anything else falls back.
+    """
+    text = data.decode() if isinstance(data, bytes) else data
+    try:
+        value, end = _JSON_SCAN(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -48,9 +67,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(
-    url: str, echo: bool = False, pool_size: int = PG_POOL_SIZE, max_overflow: int = PG_MAX_OVERFLOW
+    url: str,
+    echo: bool = False,
+    pool_size: int = PG_POOL_SIZE,
+    max_overflow: int = PG_MAX_OVERFLOW,
+    **options: Any,
 ) -> Engine:
-    """Create an engine with settings suited to the backend."""
+    """Create an engine with settings suited to the backend (``options``: PostgreSQL's
+    further ``create_engine`` arguments)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -73,6 +97,7 @@ def make_engine(
         max_overflow=max_overflow,
         pool_recycle=1800,
         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+        **options,
     )
     _ping_idle_connections(engine)
     event.listen(engine, "begin", _scope_transaction)
@@ -137,7 +162,8 @@ class Database:
         self.reader = Reader(self.engine) if self.engine.dialect.name == "postgresql" else None
         self._search_engine = self._autocommit_engine
         if self.engine.dialect.name == "postgresql":  # SQLite has no per-connection settings
-            own = make_engine(url, echo, PG_SEARCH_POOL_SIZE, PG_SEARCH_MAX_OVERFLOW)
+            sizes = (PG_SEARCH_POOL_SIZE, PG_SEARCH_MAX_OVERFLOW)
+            own = make_engine(url, echo, *sizes, json_deserializer=jsonb_loads)
             self._search_engine = own.execution_options(
                 isolation_level="AUTOCOMMIT", **{SEARCH_POOL: True}
             )

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import threading
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy import Dialect, Engine, Select
+from sqlalchemy import BindParameter, Connection, Dialect, Engine, Float, Select
 
 from email_service.store import rls, scope
 from email_service.store.models import UTCDateTime
@@ -30,9 +30,12 @@ Processor = Callable[[Any], Any]
 class Prepared:
     """A SELECT compiled for ``engine``'s dialect, with its processors."""
 
-    def __init__(self, statement: Select[Any], engine: Engine) -> None:
+    def __init__(
+        self, statement: Select[Any], engine: Engine | Connection, cache_key: Any = None
+    ) -> None:
         dialect = engine.dialect
-        compiled = statement.compile(dialect=dialect)
+        # with its cache key, parameters of other statements of its shape can be given
+        compiled = statement.compile(dialect=dialect, cache_key=cache_key)
         self.compiled = compiled
         self.sql = compiled.string
         self.binds: dict[str, Processor] = {}
@@ -48,9 +51,15 @@ class Prepared:
                 self.results.append((index, read))
         self.row: Any = namedtuple("Row", [c.key for c in columns], rename=True)  # type: ignore[misc]
 
-    def parameters(self, given: dict[str, Any]) -> dict[str, Any]:
-        """The statement's parameters from ``given`` (others ignored), processed."""
-        values = dict(self.compiled.construct_params(given))
+    def parameters(
+        self, given: dict[str, Any], extracted: Sequence[BindParameter[Any]] | None = None
+    ) -> dict[str, Any]:
+        """The statement's parameters from ``given`` (others ignored), processed.
+
+        ``extracted``: the bind parameters of another statement of the same shape (its
+        cache key's), whose values then take the place of the compiled statement's own.
+        """
+        values = dict(self.compiled.construct_params(given, extracted_parameters=extracted))
         for name, processor in self.binds.items():
             values[name] = processor(values[name])
         return values
@@ -72,6 +81,8 @@ def _result_processor(type_: Any, dialect: Dialect) -> Processor | None:
     """The column type's result processing; UTCDateTime's without SQLAlchemy's wrapper."""
     if isinstance(type_, UTCDateTime):
         return _utc
+    if isinstance(type_, Float) and not type_.asdecimal:
+        return None  # float4/float8 arrive as float (the dialect's wants the column's oid)
     processor: Processor | None = type_.dialect_impl(dialect).result_processor(dialect, None)
     return processor
 

@@ -21,7 +21,7 @@ from email_service.mail.query import parse
 from email_service.services.search import pair_stored_messages
 from email_service.store.models import Attachment, Folder, Message, SyncState, utcnow
 from email_service.store.search import backend as search
-from email_service.store.search import pairs
+from email_service.store.search import pairs, statements
 from email_service.store.search.backend import (
     SEARCH_RANDOM_PAGE_COST,
     refresh_search_text,
@@ -355,3 +355,39 @@ def test_a_phrase_reads_only_messages_with_its_pairs(runtime: Any, corpus: dict[
         assert pair_pending(session) == 1
     assert _subjects(runtime, '"cafe menu"') == ["cafe menu"]
     assert _subjects(runtime, '"menu cafe"') == []
+
+
+def test_prepared_statements_answer_as_sqlalchemy_does(
+    runtime: Any, corpus: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a search's SELECTs run as prepared statements kept per shape
+    (``statements.py``). Every query of the table gives the same pages as when SQLAlchemy
+    executes the same statements, on a Session and on the search pool: rows, ranks and
+    headlines, in both orders."""
+    if runtime.db.dialect != "postgresql":
+        pytest.skip("SQLite's statements always go through SQLAlchemy")
+
+    def pages(opened: Any) -> list[Any]:
+        with opened as conn:
+            return [
+                [(tuple(hit.message), hit.rank, hit.headline) for hit in page.items]
+                for query, _ in QUERIES
+                for order in ("date", "relevance")
+                for page in [
+                    search_messages(conn, TENANT_A, parse(query, NOW), limit=100, order=order)
+                ]
+            ]
+
+    statements._shapes.clear()
+    pooled, in_session = pages(runtime.db.searching()), pages(runtime.db.session())
+    assert statements._shapes  # kept compiled: these ran as prepared statements
+    through_sqlalchemy: list[Any] = []
+
+    def executed(conn: Any, statement: Any) -> list[Any]:
+        through_sqlalchemy.append(statement)
+        return list(conn.execute(statement).all())
+
+    monkeypatch.setattr(statements, "rows", executed)
+    assert pooled == in_session == pages(runtime.db.session())
+    assert len(through_sqlalchemy) >= 2 * len(QUERIES)
+    assert any(page for page in pooled)

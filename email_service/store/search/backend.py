@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import ColumnElement, Connection, Row, exc, func, select, text, update
+from sqlalchemy import ColumnElement, Connection, case, exc, func, select, text, update
 from sqlalchemy.orm import Session, defer
 
 from email_service.errors import SearchTimeoutError, ValidationError
@@ -38,6 +38,7 @@ from email_service.store.db import SEARCH_POOL
 from email_service.store.models import SUMMARY_COLUMNS, Attachment, Message
 from email_service.store.models import Folder as FolderRow
 from email_service.store.search import cursor as search_cursor
+from email_service.store.search import statements
 from email_service.store.search.cursor import Cursor, Key, key_of, not_older, older
 from email_service.store.search.headline import SCAN_CHARS, Headlines
 from email_service.store.search.index import search_document
@@ -51,10 +52,19 @@ _DEFER_LARGE = [defer(column, raiseload=True) for column in LARGE]
 # What a headline is cut from: the start of the body it scans (headline.SCAN_CHARS), read
 # only when the query has a free-text word (nothing else in a body is marked).
 BODY_HEAD = func.substr(Message.body_text, 1, SCAN_CHARS).label("body_head")
+# The same on PostgreSQL, where a body of no more bytes than SCAN_CHARS (no more characters
+# either) is read whole: octet_length reads the stored size, where substr decompressed
+# and counted the characters of every body (1.8 ms of a page of 51 4.5 KB bodies, of 4.4).
+# SQLite has octet_length only from 3.43 and keeps substr.
+PG_BODY_HEAD = case(
+    (func.octet_length(Message.body_text) <= SCAN_CHARS, Message.body_text),
+    else_=func.substr(Message.body_text, 1, SCAN_CHARS),
+).label("body_head")
 # A hit's columns: the message list's (a hit is shown as a list shows a message), then the
 # head of the body for its headline when there is one to mark.
 HIT_COLUMNS = SUMMARY_COLUMNS
 MARKED_HIT_COLUMNS = (*SUMMARY_COLUMNS, BODY_HEAD)
+PG_MARKED_HIT_COLUMNS = (*SUMMARY_COLUMNS, PG_BODY_HEAD)
 # Matches ranked by relevance (the newest ones); the rest follow by date. Ranking reads
 # every ranked message's vector, so the window bounds a common word's cost (bench/search).
 RANK_WINDOW = 500
@@ -100,14 +110,14 @@ QUERY_CANCELED = "57014"
 SQLITE_INTERRUPTED = "interrupted"
 
 Order = Literal["relevance", "date"]
-Scored = tuple[Row[Any], float]
+Scored = tuple[Any, float]
 
 
 class SearchHit(NamedTuple):
-    """One result: the message's :data:`SUMMARY_COLUMNS` (what ``summary_view`` reads), its
-    relevance (higher is better) and a marked snippet."""
+    """One result: the message's :data:`SUMMARY_COLUMNS` (what ``summary_view`` reads) as a
+    named tuple, its relevance (higher is better) and a marked snippet."""
 
-    message: Row[Any]
+    message: Any
     rank: float
     headline: str | None
 
@@ -150,7 +160,8 @@ def search_messages(
             matching.append(Message.account_id == account_id)
         rank_terms = _any_of(found) if found else None
         marker = Headlines(found)
-        columns = MARKED_HIT_COLUMNS if marker.body else HIT_COLUMNS
+        marked = PG_MARKED_HIT_COLUMNS if dialect == "postgresql" else MARKED_HIT_COLUMNS
+        columns = marked if marker.body else HIT_COLUMNS
         pages = _Pages(conn, engine, matching, rank_terms, order, limit, columns)
         if order == "relevance" and found and (position is None or position.phase == "rank"):
             rows, next_cursor = pages.ranked(position)
@@ -202,7 +213,7 @@ class _Pages:
         """Newest first, after ``after``."""
         limit = self.limit if limit is None else limit
         query = self.query if after is None else self.query.where(older(after))
-        found = self.conn.execute(query.order_by(*DATE_ORDER).limit(limit + 1)).all()
+        found = statements.rows(self.conn, query.order_by(*DATE_ORDER).limit(limit + 1))
         rows = [(row, row.rank) for row in found]
         more = len(rows) > limit
         rows = rows[:limit]
@@ -228,7 +239,7 @@ class _Pages:
         need = self.limit - len(rows)
         if need == 0:  # the window ended with the page: older matches start the next one
             beyond = self.keys.where(older(edge)).order_by(*DATE_ORDER).limit(1)
-            more = self.conn.execute(beyond).first() is not None
+            more = bool(statements.rows(self.conn, beyond))
             return rows, Cursor(self.order, "date", edge) if more else None
         older_rows, next_cursor = self.dated(edge, need)
         return rows + older_rows, next_cursor
@@ -239,9 +250,9 @@ class _Pages:
         """(rank, date, id) of the window, best first, and its oldest key (None: all)."""
         query = self.keys.order_by(*DATE_ORDER)
         if edge is not None:
-            found = self.conn.execute(query.where(not_older(edge))).all()
+            found = statements.rows(self.conn, query.where(not_older(edge)))
         else:
-            found = self.conn.execute(query.limit(RANK_WINDOW + 1)).all()
+            found = statements.rows(self.conn, query.limit(RANK_WINDOW + 1))
             if len(found) > RANK_WINDOW:
                 found = found[:RANK_WINDOW]
                 edge = (found[-1][1], found[-1][0])
@@ -253,8 +264,8 @@ class _Pages:
         window was read, on a connection without a transaction, is left out)."""
         tenant = self.matching[0]  # the window came from this tenant's rows; stay in them
         ids = [ident for _, _, ident in chosen]
-        query = select(*self.columns).where(tenant, Message.id.in_(ids))
-        loaded = {row.id: row for row in self.conn.execute(query).all()}
+        query = select(*self.columns).where(tenant, self.engine.one_of(Message.id, ids))
+        loaded = {row.id: row for row in statements.rows(self.conn, query)}
         return [(loaded[ident], score) for score, _, ident in chosen if ident in loaded]
 
 
@@ -378,7 +389,7 @@ def _folder_ids(
     )
     if account_id is not None:
         query = query.where(FolderRow.account_id == account_id)
-    rows = conn.execute(query).all()
+    rows = statements.rows(conn, query)
     return {
         folder: [
             row.id

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Select,
     Text,
     and_,
+    any_,
     bindparam,
     cast,
     column,
@@ -33,7 +34,7 @@ from sqlalchemy import (
     table,
     true,
 )
-from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, TSQUERY, TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, TSQUERY, TSVECTOR
 from sqlalchemy.orm import Session
 
 from email_service.mail.query import (
@@ -90,6 +91,9 @@ class TextEngine(Protocol):
 
     def label(self, name: str) -> ColumnElement[bool]:
         """The message carries the keyword ``name`` (already ASCII lower-cased)."""
+
+    def one_of(self, key: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+        """``key`` is one of ``values`` (ids)."""
 
 
 class PostgresText:
@@ -152,6 +156,13 @@ class PostgresText:
         values = func.jsonb_array_elements_text(Message.flags).table_valued("value")
         folded = func.lower(values.c.value.collate("C"))
         return exists(select(1).select_from(values).where(folded == name))
+
+    def one_of(self, key: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+        """``key = ANY(array)``: one parameter however many values, so the statement's
+        text is the same for any number of them (statements.py keeps it compiled)."""
+        array = bindparam(None, list(values), type_=ARRAY(key.type))
+        among: ColumnElement[bool] = key == any_(array)
+        return among
 
 
 def _fields_only(node: Node) -> bool:
@@ -236,6 +247,11 @@ class SqliteText:
         values = func.json_each(Message.flags).table_valued("value")
         return exists(select(1).select_from(values).where(func.lower(values.c.value) == name))
 
+    def one_of(self, key: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+        """``key IN (...)``."""
+        among: ColumnElement[bool] = key.in_(values)
+        return among
+
 
 def engine_for(dialect: str, session: Session | Connection | None = None) -> TextEngine:
     """The text engine of a backend (``postgresql`` or ``sqlite``); ``session`` lets
@@ -313,7 +329,7 @@ class Compiler:
                 return Message.has_attachments == True  # noqa: E712 (SQL, not Python)
             case Folder():
                 ids = self.folder_ids.get(node, ())
-                return Message.folder_id.in_(ids) if ids else false()
+                return self.engine.one_of(Message.folder_id, ids) if ids else false()
             case Label(name):
                 return self.engine.label(name.translate(ASCII_LOWER))
             case DateCmp("<", at):
