@@ -112,3 +112,14 @@ def test_message_page_bytes_are_the_models(cursor: str | None) -> None:
     data = {"items": [summary_view(r) for r in rows], "next_cursor": cursor}
     built, validated = _bodies(MessagePage, data)
     assert built == validated
+
+
+def test_a_record_of_a_row_is_the_record_of_its_fields() -> None:
+    record = _record(1, display_name="Ann")
+    row = dataclasses.astuple(record)
+    built = AccountRecord.of_row(row)
+    assert built == AccountRecord(*row) and hash(built) == hash(record)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.email = "other@example.test"  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        AccountRecord.of_row(row[:-1])  # a column short: never a record with a field unset
