@@ -7,6 +7,7 @@ clear: records carry no password field at all.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 
@@ -75,6 +76,17 @@ class AccountRecord:
     updated_at: datetime
     auth_kind: str
     auth_error: str | None
+
+    @classmethod
+    def of_row(cls, row: Sequence[object]) -> AccountRecord:
+        """The record of a row of its columns, in field order: ``AccountRecord(*row)``
+        without the frozen dataclass's checked setting of each field (a page builds many)."""
+        record = object.__new__(cls)
+        record.__dict__.update(zip(_FIELD_NAMES, row, strict=True))
+        return record
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(AccountRecord))
 
 
 def _record(row: Account) -> AccountRecord:
@@ -194,7 +206,7 @@ def list_accounts(
         after_time, after_key = decode_cursor(cursor)
         params |= {"after_time": after_time, "after_id": _cursor_uuid(after_key)}
         query = _NEXT_PAGE
-    rows = [AccountRecord(*row) for row in session.execute(query, params)]
+    rows = [AccountRecord.of_row(row) for row in session.execute(query, params)]
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].created_at, str(rows[-1].id)) if more else None

@@ -100,8 +100,21 @@ def make_engine(
         **options,
     )
     _ping_idle_connections(engine)
+    event.listen(engine, "connect", _utc_session)
     event.listen(engine, "begin", _scope_transaction)
     return engine
+
+
+def _utc_session(dbapi_connection: Any, _record: Any) -> None:
+    """A new PostgreSQL connection reads timestamps in UTC, whatever the server's TimeZone:
+    psycopg then gives them ``datetime.UTC`` as their zone, which UTCDateTime and the
+    Reader keep as they are instead of converting each value from the server's zone."""
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True  # a session setting, outside any transaction
+    try:
+        dbapi_connection.execute("SET TIME ZONE 'UTC'")
+    finally:
+        dbapi_connection.autocommit = autocommit
 
 
 def _scope_transaction(conn: Any) -> None:

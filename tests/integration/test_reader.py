@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import psycopg
 import pytest
@@ -162,3 +162,16 @@ def test_sqlite_reads_through_core(runtime: Runtime) -> None:
     assert runtime.db.reader is None
     with runtime.db.rows() as conn:
         assert not isinstance(conn, Reader)
+
+
+@PG
+def test_timestamps_come_back_in_utc_whatever_the_server_zone(runtime: Runtime) -> None:
+    with runtime.db.engine.connect() as conn:
+        assert conn.execute(text("SHOW TimeZone")).scalar_one() == "UTC"
+    for engine in runtime.db.engines:  # the search pool's connections too
+        pooled = engine.raw_connection()
+        try:
+            (loaded,) = pooled.driver_connection.execute("SELECT now()").fetchone()
+        finally:
+            pooled.close()
+        assert loaded.tzinfo is UTC  # as psycopg loads it: nothing left to convert

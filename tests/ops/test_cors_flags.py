@@ -86,6 +86,18 @@ def test_wildcard_never_comes_with_credentials(sqlite_settings: Any) -> None:
     assert "Access-Control-Allow-Credentials" not in response.headers
 
 
+def test_requests_without_origin_get_what_flask_cors_gives_them(sqlite_settings: Any) -> None:
+    headers = {**bearer(TENANT_A), "X-Tenant-ID": TENANT_A}
+    listed = _client(sqlite_settings, cors_origins=[ORIGIN]).get("/api/accounts", headers=headers)
+    assert listed.status_code == 200
+    assert not [k for k, _ in listed.headers.items() if k.startswith("Access-Control-")]
+    assert "Origin" not in listed.headers.get("Vary", "")
+    # With "*" flask-cors answers every request, an Origin or not: its hook still runs.
+    anyone = _client(sqlite_settings, cors_origins=["*"]).get("/api/accounts", headers=headers)
+    assert anyone.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in anyone.headers
+
+
 def test_cors_is_for_the_api_only(sqlite_settings: Any) -> None:
     client = _client(sqlite_settings, cors_origins=[ORIGIN])
     assert (
