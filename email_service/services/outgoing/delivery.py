@@ -23,7 +23,7 @@ import random
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from email_service.config import Security
@@ -55,8 +55,9 @@ from email_service.services.outgoing.send_steps import (
     smtp_answer,
 )
 from email_service.services.runtime import Runtime
+from email_service.store.change_log import ChangeType, Op, log_params, logged
 from email_service.store.db import changed, table_of
-from email_service.store.models import Account, Outbox, utcnow
+from email_service.store.models import Account, Draft, Outbox, utcnow
 from email_service.store.states import (
     ACTIVE_OUTBOX_STATES,
     CLAIMABLE_OUTBOX_STATES,
@@ -104,12 +105,35 @@ _CLAIM = (
     )
     .execution_options(synchronize_session=False)
 )
-# On PostgreSQL the claim returns the account too (UPDATE ... FROM): SQLite's RETURNING
-# names the updated table only, so there the account is read after it.
+# SQLite's: the row alone (its RETURNING names the updated table only), the account read
+# after it, the change-log row written at the commit.
 _CLAIM_ROW = _CLAIM.returning(Outbox)
-_CLAIM_WITH_ACCOUNT = _CLAIM.where(
-    Account.id == Outbox.account_id, Account.tenant_id == bindparam("tenant")
-).returning(Outbox, Account)
+# On PostgreSQL the claim is one statement with its change-log row (no BEGIN, no
+# COMMIT): the UPDATE on the table returns the row, joined to its account.
+_ACCOUNTS = table_of(Account)
+_CLAIMED = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.tenant_id == bindparam("tenant"), _OUTBOX.c.draft_id == bindparam("draft"))
+    .where(_OUTBOX.c.state.in_(CLAIMABLE_OUTBOX_STATES))
+    .where(or_(_OUTBOX.c.next_attempt_at.is_(None), _OUTBOX.c.next_attempt_at <= bindparam("now")))
+    .where(_OUTBOX.c.attempts < bindparam("max_attempts"))
+    .values(
+        state=OutboxState.SENDING,
+        stage="connecting",
+        lease_owner=bindparam("owner"),
+        lease_expires_at=bindparam("expires"),
+        attempts=_OUTBOX.c.attempts + 1,
+        updated_at=bindparam("now"),
+    )
+    .returning(*_OUTBOX.c)
+    .cte("claimed")
+)
+_CLAIM_LOGGED = select(Outbox, Account).from_statement(
+    select(_CLAIMED, _ACCOUNTS)
+    .join(_ACCOUNTS, _ACCOUNTS.c.id == _CLAIMED.c.account_id)
+    .where(_ACCOUNTS.c.tenant_id == bindparam("tenant"))
+    .add_cte(logged([(_CLAIMED, ChangeType.OUTBOX, Op.UPDATED, None)]))
+)
 # The server said 250: sent, if the row is still mine.
 _SENT = (
     update(_OUTBOX)
@@ -130,6 +154,30 @@ _SENT = (
         last_smtp_reply=bindparam("reply"),
         last_error=None,
         updated_at=bindparam("now"),
+    )
+)
+
+# On PostgreSQL, when no original is to be flagged: the 250 written, the sent draft
+# removed (``send_steps.after_sent``) and both logged in one statement, which answers
+# whether the row was still mine and whether the draft had a copy started.
+_SENT_ROW = _SENT.returning(_OUTBOX.c.id, _OUTBOX.c.account_id).cte("sent")
+_DRAFTS = table_of(Draft)
+_DROPPED = (
+    delete(_DRAFTS)
+    .where(_DRAFTS.c.id == bindparam("draft"), _DRAFTS.c.outbox_id == bindparam("row_id"))
+    .returning(_DRAFTS.c.id, _DRAFTS.c.account_id, _DRAFTS.c.imap_copy_started)
+    .cte("dropped")
+)
+_SENT_LOGGED = select(
+    select(func.count()).select_from(_SENT_ROW).scalar_subquery(),
+    select(func.count()).select_from(_DROPPED).scalar_subquery(),
+    select(_DROPPED.c.imap_copy_started).scalar_subquery(),
+).add_cte(
+    logged(
+        [
+            (_SENT_ROW, ChangeType.OUTBOX, Op.UPDATED, "sent"),
+            (_DROPPED, ChangeType.DRAFT, Op.DESTROYED, None),
+        ]
     )
 )
 
@@ -259,19 +307,19 @@ def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) ->
         "owner": owner,
         "expires": now + lease,
     }
-    with runtime.db.session() as session:
-        if session.get_bind().dialect.name != "postgresql":
-            rows = session.scalars(_CLAIM_ROW, params).all()
-            if len(rows) != 1:
+    if runtime.db.dialect == "postgresql":  # state and attempts changed: logged with it
+        with runtime.db.autocommit() as session:
+            claimed = session.execute(_CLAIM_LOGGED, {**params, **log_params(tenant_id)}).all()
+            if len(claimed) != 1:
                 return None
-            _announce(session, rows[0], OutboxState.SENDING)  # state and attempts changed
-            return job_for(session, runtime, rows[0])
-        claimed = session.execute(_CLAIM_WITH_ACCOUNT, params).all()
-        if len(claimed) != 1:
+            row, account = claimed[0]
+            return job_for(session, runtime, row, account)
+    with runtime.db.session() as session:
+        rows = session.scalars(_CLAIM_ROW, params).all()
+        if len(rows) != 1:
             return None
-        row, account = claimed[0]
-        _announce(session, row, OutboxState.SENDING)  # state and attempts changed
-        return job_for(session, runtime, row, account)
+        _announce(session, rows[0], OutboxState.SENDING)  # state and attempts changed
+        return job_for(session, runtime, rows[0])
 
 
 def _target(runtime: Runtime, job: Job) -> SmtpTarget:
@@ -430,13 +478,20 @@ def _ambiguous(runtime: Runtime, row: Outbox, owner: str, exc: SmtpAmbiguousErro
 def _sent(runtime: Runtime, job: Job, owner: str, reply: SmtpReply, data: bytes) -> SendOutcome:
     row = job.row
     now = utcnow()
-    with runtime.db.session() as session:
-        done = changed(
-            session,
-            _SENT,
-            {"row_id": row.id, "owner": owner, "now": now, "code": reply.code, "reply": reply.text},
-        )
-        copy_may_exist = after_sent(session, row)
+    params = {"row_id": row.id, "owner": owner, "now": now, "code": reply.code, "reply": reply.text}
+    flags_origin = row.origin_message_id is not None and bool(row.origin_flag)
+    if runtime.db.dialect == "postgresql" and not flags_origin:
+        with runtime.db.autocommit() as session:
+            found = session.execute(
+                _SENT_LOGGED, {**params, "draft": row.draft_id, **log_params(row.tenant_id)}
+            ).one()
+        done = found[0] == 1
+        # a draft gone already cannot be asked: it may have had a copy (see after_sent)
+        copy_may_exist = not row.without_draft and (found[1] == 0 or bool(found[2]))
+    else:
+        with runtime.db.session() as session:
+            done = changed(session, _SENT, params)
+            copy_may_exist = after_sent(session, row)
     if not done:  # cannot happen while the fence holds; keep the record straight if it does
         log.error("sent, but the row was taken over", extra={"outbox_id": str(row.id)})
     drop_draft_copy(runtime, row, copy_may_exist)
