@@ -4,12 +4,13 @@ Sent copy)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from email_service.errors import EmailServiceError, RemoteTemporaryError
@@ -97,20 +98,31 @@ def _settle_logged(
 ) -> bool:
     """:func:`settle` on PostgreSQL when no draft is released: the write and its change-log
     row in one statement (no BEGIN, no COMMIT)."""
+    written = _settle_statement(owner is not None, tuple(sorted(values)), state)
+    params = {f"set_{name}": value for name, value in values.items()}
+    params.update(row_id=row.id, owner=owner, **log_params(row.tenant_id))
+    with runtime.db.autocommit() as session:
+        return bool(session.scalar(written, params) == 1)
+
+
+@functools.cache
+def _settle_statement(mine: bool, columns: tuple[str, ...], state: str) -> Select[Any]:
+    """:func:`_settle_logged`'s statement, built once for each kind of result."""
     statement = update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id"))
-    if owner is not None:
+    if mine:
         statement = statement.where(
             _OUTBOX.c.lease_owner == bindparam("owner"),
             _OUTBOX.c.state.in_((OutboxState.SENDING, OutboxState.NEEDS_RECONCILIATION)),
         )
-    settled = statement.values(**values).returning(_OUTBOX.c.id, _OUTBOX.c.account_id).cte()
+    settled = (
+        statement.values({name: bindparam(f"set_{name}") for name in columns})
+        .returning(_OUTBOX.c.id, _OUTBOX.c.account_id)
+        .cte()
+    )
     detail = announce.SEND_DETAILS.get(state)
-    written = select(select(func.count()).select_from(settled).scalar_subquery()).add_cte(
+    return select(select(func.count()).select_from(settled).scalar_subquery()).add_cte(
         logged([(settled, ChangeType.OUTBOX, Op.UPDATED, detail)])
     )
-    params = {"row_id": row.id, "owner": owner, **log_params(row.tenant_id)}
-    with runtime.db.autocommit() as session:
-        return session.scalar(written, params) == 1
 
 
 def after_sent(session: Session, row: Outbox) -> bool:
