@@ -87,6 +87,9 @@ _FENCE = (
         stage="data_end", lease_expires_at=bindparam("expires"), updated_at=_OUTBOX.c.updated_at
     )
 )
+# The fence as a SELECT of the rows it fenced, for PostgreSQL's Reader (prepared, alone).
+_FENCED = _FENCE.returning(_OUTBOX.c.id).cte("fenced")
+_FENCE_COUNTED = select(func.count()).select_from(_FENCED)
 # The claim: the draft's due send becomes this worker's, returned as it is now (no
 # second read).
 _CLAIM = (
@@ -140,7 +143,11 @@ _SENT = (
     .where(
         _OUTBOX.c.id == bindparam("row_id"),
         _OUTBOX.c.lease_owner == bindparam("owner"),
-        _OUTBOX.c.state.in_((OutboxState.SENDING, OutboxState.NEEDS_RECONCILIATION)),
+        # two comparisons rather than IN: the statement compiles to one SQL text (Reader)
+        or_(
+            _OUTBOX.c.state == OutboxState.SENDING,
+            _OUTBOX.c.state == OutboxState.NEEDS_RECONCILIATION,
+        ),
     )
     .values(
         state=OutboxState.SENT,
@@ -349,9 +356,14 @@ def _fence(runtime: Runtime, row_id: uuid.UUID, owner: str) -> None:
     now = utcnow()
     lease = timedelta(seconds=runtime.settings.send_lease_seconds)
     # One statement, only this worker's bookkeeping (no change-log row): it commits alone.
-    with runtime.db.autocommit() as session:
-        if not changed(session, _FENCE, {"row_id": row_id, "owner": owner, "expires": now + lease}):
-            raise LeaseLostError("another worker took over this message")
+    params = {"row_id": row_id, "owner": owner, "expires": now + lease}
+    if runtime.db.reader is not None:
+        fenced = runtime.db.reader.execute(_FENCE_COUNTED, params).one()[0] == 1
+    else:
+        with runtime.db.autocommit() as session:
+            fenced = changed(session, _FENCE, params)
+    if not fenced:
+        raise LeaseLostError("another worker took over this message")
 
 
 def _transmit(runtime: Runtime, job: Job, owner: str) -> SendOutcome:
@@ -480,11 +492,11 @@ def _sent(runtime: Runtime, job: Job, owner: str, reply: SmtpReply, data: bytes)
     now = utcnow()
     params = {"row_id": row.id, "owner": owner, "now": now, "code": reply.code, "reply": reply.text}
     flags_origin = row.origin_message_id is not None and bool(row.origin_flag)
-    if runtime.db.dialect == "postgresql" and not flags_origin:
-        with runtime.db.autocommit() as session:
-            found = session.execute(
-                _SENT_LOGGED, {**params, "draft": row.draft_id, **log_params(row.tenant_id)}
-            ).one()
+    reader = runtime.db.reader  # PostgreSQL's: a prepared statement, alone (autocommit)
+    if reader is not None and not flags_origin:
+        found = reader.execute(
+            _SENT_LOGGED, {**params, "draft": row.draft_id, **log_params(row.tenant_id)}
+        ).one()
         done = found[0] == 1
         # a draft gone already cannot be asked: it may have had a copy (see after_sent)
         copy_may_exist = not row.without_draft and (found[1] == 0 or bool(found[2]))

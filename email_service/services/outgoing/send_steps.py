@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from email_service.errors import EmailServiceError, RemoteTemporaryError
@@ -21,6 +21,7 @@ from email_service.services.runtime import Runtime
 from email_service.store.change_log import ChangeType, Op, log_params, logged, record
 from email_service.store.db import changed, table_of
 from email_service.store.models import Account, Draft, Outbox, utcnow
+from email_service.store.reader import Reader
 from email_service.store.states import OutboxState, SentCopyState
 
 # A Sent copy that keeps failing for this long is reported failed.
@@ -82,8 +83,8 @@ def settle(runtime: Runtime, row: Outbox, owner: str | None, **values: Any) -> b
     values.setdefault("updated_at", utcnow())
     state = values.get("state", "")
     released = state in (OutboxState.FAILED, OutboxState.CANCELLED)
-    if runtime.db.dialect == "postgresql" and not released:
-        return _settle_logged(runtime, row, owner, state, values)
+    if runtime.db.reader is not None and not released:  # PostgreSQL
+        return _settle_logged(runtime.db.reader, row, owner, state, values)
     with runtime.db.session() as session:
         done = changed(session, statement.values(**values))
         if done and released:
@@ -94,15 +95,14 @@ def settle(runtime: Runtime, row: Outbox, owner: str | None, **values: Any) -> b
 
 
 def _settle_logged(
-    runtime: Runtime, row: Outbox, owner: str | None, state: str, values: dict[str, Any]
+    reader: Reader, row: Outbox, owner: str | None, state: str, values: dict[str, Any]
 ) -> bool:
     """:func:`settle` on PostgreSQL when no draft is released: the write and its change-log
-    row in one statement (no BEGIN, no COMMIT)."""
+    row in one prepared statement, alone (no BEGIN, no COMMIT)."""
     written = _settle_statement(owner is not None, tuple(sorted(values)), state)
     params = {f"set_{name}": value for name, value in values.items()}
     params.update(row_id=row.id, owner=owner, **log_params(row.tenant_id))
-    with runtime.db.autocommit() as session:
-        return bool(session.scalar(written, params) == 1)
+    return bool(reader.execute(written, params).one()[0] == 1)
 
 
 @functools.cache
@@ -112,7 +112,10 @@ def _settle_statement(mine: bool, columns: tuple[str, ...], state: str) -> Selec
     if mine:
         statement = statement.where(
             _OUTBOX.c.lease_owner == bindparam("owner"),
-            _OUTBOX.c.state.in_((OutboxState.SENDING, OutboxState.NEEDS_RECONCILIATION)),
+            or_(  # not IN: one SQL text for the Reader's prepared statement
+                _OUTBOX.c.state == OutboxState.SENDING,
+                _OUTBOX.c.state == OutboxState.NEEDS_RECONCILIATION,
+            ),
         )
     settled = (
         statement.values({name: bindparam(f"set_{name}") for name in columns})
