@@ -209,9 +209,9 @@ def send_email(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID) -> SendOut
     """Advance the draft's current send one step (the ``send_email`` task)."""
     if runtime.settings.enable_smtp_send:  # the common case first: a due send, claimed
         owner = uuid.uuid4().hex
-        job = _claim(runtime, tenant_id, draft_id, owner)
-        if job is not None:
-            return _transmit(runtime, job, owner)
+        claimed = _claim(runtime, tenant_id, draft_id, owner)
+        if claimed is not None:
+            return _transmit(runtime, claimed, owner)
     with runtime.db.session() as session:
         row = _current(session, tenant_id, draft_id)
     if row is None:
@@ -296,13 +296,17 @@ def _attempt(runtime: Runtime, row: Outbox) -> SendOutcome:
     if early > 0:  # a retry timer that fired a hair early (clocks of two hosts)
         return SendOutcome(row.state, retry_in=early)
     owner = uuid.uuid4().hex
-    job = _claim(runtime, row.tenant_id, row.draft_id, owner)
-    if job is None:
+    claimed = _claim(runtime, row.tenant_id, row.draft_id, owner)
+    if claimed is None:
         return SendOutcome(row.state, detail="claimed by another worker")
-    return _transmit(runtime, job, owner)
+    return _transmit(runtime, claimed, owner)
 
 
-def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) -> Job | None:
+# A claimed row, with its account where the claim returned it (PostgreSQL).
+Claimed = tuple[Outbox, Account | None]
+
+
+def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) -> Claimed | None:
     """Take the draft's due send for this worker, in one UPDATE (at most one row matches)."""
     now = utcnow()
     lease = timedelta(seconds=runtime.settings.send_lease_seconds)
@@ -317,16 +321,23 @@ def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) ->
     if runtime.db.dialect == "postgresql":  # state and attempts changed: logged with it
         with runtime.db.autocommit() as session:
             claimed = session.execute(_CLAIM_LOGGED, {**params, **log_params(tenant_id)}).all()
-            if len(claimed) != 1:
-                return None
-            row, account = claimed[0]
-            return job_for(session, runtime, row, account)
+        if len(claimed) != 1:
+            return None
+        row, account = claimed[0]
+        return row, account
     with runtime.db.session() as session:
         rows = session.scalars(_CLAIM_ROW, params).all()
         if len(rows) != 1:
             return None
         _announce(session, rows[0], OutboxState.SENDING)  # state and attempts changed
-        return job_for(session, runtime, rows[0])
+        return rows[0], None
+
+
+def _job(runtime: Runtime, claimed: Claimed) -> Job:
+    """What sending the claimed row needs (its login, the original to flag), read after the
+    claim committed: a failure here is the attempt's, settled like one over SMTP."""
+    with runtime.db.reading() as session:
+        return job_for(session, runtime, *claimed)
 
 
 def _target(runtime: Runtime, job: Job) -> SmtpTarget:
@@ -366,11 +377,12 @@ def _fence(runtime: Runtime, row_id: uuid.UUID, owner: str) -> None:
         raise LeaseLostError("another worker took over this message")
 
 
-def _transmit(runtime: Runtime, job: Job, owner: str) -> SendOutcome:
-    row = job.row
+def _transmit(runtime: Runtime, claimed: Claimed, owner: str) -> SendOutcome:
+    row = claimed[0]
     recipients = list(row.recipients)
     utf8 = any(not a.rpartition("@")[0].isascii() for a in [row.sender, *recipients])
     try:
+        job = _job(runtime, claimed)
         target = _target(runtime, job)
         data = gateways.blob_store(runtime, row.tenant_id).get(row.mime_blob_sha256)
         reply = smtp_pool(runtime).send(
