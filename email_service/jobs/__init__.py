@@ -20,7 +20,7 @@ from email_service.jobs import (
     work,
 )
 from email_service.jobs.broker import transport_for
-from email_service.jobs.queues import CeleryQueue, EmbeddedQueue, Ticker
+from email_service.jobs.queues import DEFER_TICK_S, CeleryQueue, EmbeddedQueue, Ticker
 from email_service.services.runtime import Runtime
 
 # An unacknowledged task (its worker was killed) comes back after this. A long sync that
@@ -83,6 +83,8 @@ def make_celery(settings: Settings | None = None, publisher: bool = False) -> Ce
         beat_schedule={
             "sync-due-accounts": {"task": "sync_due_accounts", "schedule": 60.0},
             "send-due-messages": {"task": "send_due_messages", "schedule": SEND_TICK_S},
+            # deferred jobs (Drafts copies of saved drafts) are due a few seconds after
+            "queue-deferred-jobs": {"task": "queue_deferred_jobs", "schedule": DEFER_TICK_S},
             "dispatch-webhooks": {
                 "task": "dispatch_webhooks",
                 "schedule": settings.webhook_dispatch_seconds,

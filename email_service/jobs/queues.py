@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import random
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import redis
 from celery import Celery
 
 from email_service.errors import RemoteTemporaryError
@@ -19,13 +23,40 @@ log = logging.getLogger(__name__)
 EMBEDDED_RETRY_BASE_S = 30.0
 EMBEDDED_RETRY_MAX_S = 900.0
 EMBEDDED_MAX_ATTEMPTS = 4
+# Deferred jobs (CeleryQueue.defer) wait in the Redis broker: a sorted set of their names by
+# the time they are due, and a hash of each name's task and arguments. Beat's tick
+# (``queue_deferred_jobs``, every DEFER_TICK_S) queues those due, at most DEFER_BATCH a tick.
+DEFERRED = "email-service:deferred"
+DEFERRED_JOBS = "email-service:deferred-jobs"
+DEFER_TICK_S = 1.0
+DEFER_BATCH = 500
+# Takes the due jobs out of both structures at once: a job deferred again meanwhile is
+# either taken now or waits whole for the next tick, never half removed.
+_POP_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #due == 0 then return {} end
+redis.call('ZREM', KEYS[1], unpack(due))
+local jobs = redis.call('HMGET', KEYS[2], unpack(due))
+redis.call('HDEL', KEYS[2], unpack(due))
+return jobs
+"""
 
 
 class CeleryQueue:
-    """Sends tasks by name to the Celery broker."""
+    """Sends tasks by name to the Celery broker.
+
+    A deferred job waits in Redis (when the broker is Redis) rather than in a worker as a
+    countdown: one cancelled before it is due (a saved draft sent at once) never becomes a
+    task. Between beat taking a due job and queueing it, a crash loses it (the next save of
+    the draft defers it again).
+    """
 
     def __init__(self, app: Celery) -> None:
         self.app = app
+        broker = str(app.conf.broker_url or "")
+        self.redis: redis.Redis | None = None
+        if broker.startswith(("redis://", "rediss://")):
+            self.redis = redis.Redis.from_url(broker)
 
     def enqueue(self, task: str, job_id: str, **kwargs: str) -> None:
         """Publish the task with ``job_id`` as its Celery task id."""
@@ -40,6 +71,42 @@ class CeleryQueue:
         with self.app.producer_or_acquire() as producer:
             for job_id, kwargs in jobs:
                 self.app.send_task(task, kwargs=kwargs, task_id=job_id, producer=producer)
+
+    def defer(self, seconds: float, task: str, key: str, **kwargs: str) -> None:
+        """Keep the job in Redis until due (one round trip); else a countdown."""
+        if self.redis is None:
+            self.enqueue_later(seconds, task, uuid.uuid4().hex, **kwargs)
+            return
+        name = f"{task}:{key}"
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zadd(DEFERRED, {name: time.time() + seconds}, nx=True)
+        pipe.hset(DEFERRED_JOBS, name, json.dumps({"task": task, "kwargs": kwargs}))
+        pipe.execute()
+
+    def cancel(self, task: str, key: str) -> None:
+        """Drop a deferred job still waiting (one round trip)."""
+        if self.redis is None:
+            return
+        name = f"{task}:{key}"
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zrem(DEFERRED, name)
+        pipe.hdel(DEFERRED_JOBS, name)
+        pipe.execute()
+
+    def publish_due(self, now: float | None = None) -> int:
+        """Queue the deferred jobs due by ``now`` (beat's tick); how many."""
+        if self.redis is None:
+            return 0
+        due: list[bytes | None] = self.redis.eval(
+            _POP_DUE, 2, DEFERRED, DEFERRED_JOBS, time.time() if now is None else now, DEFER_BATCH
+        )
+        jobs = [json.loads(raw) for raw in due if raw is not None]
+        with self.app.producer_or_acquire() as producer:
+            for job in jobs:
+                self.app.send_task(
+                    job["task"], kwargs=job["kwargs"], task_id=uuid.uuid4().hex, producer=producer
+                )
+        return len(jobs)
 
 
 class EmbeddedQueue:
@@ -64,6 +131,13 @@ class EmbeddedQueue:
     def enqueue_later(self, seconds: float, task: str, job_id: str, **kwargs: str) -> None:
         """Run the handler once ``seconds`` have passed (dropped if the queue shuts down)."""
         self._later(seconds, task, job_id, 1, kwargs)
+
+    def defer(self, seconds: float, task: str, key: str, **kwargs: str) -> None:
+        """:meth:`enqueue_later` (a job per call: each finds the state of its time)."""
+        self._later(seconds, task, uuid.uuid4().hex, 1, kwargs)
+
+    def cancel(self, task: str, key: str) -> None:
+        """Nothing: the job runs and finds nothing to do."""
 
     def enqueue_many(self, task: str, jobs: list[tuple[str, dict[str, str]]]) -> None:
         """Run each job soon on the pool."""

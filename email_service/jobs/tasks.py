@@ -74,6 +74,14 @@ def send_due_messages() -> dict[str, Any]:
     return work.send_due(_runtime())
 
 
+# Published every second by beat: no result per tick.
+@shared_task(name="queue_deferred_jobs", ignore_result=True)
+def queue_deferred_jobs() -> dict[str, Any]:
+    """Beat's periodic job: queue the deferred jobs now due (Drafts copies of saved drafts)."""
+    queue = _runtime().queue
+    return {"queued": queue.publish_due() if isinstance(queue, CeleryQueue) else 0}
+
+
 @shared_task(name="apply_message_changes", **REMOTE_TASK)
 def apply_message_changes(account_id: str, tenant_id: str, change: str) -> dict[str, Any]:
     """Set flags, move or delete messages on the IMAP server (the API changed them locally)."""

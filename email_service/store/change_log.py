@@ -24,7 +24,24 @@ from datetime import datetime
 from enum import StrEnum
 
 import psycopg
-from sqlalchemy import Connection, Engine, delete, event, func, insert, select, text, update
+from sqlalchemy import (
+    CTE,
+    Connection,
+    Engine,
+    String,
+    bindparam,
+    case,
+    cast,
+    delete,
+    event,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.elements import TextClause
 
@@ -199,6 +216,48 @@ def _forget_at_commit(connection: Connection) -> None:
 def _drop_pending(session: Session, previous: SessionTransaction) -> None:
     if previous.parent is None:  # the whole transaction; a savepoint's leaves the rest
         session.info.pop(_PENDING, None)
+
+
+# The columns a change-log row is made of, in the order ``logged`` selects them.
+_COLUMNS = ("tenant_id", "account_id", "type", "entity_id", "op", "detail", "created_at")
+
+
+def logged(changes: Sequence[tuple[CTE, ChangeType, Op, str | None]]) -> CTE:
+    """The change-log rows of one PostgreSQL statement that changes rows in CTEs: for each
+    ``(cte, type, op, detail)``, a row per row the CTE returns (its ``id`` and
+    ``account_id``), in the order given. Parameters: ``log_tenant``, ``log_now`` and
+    ``log_key`` (:func:`log_params`).
+
+    The statement runs alone (autocommit): one round trip for the change and its rows,
+    under the same rule as :func:`_write_pending`: the tenant's lock is taken before any of
+    the rows is numbered, and only after every CTE has made its changes (each row's
+    condition first counts all of them), so it is never held while waiting for a row lock.
+    """
+    done = sum(
+        (select(func.count()).select_from(cte).scalar_subquery() for cte, *_ in changes),
+        literal(0),
+    )
+    locked = case((done >= 0, func.pg_advisory_xact_lock(bindparam("log_key")).isnot(None)))
+    now = bindparam("log_now", type_=Change.__table__.c.created_at.type)
+    rows = [
+        select(
+            bindparam("log_tenant", type_=String).label("tenant_id"),
+            cte.c.account_id,
+            literal(type_.value, String).label("type"),
+            cast(cte.c.id, String).label("entity_id"),
+            literal(op.value, String).label("op"),
+            literal(detail, String).label("detail"),
+            now.label("created_at"),
+        ).where(locked)
+        for cte, type_, op, detail in changes
+    ]
+    source = rows[0] if len(rows) == 1 else union_all(*rows)
+    return insert(Change).from_select(list(_COLUMNS), source).cte("logged")
+
+
+def log_params(tenant_id: str) -> dict[str, object]:
+    """The parameters of :func:`logged` for one tenant's changes, now."""
+    return {"log_tenant": tenant_id, "log_now": utcnow(), "log_key": _tenant_lock_key(tenant_id)}
 
 
 def pending_count(session: Session) -> int:

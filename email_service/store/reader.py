@@ -1,4 +1,6 @@
-"""Read-only SELECTs on PostgreSQL without SQLAlchemy's per-statement work: the list routes.
+"""SELECTs on PostgreSQL without SQLAlchemy's per-statement work: the list routes, and the
+send's state changes (a SELECT whose CTEs write, each with its change-log rows, run alone
+as its own transaction).
 
 A Core ``Select`` is compiled once per statement object (:class:`Prepared`: its SQL, which
 bind parameters it takes and the type processors of its parameters and columns), then run

@@ -304,15 +304,15 @@ def test_claim_fence_crash_and_stale_recovery_of_a_send(
     row = _queue(runtime, account)
     owner = uuid.uuid4().hex
     start = _now(runtime, TENANT_A)
-    job = delivery._claim(runtime, TENANT_A, row.draft_id, owner)
-    assert job is not None and job.row.state == "sending"
+    claimed = delivery._claim(runtime, TENANT_A, row.draft_id, owner)
+    assert claimed is not None and claimed[0].state == "sending"
     assert _outbox_rows(runtime, start) == [("updated", None)]  # sending, one attempt more
 
     start = _now(runtime, TENANT_A)
     delivery._fence(runtime, row.id, owner)  # the stage and lease only: bookkeeping
     assert _rows(runtime, TENANT_A, start) == []
 
-    delivery._crashed(runtime, job.row, owner, RuntimeError("bug"))
+    delivery._crashed(runtime, claimed[0], owner, RuntimeError("bug"))
     assert _outbox_rows(runtime, start) == [("updated", None)]
     with runtime.db.session() as session:
         assert session.get_one(Outbox, row.id).state == "needs_reconciliation"
@@ -328,7 +328,7 @@ def test_claim_fence_crash_and_stale_recovery_of_a_send(
             )
         )
     start = _now(runtime, TENANT_A)
-    assert delivery._recover_stale(runtime, job.row)
+    assert delivery._recover_stale(runtime, claimed[0])
     assert _outbox_rows(runtime, start) == [("updated", None)]
     with runtime.db.session() as session:
         assert session.get_one(Outbox, row.id).state == "retrying"

@@ -5,6 +5,7 @@ order or repetition of the jobs. On both backends."""
 from __future__ import annotations
 
 import email
+import json
 import secrets
 import threading
 import time
@@ -16,9 +17,11 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 from sqlalchemy import event, update
 
+from email_service.jobs.queues import DEFERRED, CeleryQueue
 from email_service.services.outgoing import draft_copy
 from email_service.store import scope
 from email_service.store.models import Draft
@@ -305,6 +308,10 @@ class _Recording:
         self.jobs.append((task, seconds, kwargs))
         self.queue.enqueue_later(seconds, task, job_id, **kwargs)
 
+    def defer(self, seconds: float, task: str, key: str, **kwargs: str) -> None:
+        self.jobs.append((task, seconds, kwargs))
+        self.queue.defer(seconds, task, key, **kwargs)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.queue, name)
 
@@ -489,6 +496,12 @@ class _BrokerDown:
     def enqueue_later(self, seconds: float, task: str, job_id: str, **kwargs: str) -> None:
         raise ConnectionError("broker unreachable")
 
+    def defer(self, seconds: float, task: str, key: str, **kwargs: str) -> None:
+        raise ConnectionError("broker unreachable")
+
+    def cancel(self, task: str, key: str) -> None:
+        raise ConnectionError("broker unreachable")
+
 
 def test_a_draft_is_saved_when_its_copy_cannot_be_queued(
     make_settings: Any, as_tenant: Headers
@@ -515,3 +528,28 @@ def _save_change_delete(api: FlaskClient, headers: dict[str, str]) -> None:
     stored = api.get(f"/api/compose/drafts/{draft_id}", headers=headers).get_json()
     assert stored["subject"] == "Still kept"
     assert api.delete(f"/api/compose/drafts/{draft_id}", headers=headers).status_code == 204
+
+
+def test_a_draft_sent_at_once_leaves_no_deferred_copy_in_the_broker(
+    make_settings: Any, redis_url: str, as_tenant: Headers
+) -> None:
+    """With Celery, a saved draft's copy waits in Redis; sending the draft drops it, so
+    neither the copy nor a run that would find the draft queued ever becomes a task."""
+    client = redis.Redis.from_url(redis_url)
+    settings = make_settings(redis_url=redis_url, draft_copy_delay_seconds=DELAY_S)
+    with running_app(settings) as (api, runtime):
+        headers = as_tenant(TENANT_A)
+        add_account(api, headers, "alice@example.test")
+        kept = api.post("/api/compose", headers=headers, json={"subject": "Kept"}).get_json()
+        body = {"subject": "Sent", "to": ["bob@example.test"]}
+        sent = api.post("/api/compose", headers=headers, json=body).get_json()
+        assert client.zcard(DEFERRED) == 2
+        send(api, headers, sent["id"])
+        (waiting,) = client.zrange(DEFERRED, 0, -1)
+        assert waiting.decode() == f"{draft_copy.DRAFT_COPY_TASK}:{kept['id']}:{kept['account_id']}"
+        assert isinstance(runtime.queue, CeleryQueue)
+        assert runtime.queue.publish_due(now=time.time() + DELAY_S + 1) == 1
+        tasks = [json.loads(raw)["headers"] for raw in client.lrange("celery", 0, -1)]
+        copies = [t for t in tasks if t["task"] == draft_copy.DRAFT_COPY_TASK]
+        assert [t["task"] for t in tasks].count("send_email") == 1
+        assert len(copies) == 1 and kept["id"] in copies[0]["kwargsrepr"]

@@ -32,6 +32,12 @@ class RecordingQueue:
     def enqueue_later(self, seconds: float, task: str, job_id: str, **kwargs: str) -> None:
         self.enqueue(task, job_id, **kwargs)
 
+    def defer(self, seconds: float, task: str, key: str, **kwargs: str) -> None:
+        self.enqueue(task, key, **kwargs)
+
+    def cancel(self, task: str, key: str) -> None:
+        self.jobs[:] = [job for job in self.jobs if (job["task"], job["job_id"]) != (task, key)]
+
     def enqueue_many(self, task: str, jobs: list[tuple[str, dict[str, str]]]) -> None:
         for job_id, kwargs in jobs:
             self.enqueue(task, job_id, **kwargs)

@@ -18,7 +18,7 @@ from sqlalchemy import update
 
 from email_service.services.outgoing import delivery, reconcile
 from email_service.services.runtime import Runtime
-from email_service.store.models import Outbox, utcnow
+from email_service.store.models import Account, Outbox, utcnow
 from tests.conftest import TENANT_A, TENANT_B
 from tests.servers.wait import wait_for
 from tests.support.compose_api import (
@@ -213,6 +213,28 @@ def test_a_slow_worker_whose_row_was_taken_back_stops_before_the_final_dot(
     assert delivery.send_email(runtime, TENANT_A, uuid.UUID(draft_id)).state == "sent"
     # the slow one reaches its fence: it must not finish its DATA
     with pytest.raises(delivery.LeaseLostError):
-        delivery._fence(runtime, slow.row.id, "slow-worker")
+        delivery._fence(runtime, slow[0].id, "slow-worker")
     assert len(seam.delivered) == 1
     assert _row(api, headers, outbox_id)["attempts"] == 2
+
+
+def test_a_claimed_send_whose_login_cannot_be_read_is_settled_not_left_sending(
+    make_setup: Callable[..., Setup], as_tenant: Headers
+) -> None:
+    """The claim commits before the login is read: a login that cannot be read fails the
+    attempt like a refusal over SMTP, rather than leaving the row ``sending`` until its
+    lease runs out."""
+    api, runtime, seam = make_setup()
+    headers = as_tenant(TENANT_A)
+    draft_id, outbox_id = _scheduled(api, headers)
+    _set(runtime, outbox_id, next_attempt_at=utcnow() - timedelta(seconds=1))
+    with runtime.db.session() as session:
+        row = session.get_one(Outbox, uuid.UUID(outbox_id))
+        session.execute(
+            update(Account).where(Account.id == row.account_id).values(password_ciphertext=None)
+        )
+    outcome = delivery.send_email(runtime, TENANT_A, uuid.UUID(draft_id))
+    assert outcome.state == "failed" and "no password" in outcome.detail
+    sent = _row(api, headers, outbox_id)
+    assert (sent["state"], sent["attempts"]) == ("failed", 1)
+    assert seam.delivered == []

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from email_service.jobs import make_celery, wire_queue
-from email_service.jobs.queues import CeleryQueue, EmbeddedQueue
+from email_service.jobs.queues import DEFER_TICK_S, CeleryQueue, EmbeddedQueue
 from email_service.services.runtime import Runtime
 
 pytestmark = pytest.mark.redis
@@ -90,3 +90,49 @@ def test_the_services_queue_waits_for_no_result(sqlite_settings: Any, redis_url:
     assert client.llen("celery") == 2
     assert calls.get("lpush") == 2
     assert "subscribe" not in calls and "unsubscribe" not in calls, calls
+
+
+def _published(client: Any) -> list[tuple[str, dict[str, str]]]:
+    """(task, kwargs) of every message waiting in the broker's default queue."""
+    found = []
+    for raw in client.lrange("celery", 0, -1):
+        message = json.loads(raw)
+        _args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+        found.append((message["headers"]["task"], kwargs))
+    return found
+
+
+def test_a_deferred_job_waits_in_redis_once_per_key_until_due(
+    sqlite_settings: Any, redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    queue = CeleryQueue(make_celery(sqlite_settings(redis_url=redis_url)))
+    queue.defer(3.0, "store_draft_copy", "d:a", draft_id="d", reason="saved")
+    queue.defer(3.0, "store_draft_copy", "d:a", draft_id="d", reason="saved")  # saved again
+    assert _published(client) == []  # no task, no countdown held by a worker
+    assert queue.publish_due() == 0  # not due yet
+    assert queue.publish_due(now=time.time() + 3.5) == 1
+    assert _published(client) == [("store_draft_copy", {"draft_id": "d", "reason": "saved"})]
+    assert queue.publish_due(now=time.time() + 10) == 0  # taken once
+    queue.defer(3.0, "store_draft_copy", "d:a", draft_id="d", reason="saved")  # a later save
+    assert queue.publish_due(now=time.time() + 3.5) == 1
+
+
+def test_a_cancelled_deferred_job_never_becomes_a_task(
+    sqlite_settings: Any, redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    queue = CeleryQueue(make_celery(sqlite_settings(redis_url=redis_url)))
+    queue.defer(3.0, "store_draft_copy", "d:a", draft_id="d")
+    queue.defer(3.0, "store_draft_copy", "e:a", draft_id="e")
+    queue.cancel("store_draft_copy", "d:a")
+    queue.cancel("store_draft_copy", "f:a")  # nothing deferred under it: nothing happens
+    assert queue.publish_due(now=time.time() + 3.5) == 1
+    assert _published(client) == [("store_draft_copy", {"draft_id": "e"})]
+
+
+def test_beat_queues_the_deferred_jobs_every_tick(sqlite_settings: Any, redis_url: str) -> None:
+    app = make_celery(sqlite_settings(redis_url=redis_url))
+    app.loader.import_default_modules()
+    entry = app.conf.beat_schedule["queue-deferred-jobs"]
+    assert entry["task"] in app.tasks and entry["schedule"] == DEFER_TICK_S

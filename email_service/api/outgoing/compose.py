@@ -160,7 +160,10 @@ def idempotency_key() -> str | None:
 @bp.doc(responses=[400, 404, 409, 422, 503])
 def send_draft(draft_id: uuid.UUID) -> tuple[Any, int, dict[str, str]]:
     """Queue the draft for sending; the same ``Idempotency-Key`` returns the first answer."""
-    return accepted(outbox.queue_send(runtime(), tenant_id(), draft_id, idempotency_key()))
+    queued = outbox.queue_send(runtime(), tenant_id(), draft_id, idempotency_key())
+    if queued.created:  # the draft's deferred Drafts copy has nothing left to do
+        draft_copy.drop_save(runtime(), queued.record.draft_id, queued.record.account_id)
+    return accepted(queued)
 
 
 def accepted(queued: outbox.Queued) -> tuple[Any, int, dict[str, str]]:

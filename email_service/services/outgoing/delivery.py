@@ -23,7 +23,7 @@ import random
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from email_service.config import Security
@@ -55,8 +55,9 @@ from email_service.services.outgoing.send_steps import (
     smtp_answer,
 )
 from email_service.services.runtime import Runtime
+from email_service.store.change_log import ChangeType, Op, log_params, logged
 from email_service.store.db import changed, table_of
-from email_service.store.models import Account, Outbox, utcnow
+from email_service.store.models import Account, Draft, Outbox, utcnow
 from email_service.store.states import (
     ACTIVE_OUTBOX_STATES,
     CLAIMABLE_OUTBOX_STATES,
@@ -86,6 +87,9 @@ _FENCE = (
         stage="data_end", lease_expires_at=bindparam("expires"), updated_at=_OUTBOX.c.updated_at
     )
 )
+# The fence as a SELECT of the rows it fenced, for PostgreSQL's Reader (prepared, alone).
+_FENCED = _FENCE.returning(_OUTBOX.c.id).cte("fenced")
+_FENCE_COUNTED = select(func.count()).select_from(_FENCED)
 # The claim: the draft's due send becomes this worker's, returned as it is now (no
 # second read).
 _CLAIM = (
@@ -104,19 +108,46 @@ _CLAIM = (
     )
     .execution_options(synchronize_session=False)
 )
-# On PostgreSQL the claim returns the account too (UPDATE ... FROM): SQLite's RETURNING
-# names the updated table only, so there the account is read after it.
+# SQLite's: the row alone (its RETURNING names the updated table only), the account read
+# after it, the change-log row written at the commit.
 _CLAIM_ROW = _CLAIM.returning(Outbox)
-_CLAIM_WITH_ACCOUNT = _CLAIM.where(
-    Account.id == Outbox.account_id, Account.tenant_id == bindparam("tenant")
-).returning(Outbox, Account)
+# On PostgreSQL the claim is one statement with its change-log row (no BEGIN, no
+# COMMIT): the UPDATE on the table returns the row, joined to its account.
+_ACCOUNTS = table_of(Account)
+_CLAIMED = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.tenant_id == bindparam("tenant"), _OUTBOX.c.draft_id == bindparam("draft"))
+    .where(_OUTBOX.c.state.in_(CLAIMABLE_OUTBOX_STATES))
+    .where(or_(_OUTBOX.c.next_attempt_at.is_(None), _OUTBOX.c.next_attempt_at <= bindparam("now")))
+    .where(_OUTBOX.c.attempts < bindparam("max_attempts"))
+    .values(
+        state=OutboxState.SENDING,
+        stage="connecting",
+        lease_owner=bindparam("owner"),
+        lease_expires_at=bindparam("expires"),
+        attempts=_OUTBOX.c.attempts + 1,
+        updated_at=bindparam("now"),
+    )
+    .returning(*_OUTBOX.c)
+    .cte("claimed")
+)
+_CLAIM_LOGGED = select(Outbox, Account).from_statement(
+    select(_CLAIMED, _ACCOUNTS)
+    .join(_ACCOUNTS, _ACCOUNTS.c.id == _CLAIMED.c.account_id)
+    .where(_ACCOUNTS.c.tenant_id == bindparam("tenant"))
+    .add_cte(logged([(_CLAIMED, ChangeType.OUTBOX, Op.UPDATED, None)]))
+)
 # The server said 250: sent, if the row is still mine.
 _SENT = (
     update(_OUTBOX)
     .where(
         _OUTBOX.c.id == bindparam("row_id"),
         _OUTBOX.c.lease_owner == bindparam("owner"),
-        _OUTBOX.c.state.in_((OutboxState.SENDING, OutboxState.NEEDS_RECONCILIATION)),
+        # two comparisons rather than IN: the statement compiles to one SQL text (Reader)
+        or_(
+            _OUTBOX.c.state == OutboxState.SENDING,
+            _OUTBOX.c.state == OutboxState.NEEDS_RECONCILIATION,
+        ),
     )
     .values(
         state=OutboxState.SENT,
@@ -130,6 +161,30 @@ _SENT = (
         last_smtp_reply=bindparam("reply"),
         last_error=None,
         updated_at=bindparam("now"),
+    )
+)
+
+# On PostgreSQL, when no original is to be flagged: the 250 written, the sent draft
+# removed (``send_steps.after_sent``) and both logged in one statement, which answers
+# whether the row was still mine and whether the draft had a copy started.
+_SENT_ROW = _SENT.returning(_OUTBOX.c.id, _OUTBOX.c.account_id).cte("sent")
+_DRAFTS = table_of(Draft)
+_DROPPED = (
+    delete(_DRAFTS)
+    .where(_DRAFTS.c.id == bindparam("draft"), _DRAFTS.c.outbox_id == bindparam("row_id"))
+    .returning(_DRAFTS.c.id, _DRAFTS.c.account_id, _DRAFTS.c.imap_copy_started)
+    .cte("dropped")
+)
+_SENT_LOGGED = select(
+    select(func.count()).select_from(_SENT_ROW).scalar_subquery(),
+    select(func.count()).select_from(_DROPPED).scalar_subquery(),
+    select(_DROPPED.c.imap_copy_started).scalar_subquery(),
+).add_cte(
+    logged(
+        [
+            (_SENT_ROW, ChangeType.OUTBOX, Op.UPDATED, "sent"),
+            (_DROPPED, ChangeType.DRAFT, Op.DESTROYED, None),
+        ]
     )
 )
 
@@ -154,9 +209,9 @@ def send_email(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID) -> SendOut
     """Advance the draft's current send one step (the ``send_email`` task)."""
     if runtime.settings.enable_smtp_send:  # the common case first: a due send, claimed
         owner = uuid.uuid4().hex
-        job = _claim(runtime, tenant_id, draft_id, owner)
-        if job is not None:
-            return _transmit(runtime, job, owner)
+        claimed = _claim(runtime, tenant_id, draft_id, owner)
+        if claimed is not None:
+            return _transmit(runtime, claimed, owner)
     with runtime.db.session() as session:
         row = _current(session, tenant_id, draft_id)
     if row is None:
@@ -241,13 +296,17 @@ def _attempt(runtime: Runtime, row: Outbox) -> SendOutcome:
     if early > 0:  # a retry timer that fired a hair early (clocks of two hosts)
         return SendOutcome(row.state, retry_in=early)
     owner = uuid.uuid4().hex
-    job = _claim(runtime, row.tenant_id, row.draft_id, owner)
-    if job is None:
+    claimed = _claim(runtime, row.tenant_id, row.draft_id, owner)
+    if claimed is None:
         return SendOutcome(row.state, detail="claimed by another worker")
-    return _transmit(runtime, job, owner)
+    return _transmit(runtime, claimed, owner)
 
 
-def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) -> Job | None:
+# A claimed row, with its account where the claim returned it (PostgreSQL).
+Claimed = tuple[Outbox, Account | None]
+
+
+def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) -> Claimed | None:
     """Take the draft's due send for this worker, in one UPDATE (at most one row matches)."""
     now = utcnow()
     lease = timedelta(seconds=runtime.settings.send_lease_seconds)
@@ -259,19 +318,26 @@ def _claim(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, owner: str) ->
         "owner": owner,
         "expires": now + lease,
     }
-    with runtime.db.session() as session:
-        if session.get_bind().dialect.name != "postgresql":
-            rows = session.scalars(_CLAIM_ROW, params).all()
-            if len(rows) != 1:
-                return None
-            _announce(session, rows[0], OutboxState.SENDING)  # state and attempts changed
-            return job_for(session, runtime, rows[0])
-        claimed = session.execute(_CLAIM_WITH_ACCOUNT, params).all()
+    if runtime.db.dialect == "postgresql":  # state and attempts changed: logged with it
+        with runtime.db.autocommit() as session:
+            claimed = session.execute(_CLAIM_LOGGED, {**params, **log_params(tenant_id)}).all()
         if len(claimed) != 1:
             return None
         row, account = claimed[0]
-        _announce(session, row, OutboxState.SENDING)  # state and attempts changed
-        return job_for(session, runtime, row, account)
+        return row, account
+    with runtime.db.session() as session:
+        rows = session.scalars(_CLAIM_ROW, params).all()
+        if len(rows) != 1:
+            return None
+        _announce(session, rows[0], OutboxState.SENDING)  # state and attempts changed
+        return rows[0], None
+
+
+def _job(runtime: Runtime, claimed: Claimed) -> Job:
+    """What sending the claimed row needs (its login, the original to flag), read after the
+    claim committed: a failure here is the attempt's, settled like one over SMTP."""
+    with runtime.db.reading() as session:
+        return job_for(session, runtime, *claimed)
 
 
 def _target(runtime: Runtime, job: Job) -> SmtpTarget:
@@ -301,16 +367,22 @@ def _fence(runtime: Runtime, row_id: uuid.UUID, owner: str) -> None:
     now = utcnow()
     lease = timedelta(seconds=runtime.settings.send_lease_seconds)
     # One statement, only this worker's bookkeeping (no change-log row): it commits alone.
-    with runtime.db.autocommit() as session:
-        if not changed(session, _FENCE, {"row_id": row_id, "owner": owner, "expires": now + lease}):
-            raise LeaseLostError("another worker took over this message")
+    params = {"row_id": row_id, "owner": owner, "expires": now + lease}
+    if runtime.db.reader is not None:
+        fenced = runtime.db.reader.execute(_FENCE_COUNTED, params).one()[0] == 1
+    else:
+        with runtime.db.autocommit() as session:
+            fenced = changed(session, _FENCE, params)
+    if not fenced:
+        raise LeaseLostError("another worker took over this message")
 
 
-def _transmit(runtime: Runtime, job: Job, owner: str) -> SendOutcome:
-    row = job.row
+def _transmit(runtime: Runtime, claimed: Claimed, owner: str) -> SendOutcome:
+    row = claimed[0]
     recipients = list(row.recipients)
     utf8 = any(not a.rpartition("@")[0].isascii() for a in [row.sender, *recipients])
     try:
+        job = _job(runtime, claimed)
         target = _target(runtime, job)
         data = gateways.blob_store(runtime, row.tenant_id).get(row.mime_blob_sha256)
         reply = smtp_pool(runtime).send(
@@ -430,13 +502,20 @@ def _ambiguous(runtime: Runtime, row: Outbox, owner: str, exc: SmtpAmbiguousErro
 def _sent(runtime: Runtime, job: Job, owner: str, reply: SmtpReply, data: bytes) -> SendOutcome:
     row = job.row
     now = utcnow()
-    with runtime.db.session() as session:
-        done = changed(
-            session,
-            _SENT,
-            {"row_id": row.id, "owner": owner, "now": now, "code": reply.code, "reply": reply.text},
-        )
-        copy_may_exist = after_sent(session, row)
+    params = {"row_id": row.id, "owner": owner, "now": now, "code": reply.code, "reply": reply.text}
+    flags_origin = row.origin_message_id is not None and bool(row.origin_flag)
+    reader = runtime.db.reader  # PostgreSQL's: a prepared statement, alone (autocommit)
+    if reader is not None and not flags_origin:
+        found = reader.execute(
+            _SENT_LOGGED, {**params, "draft": row.draft_id, **log_params(row.tenant_id)}
+        ).one()
+        done = found[0] == 1
+        # a draft gone already cannot be asked: it may have had a copy (see after_sent)
+        copy_may_exist = not row.without_draft and (found[1] == 0 or bool(found[2]))
+    else:
+        with runtime.db.session() as session:
+            done = changed(session, _SENT, params)
+            copy_may_exist = after_sent(session, row)
     if not done:  # cannot happen while the fence holds; keep the record straight if it does
         log.error("sent, but the row was taken over", extra={"outbox_id": str(row.id)})
     drop_draft_copy(runtime, row, copy_may_exist)

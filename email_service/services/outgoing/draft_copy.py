@@ -18,9 +18,12 @@ only in a marked draft, so a draft composed and sent at once costs no IMAP sessi
 
 A save is copied ``DRAFT_COPY_DELAY_SECONDS`` later (:func:`save_later`), as mail clients
 save drafts every few seconds rather than on every keystroke: a draft composed and sent
-at once is never uploaded, and a run of changes is uploaded once. Such a delayed run
-finds the draft as it is by then; if the draft is gone or now in another account, the
-removal was queued, undelayed, by whatever removed or moved it, so it does nothing.
+at once is never uploaded, and a run of changes is uploaded once. The run is deferred
+(``JobQueue.defer``: with Celery it waits in Redis, not in a worker, and further saves
+meanwhile add none), and sending the draft cancels it (:func:`drop_save`), so a draft
+composed and sent at once costs no job at all. A delayed run that still comes finds the
+draft as it is by then; if the draft is gone or now in another account, the removal was
+queued, undelayed, by whatever removed or moved it, so it does nothing.
 """
 
 from __future__ import annotations
@@ -94,8 +97,27 @@ def enqueue(runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, *accounts: uu
 def save_later(
     runtime: Runtime, tenant_id: str, draft_id: uuid.UUID, account_id: uuid.UUID
 ) -> None:
-    """Queue the copy of a saved draft, ``DRAFT_COPY_DELAY_SECONDS`` from now."""
+    """Queue the copy of a saved draft, ``DRAFT_COPY_DELAY_SECONDS`` from now (deferred:
+    saves meanwhile add nothing, and a send cancels it, see :func:`drop_save`)."""
     _queue(runtime, tenant_id, draft_id, account_id, runtime.settings.draft_copy_delay_seconds)
+
+
+def drop_save(runtime: Runtime, draft_id: uuid.UUID, account_id: uuid.UUID) -> None:
+    """The draft is queued for sending (committed): its deferred copy has nothing to do.
+
+    A queue that cannot drop it runs it, and the run finds the draft queued or gone.
+    """
+    if not runtime.settings.save_drafts_to_imap or runtime.settings.draft_copy_delay_seconds <= 0:
+        return
+    assert runtime.queue is not None, "no job queue wired"
+    try:
+        runtime.queue.cancel(DRAFT_COPY_TASK, _save_key(draft_id, account_id))
+    except Exception:  # any broker failure: the run comes and finds the draft queued
+        log.warning("could not drop the Drafts copy of draft %s", draft_id, exc_info=True)
+
+
+def _save_key(draft_id: uuid.UUID, account_id: uuid.UUID) -> str:
+    return f"{draft_id}:{account_id}"
 
 
 def _queue(
@@ -107,9 +129,8 @@ def _queue(
     job = {"draft_id": str(draft_id), "tenant_id": tenant_id, "account_id": str(account_id)}
     try:
         if delay > 0:
-            runtime.queue.enqueue_later(
-                delay, DRAFT_COPY_TASK, uuid.uuid4().hex, **job, reason=SAVED
-            )
+            key = _save_key(draft_id, account_id)
+            runtime.queue.defer(delay, DRAFT_COPY_TASK, key, **job, reason=SAVED)
         else:
             runtime.queue.enqueue(DRAFT_COPY_TASK, uuid.uuid4().hex, **job)
     except Exception:  # any broker failure: the draft itself is saved

@@ -4,12 +4,13 @@ Sent copy)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, update
+from sqlalchemy import Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from email_service.errors import EmailServiceError, RemoteTemporaryError
@@ -17,9 +18,10 @@ from email_service.services import gateways
 from email_service.services.events import record as announce
 from email_service.services.outgoing import draft_copy, outbox, sent_copy
 from email_service.services.runtime import Runtime
-from email_service.store.change_log import ChangeType, Op, record
+from email_service.store.change_log import ChangeType, Op, log_params, logged, record
 from email_service.store.db import changed, table_of
 from email_service.store.models import Account, Draft, Outbox, utcnow
+from email_service.store.reader import Reader
 from email_service.store.states import OutboxState, SentCopyState
 
 # A Sent copy that keeps failing for this long is reported failed.
@@ -28,6 +30,7 @@ SENT_COPY_GIVE_UP = timedelta(days=1)
 
 # The sent draft's removal (Core, built once): whether a Drafts copy was started.
 _DRAFTS = table_of(Draft)
+_OUTBOX = table_of(Outbox)
 _DROP_DRAFT = (
     delete(_DRAFTS)
     .where(_DRAFTS.c.id == bindparam("draft"), _DRAFTS.c.outbox_id == bindparam("outbox"))
@@ -78,14 +81,51 @@ def settle(runtime: Runtime, row: Outbox, owner: str | None, **values: Any) -> b
             Outbox.state.in_((OutboxState.SENDING, OutboxState.NEEDS_RECONCILIATION)),
         )
     values.setdefault("updated_at", utcnow())
+    state = values.get("state", "")
+    released = state in (OutboxState.FAILED, OutboxState.CANCELLED)
+    if runtime.db.reader is not None and not released:  # PostgreSQL
+        return _settle_logged(runtime.db.reader, row, owner, state, values)
     with runtime.db.session() as session:
         done = changed(session, statement.values(**values))
-        if done and values.get("state") in (OutboxState.FAILED, OutboxState.CANCELLED):
+        if done and released:
             outbox.release_draft(session, row)
         if done:  # a new state, or only its Sent copy, error or checks: all shown
-            state = values.get("state", "")
             announce.outbox(session, row.tenant_id, row.account_id, row.id, state)
         return done
+
+
+def _settle_logged(
+    reader: Reader, row: Outbox, owner: str | None, state: str, values: dict[str, Any]
+) -> bool:
+    """:func:`settle` on PostgreSQL when no draft is released: the write and its change-log
+    row in one prepared statement, alone (no BEGIN, no COMMIT)."""
+    written = _settle_statement(owner is not None, tuple(sorted(values)), state)
+    params = {f"set_{name}": value for name, value in values.items()}
+    params.update(row_id=row.id, owner=owner, **log_params(row.tenant_id))
+    return bool(reader.execute(written, params).one()[0] == 1)
+
+
+@functools.cache
+def _settle_statement(mine: bool, columns: tuple[str, ...], state: str) -> Select[Any]:
+    """:func:`_settle_logged`'s statement, built once for each kind of result."""
+    statement = update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id"))
+    if mine:
+        statement = statement.where(
+            _OUTBOX.c.lease_owner == bindparam("owner"),
+            or_(  # not IN: one SQL text for the Reader's prepared statement
+                _OUTBOX.c.state == OutboxState.SENDING,
+                _OUTBOX.c.state == OutboxState.NEEDS_RECONCILIATION,
+            ),
+        )
+    settled = (
+        statement.values({name: bindparam(f"set_{name}") for name in columns})
+        .returning(_OUTBOX.c.id, _OUTBOX.c.account_id)
+        .cte()
+    )
+    detail = announce.SEND_DETAILS.get(state)
+    return select(select(func.count()).select_from(settled).scalar_subquery()).add_cte(
+        logged([(settled, ChangeType.OUTBOX, Op.UPDATED, detail)])
+    )
 
 
 def after_sent(session: Session, row: Outbox) -> bool:
