@@ -26,19 +26,42 @@ EMBEDDED_MAX_ATTEMPTS = 4
 # Deferred jobs (CeleryQueue.defer) wait in the Redis broker: a sorted set of their names by
 # the time they are due, and a hash of each name's task and arguments. Beat's tick
 # (``queue_deferred_jobs``, every DEFER_TICK_S) queues those due, at most DEFER_BATCH a tick.
+# A job taken to be queued moves to a third set, scored by when its lease ends, until it is
+# published: one whose lease ended (the tick died before publishing) is taken again.
 DEFERRED = "email-service:deferred"
 DEFERRED_JOBS = "email-service:deferred-jobs"
+DEFERRED_TAKEN = "email-service:deferred-taken"
 DEFER_TICK_S = 1.0
 DEFER_BATCH = 500
-# Takes the due jobs out of both structures at once: a job deferred again meanwhile is
-# either taken now or waits whole for the next tick, never half removed.
-_POP_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+DEFER_LEASE_S = 60.0
+# Takes the due jobs, and those whose lease ended, into the taken set (leased until
+# ARGV[3]); returns name, job, name, job... (a job cancelled meanwhile is false).
+_TAKE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local more = tonumber(ARGV[2]) - #due
+if more > 0 then
+  for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, more)) do
+    table.insert(due, name)
+  end
+end
 if #due == 0 then return {} end
-redis.call('ZREM', KEYS[1], unpack(due))
-local jobs = redis.call('HMGET', KEYS[2], unpack(due))
-redis.call('HDEL', KEYS[2], unpack(due))
-return jobs
+local out = {}
+for _, name in ipairs(due) do
+  redis.call('ZREM', KEYS[1], name)
+  redis.call('ZADD', KEYS[3], ARGV[3], name)
+  table.insert(out, name)
+  table.insert(out, redis.call('HGET', KEYS[2], name))
+end
+return out
+"""
+# Done with published (or cancelled) jobs: out of the taken set, and their arguments
+# dropped unless the job was deferred again meanwhile (a later save).
+_DONE = """
+for _, name in ipairs(ARGV) do
+  redis.call('ZREM', KEYS[3], name)
+  if not redis.call('ZSCORE', KEYS[1], name) then redis.call('HDEL', KEYS[2], name) end
+end
+return #ARGV
 """
 
 
@@ -47,8 +70,8 @@ class CeleryQueue:
 
     A deferred job waits in Redis (when the broker is Redis) rather than in a worker as a
     countdown: one cancelled before it is due (a saved draft sent at once) never becomes a
-    task. Between beat taking a due job and queueing it, a crash loses it (the next save of
-    the draft defers it again).
+    task. At least once: a tick that dies between taking a due job and queueing it leaves
+    the job leased, and a tick after the lease (DEFER_LEASE_S) queues it.
     """
 
     def __init__(self, app: Celery) -> None:
@@ -97,15 +120,24 @@ class CeleryQueue:
         """Queue the deferred jobs due by ``now`` (beat's tick); how many."""
         if self.redis is None:
             return 0
-        due: list[bytes | None] = self.redis.eval(
-            _POP_DUE, 2, DEFERRED, DEFERRED_JOBS, time.time() if now is None else now, DEFER_BATCH
+        at = time.time() if now is None else now
+        keys = (DEFERRED, DEFERRED_JOBS, DEFERRED_TAKEN)
+        taken: list[bytes | None] = self.redis.eval(
+            _TAKE_DUE, 3, *keys, at, DEFER_BATCH, at + DEFER_LEASE_S
         )
-        jobs = [json.loads(raw) for raw in due if raw is not None]
-        with self.app.producer_or_acquire() as producer:
-            for job in jobs:
-                self.app.send_task(
-                    job["task"], kwargs=job["kwargs"], task_id=uuid.uuid4().hex, producer=producer
-                )
+        names = [name for name in taken[0::2] if name is not None]
+        jobs = [json.loads(raw) for raw in taken[1::2] if raw is not None]
+        if jobs:
+            with self.app.producer_or_acquire() as producer:
+                for job in jobs:
+                    self.app.send_task(
+                        job["task"],
+                        kwargs=job["kwargs"],
+                        task_id=uuid.uuid4().hex,
+                        producer=producer,
+                    )
+        if names:
+            self.redis.eval(_DONE, 3, *keys, *names)
         return len(jobs)
 
 

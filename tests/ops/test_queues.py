@@ -14,7 +14,15 @@ import pytest
 import redis
 
 from email_service.jobs import make_celery, wire_queue
-from email_service.jobs.queues import DEFER_TICK_S, CeleryQueue, EmbeddedQueue
+from email_service.jobs.queues import (
+    DEFER_LEASE_S,
+    DEFER_TICK_S,
+    DEFERRED,
+    DEFERRED_JOBS,
+    DEFERRED_TAKEN,
+    CeleryQueue,
+    EmbeddedQueue,
+)
 from email_service.services.runtime import Runtime
 
 pytestmark = pytest.mark.redis
@@ -136,3 +144,49 @@ def test_beat_queues_the_deferred_jobs_every_tick(sqlite_settings: Any, redis_ur
     app.loader.import_default_modules()
     entry = app.conf.beat_schedule["queue-deferred-jobs"]
     assert entry["task"] in app.tasks and entry["schedule"] == DEFER_TICK_S
+
+
+def test_a_deferred_job_taken_by_a_tick_that_dies_is_queued_after_its_lease(
+    sqlite_settings: Any, redis_url: str, monkeypatch: Any
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    app = make_celery(sqlite_settings(redis_url=redis_url))
+    queue = CeleryQueue(app)
+    queue.defer(3.0, "store_draft_copy", "d:a", draft_id="d")
+    due = time.time() + 3.5
+
+    def broker_gone(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("the tick's process dies here")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(app, "send_task", broker_gone)
+        with pytest.raises(ConnectionError):
+            queue.publish_due(now=due)
+    assert _published(client) == []
+    assert client.zcard(DEFERRED) == 0 and client.zcard(DEFERRED_TAKEN) == 1
+    assert queue.publish_due(now=due + 1) == 0  # leased: not taken twice meanwhile
+    assert queue.publish_due(now=due + DEFER_LEASE_S + 1) == 1
+    assert _published(client) == [("store_draft_copy", {"draft_id": "d"})]
+    assert client.zcard(DEFERRED_TAKEN) == 0 and client.hlen(DEFERRED_JOBS) == 0
+    assert queue.publish_due(now=due + 2 * DEFER_LEASE_S + 2) == 0
+
+
+def test_a_job_deferred_again_while_taken_keeps_its_arguments(
+    sqlite_settings: Any, redis_url: str, monkeypatch: Any
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    app = make_celery(sqlite_settings(redis_url=redis_url))
+    queue = CeleryQueue(app)
+    queue.defer(3.0, "store_draft_copy", "d:a", draft_id="d", reason="saved")
+    send_task = app.send_task
+
+    def saved_again_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        queue.defer(3.0, "store_draft_copy", "d:a", draft_id="d", reason="saved")
+        return send_task(*args, **kwargs)
+
+    monkeypatch.setattr(app, "send_task", saved_again_meanwhile)
+    assert queue.publish_due(now=time.time() + 3.5) == 1
+    monkeypatch.setattr(app, "send_task", send_task)
+    assert client.zcard(DEFERRED) == 1 and client.hlen(DEFERRED_JOBS) == 1
+    assert queue.publish_due(now=time.time() + 3.5) == 1
+    assert len(_published(client)) == 2
