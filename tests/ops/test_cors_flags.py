@@ -141,3 +141,22 @@ def test_request_body_over_the_cap_is_413(sqlite_settings: Any) -> None:
         "/api/accounts", json={"email": "s@example.com", "password": "pw"}, headers=headers
     )
     assert small.status_code == 201
+
+
+def test_a_browser_may_ask_a_sync_trigger_to_wait_and_read_the_answer(sqlite_settings: Any) -> None:
+    client = _client(sqlite_settings, cors_origins=[ORIGIN])
+    preflight = client.options(
+        "/api/sync/imap/1",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,prefer",
+        },
+    )
+    allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert "prefer" in {h.strip() for h in allowed.split(",")}
+    ok = client.get(
+        "/api/accounts", headers={"Origin": ORIGIN, **bearer(TENANT_A), "X-Tenant-ID": TENANT_A}
+    )
+    exposed = {h.strip() for h in ok.headers["Access-Control-Expose-Headers"].split(",")}
+    assert "Preference-Applied" in exposed

@@ -22,7 +22,14 @@ from flask_cors import CORS
 from email_service.config import Settings
 
 # Headers a browser client may send, and those it may read from our responses.
-ALLOWED_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"]
+# Prefer: a sync trigger that waits for its job (RFC 7240), answered with Preference-Applied.
+ALLOWED_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "Prefer",
+    "X-Request-ID",
+]
 EXPOSED_HEADERS = [
     "X-Request-ID",
     "Retry-After",
@@ -30,6 +37,7 @@ EXPOSED_HEADERS = [
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
     "Location",
+    "Preference-Applied",
 ]
 # Browsers cache a preflight this long (seconds); Chrome caps it at 7200.
 PREFLIGHT_MAX_AGE_S = 600
