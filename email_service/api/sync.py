@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from apiflask import APIBlueprint
@@ -77,12 +79,23 @@ def trigger_sync(account_id: uuid.UUID) -> Response:
     With `Prefer: wait=N` (RFC 7240) the answer waits up to N seconds for that job to end.
     """
     wait = prefer.wait_seconds(MAX_WAIT_S)
-    if wait is None:
+    slots = waiting_slots(runtime().settings.gunicorn_threads)
+    if wait is None or not slots.acquire(blocking=False):  # every slot waiting: not honoured
         return _queued(account_id, sync_jobs.trigger(runtime(), tenant_id(), account_id))
-    result, ended = sync_jobs.trigger_and_wait(runtime(), tenant_id(), account_id, wait)
+    try:
+        result, ended = sync_jobs.trigger_and_wait(runtime(), tenant_id(), account_id, wait)
+    finally:
+        slots.release()
     answer = _queued(account_id, result) if ended is None else json_response(StatusOut, ended)
     answer.headers["Preference-Applied"] = f"wait={wait}"
     return answer
+
+
+@cache
+def waiting_slots(threads: int) -> threading.BoundedSemaphore:
+    """How many triggers of this process may wait at once: all its request threads but one,
+    so waiting clients never take the last thread (a trigger past them answers the 202)."""
+    return threading.BoundedSemaphore(max(threads - 1, 1))
 
 
 def _queued(account_id: uuid.UUID, result: sync_jobs.Trigger) -> Response:

@@ -189,3 +189,25 @@ def test_feature_flag_off_is_503(sqlite_settings: Any, as_tenant: Any) -> None:
         response = getattr(client, method)(path, headers=as_tenant(TENANT_A))
         assert response.status_code == 503
         assert response.get_json()["code"] == "feature_disabled"
+
+
+def test_prefer_wait_is_not_honoured_while_every_waiting_slot_is_taken(
+    client: Any, as_tenant: Any, dovecot: Any, mail_user: Any, runtime: Any
+) -> None:
+    from email_service.api.sync import waiting_slots
+
+    account_id = _create(client, as_tenant, dovecot, mail_user)
+    slots = waiting_slots(runtime.settings.gunicorn_threads)
+    taken = 0
+    while slots.acquire(blocking=False):  # other clients wait on every slot
+        taken += 1
+    try:
+        prefer = {**as_tenant(TENANT_A), "Prefer": "wait=30"}
+        response = client.post(f"/api/sync/imap/{account_id}", headers=prefer)
+    finally:
+        for _ in range(taken):
+            slots.release()
+    assert taken == max(runtime.settings.gunicorn_threads - 1, 1)
+    assert response.status_code == 202, response.get_json()
+    assert "Preference-Applied" not in response.headers
+    assert response.get_json()["job_id"]
