@@ -18,6 +18,7 @@ Environment: ``API``, ``TOKEN`` (bench tenant), ``ACCOUNT_FILE`` (the account id
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -122,7 +123,11 @@ def _floor(n: int) -> float:
 
 def main() -> None:
     """Print the table."""
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", nargs="?", type=int, default=30, help="runs of each (30)")
+    n = parser.parse_args().runs
     account = Path(os.environ["ACCOUNT_FILE"]).read_text().strip()
     headers = {"Authorization": f"Bearer {os.environ['TOKEN']}", "X-Tenant-ID": "bench"}
     with httpx.Client(base_url=os.environ["API"], headers=headers, timeout=60) as client:
