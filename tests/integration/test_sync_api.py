@@ -17,7 +17,12 @@ from tests.support.mailgen import append, imap_login, make_message
 WAIT_S = 60
 
 
-def _create(client: Any, as_tenant: Any, dovecot: Any, user: Any) -> str:
+def _create(client: Any, as_tenant: Any, dovecot: Any, user: Any, inbox: int = 0) -> str:
+    """Add the account (tenant A), after ``inbox`` messages are put in its INBOX."""
+    if inbox:
+        with imap_login(dovecot, user) as imap:
+            for i in range(inbox):
+                append(imap, "INBOX", make_message(i))
     body = {
         "email": user.email,
         "password": user.password,
@@ -42,10 +47,7 @@ def _wait_done(client: Any, headers: dict[str, str], account_id: str) -> dict[st
 def test_trigger_returns_at_once_then_status_reports_progress(
     client: Any, as_tenant: Any, dovecot: Any, mail_user: Any
 ) -> None:
-    with imap_login(dovecot, mail_user) as imap:
-        for i in range(5):
-            append(imap, "INBOX", make_message(i))
-    account_id = _create(client, as_tenant, dovecot, mail_user)
+    account_id = _create(client, as_tenant, dovecot, mail_user, inbox=5)
     headers = as_tenant(TENANT_A)
     idle = client.get(f"/api/sync/status/{account_id}", headers=headers).get_json()
     assert idle["state"] == "idle" and idle["job_id"] is None
@@ -73,10 +75,7 @@ class TestFirstSyncOnCreate:
     def test_a_new_account_is_synced_without_a_trigger(
         self, client: Any, as_tenant: Any, dovecot: Any, mail_user: Any
     ) -> None:
-        with imap_login(dovecot, mail_user) as imap:
-            for i in range(3):
-                append(imap, "INBOX", make_message(i))
-        account_id = _create(client, as_tenant, dovecot, mail_user)
+        account_id = _create(client, as_tenant, dovecot, mail_user, inbox=3)
         headers = as_tenant(TENANT_A)
         started = client.get(f"/api/sync/status/{account_id}", headers=headers).get_json()
         assert started["state"] != "idle" and started["job_id"], started
@@ -108,10 +107,7 @@ def test_second_trigger_while_running_joins_the_running_job(
 def test_prefer_wait_answers_with_the_final_status(
     client: Any, as_tenant: Any, dovecot: Any, mail_user: Any
 ) -> None:
-    with imap_login(dovecot, mail_user) as imap:
-        for i in range(4):
-            append(imap, "INBOX", make_message(i))
-    account_id = _create(client, as_tenant, dovecot, mail_user)
+    account_id = _create(client, as_tenant, dovecot, mail_user, inbox=4)
     headers = as_tenant(TENANT_A)
     # RFC 7240: several preferences in one field, an unknown one ignored.
     prefer = {**headers, "Prefer": f"respond-async, handling=lenient, wait={WAIT_S}"}

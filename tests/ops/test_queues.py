@@ -146,13 +146,18 @@ def test_beat_queues_the_deferred_jobs_every_tick(sqlite_settings: Any, redis_ur
     assert entry["task"] in app.tasks and entry["schedule"] == DEFER_TICK_S
 
 
+def _one_deferred(sqlite_settings: Any, redis_url: str, **kwargs: str) -> tuple[Any, Any, Any]:
+    """The broker's client, the Celery app and its queue, one job deferred 3 s under "d:a"."""
+    app = make_celery(sqlite_settings(redis_url=redis_url))
+    queue = CeleryQueue(app)
+    queue.defer(3.0, "store_draft_copy", "d:a", draft_id="d", **kwargs)
+    return redis.Redis.from_url(redis_url), app, queue
+
+
 def test_a_deferred_job_taken_by_a_tick_that_dies_is_queued_after_its_lease(
     sqlite_settings: Any, redis_url: str, monkeypatch: Any
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
-    app = make_celery(sqlite_settings(redis_url=redis_url))
-    queue = CeleryQueue(app)
-    queue.defer(3.0, "store_draft_copy", "d:a", draft_id="d")
+    client, app, queue = _one_deferred(sqlite_settings, redis_url)
     due = time.time() + 3.5
 
     def broker_gone(*args: Any, **kwargs: Any) -> None:
@@ -174,10 +179,7 @@ def test_a_deferred_job_taken_by_a_tick_that_dies_is_queued_after_its_lease(
 def test_a_job_deferred_again_while_taken_keeps_its_arguments(
     sqlite_settings: Any, redis_url: str, monkeypatch: Any
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
-    app = make_celery(sqlite_settings(redis_url=redis_url))
-    queue = CeleryQueue(app)
-    queue.defer(3.0, "store_draft_copy", "d:a", draft_id="d", reason="saved")
+    client, app, queue = _one_deferred(sqlite_settings, redis_url, reason="saved")
     send_task = app.send_task
 
     def saved_again_meanwhile(*args: Any, **kwargs: Any) -> Any:
