@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Connection, CursorResult, Engine, Table, create_engine, event, exc, text
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -157,6 +161,16 @@ def changed(session: Session, statement: Any, params: dict[str, Any] | None = No
         statement = statement.execution_options(synchronize_session=False)
     result = session.execute(statement, params)
     return cast(CursorResult[Any], result).rowcount == 1
+
+
+def insert_into(session: Session, model: Any) -> PgInsert | SqliteInsert:
+    """A Core INSERT on the model's table in the session's dialect, which has
+    ``on_conflict_do_nothing``/``do_update`` (both backends spell them alike). On the table,
+    not the model: executemany batches rows into multi-VALUES statements
+    (insertmanyvalues), where ORM bulk inserts with RETURNING go row by row."""
+    if session.get_bind().dialect.name == "postgresql":
+        return pg_insert(table_of(model))
+    return sqlite_insert(table_of(model))
 
 
 def table_of(model: Any) -> Table:

@@ -694,3 +694,53 @@ def test_a_status_read_is_one_statement_and_another_tenant_gets_not_found(
         assert "email_account" in statements[-1]  # the row hidden or not B's: the account
     finally:
         event.remove(runtime.db.engine, "before_cursor_execute", count)
+
+
+def test_two_transactions_making_the_first_status_row_at_once_both_go_on(
+    runtime: Any, dovecot: Any, mail_user: Any
+) -> None:
+    """A trigger and a run (or two processes' triggers) that both find no status row make
+    it at once: the second waits for the first's commit, then uses that row instead of
+    failing on the duplicate key (a 500 from POST /api/sync/imap before)."""
+    import threading
+
+    import psycopg
+    from sqlalchemy import text
+
+    from email_service.store import scope
+    from tests.servers.postgres import PG_ADMIN_URL
+    from tests.servers.wait import wait_for
+
+    if runtime.db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the second never reads before the commit")
+    account_id = _account(runtime, dovecot, mail_user)
+    with runtime.db.session() as session:
+        assert session.get(SyncState, account_id) is None
+    failures: list[BaseException] = []
+    backend: list[int] = []
+
+    def queue_a_job() -> None:
+        try:
+            with scope.tenant_scope(TENANT_A), runtime.db.session() as session:
+                backend.append(session.scalar(text("SELECT pg_backend_pid()")))
+                sync_state.mark_queued(session, TENANT_A, account_id, "the-second")
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            failures.append(exc)
+
+    def waiting_for_a_lock() -> bool:
+        if not backend:
+            return False
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:  # sees every backend
+            row = admin.execute("SELECT pg_blocking_pids(%s)", (backend[0],)).fetchone()
+        return bool(row and row[0]) or bool(failures)
+
+    second = threading.Thread(target=queue_a_job)
+    with scope.tenant_scope(TENANT_A), runtime.db.session() as first:
+        assert sync_state.status(first, TENANT_A, account_id).state == "idle"  # made, not committed
+        second.start()
+        wait_for(waiting_for_a_lock, "the second transaction to wait for the row's key")
+    second.join(30)
+    assert not second.is_alive() and failures == [], failures
+    with scope.tenant_scope(TENANT_A), runtime.db.session() as session:
+        current = sync_state.status(session, TENANT_A, account_id)
+    assert (current.state, current.job_id) == ("queued", "the-second")

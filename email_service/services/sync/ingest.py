@@ -12,9 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BindParameter, Insert, Table, bindparam, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import BindParameter, Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from email_service.mail.imap.session import FetchedMessage
@@ -35,6 +33,7 @@ from email_service.services.sync import bounces, thread_ids
 from email_service.store.blobs import BlobStore
 from email_service.store.change_log import Op
 from email_service.store.copy_rows import copy_new_rows
+from email_service.store.db import insert_into
 from email_service.store.models import Attachment, Message, ThreadLink
 from email_service.store.search.index import search_document, search_vector
 
@@ -162,15 +161,6 @@ def parsed_columns(parsed: ParsedMessage) -> dict[str, Any]:
     }
 
 
-def _insert(session: Session, model: type[Any]) -> Insert:
-    # Core inserts on the table: executemany batches rows into multi-VALUES statements
-    # (insertmanyvalues), where ORM bulk inserts with RETURNING went row by row.
-    table = model.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        return pg_insert(table)
-    return sqlite_insert(table)
-
-
 def insert_batch(session: Session, batch: Sequence[Incoming]) -> int:
     """Thread and insert messages not yet stored (same folder/uidvalidity/uid is skipped)."""
     if not batch:
@@ -184,10 +174,8 @@ def insert_batch(session: Session, batch: Sequence[Incoming]) -> int:
         inserted = {row["id"] for row in rows}  # the common case: every UID was new
     else:
         stmt = (
-            _insert(session, Message)
-            .on_conflict_do_nothing(  # type: ignore[attr-defined]
-                index_elements=["folder_id", "uidvalidity", "uid"]
-            )
+            insert_into(session, Message)
+            .on_conflict_do_nothing(index_elements=["folder_id", "uidvalidity", "uid"])
             .returning(Message.id)
         )
         inserted = set(session.connection().execute(stmt, rows).scalars())
@@ -198,7 +186,7 @@ def insert_batch(session: Session, batch: Sequence[Incoming]) -> int:
     links = [link for link in links if link["message_id"] in inserted]
     for model, dependents in ((Attachment, attachments), (ThreadLink, links)):
         if dependents and not (postgres and copy_new_rows(session, model, dependents)):
-            session.connection().execute(_insert(session, model), dependents)
+            session.connection().execute(insert_into(session, model), dependents)
     return len(inserted)
 
 

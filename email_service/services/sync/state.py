@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from email_service.services.events import record as announce
 from email_service.store.change_log import Op
-from email_service.store.db import Database
+from email_service.store.db import Database, insert_into
 from email_service.store.models import Account, SyncState, utcnow
 from email_service.store.states import SyncRunState
-from email_service.store.tenancy import check_tenant_row
+from email_service.store.tenancy import check_tenant_row, not_found
 
 # Default lock lifetime (SYNC_LOCK_TTL_SECONDS); a running sync renews it every second.
 LOCK_TTL = timedelta(minutes=5)
@@ -51,17 +51,30 @@ class SyncStatus:
     percent: float  # of the messages of every folder this run has listed
 
 
-def _new_row(account_id: uuid.UUID, tenant_id: str, **values: Any) -> SyncState:
-    """A status row with nothing synced yet, and ``values``."""
-    return SyncState(
-        account_id=account_id,
-        tenant_id=tenant_id,
-        progress={},
-        failures=0,
-        messages_synced=0,
-        bytes_synced=0,
+def _new_row(account_id: uuid.UUID, tenant_id: str, **values: Any) -> dict[str, Any]:
+    """A status row's values with nothing synced yet, and ``values``."""
+    return {
+        "account_id": account_id,
+        "tenant_id": tenant_id,
+        "progress": {},
+        "failures": 0,
+        "messages_synced": 0,
+        "bytes_synced": 0,
         **values,
+    }
+
+
+def _insert_missing(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+    """Insert the status rows not there yet; the accounts whose row this made. A row
+    another transaction makes at the same time is waited for and left to it (the
+    caller reads it after), never a duplicate-key error."""
+    made = session.execute(
+        insert_into(session, SyncState)
+        .on_conflict_do_nothing(index_elements=["account_id"])
+        .returning(SyncState.account_id),
+        rows,
     )
+    return set(made.scalars())
 
 
 def _row(session: Session, tenant_id: str, account_id: uuid.UUID) -> SyncState:
@@ -73,10 +86,11 @@ def _row(session: Session, tenant_id: str, account_id: uuid.UUID) -> SyncState:
         return row
     check_tenant_row(session, Account, tenant_id, account_id, account_id=str(account_id))
     if row is None:
-        row = _new_row(account_id, tenant_id, state=SyncRunState.IDLE)
-        session.add(row)
-        session.flush()
-        announce.sync_changed(session, tenant_id, account_id, None, Op.CREATED)
+        if _insert_missing(session, [_new_row(account_id, tenant_id, state=SyncRunState.IDLE)]):
+            announce.sync_changed(session, tenant_id, account_id, None, Op.CREATED)
+        row = session.get(SyncState, account_id)
+        if row is None:  # the account was deleted meanwhile, and its row with it
+            raise not_found(Account, account_id=str(account_id))
     return row
 
 
@@ -164,14 +178,14 @@ def mark_many_queued(session: Session, jobs: list[tuple[uuid.UUID, str, str]]) -
         for account_id, tenant_id, job_id in jobs
         if account_id not in have
     ]
-    session.add_all(fresh)
+    made = _insert_missing(session, fresh) if fresh else set()
     for account_id, tenant_id, _job in jobs:
-        op = Op.UPDATED if account_id in have else Op.CREATED
+        op = Op.CREATED if account_id in made else Op.UPDATED
         announce.sync_changed(session, tenant_id, account_id, "queued", op)
-    known = [
+    known = [  # rows there before, or made meanwhile by another transaction
         {"account_id": a, "job_id": j, "state": SyncRunState.QUEUED, "queued_at": now}
         for a, _, j in jobs
-        if a in have
+        if a not in made
     ]
     if known:
         session.execute(update(SyncState), known)
