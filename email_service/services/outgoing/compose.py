@@ -107,14 +107,21 @@ def create_draft(session: Session, tenant_id: str, data: DraftFields) -> DraftRe
 
 
 def new_draft(
-    session: Session, tenant_id: str, data: DraftFields, outbox_id: uuid.UUID | None = None
+    session: Session,
+    tenant_id: str,
+    data: DraftFields,
+    outbox_id: uuid.UUID | None = None,
+    account: Account | None = None,
 ) -> tuple[Draft, Account]:
     """:func:`create_draft`'s row, with the account it sends from (``outbox_id``: made
-    already queued for that send, as ``POST /api/send`` does)."""
+    already queued for that send, as ``POST /api/send`` does; ``account``: the one
+    :func:`sending_account` gives for ``data.account_id``, when the caller has it and the
+    draft neither replies nor forwards)."""
     _check_fields(data)
     original = _original(session, tenant_id, data)
-    account_id = data.account_id or (original.account_id if original else None)
-    account = sending_account(session, tenant_id, account_id)
+    if account is None or original is not None:
+        account_id = data.account_id or (original.account_id if original else None)
+        account = sending_account(session, tenant_id, account_id)
     row = Draft(tenant_id=tenant_id, account_id=account.id, references=[], outbox_id=outbox_id)
     _apply(row, data)
     if original is not None:
