@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from email_service.errors import ConflictError, NotFoundError, ValidationError
@@ -32,7 +32,7 @@ from email_service.services.paging import Page, decode_cursor, encode_cursor, ol
 from email_service.store.blobs import BlobStore
 from email_service.store.change_log import Op
 from email_service.store.models import Account, ComposeAttachment, Draft, Message, utcnow
-from email_service.store.tenancy import owned, tenant_row
+from email_service.store.tenancy import not_found, tenant_row
 
 # Mailbox and check_text for the API, which may not import mail
 __all__ = ["DraftFields", "Mailbox", "check_text"]
@@ -42,6 +42,16 @@ MAX_RECIPIENTS = 100
 # An upload without a usable type is sent as opaque bytes (RFC 2046 §4.5.1).
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 FORWARD_MODES = ("attachment", "inline")
+# The account a draft sends from, named or the tenant's first (statements built once).
+_NAMED_ACCOUNT = select(Account).where(
+    Account.tenant_id == bindparam("tenant"), Account.id == bindparam("account")
+)
+_FIRST_ACCOUNT = (
+    select(Account)
+    .where(Account.tenant_id == bindparam("tenant"))
+    .order_by(Account.created_at, Account.id)
+    .limit(1)
+)
 
 
 @dataclass(frozen=True)
@@ -81,10 +91,11 @@ def _check_fields(data: DraftFields) -> None:
 def sending_account(session: Session, tenant_id: str, account_id: uuid.UUID | None) -> Account:
     """The tenant's account to send from: the one named, else the first registered."""
     if account_id is not None:
-        return tenant_row(session, Account, tenant_id, account_id, account_id=str(account_id))
-    first = session.scalar(
-        owned(Account, tenant_id).order_by(Account.created_at, Account.id).limit(1)
-    )
+        named = session.scalar(_NAMED_ACCOUNT, {"tenant": tenant_id, "account": account_id})
+        if named is None:
+            raise not_found(Account, account_id=str(account_id))
+        return named
+    first = session.scalar(_FIRST_ACCOUNT, {"tenant": tenant_id})
     if first is None:
         raise ValidationError("register an account before composing", field="account_id")
     return first
