@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -133,16 +134,28 @@ def new_draft(
     if account is None or original is not None:
         account_id = data.account_id or (original.account_id if original else None)
         account = sending_account(session, tenant_id, account_id)
-    row = Draft(tenant_id=tenant_id, account_id=account.id, references=[], outbox_id=outbox_id)
+    row = Draft(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        account_id=account.id,
+        outbox_id=outbox_id,
+        **_new_draft_defaults(),
+    )
     _apply(row, data)
     if original is not None:
         _from_original(row, original, data)
     session.add(row)
-    session.flush()
+    if outbox_id is None or data.attachments:  # one queued at once is flushed with its send
+        session.flush()
     announce.draft(session, row, Op.CREATED)
     if data.attachments:
         _attach(session, tenant_id, row, data.attachments)
     return row, account
+
+
+def _new_draft_defaults() -> dict[str, Any]:
+    """The column defaults a new draft reads before its INSERT (the ORM fills them only then)."""
+    return {"to_addrs": [], "cc_addrs": [], "bcc_addrs": [], "subject": "", "references": []}
 
 
 def _original(session: Session, tenant_id: str, data: DraftFields) -> Message | None:
