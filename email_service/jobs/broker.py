@@ -15,6 +15,12 @@ not lost: it stays in Redis's unacked set, and any worker restores it after the
 visibility timeout (a re-run that the per-account lock and the outbox state machine make
 harmless).
 
+Every publish and acknowledgement also asked the channel for a new Redis client object on
+the channel's pool (kombu's ``conn_or_acquire``): building one fills a table of ~250
+response callbacks, a fifth of a task's publish. The channel here keeps one per pool
+(clients are thread-safe, the connections come from the pool as before), and makes a new
+one when kombu replaces the pool (after a fork or a lost connection).
+
 Used for ``redis://`` brokers only: ``rediss://`` and Sentinel URLs need the transport's
 name to set up TLS or discovery, so they keep kombu's own class.
 """
@@ -31,7 +37,19 @@ TRANSPORT = "email_service.jobs.broker:Transport"
 
 
 class Channel(kombu_redis.Channel):
-    """A channel that reports a collected connection as a lost one."""
+    """A channel that reports a collected connection as a lost one, and keeps its client."""
+
+    _kept: redis.Redis | None = None
+
+    def _create_client(self, asynchronous: bool = False) -> redis.Redis:
+        """The channel's client on its current pool (the asynchronous one: kombu's own)."""
+        if asynchronous:
+            return super()._create_client(asynchronous=True)  # type: ignore[misc,no-any-return]  # not in the kombu stubs
+        pool = self.pool
+        kept = self._kept
+        if kept is None or kept.connection_pool is not pool:
+            kept = self._kept = super()._create_client(asynchronous=False)  # type: ignore[misc]
+        return kept
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, object]:
         """Connection parameters; a Redis ``ConnectionError`` once the transport was

@@ -75,3 +75,28 @@ def test_redis_urls_use_it_and_other_brokers_keep_kombus_transport(
     app = make_celery(sqlite_settings(redis_url="redis://127.0.0.1:6379/7"))
     assert app.conf.broker_transport == broker.TRANSPORT
     assert make_celery(sqlite_settings()).conf.broker_transport is None
+
+
+def test_a_channel_publishes_over_one_client_until_its_pool_is_replaced() -> None:
+    conn = Connection(URL, transport=broker.Transport)
+    name = f"broker-test-{uuid.uuid4().hex}"
+    queue = Queue(name, Exchange(name), routing_key=name)
+    channel = conn.default_channel
+    try:
+        with conn.Producer(channel) as producer:
+            for n in range(3):
+                producer.publish(
+                    {"n": n}, exchange=queue.exchange, routing_key=name, declare=[queue]
+                )
+            first = channel._kept
+            assert first is not None and first.connection_pool is channel.pool
+            channel._disconnect_pools()  # as after a fork or a lost connection
+            producer.publish({"n": 3}, exchange=queue.exchange, routing_key=name)
+        assert channel._kept is not first and channel._kept.connection_pool is channel.pool
+        got = [queue(channel).get(no_ack=True) for _ in range(4)]
+        assert sorted(m.payload["n"] for m in got if m is not None) == [0, 1, 2, 3]
+    finally:
+        client = redis.Redis.from_url(URL)
+        client.delete(name, f"_kombu.binding.{name}")
+        client.close()
+        conn.release()

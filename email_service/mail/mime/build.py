@@ -33,6 +33,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, make_msgid
 
 from email_service.errors import HeaderInjectionError, ValidationError
+from email_service.mail.mime import plain
 from email_service.mail.mime.headers import decode_words
 from email_service.mail.mime.html import html_to_text
 
@@ -210,6 +211,15 @@ def needs_smtputf8(out: Outgoing) -> bool:
 def build_message(out: Outgoing) -> bytes:
     """The message as bytes with CRLF line ends, checked for injected header fields."""
     _check_inputs(out)
+    data = _plain(out)  # the common message, written directly
+    if data is not None:
+        verify_headers(data, out)
+        return data
+    return package_message(out)
+
+
+def package_message(out: Outgoing) -> bytes:
+    """:func:`build_message` by the email package alone (inputs checked by the caller)."""
     utf8 = needs_smtputf8(out)
     msg = EmailMessage(policy=UTF8_WIRE_POLICY if utf8 else WIRE_POLICY)
     _set_headers(msg, out)
@@ -244,6 +254,33 @@ def _check_inputs(out: Outgoing) -> None:
         if part.content_id is not None:
             check_text(part.content_id, "attachment.content_id")
     check_text(out.forwarded_name, "forward.filename")
+
+
+def _plain(out: Outgoing) -> bytes | None:
+    """The message as ``plain`` writes it, when it is one text part with simple fields."""
+    if out.html is not None or out.attachments or out.forwarded is not None or out.text is None:
+        return None
+    fields: list[tuple[str, str]] = []
+    shown = [("From", [out.sender]), ("To", out.to), ("Cc", out.cc)]
+    for name, boxes in shown + ([("Bcc", out.bcc)] if out.draft else []):
+        written = [plain.address(b.name, *check_address(b.email)) for b in boxes]
+        if None in written:
+            return None
+        if written:
+            fields.append((name, ", ".join(w for w in written if w is not None)))
+    subject = plain.text_field(out.subject)
+    if subject is None:
+        return None
+    fields += [
+        ("Subject", subject),
+        ("Date", format_datetime(out.date.astimezone(dt.UTC))),
+        ("Message-ID", out.message_id),
+    ]
+    if out.in_reply_to:
+        fields.append(("In-Reply-To", out.in_reply_to))
+    if out.references:
+        fields.append(("References", " ".join(out.references)))
+    return plain.message(fields, out.text, _cte(out.text))
 
 
 def _address(box: Mailbox) -> Address:

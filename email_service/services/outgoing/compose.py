@@ -10,8 +10,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from email_service.errors import ConflictError, NotFoundError, ValidationError
@@ -32,7 +33,7 @@ from email_service.services.paging import Page, decode_cursor, encode_cursor, ol
 from email_service.store.blobs import BlobStore
 from email_service.store.change_log import Op
 from email_service.store.models import Account, ComposeAttachment, Draft, Message, utcnow
-from email_service.store.tenancy import owned, tenant_row
+from email_service.store.tenancy import not_found, tenant_row
 
 # Mailbox and check_text for the API, which may not import mail
 __all__ = ["DraftFields", "Mailbox", "check_text"]
@@ -42,6 +43,16 @@ MAX_RECIPIENTS = 100
 # An upload without a usable type is sent as opaque bytes (RFC 2046 §4.5.1).
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 FORWARD_MODES = ("attachment", "inline")
+# The account a draft sends from, named or the tenant's first (statements built once).
+_NAMED_ACCOUNT = select(Account).where(
+    Account.tenant_id == bindparam("tenant"), Account.id == bindparam("account")
+)
+_FIRST_ACCOUNT = (
+    select(Account)
+    .where(Account.tenant_id == bindparam("tenant"))
+    .order_by(Account.created_at, Account.id)
+    .limit(1)
+)
 
 
 @dataclass(frozen=True)
@@ -81,10 +92,11 @@ def _check_fields(data: DraftFields) -> None:
 def sending_account(session: Session, tenant_id: str, account_id: uuid.UUID | None) -> Account:
     """The tenant's account to send from: the one named, else the first registered."""
     if account_id is not None:
-        return tenant_row(session, Account, tenant_id, account_id, account_id=str(account_id))
-    first = session.scalar(
-        owned(Account, tenant_id).order_by(Account.created_at, Account.id).limit(1)
-    )
+        named = session.scalar(_NAMED_ACCOUNT, {"tenant": tenant_id, "account": account_id})
+        if named is None:
+            raise not_found(Account, account_id=str(account_id))
+        return named
+    first = session.scalar(_FIRST_ACCOUNT, {"tenant": tenant_id})
     if first is None:
         raise ValidationError("register an account before composing", field="account_id")
     return first
@@ -107,24 +119,43 @@ def create_draft(session: Session, tenant_id: str, data: DraftFields) -> DraftRe
 
 
 def new_draft(
-    session: Session, tenant_id: str, data: DraftFields, outbox_id: uuid.UUID | None = None
+    session: Session,
+    tenant_id: str,
+    data: DraftFields,
+    outbox_id: uuid.UUID | None = None,
+    account: Account | None = None,
 ) -> tuple[Draft, Account]:
     """:func:`create_draft`'s row, with the account it sends from (``outbox_id``: made
-    already queued for that send, as ``POST /api/send`` does)."""
+    already queued for that send, as ``POST /api/send`` does; ``account``: the one
+    :func:`sending_account` gives for ``data.account_id``, when the caller has it and the
+    draft neither replies nor forwards)."""
     _check_fields(data)
     original = _original(session, tenant_id, data)
-    account_id = data.account_id or (original.account_id if original else None)
-    account = sending_account(session, tenant_id, account_id)
-    row = Draft(tenant_id=tenant_id, account_id=account.id, references=[], outbox_id=outbox_id)
+    if account is None or original is not None:
+        account_id = data.account_id or (original.account_id if original else None)
+        account = sending_account(session, tenant_id, account_id)
+    row = Draft(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        account_id=account.id,
+        outbox_id=outbox_id,
+        **_new_draft_defaults(),
+    )
     _apply(row, data)
     if original is not None:
         _from_original(row, original, data)
     session.add(row)
-    session.flush()
+    if outbox_id is None or data.attachments:  # one queued at once is flushed with its send
+        session.flush()
     announce.draft(session, row, Op.CREATED)
     if data.attachments:
         _attach(session, tenant_id, row, data.attachments)
     return row, account
+
+
+def _new_draft_defaults() -> dict[str, Any]:
+    """The column defaults a new draft reads before its INSERT (the ORM fills them only then)."""
+    return {"to_addrs": [], "cc_addrs": [], "bcc_addrs": [], "subject": "", "references": []}
 
 
 def _original(session: Session, tenant_id: str, data: DraftFields) -> Message | None:

@@ -82,6 +82,18 @@ _DRAFT_AND_ACCOUNT = (
     .join(Account, Account.id == Draft.account_id)
     .where(Draft.tenant_id == bindparam("tenant"), Draft.id == bindparam("draft"))
 )
+# The account a new message sends from (the one named, else the tenant's first) and the
+# send the request's Idempotency-Key already names, if any: one round trip.
+_KEYED_ID = select(Outbox.id).where(*_KEYED).scalar_subquery().label("keyed")
+_FIRST_ACCOUNT_AND_KEYED = (
+    select(Account, _KEYED_ID)
+    .where(Account.tenant_id == bindparam("tenant"))
+    .order_by(Account.created_at, Account.id)
+    .limit(1)
+)
+_NAMED_ACCOUNT_AND_KEYED = select(Account, _KEYED_ID).where(
+    Account.tenant_id == bindparam("tenant"), Account.id == bindparam("account")
+)
 _DRAFTS = table_of(Draft)
 _CLAIM_DRAFT = (
     update(_DRAFTS)
@@ -178,19 +190,64 @@ def queue_new(
     make: Callable[[Session, BlobStore], Outbox],
 ) -> Queued:
     """Queue the send ``make`` builds in one transaction; the same key gives the first row."""
+
+    def made(session: Session, blobs: BlobStore) -> tuple[Outbox, bool]:
+        earlier = _by_key(session, tenant_id, key)
+        return (earlier, False) if earlier is not None else (make(session, blobs), True)
+
+    return _queue_made(runtime, tenant_id, key, made)
+
+
+def queue_from_account(
+    runtime: Runtime,
+    tenant_id: str,
+    account_id: uuid.UUID | None,
+    key: str | None,
+    make: Callable[[Session, BlobStore, Account | None], Outbox],
+) -> Queued:
+    """:func:`queue_new` for a message from the named (else the tenant's first) account,
+    which ``make`` is given: read in one round trip with the send the key names (None if
+    there is no such account: ``make`` raises what it would without one)."""
+
+    def made(session: Session, blobs: BlobStore) -> tuple[Outbox, bool]:
+        params: dict[str, object] = {"tenant": tenant_id, "key": key}
+        if account_id is None:
+            found = session.execute(_FIRST_ACCOUNT_AND_KEYED, params).first()
+        else:
+            params["account"] = account_id
+            found = session.execute(_NAMED_ACCOUNT_AND_KEYED, params).first()
+        if found is None:  # no such account: the key may still name a send, else
+            earlier = _by_key(session, tenant_id, key)  # make raises as without one
+            return (earlier, False) if earlier is not None else (make(session, blobs, None), True)
+        account, keyed = found
+        if keyed is not None:
+            return session.get_one(Outbox, keyed), False
+        return make(session, blobs, account), True
+
+    return _queue_made(runtime, tenant_id, key, made)
+
+
+def _queue_made(
+    runtime: Runtime,
+    tenant_id: str,
+    key: str | None,
+    made: Callable[[Session, BlobStore], tuple[Outbox, bool]],
+) -> Queued:
+    """Queue the row ``made`` builds in its transaction, unless it is the earlier one the
+    key names (created False; also after losing a race for the key)."""
     require_send_enabled(runtime)
     try:
         with runtime.db.session() as session:
-            earlier = _by_key(session, tenant_id, key)
-            if earlier is not None:
-                return Queued(outbox_record(earlier), created=False)
-            record = outbox_record(make(session, gateways.blob_store(runtime, tenant_id)))
+            row, created = made(session, gateways.blob_store(runtime, tenant_id))
+            record = outbox_record(row)
     except IntegrityError:  # a concurrent request with the same key won the race
         with runtime.db.session() as session:
             earlier = _by_key(session, tenant_id, key)
             if earlier is None:
                 raise
             return Queued(outbox_record(earlier), created=False)
+    if not created:
+        return Queued(record, created=False)
     enqueue_if_due(runtime, tenant_id, record)
     return Queued(record, created=True)
 

@@ -26,7 +26,7 @@ from email_service.services.outgoing.outbox import Queued
 from email_service.services.runtime import Runtime
 from email_service.store.blobs import BlobStore
 from email_service.store.change_log import Op
-from email_service.store.models import ComposeAttachment, Outbox, utcnow
+from email_service.store.models import Account, ComposeAttachment, Outbox, utcnow
 from email_service.store.states import OutboxState
 
 
@@ -49,7 +49,7 @@ def send_fields(
 ) -> Queued:
     """Queue a message written as compose fields (uploads by id, files inline)."""
 
-    def make(session: Session, blobs: BlobStore) -> Outbox:
+    def make(session: Session, blobs: BlobStore, account: Account | None = None) -> Outbox:
         limit = runtime.settings.max_attachment_bytes
         ids = [
             compose.add_attachment(
@@ -63,12 +63,14 @@ def send_fields(
             data = replace(fields, attachments=[*(fields.attachments or []), *ids], given=given)
         # The new draft is queued as it is made: no other request can know it yet.
         row_id = uuid.uuid4()
-        draft, account = compose.new_draft(session, tenant_id, data, outbox_id=row_id)
+        draft, account = compose.new_draft(session, tenant_id, data, row_id, account)
         # No attachment given: none to read back.
         uploads: list[ComposeAttachment] | None = None if data.attachments else []
         return outbox.freeze(session, blobs, draft, key, account, uploads, row_id)
 
-    return outbox.queue_new(runtime, tenant_id, key, make)
+    if fields.in_reply_to or fields.forward_of:  # the account may be the original's
+        return outbox.queue_new(runtime, tenant_id, key, make)
+    return outbox.queue_from_account(runtime, tenant_id, fields.account_id, key, make)
 
 
 def send_raw(
@@ -81,8 +83,8 @@ def send_raw(
 ) -> Queued:
     """Queue a message as the client built it, from the named (or first) account."""
 
-    def make(session: Session, blobs: BlobStore) -> Outbox:
-        account = compose.sending_account(session, tenant_id, account_id)
+    def make(session: Session, blobs: BlobStore, account: Account | None) -> Outbox:
+        account = account or compose.sending_account(session, tenant_id, account_id)
         now = utcnow()
         raw = prepare_raw(data, account.email, now)
         row_id = uuid.uuid4()
@@ -109,4 +111,4 @@ def send_raw(
         announce.outbox(session, tenant_id, account.id, row.id, row.state, Op.CREATED)
         return row
 
-    return outbox.queue_new(runtime, tenant_id, key, make)
+    return outbox.queue_from_account(runtime, tenant_id, account_id, key, make)
