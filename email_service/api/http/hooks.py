@@ -24,7 +24,7 @@ log = logging.getLogger("email_service.http")
 
 def start_request() -> None:
     """Bind the request id and start the clock (bodies are checked after auth: api/bodies)."""
-    ctx = g._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not five
+    ctx = g._get_current_object()  # one proxy lookup, not five
     ctx.started = time.perf_counter()
     given = request.environ.get(REQUEST_ID_ENVIRON, "")
     ctx.request_id = request_id = given if REQUEST_ID_RE.match(given) else str(uuid.uuid4())
@@ -43,7 +43,7 @@ def end_scope(_error: BaseException | None = None) -> None:
 def finish_request(response: Response) -> Response:
     """Return the request id and log one line per request."""
     req = request._get_current_object()  # type: ignore[attr-defined]  # bound once
-    ctx = g._get_current_object()  # type: ignore[attr-defined]
+    ctx = g._get_current_object()
     request_id = ctx.get("request_id")
     headers = response.headers
     if request_id:
