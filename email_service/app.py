@@ -26,6 +26,7 @@ from email_service.api import (
 from email_service.api.http import bodies, cors, hooks, limits, openapi, problems
 from email_service.api.http.auth import authenticate
 from email_service.api.http.context import EXTENSION
+from email_service.api.http.flask_app import ServiceApp
 from email_service.api.outgoing import compose, outbox, send
 from email_service.config import Settings, load_settings, with_generated_secrets
 from email_service.jobs import wire_queue
@@ -47,7 +48,7 @@ def create_app(
     if configure_logs:
         configure_logging(settings.log_level, settings.log_dir)
     settings = prepare_settings(settings)
-    app = APIFlask(
+    app = ServiceApp(
         "email_service",
         title="email-service",
         version=settings.service_version or __version__,

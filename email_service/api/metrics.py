@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import hmac
 import logging
-import time
 from typing import Any
 
 import redis
 from apiflask import APIBlueprint
-from flask import Response, g, request
+from flask import Request, Response, request
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 
@@ -68,12 +67,10 @@ def _authorize() -> None:
         raise AuthError("metrics need Authorization: Bearer <METRICS_TOKEN>")
 
 
-def record(status: int) -> None:
+def record(req: Request, status: int, seconds: float) -> None:
     """after_request: count the request under its route template; note the pool's size."""
-    started = g.get("started")
-    seconds = time.perf_counter() - started if started else 0.0
-    route = request.url_rule.rule if request.url_rule else None
-    metrics.observe_request(route, request.method, status, seconds)
+    rule = req.url_rule
+    metrics.observe_request(rule.rule if rule else None, req.method, status, seconds)
     metrics.set_pool(*monitoring.pool_counts(runtime().db))
 
 

@@ -8,6 +8,7 @@ are replaced, and bearer tokens and Fernet tokens inside messages are masked.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -102,6 +103,25 @@ class Rendered(str):
 
 
 _RENDER = structlog.processors.JSONRenderer()
+# What that renderer does (json.dumps with structlog's fallback for other types), with
+# one encoder made once instead of one per line.
+_ENCODER = json.JSONEncoder(default=_RENDER._dumps_kw["default"])
+# Key sequences of lines without a secret-looking key (a service logs the same few).
+_PLAIN_KEYS: set[tuple[str, ...]] = set()
+
+
+def _maybe_secret(event: dict[str, Any]) -> bool:
+    """False only if :func:`_redact` would leave ``event`` as it is: no secret-looking key,
+    and none of its text values holds what the rewrites look for (checked in one search
+    over all of them, one per line: a value that matches alone matches there too)."""
+    keys = tuple(event)
+    if keys not in _PLAIN_KEYS:
+        if any(_secret_key(key) for key in keys):
+            return True
+        if len(_PLAIN_KEYS) < _SECRET_KEYS_REMEMBERED:
+            _PLAIN_KEYS.add(keys)
+    text = "\n".join([value for value in event.values() if isinstance(value, str)])
+    return _MAYBE_SECRET.search(text) is not None
 
 
 def log_event(
@@ -126,7 +146,9 @@ def log_event(
     line["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     if as_extra:  # ExtraAdder runs after them
         line.update(fields)
-    text = _RENDER(None, "", _shape(None, "", _redact(None, "", line)))
+    if _maybe_secret(line):
+        _redact(None, "", line)  # in place
+    text = _ENCODER.encode(_shape(None, "", line))
     logger.handle(logger.makeRecord(logger.name, logging.INFO, "", 0, Rendered(text), (), None))
 
 

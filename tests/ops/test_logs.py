@@ -168,6 +168,15 @@ def test_the_quick_check_skips_only_values_the_rewrites_keep(value: str) -> None
     assert logging_module._redact(None, "", {"field": value})["field"] == full
     if full != value:
         assert logging_module._MAYBE_SECRET.search(value) is not None
+        # log_event's check of a whole line, the value among others
+        line = {"request_id": "req-1", "field": value, "status": 200, "path": "/api/x"}
+        assert logging_module._maybe_secret(line)
+
+
+def test_a_line_with_a_secret_key_is_redacted_every_time() -> None:
+    for _ in range(2):  # the second time from the remembered key sequences
+        assert logging_module._maybe_secret({"path": "/p", "api_key": "k"})
+        assert not logging_module._maybe_secret({"path": "/p", "status": 200})
 
 
 def test_secret_keys_are_told_by_name_every_time() -> None:
@@ -294,3 +303,20 @@ def test_a_line_rendered_as_extra_is_the_stdlib_line(
     stdlib_line, one_pass = (json.loads(x) for x in capsys.readouterr().err.splitlines()[-2:])
     assert list(one_pass) == list(stdlib_line) and one_pass["request_id"] == "req-2"
     assert {**one_pass, "timestamp": None} == {**stdlib_line, "timestamp": None}
+
+
+def test_a_token_in_a_value_of_a_one_pass_line_is_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fields = {"method": "GET", "path": f"/api/x/{TOKEN}", "status": 200}
+    configure_logging("INFO", None)
+    structlog.contextvars.bind_contextvars(request_id="req-3")
+    try:
+        for _ in range(2):  # the second time with the key sequence remembered
+            logging_module.log_event(logging.getLogger("email_service.http"), "request", fields)
+    finally:
+        structlog.contextvars.clear_contextvars()
+        configure_logging("INFO", None)
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines()[-2:]]
+    assert [line["path"] for line in lines] == ["/api/x/[redacted]"] * 2
+    assert fields["path"] == f"/api/x/{TOKEN}"  # the caller's fields are not changed
