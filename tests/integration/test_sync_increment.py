@@ -133,9 +133,9 @@ def test_a_run_stopped_inside_an_increment_commits_none_of_it(
             raise RemoteTemporaryError("connection lost")
         return prepare(*args, **kwargs)
 
-    def counting(session: Any, batch: Any) -> int:
+    def counting(session: Any, batch: Any, **kwargs: Any) -> int:
         inserted.append(len(batch))
-        return insert_batch(session, batch)
+        return insert_batch(session, batch, **kwargs)
 
     monkeypatch.setattr(ingest, "prepare", failing)
     monkeypatch.setattr(ingest, "insert_batch", counting)

@@ -413,7 +413,8 @@ class SyncEngine:
         done: int,
     ) -> int:
         """On the writer thread: one chunk of an increment."""
-        return self._insert(session, increment.name, rows, size, done, increment.total)
+        name, total = increment.name, increment.total
+        return self._insert(session, name, rows, size, done, total, copy=False)
 
     def _fetch_batches(
         self,
@@ -501,8 +502,9 @@ class SyncEngine:
         size: int,
         done: int,
         total: int,
+        copy: bool = True,
     ) -> int:
-        inserted = ingest.insert_batch(session, prepared)
+        inserted = ingest.insert_batch(session, prepared, copy=copy)
         self.report.new_messages += inserted
         self.report.bytes += size
         self._note(name, done, max(total, done))
