@@ -52,6 +52,7 @@ from email_service.observability import metrics
 from email_service.services.sync import folders as folders_repo
 from email_service.services.sync import ingest
 from email_service.services.sync import state as sync_state
+from email_service.services.sync.increment import Increment
 from email_service.services.sync.ingest_pool import ParseOptions, Preparer
 from email_service.services.sync.writer import BatchWriter
 from email_service.store.blobs import BlobStore
@@ -134,13 +135,17 @@ class SyncEngine:
         options = ParseOptions(
             ctx.limits, ctx.parse_bodies, tsvector=ctx.db.dialect == "postgresql"
         )
+        self.options = options
         self.preparer = Preparer(ctx.blobs, options, ctx.parse_processes)
         self._parsing: deque[_Parsing] = deque()
         self._held: _Parsing | None = None  # a folder's final batch, for its checkpoint
+        self._increment: Increment | None = None  # a folder's new mail, for its checkpoint
         self.writer = BatchWriter()
         try:
             return self._run()
         finally:
+            if self._increment is not None:  # stopped before its checkpoint: rolled back
+                self._increment.abort()
             self.preparer.close()
             self.writer.close()
 
@@ -355,12 +360,61 @@ class SyncEngine:
             total = stored + len(todo)
         self._note(remote.name, done, total)
         self.preparer.start(len(todo))
+        if done and 0 < len(todo) <= BATCH_MESSAGES and not self.preparer.parallel:
+            self._fetch_increment(remote, folder_id, uidvalidity, todo, done, total)
+            return
         first = FIRST_BATCH if done == 0 or len(todo) > BATCH_MESSAGES else len(todo)
         newest, older = todo[:first], todo[first:]
         done = self._fetch_batches(remote, folder_id, uidvalidity, newest, done, total, not older)
         if older:
             self._drain()  # the newest are committed before the rest is fetched
             self._fetch_batches(remote, folder_id, uidvalidity, older, done, total, True)
+
+    def _fetch_increment(
+        self,
+        remote: ServerFolder,
+        folder_id: uuid.UUID,
+        uidvalidity: int,
+        uids: list[int],
+        done: int,
+        total: int,
+    ) -> None:
+        """New mail of a folder synced before (at most a batch): each message parsed as
+        it arrives, the rows stored in chunks meanwhile, all committed by the checkpoint
+        (``increment.py``)."""
+        scope = {
+            "tenant_id": self.ctx.tenant_id,
+            "account_id": self.ctx.account_id,
+            "folder_id": folder_id,
+            "uidvalidity": uidvalidity,
+        }
+        increment = self._increment = Increment(remote.name, done, total)
+        insert = partial(self._insert_chunk, increment)
+        self.writer.submit(partial(increment.write, self.ctx.db, insert))
+        options = self.options
+        for message in self.imap.fetch_messages(uids, newest_first=True):
+            row = ingest.prepare(
+                message,
+                scope,
+                self.ctx.blobs,
+                options.limits,
+                options.parse_bodies,
+                options.tsvector,
+            )
+            increment.add(row, len(message.body))
+        increment.send()
+
+    def _insert_chunk(
+        self,
+        increment: Increment,
+        session: Session,
+        rows: list[ingest.Incoming],
+        size: int,
+        done: int,
+    ) -> int:
+        """On the writer thread: one chunk of an increment."""
+        name, total = increment.name, increment.total
+        return self._insert(session, name, rows, size, done, total, copy=False)
 
     def _fetch_batches(
         self,
@@ -448,8 +502,9 @@ class SyncEngine:
         size: int,
         done: int,
         total: int,
+        copy: bool = True,
     ) -> int:
-        inserted = ingest.insert_batch(session, prepared)
+        inserted = ingest.insert_batch(session, prepared, copy=copy)
         self.report.new_messages += inserted
         self.report.bytes += size
         self._note(name, done, max(total, done))
@@ -463,6 +518,9 @@ class SyncEngine:
     def _checkpoint(
         self, folder_id: uuid.UUID, uidvalidity: int, uidnext: int, modseq: int | None
     ) -> None:
+        if self._increment is not None:
+            self._close_increment(folder_id, uidvalidity, uidnext, modseq)
+            return
         held, self._held = self._held, None  # the folder's final batch, committed below
         self._drain()  # the checkpoint promises every row below uidnext is stored
         rows = [row for part in held.parts for row in part.result()] if held else []
@@ -476,6 +534,30 @@ class SyncEngine:
             self._beat(session, force=True)
         if held is not None:
             self._written(held.name, inserted, held.size, held.done, held.total)
+
+    def _close_increment(
+        self, folder_id: uuid.UUID, uidvalidity: int, uidnext: int, modseq: int | None
+    ) -> None:
+        """The open increment's checkpoint, in its transaction; the blobs are made
+        durable while its last rows are inserted, before the commit."""
+        increment = self._increment
+        assert increment is not None
+
+        def close(session: Session) -> None:
+            folders_repo.checkpoint(session, folder_id, uidvalidity, uidnext, modseq)
+            self._beat(session, force=True)
+
+        self.ctx.blobs.flush()
+        increment.finish(close)
+        self._increment = None
+        self.writer.drain()
+        self._written(
+            increment.name,
+            increment.inserted,
+            increment.size,
+            increment.done + increment.parsed,
+            increment.total,
+        )
 
     def _note(self, name: str, done: int, total: int) -> None:
         self.report.per_folder[name] = {"done": done, "total": total}

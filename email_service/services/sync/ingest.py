@@ -161,15 +161,20 @@ def parsed_columns(parsed: ParsedMessage) -> dict[str, Any]:
     }
 
 
-def insert_batch(session: Session, batch: Sequence[Incoming]) -> int:
-    """Thread and insert messages not yet stored (same folder/uidvalidity/uid is skipped)."""
+def insert_batch(session: Session, batch: Sequence[Incoming], *, copy: bool = True) -> int:
+    """Thread and insert messages not yet stored (same folder/uidvalidity/uid is skipped).
+
+    ``copy=False``: one multi-row INSERT per table even for a larger batch (a chunk of an
+    increment, where round trips cost more than binding the rows as parameters)."""
     if not batch:
         return 0
     rows = [item.row for item in batch]
     links = thread_ids.assign_batch(session, rows[0]["account_id"], rows)
     # COPY for a batch of some size; a pushed message or two go in one INSERT, not a
     # savepoint, a staging table and a move per table.
-    postgres = session.get_bind().dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS
+    postgres = (
+        copy and session.get_bind().dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS
+    )
     if postgres and copy_new_rows(session, Message, rows):
         inserted = {row["id"] for row in rows}  # the common case: every UID was new
     else:
