@@ -8,7 +8,7 @@ a markdown table of
   blob written, MIME parsed, search vector built), CPU of one core, best of three passes;
 * PostgreSQL ingest: ``ingest.insert_batch`` of exactly those rows (our COPY, indexes,
   triggers, thread links, change log) in transactions of 200, as the sync's writer
-  commits them, into a fresh UIDVALIDITY of one of the account's folders: rows/s by the
+  commits them, into a new copy of the account with one empty folder: rows/s by the
   wall clock, and by the server process's own CPU (what one core of PostgreSQL ingests).
 
 A full sync on 2 cores needs both halves plus IMAP and the blob store's writes; mbsync
@@ -61,6 +61,27 @@ def _server_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def _empty_copy(runtime: Runtime, account_id: uuid.UUID) -> tuple[str, uuid.UUID, uuid.UUID]:
+    """A new account like ``account_id`` with one empty folder, so the rows are new to
+    its threads as in a first sync: its tenant, id and folder."""
+    copy = uuid.uuid4()
+    with runtime.db.operator_session("bench: an empty copy of the account") as session:
+        tenant = session.scalar(select(Account.tenant_id).where(Account.id == account_id))
+        assert tenant is not None
+        for statement in (
+            "CREATE TEMP TABLE floor_account ON COMMIT DROP AS"
+            " SELECT * FROM email_account WHERE id = :old",
+            "UPDATE floor_account SET id = CAST(:new AS uuid),"
+            " email = 'floor-' || :new || '-' || email",
+            "INSERT INTO email_account SELECT * FROM floor_account",
+        ):
+            session.execute(text(statement), {"old": account_id, "new": str(copy)})
+        folder = Folder(tenant_id=tenant, account_id=copy, raw_name="Floor", name="Floor")
+        session.add(folder)
+        session.flush()
+        return tenant, copy, folder.id
+
+
 def main() -> None:
     """Print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -69,19 +90,12 @@ def main() -> None:
     messages = _messages(count)
     runtime = Runtime.build(Settings())
     account_id = uuid.UUID(Path(os.environ["ACCOUNT_FILE"]).read_text().strip())
-    with runtime.db.operator_session("bench: the account's tenant") as session:
-        tenant = session.scalar(select(Account.tenant_id).where(Account.id == account_id))
-    assert tenant is not None
+    tenant, account_id, folder_id = _empty_copy(runtime, account_id)
     with tempfile.TemporaryDirectory(prefix="floors-") as scratch, tenant_scope(tenant):
         with runtime.db.session() as session:
-            folder_id = session.scalar(select(Folder.id).where(Folder.account_id == account_id))
             pid = session.scalar(text("SELECT pg_backend_pid()"))
-        scope = {
-            "tenant_id": tenant,
-            "account_id": account_id,
-            "folder_id": folder_id,
-            "uidvalidity": int(time.time()) % 2**31,  # a fresh incarnation: every UID new
-        }
+        scope = {"tenant_id": tenant, "account_id": account_id, "folder_id": folder_id}
+        scope["uidvalidity"] = 1
         best = float("inf")
         for attempt in range(3):
             blobs = FileBlobStore(Path(scratch) / str(attempt), fsync=False)
