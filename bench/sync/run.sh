@@ -10,7 +10,8 @@
 # 127.0.0.1:5432 and Redis databases 10 and 13 (handoff.py's floor) on 127.0.0.1:6379;
 # neither the system services nor the test instances are touched. After the harness'
 # table, handoff.py's medians of the no-change sync next to the Celery hand-off floor;
-# then the worker's peak RSS.
+# then floors.py's two halves of the per-message work, each alone; then the worker's peak
+# RSS.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -68,6 +69,11 @@ python3 "$harness/bench_peers.py" "${generate[@]}" --skip offlineimap \
 # hand-off floor (handoff.py), while the service still runs.
 account_file=$(ls "$BENCH_DIR"/work/extra-ours__POST*/account_id)
 ACCOUNT_FILE="$account_file" "$repo/.venv/bin/python" "$here/handoff.py" 30 | tee -a "$out"
+# The per-message work alone, on this mailbox: parsing inline, and PostgreSQL's ingest of
+# exactly those rows (floors.py), while the service is idle.
+DATABASE_URL="$API_DATABASE_URL" DATA_DIR="$BENCH_DIR/service" ACCOUNT_FILE="$account_file" \
+  BENCH_MAILDIR="$BENCH_DIR/mail/example.test/bench/Maildir" \
+  "$repo/.venv/bin/python" "$here/floors.py" 2000 | tee -a "$out"
 {
   echo
   echo "worker peak RSS (VmHWM, MB): $(for p in $(pgrep -g "$worker_pid"); do

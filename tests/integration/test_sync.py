@@ -744,3 +744,49 @@ def test_two_transactions_making_the_first_status_row_at_once_both_go_on(
     with scope.tenant_scope(TENANT_A), runtime.db.session() as session:
         current = sync_state.status(session, TENANT_A, account_id)
     assert (current.state, current.job_id) == ("queued", "the-second")
+
+
+def test_large_values_of_a_synced_batch_are_compressed_with_lz4(
+    runtime: Any, dovecot: Any, mail_user: Any
+) -> None:
+    """PostgreSQL with lz4 stores a COPYed batch's bodies lz4-compressed (not pglz), and
+    they read back as parsed; the server's own default is left alone."""
+    from sqlalchemy import text
+
+    from email_service.services.sync.ingest import COPY_MIN_ROWS
+
+    if runtime.db.dialect != "postgresql":
+        pytest.skip("TOAST compression is PostgreSQL's")
+    with runtime.db.session() as session:
+        offered = session.scalar(
+            text(
+                "SELECT 'lz4' = ANY(enumvals) FROM pg_settings"
+                " WHERE name = 'default_toast_compression'"
+            )
+        )
+        default = session.scalar(text("SHOW default_toast_compression"))
+    if not offered:
+        pytest.skip("this PostgreSQL was built without lz4")
+    with imap_login(dovecot, mail_user) as client:
+        for n in range(COPY_MIN_ROWS + 2):
+            append(client, "INBOX", make_message(n, html=True, size_kb=8), "")
+    account_id = _account(runtime, dovecot, mail_user)
+    _sync(runtime, account_id)
+    with runtime.db.session() as session:
+        kinds = session.execute(
+            text(
+                "SELECT pg_column_compression(body_text), pg_column_compression(body_html),"
+                " count(*) FROM email_message WHERE account_id = :a GROUP BY 1, 2"
+            ),
+            {"a": account_id},
+        ).all()
+        assert kinds == [("lz4", "lz4", COPY_MIN_ROWS + 2)]
+        stored = session.scalars(select(Message).where(Message.account_id == account_id)).first()
+        assert stored is not None
+        again = _prepare_again(runtime, stored, stored.uid, frozenset())
+        assert (stored.body_text, stored.body_html) == (
+            again.row["body_text"],
+            again.row["body_html"],
+        )
+        assert len(stored.body_html or "") > 4000  # above the TOAST threshold (2 kB)
+        assert session.scalar(text("SHOW default_toast_compression")) == default
