@@ -7,10 +7,10 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from json.scanner import make_scanner
 from pathlib import Path
 from typing import Any, cast
 
+import pydantic_core
 from sqlalchemy import Connection, CursorResult, Engine, Table, create_engine, event, exc, text
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -41,23 +41,22 @@ PG_SEARCH_MAX_OVERFLOW = 5
 # Execution option of the search pool's connections: search settings may be left on them.
 SEARCH_POOL = "email_service_search_pool"
 _LAST_USED = "email_service.last_used"
-# The JSON scanner behind json.loads, without its checks (jsonb_loads makes its own).
-_JSON_SCAN = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # the decoder has its fields
 
 
 def jsonb_loads(data: bytes | str) -> Any:
-    """A JSONB value as PostgreSQL writes it (canonical: no leading blank, one value).
+    """A JSONB value as PostgreSQL writes it (valid JSON, one value), as json.loads gives it.
 
     A search page reads two JSONB columns of each of its rows (flags, recipients):
-    ``json.loads`` of bytes first guesses their encoding, which costs as much as the
-    decoding; the text is UTF-8 (psycopg's client encoding). Anything else falls back.
+    pydantic-core's parser (already what the routes write JSON with) takes the bytes as
+    they come, in half the time of the json module's scanner on such small values, where
+    ``json.loads`` of bytes first guesses their encoding. What it refuses (a lone
+    surrogate escape, which json.loads accepts; text that is not JSON) goes to
+    ``json.loads``, which answers or raises as it always did.
     """
-    text = data.decode() if isinstance(data, bytes) else data
     try:
-        value, end = _JSON_SCAN(text, 0)
-    except StopIteration:
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
+        return pydantic_core.from_json(data)
+    except ValueError:
+        return json.loads(data)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

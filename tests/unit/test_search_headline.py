@@ -108,3 +108,27 @@ def test_a_hit_at_the_very_start_has_no_context_before_it() -> None:
     marked = Headlines([Term("invoice", None)]).headline("Invoice due, " + "pay " * 40, None)
     assert marked is not None and marked.startswith("<mark>Invoice</mark> due, pay")
     assert re.fullmatch(r"<mark>Invoice</mark> due,( pay){22} …", marked), marked
+
+
+def _random_marks(rng: random.Random, start: int, end: int) -> list[tuple[int, int]]:
+    cuts = sorted(rng.sample(range(start, end + 1), min(end - start + 1, rng.choice([0, 2, 4, 6]))))
+    return [(cuts[i], cuts[i + 1]) for i in range(0, len(cuts) - 1, 2)]
+
+
+def test_window_escaped_in_one_pass_is_escaped_piece_by_piece() -> None:
+    """_render escapes the window at once: the same as each piece on its own, whitespace
+    runs at the marks' edges, markup characters and the stand-ins themselves included."""
+    rng = random.Random("render")
+    alphabet = ["a", "é", " ", "  ", "\n", "\t", "\u00a0", "<", ">", "&", '"', "'", "x_y"]
+    rendered = 0
+    for round_ in range(3000):
+        extra = ["\x00", "\x01"] if round_ % 10 == 0 else []
+        text = "".join(rng.choice(alphabet + extra) for _ in range(rng.randint(0, 40)))
+        start = rng.randint(0, len(text))
+        end = rng.randint(start, len(text))
+        marks = _random_marks(rng, start, end)
+        expected = headline._render_pieces(text, start, end, marks)
+        assert headline._render(text, start, end, marks) == expected, (text, start, end, marks)
+        rendered += bool(marks)
+    assert rendered > 1000  # most rounds had marks to place
+    assert headline._render("a\x00b <c>", 0, 8, [(2, 3)]) == "a\x00<mark>b</mark> &lt;c&gt;"

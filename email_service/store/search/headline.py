@@ -27,6 +27,9 @@ HEADLINE_WORDS = 24
 # down (long bodies) gets no headline, the subject is tried instead.
 SCAN_CHARS = 50_000
 MARK_OPEN, MARK_CLOSE = "<mark>", "</mark>"
+# What holds a mark's place while a window is escaped (_render): control characters that
+# html.escape leaves alone and that are not whitespace.
+STAND_IN_OPEN, STAND_IN_CLOSE = "\x00", "\x01"
 ELLIPSIS = "…"
 WHITESPACE = re.compile(r"\s+")
 # Between two adjacent words: anything that is not a word character.
@@ -134,7 +137,28 @@ def _one_per_word(text: str) -> tuple[str, str]:
 
 
 def _render(text: str, start: int, end: int, marks: list[Span]) -> str:
-    """text[start:end] escaped, with whitespace collapsed and the marked spans wrapped."""
+    """text[start:end] escaped, with whitespace collapsed and the marked spans wrapped.
+
+    The window is escaped in one pass, its marks held by two stand-in characters that are
+    neither whitespace nor escaped (a whitespace run never crosses a mark's edge, which is
+    a word character, so collapsing runs of the whole is collapsing them piece by piece).
+    A window that holds a stand-in itself is rendered piece by piece.
+    """
+    window = text[start:end]
+    if STAND_IN_OPEN in window or STAND_IN_CLOSE in window:
+        return _render_pieces(text, start, end, marks)
+    pieces: list[str] = []
+    at = start
+    for mark_start, mark_end in marks:
+        pieces += (text[at:mark_start], STAND_IN_OPEN, text[mark_start:mark_end], STAND_IN_CLOSE)
+        at = mark_end
+    pieces.append(text[at:end])
+    marked = _plain("".join(pieces))
+    return marked.replace(STAND_IN_OPEN, MARK_OPEN).replace(STAND_IN_CLOSE, MARK_CLOSE)
+
+
+def _render_pieces(text: str, start: int, end: int, marks: list[Span]) -> str:
+    """:func:`_render`, each piece escaped on its own."""
     pieces: list[str] = []
     at = start
     for mark_start, mark_end in marks:
