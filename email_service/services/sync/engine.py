@@ -370,6 +370,15 @@ class SyncEngine:
             self._drain()  # the newest are committed before the rest is fetched
             self._fetch_batches(remote, folder_id, uidvalidity, older, done, total, True)
 
+    def _row_scope(self, folder_id: uuid.UUID, uidvalidity: int) -> dict[str, Any]:
+        """The values every message row of this folder's UID range shares."""
+        return {
+            "tenant_id": self.ctx.tenant_id,
+            "account_id": self.ctx.account_id,
+            "folder_id": folder_id,
+            "uidvalidity": uidvalidity,
+        }
+
     def _fetch_increment(
         self,
         remote: ServerFolder,
@@ -382,12 +391,7 @@ class SyncEngine:
         """New mail of a folder synced before (at most a batch): each message parsed as
         it arrives, the rows stored in chunks meanwhile, all committed by the checkpoint
         (``increment.py``)."""
-        scope = {
-            "tenant_id": self.ctx.tenant_id,
-            "account_id": self.ctx.account_id,
-            "folder_id": folder_id,
-            "uidvalidity": uidvalidity,
-        }
+        scope = self._row_scope(folder_id, uidvalidity)
         increment = self._increment = Increment(remote.name, done, total)
         insert = partial(self._insert_chunk, increment)
         self.writer.submit(partial(increment.write, self.ctx.db, insert))
@@ -450,12 +454,7 @@ class SyncEngine:
     ) -> int:
         if not batch:
             return 0
-        scope = {
-            "tenant_id": self.ctx.tenant_id,
-            "account_id": self.ctx.account_id,
-            "folder_id": folder_id,
-            "uidvalidity": uidvalidity,
-        }
+        scope = self._row_scope(folder_id, uidvalidity)
         size = sum(len(m.body) for m in batch)
         parts = self.preparer.submit(batch, scope)
         self._parsing.append(_Parsing(parts, remote.name, size, done + len(batch), total))

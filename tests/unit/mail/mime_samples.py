@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
+
+from email_service.mail.mime.build import Mailbox, Outgoing
 
 # Stand-ins for attachments: every byte value, so a decoding slip shows.
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"%%EOF\n"
@@ -20,3 +23,22 @@ def msg(text: str, crlf: bool = False) -> bytes:
 def b64(data: bytes) -> str:
     """Base64 with the usual 76-character lines."""
     return base64.encodebytes(data).decode("ascii")
+
+
+WHEN = dt.datetime(2026, 11, 21, 9, 30, tzinfo=dt.UTC)
+ALICE = Mailbox("alice@example.test", "Alice")
+BOB = Mailbox("bob@example.test", "Bob")
+
+
+def outgoing(**changes: object) -> Outgoing:
+    """A plain message from Alice to Bob, with ``changes``."""
+    values: dict[str, object] = {
+        "sender": ALICE,
+        "to": [BOB],
+        "subject": "Hello",
+        "message_id": "<m1@example.test>",
+        "date": WHEN,
+        "text": "Hi Bob\n",
+    }
+    values.update(changes)
+    return Outgoing(**values)  # type: ignore[arg-type]

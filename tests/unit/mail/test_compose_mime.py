@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import email
 from email import policy
 from email.message import EmailMessage
@@ -15,7 +14,6 @@ from email_service.mail.mime.build import (
     MAX_REFERENCES,
     FilePart,
     Mailbox,
-    Outgoing,
     build_message,
     envelope_recipients,
     forward_subject,
@@ -26,23 +24,7 @@ from email_service.mail.mime.build import (
     verify_headers,
 )
 from email_service.mail.mime.parse import extract_part, parse_message
-
-WHEN = dt.datetime(2026, 11, 21, 9, 30, tzinfo=dt.UTC)
-ALICE = Mailbox("alice@example.test", "Alice")
-BOB = Mailbox("bob@example.test", "Bob")
-
-
-def outgoing(**changes: object) -> Outgoing:
-    values: dict[str, object] = {
-        "sender": ALICE,
-        "to": [BOB],
-        "subject": "Hello",
-        "message_id": "<m1@example.test>",
-        "date": WHEN,
-        "text": "Hi Bob\n",
-    }
-    values.update(changes)
-    return Outgoing(**values)  # type: ignore[arg-type]
+from tests.unit.mail.mime_samples import BOB, WHEN, outgoing
 
 
 def parsed(data: bytes) -> EmailMessage:

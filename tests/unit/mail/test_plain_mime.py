@@ -3,7 +3,6 @@ package's, and is what the common message takes."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -12,27 +11,14 @@ from hypothesis import strategies as st
 from email_service.errors import EmailServiceError
 from email_service.mail.mime import build
 from email_service.mail.mime.build import Mailbox, Outgoing, build_message, package_message
+from tests.unit.mail.mime_samples import outgoing
 
-WHEN = dt.datetime(2026, 11, 21, 9, 30, tzinfo=dt.UTC)
 # Characters that exercise every rule of plain.py: atext, specials, spaces, quotes, encoded
 # word markers, non-ASCII, line ends and other controls.
 NAME_CHARS = "aZ9 .,\"'()<>@:;=?_-é\\\t"
 TEXT_CHARS = "ab Z9=.\t\r\n\x0b\x0cé€\x85-"
 LOCALS = ["bob", "b.o", "o'neil", "x+tag", "a_b-c"]
 DOMAINS = ["example.test", "ex-ample.org", "bücher.test"]
-
-
-def _message(**changes: object) -> Outgoing:
-    values: dict[str, object] = {
-        "sender": Mailbox("alice@example.test", "Alice"),
-        "to": [Mailbox("bob@example.test")],
-        "subject": "Hello",
-        "message_id": "<m1@example.test>",
-        "date": WHEN,
-        "text": "Hi Bob\n",
-    }
-    values.update(changes)
-    return Outgoing(**values)  # type: ignore[arg-type]
 
 
 SIMPLE_NAMES = ["", "Bob", "Bob Dylan", "x_y O'Neil"]
@@ -59,7 +45,7 @@ texts = st.lists(lines, max_size=6).map("\n".join) | st.lists(lines, max_size=3)
 def _messages(names: st.SearchStrategy[str], subjects: st.SearchStrategy[str]) -> Any:
     boxes = _mailboxes(names)
     return st.builds(
-        _message,
+        outgoing,
         sender=boxes,
         to=st.lists(boxes, min_size=1, max_size=4),
         cc=st.lists(boxes, max_size=2),
@@ -92,14 +78,14 @@ def test_plain_messages_are_the_email_packages_bytes(out: Outgoing) -> None:
 
 
 def test_the_common_message_is_written_directly() -> None:
-    plain = build._plain(_message(text="x" * 1023 + "\n"))  # one long line: quoted-printable
+    plain = build._plain(outgoing(text="x" * 1023 + "\n"))  # one long line: quoted-printable
     assert plain is not None
-    assert plain == package_message(_message(text="x" * 1023 + "\n"))
-    assert build._plain(_message(to=[Mailbox("bob@example.test", "Bob Dylan")])) is not None
+    assert plain == package_message(outgoing(text="x" * 1023 + "\n"))
+    assert build._plain(outgoing(to=[Mailbox("bob@example.test", "Bob Dylan")])) is not None
 
 
 def test_other_messages_go_to_the_email_package() -> None:
-    assert build._plain(_message(html="<p>Hi</p>")) is None
-    assert build._plain(_message(to=[Mailbox("bob@example.test", "Bob B. Dylan")])) is None
-    assert build._plain(_message(subject="Grüße")) is None
-    assert build._plain(_message(subject="word " * 20)) is None  # folded over 78
+    assert build._plain(outgoing(html="<p>Hi</p>")) is None
+    assert build._plain(outgoing(to=[Mailbox("bob@example.test", "Bob B. Dylan")])) is None
+    assert build._plain(outgoing(subject="Grüße")) is None
+    assert build._plain(outgoing(subject="word " * 20)) is None  # folded over 78
