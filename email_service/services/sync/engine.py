@@ -395,17 +395,8 @@ class SyncEngine:
         increment = self._increment = Increment(remote.name, done, total)
         insert = partial(self._insert_chunk, increment)
         self.writer.submit(partial(increment.write, self.ctx.db, insert))
-        options = self.options
         for message in self.imap.fetch_messages(uids, newest_first=True):
-            row = ingest.prepare(
-                message,
-                scope,
-                self.ctx.blobs,
-                options.limits,
-                options.parse_bodies,
-                options.tsvector,
-            )
-            increment.add(row, len(message.body))
+            increment.add(self.options.row(message, scope, self.ctx.blobs), len(message.body))
         increment.send()
 
     def _insert_chunk(

@@ -45,14 +45,17 @@ class ParseOptions:
     parse_bodies: bool
     tsvector: bool
 
+    def row(
+        self, message: FetchedMessage, scope: dict[str, Any], blobs: BlobStore
+    ) -> ingest.Incoming:
+        """The message's row; its raw MIME stored in ``blobs`` (not yet flushed)."""
+        return ingest.prepare(message, scope, blobs, self.limits, self.parse_bodies, self.tsvector)
+
     def rows(
         self, batch: Sequence[FetchedMessage], scope: dict[str, Any], blobs: BlobStore
     ) -> list[ingest.Incoming]:
-        """The batch's rows; its raw MIME stored in ``blobs`` (not yet flushed)."""
-        return [
-            ingest.prepare(m, scope, blobs, self.limits, self.parse_bodies, self.tsvector)
-            for m in batch
-        ]
+        """The batch's rows (:meth:`row` of each)."""
+        return [self.row(m, scope, blobs) for m in batch]
 
 
 class _Worker:
